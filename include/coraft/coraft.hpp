@@ -4,7 +4,9 @@
 #include <coraft/assert.hpp>
 #include <coraft/bytes.hpp>
 #include <coraft/error.hpp>
+#include <coraft/entry.hpp>
 #include <coraft/log.hpp>
+#include <coraft/membership.hpp>
 #include <coraft/result.hpp>
 #include <coraft/types.hpp>
 #include <coraft/version.hpp>
