@@ -1,0 +1,38 @@
+// coraft-bench: latency and throughput figures, each printed beside the machine's own limits
+// measured in the same run.
+#include <cstdio>
+#include <cstring>
+
+#include "commands.hpp"
+
+namespace coraft::bench {
+// Defined by each subcommand's file; listed in `commands` below.
+}  // namespace coraft::bench
+
+using coraft::bench::Command;
+
+namespace {
+
+const Command commands[] = {
+    {nullptr, nullptr, nullptr},
+};
+
+int usage(FILE* out) {
+  std::fprintf(out, "usage: coraft-bench COMMAND [flags]\n\ncommands:\n");
+  for (const Command& c : commands) {
+    if (c.name) std::fprintf(out, "  %s\n", c.usage);
+  }
+  return out == stderr ? 2 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) return usage(stderr);
+  if (!std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) return usage(stdout);
+  for (const Command& c : commands) {
+    if (c.name && !std::strcmp(c.name, argv[1])) return c.run(argc - 2, argv + 2);
+  }
+  std::fprintf(stderr, "coraft-bench: unknown command '%s'\n", argv[1]);
+  return usage(stderr);
+}
