@@ -78,11 +78,4 @@ void Stream::close() noexcept {
 
 bool Stream::is_open() const noexcept { return socket().is_open(); }
 
-std::string Stream::remote() const {
-  std::error_code ec;
-  auto ep = socket().remote_endpoint(ec);
-  if (ec) return "?";
-  return ep.address().to_string() + ":" + std::to_string(ep.port());
-}
-
 }  // namespace coraft::net

@@ -44,8 +44,6 @@ class Stream {
   void close() noexcept;
   [[nodiscard]] bool is_open() const noexcept;
   [[nodiscard]] bool tls() const noexcept { return tls_ != nullptr; }
-  // "127.0.0.1:4000", or "?" once closed.
-  [[nodiscard]] std::string remote() const;
 
  private:
   asio::ip::tcp::socket& socket() noexcept;

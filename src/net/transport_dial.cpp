@@ -7,6 +7,7 @@
 
 #include <coraft/log.hpp>
 
+#include "net/backoff.hpp"
 #include "net/transport_impl.hpp"
 
 namespace coraft::net {
@@ -16,16 +17,6 @@ constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
 using namespace asio::experimental::awaitable_operators;
 
 }  // namespace
-
-std::chrono::milliseconds TcpTransport::Impl::backoff_delay(unsigned attempt) {
-  auto min = std::max<std::int64_t>(config.reconnect_delay_min.count(), 1);
-  auto max = std::max<std::int64_t>(config.reconnect_delay_max.count(), min);
-  std::int64_t delay = min << std::min(attempt, 20u);
-  delay = std::min(delay, max);
-  // Full delay at most, half at least: peers that lost a node together do not redial in step.
-  std::uniform_int_distribution<std::int64_t> jitter(delay / 2, delay);
-  return std::chrono::milliseconds(jitter(rng));
-}
 
 asio::awaitable<void> TcpTransport::Impl::dial_loop(Peer& p) {
   unsigned attempt = 0;
@@ -51,7 +42,8 @@ asio::awaitable<void> TcpTransport::Impl::dial_loop(Peer& p) {
     }
     if (p.stream) p.stream->close();
     if (stopping) break;
-    p.backoff.expires_after(backoff_delay(attempt++));
+    p.backoff.expires_after(
+        backoff_delay(attempt++, config.reconnect_delay_min, config.reconnect_delay_max, rng));
     co_await p.backoff.async_wait(use_tuple);
   }
   p.stream.reset();

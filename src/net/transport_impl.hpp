@@ -80,7 +80,6 @@ struct TcpTransport::Impl {
   [[nodiscard]] Result<void> check_reply(const Peer& p, const FrameBody& body) const;
   asio::awaitable<void> write_loop(Peer& p);
   asio::awaitable<void> watch_close(Peer& p);
-  [[nodiscard]] std::chrono::milliseconds backoff_delay(unsigned attempt);
 
   asio::io_context& io;
   TransportConfig config;
