@@ -73,6 +73,9 @@ std::span<std::byte> FrameReader::prepare() {
     std::size_t want = needed && *needed > 0 ? *needed : chunk_bytes_;
     if (!chunk_.words || begin_ > 0 || chunk_.bytes < want) move_to_chunk(want);
   }
+  // Only reachable when complete frames were left unconsumed; keep the promise of space anyway.
+  if (end_ == chunk_.bytes) move_to_chunk(end_ - begin_ + chunk_bytes_);
+  CORAFT_ASSERT(end_ < chunk_.bytes, "prepare() must offer space", end_, chunk_.bytes);
   return {base() + end_, chunk_.bytes - end_};
 }
 

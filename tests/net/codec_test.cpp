@@ -364,3 +364,29 @@ TEST_CASE("the frame reader refuses a segment table above segments_max") {
   REQUIRE(!frames.ok());
   CHECK(frames.error().detail.find("segments_max") != std::string::npos);
 }
+
+TEST_CASE("the frame reader offers space even when complete frames were left unconsumed") {
+  CodecLimits limits;
+  FrameReader reader(limits, 8192);
+  auto flat = encode(core::MessageBody(core::TimeoutNow{Term(1)}), {})->flatten();
+  std::vector<std::byte> stream;
+  for (int i = 0; i < 300; ++i) stream.insert(stream.end(), flat.begin(), flat.end());
+  // Receive far more than one chunk without taking any frame out.
+  std::size_t pos = 0;
+  while (pos < stream.size()) {
+    auto space = reader.prepare();
+    REQUIRE(!space.empty());
+    std::size_t n = std::min(space.size(), stream.size() - pos);
+    std::memcpy(space.data(), stream.data() + pos, n);
+    reader.commit(n);
+    pos += n;
+  }
+  std::size_t taken = 0;
+  for (;;) {
+    auto next = reader.next();
+    REQUIRE(next.ok());
+    if (!*next) break;
+    ++taken;
+  }
+  CHECK(taken == 300);
+}
