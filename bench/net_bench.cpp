@@ -101,7 +101,8 @@ core::AppendRequest make_request(std::size_t entries, std::size_t payload) {
   core::AppendRequest a{Term(2), Index(1000), Term(2), Index(900), {}};
   for (std::size_t i = 0; i < entries; ++i) {
     std::vector<std::byte> bytes(payload, std::byte(i & 0xff));
-    a.entries.push_back(Entry{Index(1001 + i), Term(2), EntryType::normal, Bytes::adopt(std::move(bytes))});
+    a.entries.push_back(
+        Entry{Index(1001 + i), Term(2), EntryType::normal, Bytes::adopt(std::move(bytes))});
   }
   return a;
 }
@@ -208,8 +209,9 @@ int run_net(int argc, char** argv) {
   double span = std::chrono::duration<double>(c.last - c.first).count();
   double frames_per_s = static_cast<double>(c.frames - 1) / span;
   double entries_per_s = frames_per_s * static_cast<double>(entries);
-  double gb_per_s = static_cast<double>(c.payload_bytes) * (static_cast<double>(c.frames - 1) /
-                                                            static_cast<double>(c.frames)) / span / 1e9;
+  double gb_per_s = static_cast<double>(c.payload_bytes) *
+                    (static_cast<double>(c.frames - 1) / static_cast<double>(c.frames)) / span /
+                    1e9;
   double floor_gb = floor_bps / 1e9;
   std::printf("net: frames of %zu x %zu B entries, %.1f s, sender and receiver on two threads\n",
               entries, payload, seconds);

@@ -54,7 +54,9 @@ struct Overloaded : F... {
 template <class... F>
 Overloaded(F...) -> Overloaded<F...>;
 
-std::size_t words_for(std::size_t bytes) { return (bytes + word_bytes - 1) / word_bytes; }
+std::size_t words_for(std::size_t bytes) {
+  return (bytes + word_bytes - 1) / word_bytes;
+}
 
 capnp::Data::Reader data_reader(const Bytes& b) {
   return {reinterpret_cast<const capnp::byte*>(b.data()), b.size()};
@@ -166,7 +168,9 @@ class Writer {
   }
 
  private:
-  static unsigned count(const std::vector<NodeId>& ids) { return static_cast<unsigned>(ids.size()); }
+  static unsigned count(const std::vector<NodeId>& ids) {
+    return static_cast<unsigned>(ids.size());
+  }
   static void put_ids(capnp::List<std::uint64_t>::Builder out, const std::vector<NodeId>& ids) {
     for (unsigned i = 0; i < ids.size(); ++i) out.set(i, ids[i].value());
   }
@@ -224,9 +228,9 @@ Result<void> check_send_limits(const FrameBody& body, const CodecLimits& limits)
     }
   }
   if (payload_bytes > limits.frame_bytes_max) {
-    return Error(Errc::too_large, detail::concat("payloads of ", payload_bytes,
-                                                 " bytes exceed frame_bytes_max ",
-                                                 limits.frame_bytes_max));
+    return Error(Errc::too_large,
+                 detail::concat("payloads of ", payload_bytes, " bytes exceed frame_bytes_max ",
+                                limits.frame_bytes_max));
   }
   return {};
 }
@@ -266,8 +270,8 @@ void lay_out(OutFrame::State& st, std::vector<asio::const_buffer>& buffers, std:
 Result<OutFrame> encode(FrameBody body, const CodecLimits& limits) {
   if (auto ok = check_send_limits(body, limits); !ok) return ok.error();
   auto words = estimate_words(body, limits);
-  auto state = std::make_unique<OutFrame::State>(std::move(body),
-                                                 static_cast<unsigned>(std::min<std::size_t>(words, 1u << 28)));
+  auto state = std::make_unique<OutFrame::State>(
+      std::move(body), static_cast<unsigned>(std::min<std::size_t>(words, 1u << 28)));
   Writer writer(*state, limits);
   auto root = state->builder.initRoot<wire::Frame>();
   std::visit(Overloaded{
@@ -282,9 +286,9 @@ Result<OutFrame> encode(FrameBody body, const CodecLimits& limits) {
   frame.external_payloads_ = frame.state_->externals.size();
   if (frame.size_bytes_ > limits.frame_bytes_max ||
       frame.buffers_.size() > 2 * limits.segments_max) {
-    return Error(Errc::too_large, detail::concat("frame of ", frame.size_bytes_,
-                                                 " bytes exceeds frame_bytes_max ",
-                                                 limits.frame_bytes_max));
+    return Error(Errc::too_large,
+                 detail::concat("frame of ", frame.size_bytes_, " bytes exceeds frame_bytes_max ",
+                                limits.frame_bytes_max));
   }
   return frame;
 }

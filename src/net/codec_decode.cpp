@@ -16,7 +16,9 @@ namespace {
 
 constexpr std::size_t word_bytes = 8;
 
-Error malformed(std::string what) { return Error(Errc::protocol_error, std::move(what)); }
+Error malformed(std::string what) {
+  return Error(Errc::protocol_error, std::move(what));
+}
 
 class Reader {
  public:
@@ -65,8 +67,8 @@ class Reader {
             std::string(reason.begin(), reason.size())};
   }
   static core::VoteRequest vote_request(wire::VoteRequest::Reader w) {
-    return {Term(w.getTerm()), Index(w.getLastLogIndex()), Term(w.getLastLogTerm()),
-            w.getPreVote(), w.getLeadershipTransfer()};
+    return {Term(w.getTerm()), Index(w.getLastLogIndex()), Term(w.getLastLogTerm()), w.getPreVote(),
+            w.getLeadershipTransfer()};
   }
   static core::VoteResponse vote_response(wire::VoteResponse::Reader w) {
     return {Term(w.getTerm()), w.getGranted(), w.getPreVote()};
@@ -80,14 +82,17 @@ class Reader {
   // A view of `data` sharing the frame's buffer: the payload is not copied.
   Bytes view(capnp::Data::Reader data) const {
     if (data.size() == 0) return {};
-    auto offset = static_cast<std::size_t>(reinterpret_cast<const std::byte*>(data.begin()) -
-                                           frame_.data());
+    auto offset =
+        static_cast<std::size_t>(reinterpret_cast<const std::byte*>(data.begin()) - frame_.data());
     return frame_.slice(offset, data.size());
   }
 
   Result<FrameBody> append_request(wire::AppendRequest::Reader w) {
-    core::AppendRequest m{Term(w.getTerm()), Index(w.getPrevLogIndex()), Term(w.getPrevLogTerm()),
-                          Index(w.getLeaderCommit()), {}};
+    core::AppendRequest m{Term(w.getTerm()),
+                          Index(w.getPrevLogIndex()),
+                          Term(w.getPrevLogTerm()),
+                          Index(w.getLeaderCommit()),
+                          {}};
     auto list = w.getEntries();
     if (list.size() > limits_.entries_per_frame_max) {
       return malformed(detail::concat("appendRequest carries ", list.size(),
@@ -105,8 +110,8 @@ class Reader {
         return malformed(detail::concat("entry index ", we.getIndex(), " term ", we.getTerm(),
                                         " where index ", expected, " with a term >= 1 belongs"));
       }
-      m.entries.push_back(Entry{expected, Term(we.getTerm()), static_cast<EntryType>(type),
-                                view(we.getPayload())});
+      m.entries.push_back(
+          Entry{expected, Term(we.getTerm()), static_cast<EntryType>(type), view(we.getPayload())});
       ++expected;
     }
     return message(std::move(m));
@@ -133,16 +138,16 @@ class Reader {
     if (!voters) return voters.error();
     if (!outgoing) return outgoing.error();
     if (!learners) return learners.error();
-    auto config = Configuration::make(std::move(*voters), std::move(*outgoing),
-                                      std::move(*learners));
+    auto config =
+        Configuration::make(std::move(*voters), std::move(*outgoing), std::move(*learners));
     if (!config) {
       return malformed("installSnapshot carries an invalid configuration: " +
                        config.error().message());
     }
-    core::InstallSnapshot m{Term(w.getTerm()),
-                            SnapshotMeta{Index(meta.getLastIndex()), Term(meta.getLastTerm()),
-                                         std::move(*config)},
-                            w.getOffset(), view(w.getData()), w.getDone()};
+    core::InstallSnapshot m{
+        Term(w.getTerm()),
+        SnapshotMeta{Index(meta.getLastIndex()), Term(meta.getLastTerm()), std::move(*config)},
+        w.getOffset(), view(w.getData()), w.getDone()};
     return message(std::move(m));
   }
 

@@ -28,7 +28,9 @@ Stream::Stream(asio::ip::tcp::socket socket, asio::ssl::context* tls)
 
 Stream::~Stream() = default;
 
-asio::ip::tcp::socket& Stream::socket() noexcept { return tls_ ? tls_->next_layer() : plain_; }
+asio::ip::tcp::socket& Stream::socket() noexcept {
+  return tls_ ? tls_->next_layer() : plain_;
+}
 const asio::ip::tcp::socket& Stream::socket() const noexcept {
   return tls_ ? tls_->next_layer() : plain_;
 }
@@ -76,6 +78,8 @@ void Stream::close() noexcept {
   socket().close(ignored);
 }
 
-bool Stream::is_open() const noexcept { return socket().is_open(); }
+bool Stream::is_open() const noexcept {
+  return socket().is_open();
+}
 
 }  // namespace coraft::net

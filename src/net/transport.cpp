@@ -25,10 +25,12 @@ Result<std::unique_ptr<asio::ssl::context>> make_tls(const TlsConfig& c) {
                        asio::ssl::context::no_tlsv1_1,
                    ec);
   auto fail = [](const std::string& what, const std::string& file, std::error_code e) {
-    return Error(Errc::invalid_argument, "TLS: cannot load " + what + " '" + file + "': " + e.message());
+    return Error(Errc::invalid_argument,
+                 "TLS: cannot load " + what + " '" + file + "': " + e.message());
   };
   if (ctx->load_verify_file(c.ca_file, ec); ec) return fail("CA certificate", c.ca_file, ec);
-  if (ctx->use_certificate_chain_file(c.cert_file, ec); ec) return fail("certificate", c.cert_file, ec);
+  if (ctx->use_certificate_chain_file(c.cert_file, ec); ec)
+    return fail("certificate", c.cert_file, ec);
   if (ctx->use_private_key_file(c.key_file, asio::ssl::context::pem, ec); ec) {
     return fail("private key", c.key_file, ec);
   }
@@ -39,7 +41,9 @@ Result<std::unique_ptr<asio::ssl::context>> make_tls(const TlsConfig& c) {
 
 }  // namespace
 
-void init_event(asio::steady_timer& t) { t.expires_at(asio::steady_timer::time_point::max()); }
+void init_event(asio::steady_timer& t) {
+  t.expires_at(asio::steady_timer::time_point::max());
+}
 
 asio::awaitable<Result<Bytes>> read_frame(Stream& s, FrameReader& reader) {
   for (;;) {
@@ -48,8 +52,9 @@ asio::awaitable<Result<Bytes>> read_frame(Stream& s, FrameReader& reader) {
     if (*next) co_return std::move(**next);
     auto [ec, n] = co_await s.read_some(reader.prepare());
     if (ec) {
-      co_return Error(Errc::connection_closed,
-                      ec == asio::error::eof ? std::string("the peer closed the connection") : ec.message());
+      co_return Error(Errc::connection_closed, ec == asio::error::eof
+                                                   ? std::string("the peer closed the connection")
+                                                   : ec.message());
     }
     reader.commit(n);
   }
@@ -126,7 +131,8 @@ asio::awaitable<void> TcpTransport::Impl::accept_loop() {
       continue;
     }
     socket.set_option(asio::ip::tcp::no_delay(true), ignored);
-    inbound.push_back(Inbound{std::make_unique<Stream>(std::move(socket), tls.get()), who, no_node});
+    inbound.push_back(
+        Inbound{std::make_unique<Stream>(std::move(socket), tls.get()), who, no_node});
     spawn(serve(std::prev(inbound.end())), "inbound connection");
   }
 }
@@ -176,7 +182,8 @@ asio::awaitable<void> TcpTransport::Impl::accept_handshake(Inbound& in, FrameRea
   auto frame_out = encode(std::move(reply), config.limits);
   CORAFT_ASSERT(frame_out.ok(), "a handshake reply always fits a frame");
   auto ec = co_await in.stream->write(frame_out->buffers());
-  if (sender && ec) sender = Error(Errc::connection_closed, "sending the handshake reply: " + ec.message());
+  if (sender && ec)
+    sender = Error(Errc::connection_closed, "sending the handshake reply: " + ec.message());
   out = std::move(sender);
 }
 
@@ -199,8 +206,8 @@ Result<NodeId> TcpTransport::Impl::check_handshake(const FrameBody& body) const 
                  detail::concat("unknown sender node ", h->sender, " (not a configured peer)"));
   }
   if (h->receiver != no_node && h->receiver != config.self) {
-    return Error(Errc::peer_rejected, detail::concat("addressed to node ", h->receiver,
-                                                     ", this is node ", config.self));
+    return Error(Errc::peer_rejected,
+                 detail::concat("addressed to node ", h->receiver, ", this is node ", config.self));
   }
   return h->sender;
 }
@@ -269,8 +276,9 @@ Result<void> TcpTransport::start() {
   if (ec) {
     std::error_code ignored;
     m.acceptor.close(ignored);
-    return Error(Errc::invalid_argument, detail::concat("cannot listen on ", m.config.listen_host,
-                                                        ":", m.config.listen_port, ": ", ec.message()));
+    return Error(Errc::invalid_argument,
+                 detail::concat("cannot listen on ", m.config.listen_host, ":",
+                                m.config.listen_port, ": ", ec.message()));
   }
   m.started = true;
   m.spawn(m.accept_loop(), "acceptor");
@@ -288,14 +296,15 @@ Result<void> TcpTransport::send(core::Message m) {
   Impl& t = *impl_;
   if (t.stopping) return Error(Errc::shutting_down, "the transport is stopped");
   Peer* p = t.find(m.to);
-  if (!p) return Error(Errc::invalid_argument, detail::concat("node ", m.to, " is not a configured peer"));
+  if (!p)
+    return Error(Errc::invalid_argument,
+                 detail::concat("node ", m.to, " is not a configured peer"));
   if (t.full(*p)) {
-    return Error(Errc::overloaded, detail::concat("send queue to node ", m.to, " holds ",
-                                                  p->queue.size(), " frames and ", p->queued_bytes,
-                                                  " bytes (send_queue_messages_max ",
-                                                  t.config.send_queue_messages_max,
-                                                  ", send_queue_bytes_max ",
-                                                  t.config.send_queue_bytes_max, ")"));
+    return Error(Errc::overloaded,
+                 detail::concat("send queue to node ", m.to, " holds ", p->queue.size(),
+                                " frames and ", p->queued_bytes, " bytes (send_queue_messages_max ",
+                                t.config.send_queue_messages_max, ", send_queue_bytes_max ",
+                                t.config.send_queue_bytes_max, ")"));
   }
   auto frame = encode(std::move(m.body), t.config.limits);
   if (!frame) return frame.error();
@@ -333,7 +342,9 @@ asio::awaitable<void> TcpTransport::shutdown() {
   while (impl_->live > 0) co_await impl_->drained.async_wait(use_tuple);
 }
 
-bool TcpTransport::stopped() const { return impl_->stopping && impl_->live == 0; }
+bool TcpTransport::stopped() const {
+  return impl_->stopping && impl_->live == 0;
+}
 
 void TcpTransport::set_peer_address(NodeId peer, std::string host, std::uint16_t port) {
   Peer* p = impl_->find(peer);

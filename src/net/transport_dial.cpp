@@ -58,7 +58,8 @@ asio::awaitable<Result<void>> TcpTransport::Impl::establish(Peer& p) {
     co_await (dial(p, outcome) || expire(deadline, *p.stream, timed_out));
   }
   if (timed_out || !outcome) {
-    co_return Error(Errc::timeout, "connecting and the handshake took longer than handshake_timeout");
+    co_return Error(Errc::timeout,
+                    "connecting and the handshake took longer than handshake_timeout");
   }
   co_return std::move(*outcome);
 }
@@ -111,7 +112,8 @@ Result<void> TcpTransport::Impl::check_reply(const Peer& p, const FrameBody& bod
     return Error(Errc::protocol_error,
                  detail::concat("expected a handshake reply, received ", frame_kind(body)));
   }
-  if (!r->accepted) return Error(Errc::peer_rejected, "the peer refused the handshake: " + r->reason);
+  if (!r->accepted)
+    return Error(Errc::peer_rejected, "the peer refused the handshake: " + r->reason);
   if (r->protocol_version != protocol_version || r->cluster_id != config.cluster_id ||
       r->node != p.address.id) {
     return Error(Errc::peer_rejected,

@@ -34,7 +34,8 @@ inline constexpr std::size_t write_buffers_max = 1024;
 void init_event(asio::steady_timer& t);
 
 struct Peer {
-  explicit Peer(asio::io_context& io, PeerAddress a) : address(std::move(a)), wake(io), room(io), backoff(io) {
+  explicit Peer(asio::io_context& io, PeerAddress a)
+      : address(std::move(a)), wake(io), room(io), backoff(io) {
     init_event(wake);
     init_event(room);
   }

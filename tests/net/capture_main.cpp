@@ -71,11 +71,16 @@ int main(int argc, char** argv) {
   if (!transport.start().ok()) return 1;
 
   core::AppendRequest append{Term(5), Index(100), Term(4), Index(90), {}};
-  append.entries.push_back({Index(101), Term(5), EntryType::normal, Bytes::copy_of("hello coraft")});
-  append.entries.push_back({Index(102), Term(5), EntryType::normal, Bytes::copy_of(std::string(65536, 'x'))});
+  append.entries.push_back(
+      {Index(101), Term(5), EntryType::normal, Bytes::copy_of("hello coraft")});
+  append.entries.push_back(
+      {Index(102), Term(5), EntryType::normal, Bytes::copy_of(std::string(65536, 'x'))});
   (void)transport.send({NodeId(1), NodeId(2), core::MessageBody(std::move(append))});
-  (void)transport.send({NodeId(1), NodeId(2), core::MessageBody(core::VoteRequest{Term(6), Index(102), Term(5), true, false})});
-  (void)transport.send({NodeId(1), NodeId(2), core::MessageBody(core::HeartbeatRequest{Term(6), Index(101), 4242})});
+  (void)transport.send(
+      {NodeId(1), NodeId(2),
+       core::MessageBody(core::VoteRequest{Term(6), Index(102), Term(5), true, false})});
+  (void)transport.send(
+      {NodeId(1), NodeId(2), core::MessageBody(core::HeartbeatRequest{Term(6), Index(101), 4242})});
 
   bool ok = test::run_until(io, [&] { return done; });
   transport.stop();
@@ -85,6 +90,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::ofstream(argv[1], std::ios::binary)
-      .write(reinterpret_cast<const char*>(captured.data()), static_cast<std::streamsize>(captured.size()));
+      .write(reinterpret_cast<const char*>(captured.data()),
+             static_cast<std::streamsize>(captured.size()));
   return 0;
 }

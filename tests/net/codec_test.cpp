@@ -84,8 +84,9 @@ TEST_CASE("decoded entry payloads are views into the frame buffer, not copies") 
 }
 
 TEST_CASE("decoded snapshot data is a view into the frame buffer") {
-  core::InstallSnapshot s{Term(2), SnapshotMeta{Index(9), Term(2), *Configuration::make({NodeId(1)})},
-                          0, test::pattern_payload(9000), false};
+  core::InstallSnapshot s{Term(2),
+                          SnapshotMeta{Index(9), Term(2), *Configuration::make({NodeId(1)})}, 0,
+                          test::pattern_payload(9000), false};
   Bytes frame = encode_flat(core::MessageBody(s));
   auto back = std::get<core::InstallSnapshot>(decode_message(frame));
   CHECK(back.data == s.data);
@@ -94,7 +95,8 @@ TEST_CASE("decoded snapshot data is a view into the frame buffer") {
 
 TEST_CASE("large payloads are sent from their own memory, small ones are copied into the frame") {
   auto request = test::append_request(2, 65536);
-  request.entries.push_back(Entry{Index(103), Term(5), EntryType::normal, test::pattern_payload(256)});
+  request.entries.push_back(
+      Entry{Index(103), Term(5), EntryType::normal, test::pattern_payload(256)});
   const std::byte* big0 = request.entries[0].payload.data();
   const std::byte* big1 = request.entries[1].payload.data();
   const std::byte* small = request.entries[2].payload.data();
@@ -123,7 +125,8 @@ TEST_CASE("an unaligned large payload is copied rather than referenced") {
   CHECK(back.entries[0].payload == whole.slice(1));
 }
 
-TEST_CASE("a payload whose size is not a whole word is padded with zeros, not with its neighbours") {
+TEST_CASE(
+    "a payload whose size is not a whole word is padded with zeros, not with its neighbours") {
   Bytes whole = test::pattern_payload(65536 + 16);
   core::AppendRequest a{Term(1), Index(0), Term(0), Index(0), {}};
   a.entries.push_back(Entry{Index(1), Term(1), EntryType::normal, whole.slice(0, 65536 + 3)});
@@ -339,7 +342,8 @@ TEST_CASE("the frame reader keeps buffers alive while payloads refer to them") {
   CHECK(reader.chunks_allocated() > 1);
 }
 
-TEST_CASE("the frame reader refuses an announced frame above frame_bytes_max before allocating it") {
+TEST_CASE(
+    "the frame reader refuses an announced frame above frame_bytes_max before allocating it") {
   CodecLimits limits;
   limits.frame_bytes_max = 1 << 20;
   FrameReader reader(limits, 8192);

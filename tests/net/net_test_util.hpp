@@ -50,8 +50,8 @@ inline std::vector<core::MessageBody> sample_messages() {
   out.emplace_back(core::AppendResponse{Term(8), false, Index(3), Index(20), Term(6), Index(15)});
   out.emplace_back(core::HeartbeatRequest{Term(9), Index(33), 12345});
   out.emplace_back(core::HeartbeatResponse{Term(9), 12345});
-  auto conf = *Configuration::make({NodeId(1), NodeId(2), NodeId(3)}, {NodeId(1), NodeId(4)},
-                                   {NodeId(5)});
+  auto conf =
+      *Configuration::make({NodeId(1), NodeId(2), NodeId(3)}, {NodeId(1), NodeId(4)}, {NodeId(5)});
   out.emplace_back(core::InstallSnapshot{Term(10), SnapshotMeta{Index(500), Term(9), conf}, 4096,
                                          pattern_payload(5000, 9), true});
   out.emplace_back(core::InstallSnapshotResponse{Term(10), Index(500), 9096, true, true});
@@ -101,12 +101,14 @@ inline bool same(const core::InstallSnapshotResponse& a, const core::InstallSnap
   return a.term == b.term && a.last_index == b.last_index && a.next_offset == b.next_offset &&
          a.success == b.success && a.done == b.done;
 }
-inline bool same(const core::TimeoutNow& a, const core::TimeoutNow& b) { return a.term == b.term; }
+inline bool same(const core::TimeoutNow& a, const core::TimeoutNow& b) {
+  return a.term == b.term;
+}
 
 inline bool same(const core::MessageBody& a, const core::MessageBody& b) {
   if (a.index() != b.index()) return false;
-  return std::visit(
-      [&](const auto& x) { return same(x, std::get<std::decay_t<decltype(x)>>(b)); }, a);
+  return std::visit([&](const auto& x) { return same(x, std::get<std::decay_t<decltype(x)>>(b)); },
+                    a);
 }
 
 // Records log lines while alive; restores the default sink afterwards.

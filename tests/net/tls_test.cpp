@@ -44,8 +44,9 @@ class Certificates {
     return std::system(cmd.c_str()) == 0;
   }
   bool make_ca(const std::string& name) const {
-    return run("req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=" +
-               name + " -keyout " + name + ".key -out " + name + ".crt");
+    return run(
+        "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=" +
+        name + " -keyout " + name + ".key -out " + name + ".crt");
   }
   bool make_cert(const std::string& name, const std::string& ca) const {
     return run("req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=" + name +

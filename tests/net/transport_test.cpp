@@ -1,6 +1,6 @@
+#include <doctest/doctest.h>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
-#include <doctest/doctest.h>
 
 #include "transport_fixture.hpp"
 
@@ -14,14 +14,17 @@ namespace {
 const NodeId n1(1);
 const NodeId n2(2);
 
-core::Message to(NodeId target, core::MessageBody body) { return {no_node, target, std::move(body)}; }
+core::Message to(NodeId target, core::MessageBody body) {
+  return {no_node, target, std::move(body)};
+}
 
 // Two started, introduced nodes, 1 and 2.
 struct Pair {
   asio::io_context io;
   TestNode a;
   TestNode b;
-  explicit Pair(TransportConfig ca = node_config(n1, {n2}), TransportConfig cb = node_config(n2, {n1}))
+  explicit Pair(TransportConfig ca = node_config(n1, {n2}),
+                TransportConfig cb = node_config(n2, {n1}))
       : a(io, std::move(ca)), b(io, std::move(cb)) {
     REQUIRE(a->start().ok());
     REQUIRE(b->start().ok());
@@ -37,7 +40,8 @@ TEST_CASE("every message kind crosses a TCP connection intact") {
   auto samples = sample_messages();
   for (const auto& m : samples) REQUIRE(p.a->send(to(n2, m)).ok());
   REQUIRE(p.b->send(to(n1, core::MessageBody(core::TimeoutNow{Term(4)}))).ok());
-  REQUIRE(run_until(p.io, [&] { return p.b.inbox.size() == samples.size() && p.a.inbox.size() == 1; }));
+  REQUIRE(
+      run_until(p.io, [&] { return p.b.inbox.size() == samples.size() && p.a.inbox.size() == 1; }));
   for (std::size_t i = 0; i < samples.size(); ++i) {
     CAPTURE(i);
     CHECK(p.b.inbox[i].from == n1);
@@ -221,7 +225,8 @@ TEST_CASE("a full send queue answers overloaded until the peer drains it") {
   // Reserve a port with nothing listening on it yet.
   std::uint16_t port = 0;
   {
-    asio::ip::tcp::acceptor probe(io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    asio::ip::tcp::acceptor probe(io,
+                                  asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
     port = probe.local_endpoint().port();
   }
   auto ca = node_config(n1, {n2});
@@ -238,10 +243,13 @@ TEST_CASE("a full send queue answers overloaded until the peer drains it") {
   CHECK(a->peer_stats(n2).queued_messages == 8);
 
   bool room = false;
-  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-    co_await a->writable(n2);
-    room = true;
-  }, asio::detached);
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        co_await a->writable(n2);
+        room = true;
+      },
+      asio::detached);
   run_for(io, 50ms);
   CHECK(!room);
 
@@ -292,12 +300,16 @@ TEST_CASE("stop ends every coroutine while connections are open and frames are q
   for (int i = 0; i < 100; ++i) {
     REQUIRE(p.a->send(to(n2, core::MessageBody(append_request(4, 2000)))).ok());
   }
-  REQUIRE(run_until(p.io, [&] { return p.b.inbox.size() >= 1 && p.b->inbound_connections() == 1; }));
+  REQUIRE(
+      run_until(p.io, [&] { return p.b.inbox.size() >= 1 && p.b->inbound_connections() == 1; }));
   bool done = false;
-  asio::co_spawn(p.io, [&]() -> asio::awaitable<void> {
-    co_await p.a->shutdown();
-    done = true;
-  }, asio::detached);
+  asio::co_spawn(
+      p.io,
+      [&]() -> asio::awaitable<void> {
+        co_await p.a->shutdown();
+        done = true;
+      },
+      asio::detached);
   REQUIRE(run_until(p.io, [&] { return done; }));
   CHECK(p.a->stopped());
 }
