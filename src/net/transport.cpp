@@ -153,11 +153,24 @@ asio::awaitable<void> TcpTransport::Impl::serve(std::list<Inbound>::iterator it)
         why);
   } else if (!stopping) {
     in.sender = **outcome;
+    supersede(in);
     reader.reset_limits(config.limits, config.receive_chunk_bytes);
     co_await receive_loop(in, reader);
   }
   in.stream->close();
   inbound.erase(it);
+}
+
+void TcpTransport::Impl::supersede(const Inbound& newest) {
+  // A peer keeps one connection to this node, so an older one from the same sender is stale
+  // (its end died without closing it): close it rather than let such connections pile up.
+  for (Inbound& other : inbound) {
+    if (&other != &newest && other.sender == newest.sender && other.stream->is_open()) {
+      log(LogLevel::info, "net: node ", config.self, ": a new connection from node ", newest.sender,
+          " replaces the one from ", other.remote);
+      other.stream->close();
+    }
+  }
 }
 
 asio::awaitable<void> TcpTransport::Impl::accept_handshake(Inbound& in, FrameReader& reader,

@@ -10,7 +10,9 @@
 //   between reconnect_delay_min and reconnect_delay_max.
 // - An acceptor. Each accepted connection must open with a handshake from a configured peer of
 //   this cluster and version; it is then only read from. Its frames are decoded in place and
-//   delivered to the receive handler with `from` set to the authenticated sender.
+//   delivered to the receive handler with `from` set to the authenticated sender. A newer
+//   connection from the same peer replaces an older one, so connections whose far end died
+//   unnoticed do not pile up.
 // - A bounded send queue per peer. send() is accepted while the peer's queue holds fewer than
 //   send_queue_messages_max frames and fewer than send_queue_bytes_max bytes (so the queue never
 //   holds more than send_queue_bytes_max + frame_bytes_max); past that it returns overloaded and
@@ -44,7 +46,8 @@ class Transport {
  public:
   virtual ~Transport() = default;
 
-  // Queues `m` for peer m.to. Errors: overloaded (that peer's queue is full), too_large (the
+  // Queues `m` for peer m.to. m.from is not sent: the receiver takes the sender from the
+  // connection's handshake. Errors: overloaded (that peer's queue is full), too_large (the
   // message can never fit a frame), invalid_argument (m.to is not a configured peer),
   // shutting_down (after stop()).
   virtual Result<void> send(core::Message m) = 0;

@@ -72,6 +72,8 @@ struct TcpTransport::Impl {
   asio::awaitable<void> accept_handshake(Inbound& in, FrameReader& reader,
                                          std::optional<Result<NodeId>>& out);
   [[nodiscard]] Result<NodeId> check_handshake(const FrameBody& body) const;
+  // Closes the other open connections from `newest`'s sender.
+  void supersede(const Inbound& newest);
   asio::awaitable<void> receive_loop(Inbound& in, FrameReader& reader);
 
   // transport_dial.cpp: the dialling side.

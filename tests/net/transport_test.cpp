@@ -13,6 +13,9 @@ namespace {
 
 const NodeId n1(1);
 const NodeId n2(2);
+// A configured peer that never runs: raw clients speak as node 3, so that the real node 1's
+// connection does not replace theirs.
+const NodeId n3(3);
 
 core::Message to(NodeId target, core::MessageBody body) {
   return {no_node, target, std::move(body)};
@@ -133,12 +136,12 @@ TEST_CASE("an unauthenticated connection cannot announce a large frame") {
 
 TEST_CASE("bad frames after the handshake close that connection and no other") {
   LogRecorder logs;
-  auto cb = node_config(n2, {n1});
+  auto cb = node_config(n2, {n1, n3});
   cb.limits.frame_bytes_max = 1 << 20;
   cb.limits.entries_per_frame_max = 16;
   Pair p(node_config(n1, {n2}), cb);
   RawClient raw(p.b->local_port());
-  raw.send_handshake(n1, n2);
+  raw.send_handshake(n3, n2);
   std::optional<HandshakeReply> reply;
   REQUIRE(run_until(p.io, [&] { return (reply = raw.reply()).has_value(); }));
   REQUIRE(reply->accepted);
@@ -163,11 +166,11 @@ TEST_CASE("bad frames after the handshake close that connection and no other") {
     expected = "malformed frame";
   }
   SUBCASE("a second handshake") {
-    raw.send_handshake(n1, n2);
+    raw.send_handshake(n3, n2);
     expected = "unexpected handshake frame";
   }
   REQUIRE(run_until(p.io, [&] { return raw.closed(); }));
-  CHECK(logs.contains("closing connection from node 1"));
+  CHECK(logs.contains("closing connection from node 3"));
   CHECK(logs.contains(expected));
   CHECK(p.b.inbox.empty());
   // The transport itself carries on: the real node 1 still gets through.
@@ -176,11 +179,11 @@ TEST_CASE("bad frames after the handshake close that connection and no other") {
 }
 
 TEST_CASE("a frame cut off by the connection closing is never delivered") {
-  Pair p;
+  Pair p(node_config(n1, {n2}), node_config(n2, {n1, n3}));
   REQUIRE(run_until(p.io, [&] { return p.b->inbound_connections() == 1; }));  // node 1's own
   {
     RawClient raw(p.b->local_port());
-    raw.send_handshake(n1, n2);
+    raw.send_handshake(n3, n2);
     REQUIRE(run_until(p.io, [&] { return raw.reply().has_value(); }));
     REQUIRE(run_until(p.io, [&] { return p.b->inbound_connections() == 2; }));
     auto flat = encode(core::MessageBody(append_request(2, 500)), {})->flatten();
@@ -327,4 +330,20 @@ TEST_CASE("start fails clearly when the listening address is taken") {
   CHECK(started.error().is(Errc::invalid_argument));
   CHECK(started.error().detail.find("cannot listen") != std::string::npos);
   CHECK(stop_all(io, {&a}));
+}
+
+TEST_CASE("a newer connection from a peer replaces its older one") {
+  LogRecorder logs;
+  Pair p;
+  REQUIRE(run_until(p.io, [&] { return p.b->inbound_connections() == 1; }));  // node 1's own
+  RawClient raw(p.b->local_port());
+  raw.send_handshake(n1, n2);
+  REQUIRE(run_until(p.io, [&] { return raw.reply().has_value(); }));
+  // Node 1's real connection is the older one: it is closed, and node 1 dials again.
+  REQUIRE(run_until(p.io, [&] { return logs.contains("a new connection from node 1 replaces"); }));
+  REQUIRE(run_until(p.io, [&] { return raw.closed(); }));  // replaced by node 1's redial
+  REQUIRE(run_until(p.io, [&] { return p.a->peer_stats(n2).connects >= 2; }));
+  REQUIRE(p.a->send(to(n2, core::MessageBody(core::TimeoutNow{Term(5)}))).ok());
+  REQUIRE(run_until(p.io, [&] { return p.b.inbox.size() == 1; }));
+  CHECK(p.b->inbound_connections() == 1);
 }
