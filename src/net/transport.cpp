@@ -124,7 +124,7 @@ asio::awaitable<void> TcpTransport::Impl::accept_loop() {
     std::error_code ignored;
     auto remote = socket.remote_endpoint(ignored);
     std::string who = remote.address().to_string() + ":" + std::to_string(remote.port());
-    if (inbound.size() >= inbound_connections_max) {
+    if (inbound.size() >= config.inbound_connections_max) {
       log(LogLevel::error, "net: node ", config.self, ": refused connection from ", who, ": ",
           inbound.size(), " inbound connections already open (inbound_connections_max)");
       socket.close(ignored);

@@ -82,6 +82,8 @@ struct TransportConfig {
   // At most this many bytes of queued frames go into one gathered write.
   std::size_t write_batch_bytes_max = std::size_t{4} << 20;
   std::size_t receive_chunk_bytes = std::size_t{1} << 20;
+  // Accepted connections open at once, authenticated or not; more are closed on arrival.
+  std::size_t inbound_connections_max = 256;
   std::chrono::milliseconds reconnect_delay_min{10};
   std::chrono::milliseconds reconnect_delay_max{2000};
   // Connecting, the TLS handshake and the peer handshake must finish within this.

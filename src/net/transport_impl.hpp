@@ -25,8 +25,6 @@ namespace coraft::net {
 // The handshake frame is tiny; before it arrives an unauthenticated connection may not make
 // this node allocate more than this much.
 inline constexpr std::size_t handshake_frame_bytes_max = 4096;
-// Accepted connections open at once, authenticated or not.
-inline constexpr std::size_t inbound_connections_max = 256;
 // Buffers in one gathered write (an external payload takes two).
 inline constexpr std::size_t write_buffers_max = 1024;
 

@@ -347,3 +347,21 @@ TEST_CASE("a newer connection from a peer replaces its older one") {
   REQUIRE(run_until(p.io, [&] { return p.b.inbox.size() == 1; }));
   CHECK(p.b->inbound_connections() == 1);
 }
+
+TEST_CASE("connections beyond inbound_connections_max are closed on arrival") {
+  LogRecorder logs;
+  auto cb = node_config(n2, {n1});
+  cb.inbound_connections_max = 2;
+  asio::io_context io;
+  TestNode b(io, cb);
+  REQUIRE(b->start().ok());
+  RawClient first(b->local_port());
+  RawClient second(b->local_port());
+  run_for(io, 20ms);
+  RawClient third(b->local_port());
+  REQUIRE(run_until(io, [&] { return third.closed(); }));
+  CHECK(logs.contains("(inbound_connections_max)"));
+  CHECK(!first.closed());
+  CHECK(!second.closed());
+  CHECK(stop_all(io, {&b}));
+}
