@@ -6,6 +6,7 @@
 #include "commands.hpp"
 
 namespace coraft::bench {
+int run_net(int argc, char** argv);
 // Defined by each subcommand's file; listed in `commands` below.
 }  // namespace coraft::bench
 
@@ -14,6 +15,7 @@ using coraft::bench::Command;
 namespace {
 
 const Command commands[] = {
+    {"net", "net --payload BYTES --entries N [--seconds T] [--json]", coraft::bench::run_net},
     {nullptr, nullptr, nullptr},
 };
 

@@ -47,6 +47,11 @@ if(NOT TARGET coraft::dep_asio)
   # clang 14 with libstdc++ does not detect coroutine support on its own.
   set_property(TARGET coraft::dep_asio APPEND PROPERTY INTERFACE_COMPILE_DEFINITIONS
     ASIO_STANDALONE ASIO_NO_DEPRECATED $<$<CXX_COMPILER_ID:Clang>:ASIO_HAS_CO_AWAIT=1>)
+  # Asio 1.22 decides between aligned_alloc and operator new by whether libstdc++'s config was
+  # included before it, so translation units disagree and memory allocated by one is freed by
+  # the other (ASan: alloc-dealloc-mismatch). Fixing the choice keeps every unit consistent.
+  set_property(TARGET coraft::dep_asio APPEND PROPERTY INTERFACE_COMPILE_DEFINITIONS
+    ASIO_DISABLE_STD_ALIGNED_ALLOC)
 endif()
 
 # --- Cap'n Proto: Debian's config gives CapnProto::capnp, Conan's capnproto::capnproto.

@@ -1,0 +1,85 @@
+#include "net/stream.hpp"
+
+#include <asio/connect.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/ssl.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+
+namespace coraft::net {
+namespace {
+
+constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
+
+}  // namespace
+
+Stream::Stream(const asio::any_io_executor& ex, asio::ssl::context* tls) : plain_(ex) {
+  if (tls) tls_ = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket>>(ex, *tls);
+}
+
+Stream::Stream(asio::ip::tcp::socket socket, asio::ssl::context* tls)
+    : plain_(socket.get_executor()) {
+  if (tls) {
+    tls_ = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket>>(std::move(socket), *tls);
+  } else {
+    plain_ = std::move(socket);
+  }
+}
+
+Stream::~Stream() = default;
+
+asio::ip::tcp::socket& Stream::socket() noexcept {
+  return tls_ ? tls_->next_layer() : plain_;
+}
+const asio::ip::tcp::socket& Stream::socket() const noexcept {
+  return tls_ ? tls_->next_layer() : plain_;
+}
+
+asio::awaitable<std::error_code> Stream::connect(
+    const std::vector<asio::ip::tcp::endpoint>& endpoints) {
+  auto [ec, endpoint] = co_await asio::async_connect(socket(), endpoints, use_tuple);
+  if (!ec) {
+    std::error_code ignored;
+    socket().set_option(asio::ip::tcp::no_delay(true), ignored);
+  }
+  co_return ec;
+}
+
+asio::awaitable<std::error_code> Stream::handshake(bool client) {
+  if (!tls_) co_return std::error_code();
+  auto type = client ? asio::ssl::stream_base::client : asio::ssl::stream_base::server;
+  auto [ec] = co_await tls_->async_handshake(type, use_tuple);
+  co_return ec;
+}
+
+asio::awaitable<std::pair<std::error_code, std::size_t>> Stream::read_some(
+    std::span<std::byte> into) {
+  auto buffer = asio::buffer(into.data(), into.size());
+  if (tls_) {
+    auto [ec, n] = co_await tls_->async_read_some(buffer, use_tuple);
+    co_return std::pair(ec, n);
+  }
+  auto [ec, n] = co_await plain_.async_read_some(buffer, use_tuple);
+  co_return std::pair(ec, n);
+}
+
+asio::awaitable<std::error_code> Stream::write(const std::vector<asio::const_buffer>& bufs) {
+  if (tls_) {
+    auto [ec, n] = co_await asio::async_write(*tls_, bufs, use_tuple);
+    co_return ec;
+  }
+  auto [ec, n] = co_await asio::async_write(plain_, bufs, use_tuple);
+  co_return ec;
+}
+
+void Stream::close() noexcept {
+  std::error_code ignored;
+  socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+  socket().close(ignored);
+}
+
+bool Stream::is_open() const noexcept {
+  return socket().is_open();
+}
+
+}  // namespace coraft::net

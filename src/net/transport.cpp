@@ -1,0 +1,381 @@
+// TcpTransport: setup, the public calls, and the accepting side of every connection.
+#include <exception>
+
+#include <asio/co_spawn.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/ssl.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <coraft/log.hpp>
+
+#include "net/transport_impl.hpp"
+
+namespace coraft::net {
+namespace {
+
+constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
+using namespace asio::experimental::awaitable_operators;
+
+Result<std::unique_ptr<asio::ssl::context>> make_tls(const TlsConfig& c) {
+  auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls);
+  std::error_code ec;
+  ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                       asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                       asio::ssl::context::no_tlsv1_1,
+                   ec);
+  auto fail = [](const std::string& what, const std::string& file, std::error_code e) {
+    return Error(Errc::invalid_argument,
+                 "TLS: cannot load " + what + " '" + file + "': " + e.message());
+  };
+  if (ctx->load_verify_file(c.ca_file, ec); ec) return fail("CA certificate", c.ca_file, ec);
+  if (ctx->use_certificate_chain_file(c.cert_file, ec); ec)
+    return fail("certificate", c.cert_file, ec);
+  if (ctx->use_private_key_file(c.key_file, asio::ssl::context::pem, ec); ec) {
+    return fail("private key", c.key_file, ec);
+  }
+  // Both sides must present a certificate signed by the cluster's CA.
+  ctx->set_verify_mode(asio::ssl::verify_peer | asio::ssl::verify_fail_if_no_peer_cert, ec);
+  return ctx;
+}
+
+}  // namespace
+
+void init_event(asio::steady_timer& t) {
+  t.expires_at(asio::steady_timer::time_point::max());
+}
+
+asio::awaitable<Result<Bytes>> read_frame(Stream& s, FrameReader& reader) {
+  for (;;) {
+    auto next = reader.next();
+    if (!next) co_return next.error();
+    if (*next) co_return std::move(**next);
+    auto [ec, n] = co_await s.read_some(reader.prepare());
+    if (ec) {
+      co_return Error(Errc::connection_closed, ec == asio::error::eof
+                                                   ? std::string("the peer closed the connection")
+                                                   : ec.message());
+    }
+    reader.commit(n);
+  }
+}
+
+asio::awaitable<void> expire(asio::steady_timer& deadline, Stream& s, bool& fired) {
+  auto [ec] = co_await deadline.async_wait(use_tuple);
+  if (!ec) {
+    fired = true;
+    s.close();
+  }
+}
+
+TcpTransport::Impl::Impl(asio::io_context& io_, TransportConfig config_, ReceiveHandler on_receive_)
+    : io(io_),
+      config(std::move(config_)),
+      handshake_limits(config.limits),
+      on_receive(std::move(on_receive_)),
+      acceptor(io_),
+      rng(config.seed ^ (config.self.value() * 0x9e3779b97f4a7c15ull)),
+      drained(io_) {
+  handshake_limits.frame_bytes_max = handshake_frame_bytes_max;
+  handshake_limits.segments_max = 4;
+  init_event(drained);
+  for (const PeerAddress& a : config.peers) {
+    if (a.id != config.self && a.id != no_node) peers.emplace(a.id, std::make_unique<Peer>(io, a));
+  }
+}
+
+void TcpTransport::Impl::spawn(asio::awaitable<void> a, const char* what) {
+  ++live;
+  asio::co_spawn(io, std::move(a), [this, what](std::exception_ptr e) {
+    --live;
+    if (e) {
+      std::string text = "unknown exception";
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        text = ex.what();
+      } catch (...) {
+      }
+      CORAFT_ASSERT(false, "a transport coroutine died", what, text, config.self);
+    }
+    if (live == 0 && stopping) drained.cancel();
+  });
+}
+
+Peer* TcpTransport::Impl::find(NodeId id) const {
+  auto it = peers.find(id);
+  return it == peers.end() ? nullptr : it->second.get();
+}
+
+bool TcpTransport::Impl::full(const Peer& p) const {
+  return p.queue.size() >= config.send_queue_messages_max ||
+         p.queued_bytes >= config.send_queue_bytes_max;
+}
+
+asio::awaitable<void> TcpTransport::Impl::accept_loop() {
+  for (;;) {
+    auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
+    if (stopping) co_return;
+    if (ec) {
+      log(LogLevel::warn, "net: node ", config.self, ": accept failed: ", ec.message());
+      if (ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) co_return;
+      continue;
+    }
+    std::error_code ignored;
+    auto remote = socket.remote_endpoint(ignored);
+    std::string who = remote.address().to_string() + ":" + std::to_string(remote.port());
+    if (inbound.size() >= config.inbound_connections_max) {
+      log(LogLevel::error, "net: node ", config.self, ": refused connection from ", who, ": ",
+          inbound.size(), " inbound connections already open (inbound_connections_max)");
+      socket.close(ignored);
+      continue;
+    }
+    socket.set_option(asio::ip::tcp::no_delay(true), ignored);
+    inbound.push_back(
+        Inbound{std::make_unique<Stream>(std::move(socket), tls.get()), who, no_node});
+    spawn(serve(std::prev(inbound.end())), "inbound connection");
+  }
+}
+
+asio::awaitable<void> TcpTransport::Impl::serve(std::list<Inbound>::iterator it) {
+  Inbound& in = *it;
+  FrameReader reader(handshake_limits, 2 * handshake_frame_bytes_max);
+  std::optional<Result<NodeId>> outcome;
+  bool timed_out = false;
+  {
+    asio::steady_timer deadline(io, config.handshake_timeout);
+    co_await (accept_handshake(in, reader, outcome) || expire(deadline, *in.stream, timed_out));
+  }
+  if (!stopping && (timed_out || !outcome || !*outcome)) {
+    std::string why = timed_out || !outcome ? std::string("no handshake within handshake_timeout")
+                                            : outcome->error().message();
+    log(LogLevel::error, "net: node ", config.self, ": refused connection from ", in.remote, ": ",
+        why);
+  } else if (!stopping) {
+    in.sender = **outcome;
+    supersede(in);
+    reader.reset_limits(config.limits, config.receive_chunk_bytes);
+    co_await receive_loop(in, reader);
+  }
+  in.stream->close();
+  inbound.erase(it);
+}
+
+void TcpTransport::Impl::supersede(const Inbound& newest) {
+  // A peer keeps one connection to this node, so an older one from the same sender is stale
+  // (its end died without closing it): close it rather than let such connections pile up.
+  for (Inbound& other : inbound) {
+    if (&other != &newest && other.sender == newest.sender && other.stream->is_open()) {
+      log(LogLevel::info, "net: node ", config.self, ": a new connection from node ", newest.sender,
+          " replaces the one from ", other.remote);
+      other.stream->close();
+    }
+  }
+}
+
+asio::awaitable<void> TcpTransport::Impl::accept_handshake(Inbound& in, FrameReader& reader,
+                                                           std::optional<Result<NodeId>>& out) {
+  if (auto ec = co_await in.stream->handshake(false); ec) {
+    out = Error(Errc::peer_rejected, "TLS handshake failed: " + ec.message());
+    co_return;
+  }
+  auto frame = co_await read_frame(*in.stream, reader);
+  if (!frame) {
+    out = Error(frame.error().code, "during the handshake: " + frame.error().detail);
+    co_return;
+  }
+  auto body = decode(*frame, handshake_limits);
+  if (!body) {
+    out = Error(body.error().code, "handshake frame: " + body.error().detail);
+    co_return;
+  }
+  auto sender = check_handshake(*body);
+  HandshakeReply reply{sender.ok(), protocol_version, config.cluster_id, config.self,
+                       sender.ok() ? std::string() : sender.error().detail};
+  auto frame_out = encode(std::move(reply), config.limits);
+  CORAFT_ASSERT(frame_out.ok(), "a handshake reply always fits a frame");
+  auto ec = co_await in.stream->write(frame_out->buffers());
+  if (sender && ec)
+    sender = Error(Errc::connection_closed, "sending the handshake reply: " + ec.message());
+  out = std::move(sender);
+}
+
+Result<NodeId> TcpTransport::Impl::check_handshake(const FrameBody& body) const {
+  const auto* h = std::get_if<Handshake>(&body);
+  if (!h) {
+    return Error(Errc::protocol_error,
+                 detail::concat("expected a handshake, received ", frame_kind(body)));
+  }
+  if (h->protocol_version != protocol_version) {
+    return Error(Errc::peer_rejected, detail::concat("protocol version ", h->protocol_version,
+                                                     ", this node speaks ", protocol_version));
+  }
+  if (h->cluster_id != config.cluster_id) {
+    return Error(Errc::peer_rejected, detail::concat("cluster id ", h->cluster_id,
+                                                     ", this node's is ", config.cluster_id));
+  }
+  if (!find(h->sender)) {
+    return Error(Errc::peer_rejected,
+                 detail::concat("unknown sender node ", h->sender, " (not a configured peer)"));
+  }
+  if (h->receiver != no_node && h->receiver != config.self) {
+    return Error(Errc::peer_rejected,
+                 detail::concat("addressed to node ", h->receiver, ", this is node ", config.self));
+  }
+  return h->sender;
+}
+
+asio::awaitable<void> TcpTransport::Impl::receive_loop(Inbound& in, FrameReader& reader) {
+  for (;;) {
+    for (;;) {
+      auto next = reader.next();
+      if (!next) {
+        log(LogLevel::error, "net: node ", config.self, ": closing connection from node ",
+            in.sender, " (", in.remote, "): ", next.error().message());
+        co_return;
+      }
+      if (!*next) break;
+      auto body = decode(**next, config.limits);
+      auto* message = body ? std::get_if<core::MessageBody>(&*body) : nullptr;
+      if (!message) {
+        std::string why = body ? detail::concat("unexpected ", frame_kind(*body), " frame")
+                               : body.error().message();
+        log(LogLevel::error, "net: node ", config.self, ": closing connection from node ",
+            in.sender, " (", in.remote, "): ", why);
+        co_return;
+      }
+      on_receive(core::Message{in.sender, config.self, std::move(*message)});
+      if (stopping) co_return;
+    }
+    auto [ec, n] = co_await in.stream->read_some(reader.prepare());
+    if (ec) {
+      if (!stopping) {
+        log(LogLevel::info, "net: node ", config.self, ": connection from node ", in.sender,
+            " closed: ", ec == asio::error::eof ? std::string("end of stream") : ec.message());
+      }
+      co_return;
+    }
+    reader.commit(n);
+  }
+}
+
+// ---- TcpTransport
+
+TcpTransport::TcpTransport(asio::io_context& io, TransportConfig config, ReceiveHandler on_receive)
+    : impl_(std::make_unique<Impl>(io, std::move(config), std::move(on_receive))) {}
+
+TcpTransport::~TcpTransport() {
+  CORAFT_REQUIRE(!impl_->started || (impl_->stopping && impl_->live == 0),
+                 "destroy a TcpTransport only after stop() and once its io_context ran its "
+                 "coroutines out (stopped() is true)",
+                 impl_->live);
+}
+
+Result<void> TcpTransport::start() {
+  CORAFT_REQUIRE(!impl_->started, "start() called twice");
+  Impl& m = *impl_;
+  if (m.config.tls) {
+    auto ctx = make_tls(*m.config.tls);
+    if (!ctx) return ctx.error();
+    m.tls = std::move(*ctx);
+  }
+  std::error_code ec;
+  auto address = asio::ip::make_address(m.config.listen_host, ec);
+  asio::ip::tcp::endpoint endpoint(address, m.config.listen_port);
+  if (!ec) m.acceptor.open(endpoint.protocol(), ec);
+  if (!ec) m.acceptor.set_option(asio::ip::tcp::acceptor::reuse_address(true), ec);
+  if (!ec) m.acceptor.bind(endpoint, ec);
+  if (!ec) m.acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    std::error_code ignored;
+    m.acceptor.close(ignored);
+    return Error(Errc::invalid_argument,
+                 detail::concat("cannot listen on ", m.config.listen_host, ":",
+                                m.config.listen_port, ": ", ec.message()));
+  }
+  m.started = true;
+  m.spawn(m.accept_loop(), "acceptor");
+  for (auto& [id, peer] : m.peers) m.spawn(m.dial_loop(*peer), "dialler");
+  return {};
+}
+
+std::uint16_t TcpTransport::local_port() const {
+  std::error_code ec;
+  auto ep = impl_->acceptor.local_endpoint(ec);
+  return ec ? 0 : ep.port();
+}
+
+Result<void> TcpTransport::send(core::Message m) {
+  Impl& t = *impl_;
+  if (t.stopping) return Error(Errc::shutting_down, "the transport is stopped");
+  Peer* p = t.find(m.to);
+  if (!p)
+    return Error(Errc::invalid_argument,
+                 detail::concat("node ", m.to, " is not a configured peer"));
+  if (t.full(*p)) {
+    return Error(Errc::overloaded,
+                 detail::concat("send queue to node ", m.to, " holds ", p->queue.size(),
+                                " frames and ", p->queued_bytes, " bytes (send_queue_messages_max ",
+                                t.config.send_queue_messages_max, ", send_queue_bytes_max ",
+                                t.config.send_queue_bytes_max, ")"));
+  }
+  auto frame = encode(std::move(m.body), t.config.limits);
+  if (!frame) return frame.error();
+  p->queued_bytes += frame->size_bytes();
+  p->queue.push_back(std::move(*frame));
+  if (p->queue.size() == 1) p->wake.cancel();
+  return {};
+}
+
+asio::awaitable<void> TcpTransport::writable(NodeId peer) {
+  Peer* p = impl_->find(peer);
+  while (p && !impl_->stopping && impl_->full(*p)) {
+    co_await p->room.async_wait(use_tuple);
+  }
+}
+
+void TcpTransport::stop() {
+  Impl& t = *impl_;
+  if (t.stopping) return;
+  t.stopping = true;
+  std::error_code ignored;
+  t.acceptor.close(ignored);
+  for (auto& [id, p] : t.peers) {
+    if (p->stream) p->stream->close();
+    p->wake.cancel();
+    p->room.cancel();
+    p->backoff.cancel();
+  }
+  for (Inbound& in : t.inbound) in.stream->close();
+  if (t.live == 0) t.drained.cancel();
+}
+
+asio::awaitable<void> TcpTransport::shutdown() {
+  stop();
+  while (impl_->live > 0) co_await impl_->drained.async_wait(use_tuple);
+}
+
+bool TcpTransport::stopped() const {
+  return impl_->stopping && impl_->live == 0;
+}
+
+void TcpTransport::set_peer_address(NodeId peer, std::string host, std::uint16_t port) {
+  Peer* p = impl_->find(peer);
+  CORAFT_REQUIRE(p != nullptr, "set_peer_address for a node that is not a peer", peer);
+  p->address.host = std::move(host);
+  p->address.port = port;
+}
+
+TcpTransport::PeerStats TcpTransport::peer_stats(NodeId peer) const {
+  const Peer* p = impl_->find(peer);
+  CORAFT_REQUIRE(p != nullptr, "peer_stats for a node that is not a peer", peer);
+  return {p->connected, p->queue.size(), p->queued_bytes, p->connects, p->frames_sent};
+}
+
+std::size_t TcpTransport::inbound_connections() const {
+  std::size_t n = 0;
+  for (const Inbound& in : impl_->inbound) n += in.sender != no_node && in.stream->is_open();
+  return n;
+}
+
+}  // namespace coraft::net

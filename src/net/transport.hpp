@@ -1,0 +1,139 @@
+// Peer transport: how the node layer sends core messages to peers and receives theirs.
+//
+// Transport is the interface the node layer depends on (a simulated network can stand in for it
+// in tests). TcpTransport is the real one: Asio TCP, optionally mutual TLS, Cap'n Proto frames.
+//
+// TcpTransport's shape:
+// - One outbound connection per peer, dialled by this node and used only to send. It starts with
+//   a handshake (protocol version, cluster id, sender and receiver ids) that the peer answers.
+//   When it fails or drops, it is dialled again after a jittered, exponentially growing delay
+//   between reconnect_delay_min and reconnect_delay_max.
+// - An acceptor. Each accepted connection must open with a handshake from a configured peer of
+//   this cluster and version; it is then only read from. Its frames are decoded in place and
+//   delivered to the receive handler with `from` set to the authenticated sender. A newer
+//   connection from the same peer replaces an older one, so connections whose far end died
+//   unnoticed do not pile up.
+// - A bounded send queue per peer. send() is accepted while the peer's queue holds fewer than
+//   send_queue_messages_max frames and fewer than send_queue_bytes_max bytes (so the queue never
+//   holds more than send_queue_bytes_max + frame_bytes_max); past that it returns overloaded and
+//   writable() tells the caller when to try again. Queued frames survive a reconnect: frames whose
+//   write failed go out again, whole, on the next connection (Raft tolerates the duplicates).
+// - Everything runs on the one executor given: call every member from that executor's thread.
+// - Bad input from the network closes that connection with a logged error and nothing else.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <asio/awaitable.hpp>
+#include <asio/io_context.hpp>
+
+#include <coraft/result.hpp>
+#include <coraft/types.hpp>
+
+#include "core/message.hpp"
+#include "net/codec.hpp"
+
+namespace coraft::net {
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+
+  // Queues `m` for peer m.to. m.from is not sent: the receiver takes the sender from the
+  // connection's handshake. Errors: overloaded (that peer's queue is full), too_large (the
+  // message can never fit a frame), invalid_argument (m.to is not a configured peer),
+  // shutting_down (after stop()).
+  virtual Result<void> send(core::Message m) = 0;
+  // Completes once `peer`'s queue has room again (at once if it has, or after stop()).
+  virtual asio::awaitable<void> writable(NodeId peer) = 0;
+  // Closes every connection and cancels every coroutine; nothing is delivered afterwards.
+  virtual void stop() = 0;
+};
+
+struct PeerAddress {
+  NodeId id;
+  std::string host;  // a name or a numeric address
+  std::uint16_t port = 0;
+};
+
+// Mutual TLS: each side presents a certificate and must be shown one signed by the cluster CA.
+struct TlsConfig {
+  std::string ca_file;    // PEM: the cluster's CA certificate
+  std::string cert_file;  // PEM: this node's certificate (chain)
+  std::string key_file;   // PEM: this node's private key
+};
+
+struct TransportConfig {
+  std::uint64_t cluster_id = 0;
+  NodeId self;
+  std::string listen_host = "127.0.0.1";
+  std::uint16_t listen_port = 0;  // 0: an ephemeral port, see TcpTransport::local_port()
+  std::vector<PeerAddress> peers;
+  CodecLimits limits;
+  std::size_t send_queue_messages_max = 4096;
+  std::size_t send_queue_bytes_max = std::size_t{64} << 20;
+  // At most this many bytes of queued frames go into one gathered write.
+  std::size_t write_batch_bytes_max = std::size_t{4} << 20;
+  std::size_t receive_chunk_bytes = std::size_t{1} << 20;
+  // Accepted connections open at once, authenticated or not; more are closed on arrival.
+  std::size_t inbound_connections_max = 256;
+  std::chrono::milliseconds reconnect_delay_min{10};
+  std::chrono::milliseconds reconnect_delay_max{2000};
+  // Connecting, the TLS handshake and the peer handshake must finish within this.
+  std::chrono::milliseconds handshake_timeout{2000};
+  std::optional<TlsConfig> tls;  // plaintext when empty
+  std::uint64_t seed = 1;        // seeds the reconnect jitter
+};
+
+// Receives each message from an authenticated peer, on the transport's executor.
+using ReceiveHandler = std::function<void(core::Message)>;
+
+class TcpTransport final : public Transport {
+ public:
+  struct PeerStats {
+    bool connected = false;
+    std::size_t queued_messages = 0;
+    std::size_t queued_bytes = 0;
+    std::uint64_t connects = 0;  // handshakes completed on the outbound connection
+    std::uint64_t frames_sent = 0;
+  };
+
+  TcpTransport(asio::io_context& io, TransportConfig config, ReceiveHandler on_receive);
+  // Precondition: never started, or stopped() (stop(), then let the io_context run).
+  ~TcpTransport() override;
+  TcpTransport(const TcpTransport&) = delete;
+  TcpTransport& operator=(const TcpTransport&) = delete;
+
+  // Listens and starts dialling the peers. Fails with invalid_argument when the address cannot
+  // be bound or the TLS files cannot be loaded.
+  [[nodiscard]] Result<void> start();
+  [[nodiscard]] std::uint16_t local_port() const;
+
+  Result<void> send(core::Message m) override;
+  asio::awaitable<void> writable(NodeId peer) override;
+  void stop() override;
+  // stop(), then completes once every coroutine of the transport has finished.
+  [[nodiscard]] asio::awaitable<void> shutdown();
+  // True once stop() was called and every coroutine has finished.
+  [[nodiscard]] bool stopped() const;
+
+  // Where `peer` is dialled from the next attempt on.
+  void set_peer_address(NodeId peer, std::string host, std::uint16_t port);
+  [[nodiscard]] PeerStats peer_stats(NodeId peer) const;
+  // Inbound connections that completed their handshake and are open.
+  [[nodiscard]] std::size_t inbound_connections() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace coraft::net

@@ -1,0 +1,183 @@
+// TcpTransport: the outbound connection to each peer, its handshake, reconnects and writes.
+#include <algorithm>
+
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <coraft/log.hpp>
+
+#include "net/backoff.hpp"
+#include "net/transport_impl.hpp"
+
+namespace coraft::net {
+namespace {
+
+constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
+using namespace asio::experimental::awaitable_operators;
+
+}  // namespace
+
+asio::awaitable<void> TcpTransport::Impl::dial_loop(Peer& p) {
+  unsigned attempt = 0;
+  while (!stopping) {
+    auto established = co_await establish(p);
+    if (established) {
+      attempt = 0;
+      p.connected = true;
+      ++p.connects;
+      log(LogLevel::info, "net: node ", config.self, ": connected to node ", p.address.id, " at ",
+          p.address.host, ":", p.address.port, p.stream->tls() ? " (TLS)" : "");
+      co_await (write_loop(p) || watch_close(p));
+      p.connected = false;
+    } else if (!stopping) {
+      const Error& e = established.error();
+      // A refused handshake is a configuration error worth shouting about every time; a peer
+      // that is merely down is reported once per outage.
+      auto level = e.is(Errc::peer_rejected) || e.is(Errc::protocol_error) ? LogLevel::error
+                   : attempt == 0                                          ? LogLevel::warn
+                                                                           : LogLevel::debug;
+      log(level, "net: node ", config.self, ": cannot connect to node ", p.address.id, " at ",
+          p.address.host, ":", p.address.port, ": ", e.message());
+    }
+    if (p.stream) p.stream->close();
+    if (stopping) break;
+    p.backoff.expires_after(
+        backoff_delay(attempt++, config.reconnect_delay_min, config.reconnect_delay_max, rng));
+    co_await p.backoff.async_wait(use_tuple);
+  }
+  p.stream.reset();
+}
+
+asio::awaitable<Result<void>> TcpTransport::Impl::establish(Peer& p) {
+  p.stream = std::make_unique<Stream>(io.get_executor(), tls.get());
+  std::optional<Result<void>> outcome;
+  bool timed_out = false;
+  {
+    asio::steady_timer deadline(io, config.handshake_timeout);
+    co_await (dial(p, outcome) || expire(deadline, *p.stream, timed_out));
+  }
+  if (timed_out || !outcome) {
+    co_return Error(Errc::timeout,
+                    "connecting and the handshake took longer than handshake_timeout");
+  }
+  co_return std::move(*outcome);
+}
+
+asio::awaitable<void> TcpTransport::Impl::dial(Peer& p, std::optional<Result<void>>& out) {
+  std::vector<asio::ip::tcp::endpoint> endpoints;
+  std::error_code ec;
+  auto address = asio::ip::make_address(p.address.host, ec);
+  if (!ec) {
+    endpoints.emplace_back(address, p.address.port);
+  } else {
+    asio::ip::tcp::resolver resolver(io);
+    auto [rec, results] =
+        co_await resolver.async_resolve(p.address.host, std::to_string(p.address.port), use_tuple);
+    if (rec) {
+      out = Error(Errc::connection_closed, "cannot resolve the host: " + rec.message());
+      co_return;
+    }
+    for (const auto& r : results) endpoints.push_back(r.endpoint());
+  }
+  if (auto cec = co_await p.stream->connect(endpoints); cec) {
+    out = Error(Errc::connection_closed, cec.message());
+    co_return;
+  }
+  if (auto hec = co_await p.stream->handshake(true); hec) {
+    out = Error(Errc::peer_rejected, "TLS handshake failed: " + hec.message());
+    co_return;
+  }
+  auto hello = encode(Handshake{protocol_version, config.cluster_id, config.self, p.address.id},
+                      config.limits);
+  CORAFT_ASSERT(hello.ok(), "a handshake always fits a frame");
+  if (auto wec = co_await p.stream->write(hello->buffers()); wec) {
+    out = Error(Errc::connection_closed, "sending the handshake: " + wec.message());
+    co_return;
+  }
+  FrameReader reader(handshake_limits, 2 * handshake_frame_bytes_max);
+  auto frame = co_await read_frame(*p.stream, reader);
+  if (!frame) {
+    // With TLS 1.3 a refused certificate shows up here, as the peer closing the connection.
+    out = Error(Errc::peer_rejected, "no handshake reply: " + frame.error().detail);
+    co_return;
+  }
+  auto body = decode(*frame, handshake_limits);
+  out = body ? check_reply(p, *body) : Result<void>(body.error());
+}
+
+Result<void> TcpTransport::Impl::check_reply(const Peer& p, const FrameBody& body) const {
+  const auto* r = std::get_if<HandshakeReply>(&body);
+  if (!r) {
+    return Error(Errc::protocol_error,
+                 detail::concat("expected a handshake reply, received ", frame_kind(body)));
+  }
+  if (!r->accepted)
+    return Error(Errc::peer_rejected, "the peer refused the handshake: " + r->reason);
+  if (r->protocol_version != protocol_version || r->cluster_id != config.cluster_id ||
+      r->node != p.address.id) {
+    return Error(Errc::peer_rejected,
+                 detail::concat("the peer is node ", r->node, " of cluster ", r->cluster_id,
+                                " speaking protocol version ", r->protocol_version,
+                                "; expected node ", p.address.id, " of cluster ", config.cluster_id,
+                                " speaking version ", protocol_version));
+  }
+  return {};
+}
+
+asio::awaitable<void> TcpTransport::Impl::write_loop(Peer& p) {
+  Stream& s = *p.stream;
+  std::vector<asio::const_buffer> buffers;
+  for (;;) {
+    while (p.queue.empty() && !stopping && s.is_open()) co_await p.wake.async_wait(use_tuple);
+    if (stopping || !s.is_open()) break;
+    // Gather the queued frames into one write, up to its byte and buffer limits.
+    buffers.clear();
+    std::size_t frames = 0;
+    std::size_t bytes = 0;
+    for (const OutFrame& f : p.queue) {
+      bool over = bytes + f.size_bytes() > config.write_batch_bytes_max ||
+                  buffers.size() + f.buffers().size() > write_buffers_max;
+      if (frames > 0 && over) break;
+      buffers.insert(buffers.end(), f.buffers().begin(), f.buffers().end());
+      bytes += f.size_bytes();
+      ++frames;
+    }
+    if (auto ec = co_await s.write(buffers); ec) {
+      // The frames stay queued and go out again, whole, on the next connection.
+      if (!stopping) {
+        log(LogLevel::warn, "net: node ", config.self, ": writing to node ", p.address.id,
+            " failed: ", ec.message());
+      }
+      break;
+    }
+    for (std::size_t i = 0; i < frames; ++i) {
+      p.queued_bytes -= p.queue.front().size_bytes();
+      p.queue.pop_front();
+    }
+    p.frames_sent += frames;
+    if (p.queue.size() <= config.send_queue_messages_max / 2 &&
+        p.queued_bytes <= config.send_queue_bytes_max / 2) {
+      p.room.cancel();
+    }
+  }
+  // Closing ends watch_close's read, whatever the stream's support for cancellation.
+  s.close();
+}
+
+asio::awaitable<void> TcpTransport::Impl::watch_close(Peer& p) {
+  Stream& s = *p.stream;
+  std::byte scratch[64];
+  auto [ec, n] = co_await s.read_some(scratch);
+  if (!stopping && !ec) {
+    log(LogLevel::error, "net: node ", config.self, ": node ", p.address.id,
+        " sent data on a send-only connection; closing it");
+  } else if (!stopping && s.is_open()) {
+    log(LogLevel::info, "net: node ", config.self, ": connection to node ", p.address.id,
+        " closed: ", ec == asio::error::eof ? std::string("end of stream") : ec.message());
+  }
+  s.close();
+  p.wake.cancel();  // ends write_loop's wait
+}
+
+}  // namespace coraft::net

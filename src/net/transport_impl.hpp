@@ -1,0 +1,105 @@
+// TcpTransport's private state, shared by transport.cpp (setup, sending, accepting) and
+// transport_dial.cpp (the outbound connections).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <map>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+
+#include <asio/ip/tcp.hpp>
+#include <asio/ssl/context.hpp>
+#include <asio/steady_timer.hpp>
+
+#include "net/codec.hpp"
+#include "net/frame_reader.hpp"
+#include "net/stream.hpp"
+#include "net/transport.hpp"
+
+namespace coraft::net {
+
+// The handshake frame is tiny; before it arrives an unauthenticated connection may not make
+// this node allocate more than this much.
+inline constexpr std::size_t handshake_frame_bytes_max = 4096;
+// Buffers in one gathered write (an external payload takes two).
+inline constexpr std::size_t write_buffers_max = 1024;
+
+// An event coroutines wait on: a timer that never expires and is cancelled to wake them.
+void init_event(asio::steady_timer& t);
+
+struct Peer {
+  explicit Peer(asio::io_context& io, PeerAddress a)
+      : address(std::move(a)), wake(io), room(io), backoff(io) {
+    init_event(wake);
+    init_event(room);
+  }
+  PeerAddress address;
+  std::deque<OutFrame> queue;
+  std::size_t queued_bytes = 0;
+  // The outbound connection while one exists. Only the dial loop replaces or destroys it.
+  std::unique_ptr<Stream> stream;
+  asio::steady_timer wake;     // event: a frame was queued
+  asio::steady_timer room;     // event: the queue drained to half its limits
+  asio::steady_timer backoff;  // the delay before the next dial
+  bool connected = false;
+  std::uint64_t connects = 0;
+  std::uint64_t frames_sent = 0;
+};
+
+struct Inbound {
+  std::unique_ptr<Stream> stream;
+  std::string remote;
+  NodeId sender;  // no_node until the handshake is accepted
+};
+
+struct TcpTransport::Impl {
+  Impl(asio::io_context& io, TransportConfig config, ReceiveHandler on_receive);
+
+  // Runs `a` as a tracked coroutine; an exception escaping it is a bug and stops the process.
+  void spawn(asio::awaitable<void> a, const char* what);
+  [[nodiscard]] Peer* find(NodeId id) const;
+  [[nodiscard]] bool full(const Peer& p) const;
+
+  // transport.cpp: the accepting side.
+  asio::awaitable<void> accept_loop();
+  asio::awaitable<void> serve(std::list<Inbound>::iterator it);
+  asio::awaitable<void> accept_handshake(Inbound& in, FrameReader& reader,
+                                         std::optional<Result<NodeId>>& out);
+  [[nodiscard]] Result<NodeId> check_handshake(const FrameBody& body) const;
+  // Closes the other open connections from `newest`'s sender.
+  void supersede(const Inbound& newest);
+  asio::awaitable<void> receive_loop(Inbound& in, FrameReader& reader);
+
+  // transport_dial.cpp: the dialling side.
+  asio::awaitable<void> dial_loop(Peer& p);
+  asio::awaitable<Result<void>> establish(Peer& p);
+  asio::awaitable<void> dial(Peer& p, std::optional<Result<void>>& out);
+  [[nodiscard]] Result<void> check_reply(const Peer& p, const FrameBody& body) const;
+  asio::awaitable<void> write_loop(Peer& p);
+  asio::awaitable<void> watch_close(Peer& p);
+
+  asio::io_context& io;
+  TransportConfig config;
+  CodecLimits handshake_limits;
+  ReceiveHandler on_receive;
+  std::unique_ptr<asio::ssl::context> tls;
+  asio::ip::tcp::acceptor acceptor;
+  std::map<NodeId, std::unique_ptr<Peer>> peers;
+  std::list<Inbound> inbound;
+  std::mt19937_64 rng;
+  asio::steady_timer drained;  // event: the last coroutine finished after stop()
+  bool started = false;
+  bool stopping = false;
+  std::size_t live = 0;  // coroutines running
+};
+
+// Reads until `reader` yields a complete frame; connection_closed when the stream ends first.
+asio::awaitable<Result<Bytes>> read_frame(Stream& s, FrameReader& reader);
+// Closes `s` if `deadline` expires first, and records that it did.
+asio::awaitable<void> expire(asio::steady_timer& deadline, Stream& s, bool& fired);
+
+}  // namespace coraft::net

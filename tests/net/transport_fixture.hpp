@@ -1,0 +1,110 @@
+// Two-node transport setups and a raw TCP client for speaking bad protocol at a transport.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include <asio/connect.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/write.hpp>
+
+#include "net/transport.hpp"
+#include "net_test_util.hpp"
+
+namespace coraft::net::test {
+
+inline constexpr std::uint64_t cluster = 0xc0ffee;
+
+// A transport with its own inbox.
+struct TestNode {
+  std::vector<core::Message> inbox;
+  std::unique_ptr<TcpTransport> transport;
+
+  TestNode(asio::io_context& io, TransportConfig config) {
+    transport = std::make_unique<TcpTransport>(
+        io, std::move(config), [this](core::Message m) { inbox.push_back(std::move(m)); });
+  }
+  TcpTransport* operator->() { return transport.get(); }
+};
+
+inline TransportConfig node_config(NodeId self, std::vector<NodeId> peers,
+                                   std::uint64_t cluster_id = cluster) {
+  TransportConfig c;
+  c.cluster_id = cluster_id;
+  c.self = self;
+  for (NodeId p : peers) c.peers.push_back(PeerAddress{p, "127.0.0.1", 0});
+  c.reconnect_delay_min = std::chrono::milliseconds(5);
+  c.reconnect_delay_max = std::chrono::milliseconds(100);
+  c.handshake_timeout = std::chrono::milliseconds(2000);
+  return c;
+}
+
+// Points each node at the other's listening port.
+inline void introduce(TestNode& a, NodeId a_id, TestNode& b, NodeId b_id) {
+  a->set_peer_address(b_id, "127.0.0.1", b->local_port());
+  b->set_peer_address(a_id, "127.0.0.1", a->local_port());
+}
+
+// Stops every transport and runs the io_context until all their coroutines have finished.
+inline bool stop_all(asio::io_context& io, std::initializer_list<TestNode*> nodes) {
+  for (TestNode* n : nodes) (*n)->stop();
+  return run_until(io, [&] {
+    for (TestNode* n : nodes) {
+      if (!(*n)->stopped()) return false;
+    }
+    return true;
+  });
+}
+
+// A plain TCP client on its own io_context, polled without blocking the transport's thread.
+class RawClient {
+ public:
+  explicit RawClient(std::uint16_t port) {
+    socket_.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+    socket_.non_blocking(true);
+  }
+  void send(const std::vector<std::byte>& bytes) {
+    std::size_t done = 0;
+    while (done < bytes.size()) {
+      std::error_code ec;
+      done += socket_.write_some(asio::buffer(bytes.data() + done, bytes.size() - done), ec);
+      if (ec && ec != asio::error::would_block) return;  // the transport hung up: fine
+    }
+  }
+  void send(FrameBody body) { send(encode(std::move(body), CodecLimits{})->flatten()); }
+  void send_handshake(NodeId sender, NodeId receiver, std::uint64_t cluster_id = cluster,
+                      std::uint32_t version = protocol_version) {
+    send(Handshake{version, cluster_id, sender, receiver});
+  }
+  // Reads what has arrived; true once the transport closed the connection.
+  bool closed() {
+    for (;;) {
+      std::byte buf[4096];
+      std::error_code ec;
+      std::size_t n = socket_.read_some(asio::buffer(buf), ec);
+      received_.insert(received_.end(), buf, buf + n);
+      if (ec == asio::error::would_block) return false;
+      if (ec) return true;
+    }
+  }
+  // The handshake reply, once it has arrived.
+  std::optional<HandshakeReply> reply() {
+    closed();
+    if (received_.size() < 8) return std::nullopt;
+    std::uint32_t words = 0;
+    std::memcpy(&words, received_.data() + 4, 4);
+    std::size_t size = 8 + std::size_t{words} * 8;
+    if (received_.size() < size) return std::nullopt;
+    auto body = decode(aligned_frame({received_.begin(), received_.begin() + size}), CodecLimits{});
+    if (!body || !std::holds_alternative<HandshakeReply>(*body)) return std::nullopt;
+    return std::get<HandshakeReply>(*body);
+  }
+
+ private:
+  asio::io_context ctx_;
+  asio::ip::tcp::socket socket_{ctx_};
+  std::vector<std::byte> received_;
+};
+
+}  // namespace coraft::net::test

@@ -1,0 +1,367 @@
+#include <doctest/doctest.h>
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+
+#include "transport_fixture.hpp"
+
+using namespace coraft;
+using namespace coraft::net;
+using namespace coraft::net::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+const NodeId n1(1);
+const NodeId n2(2);
+// A configured peer that never runs: raw clients speak as node 3, so that the real node 1's
+// connection does not replace theirs.
+const NodeId n3(3);
+
+core::Message to(NodeId target, core::MessageBody body) {
+  return {no_node, target, std::move(body)};
+}
+
+// Two started, introduced nodes, 1 and 2.
+struct Pair {
+  asio::io_context io;
+  TestNode a;
+  TestNode b;
+  explicit Pair(TransportConfig ca = node_config(n1, {n2}),
+                TransportConfig cb = node_config(n2, {n1}))
+      : a(io, std::move(ca)), b(io, std::move(cb)) {
+    REQUIRE(a->start().ok());
+    REQUIRE(b->start().ok());
+    introduce(a, n1, b, n2);
+  }
+  ~Pair() { CHECK(stop_all(io, {&a, &b})); }
+};
+
+}  // namespace
+
+TEST_CASE("every message kind crosses a TCP connection intact") {
+  Pair p;
+  auto samples = sample_messages();
+  for (const auto& m : samples) REQUIRE(p.a->send(to(n2, m)).ok());
+  REQUIRE(p.b->send(to(n1, core::MessageBody(core::TimeoutNow{Term(4)}))).ok());
+  REQUIRE(
+      run_until(p.io, [&] { return p.b.inbox.size() == samples.size() && p.a.inbox.size() == 1; }));
+  for (std::size_t i = 0; i < samples.size(); ++i) {
+    CAPTURE(i);
+    CHECK(p.b.inbox[i].from == n1);
+    CHECK(p.b.inbox[i].to == n2);
+    CHECK(same(samples[i], p.b.inbox[i].body));
+  }
+  CHECK(p.a.inbox[0].from == n2);
+  CHECK(p.a->peer_stats(n2).connected);
+  CHECK(p.b->inbound_connections() == 1);
+}
+
+TEST_CASE("a peer of another cluster is refused at the handshake") {
+  LogRecorder logs;
+  Pair p(node_config(n1, {n2}, 999), node_config(n2, {n1}));
+  REQUIRE(p.a->send(to(n2, core::MessageBody(core::TimeoutNow{Term(1)}))).ok());
+  REQUIRE(run_until(p.io, [&] {
+    return logs.contains("refused connection") && logs.contains("cluster id 999") &&
+           logs.contains("the peer refused the handshake");
+  }));
+  run_for(p.io, 50ms);
+  CHECK(p.b.inbox.empty());
+  CHECK(!p.a->peer_stats(n2).connected);
+  CHECK(p.a->peer_stats(n2).queued_messages == 1);
+}
+
+TEST_CASE("a sender that is not a configured peer is refused") {
+  LogRecorder logs;
+  Pair p(node_config(NodeId(9), {n2}), node_config(n2, {n1}));
+  REQUIRE(run_until(p.io, [&] { return logs.contains("unknown sender node 9"); }));
+  CHECK(p.b->inbound_connections() == 0);
+  CHECK(!p.a->peer_stats(n2).connected);
+}
+
+TEST_CASE("a handshake with another protocol version is refused") {
+  LogRecorder logs;
+  Pair p;
+  RawClient raw(p.b->local_port());
+  raw.send_handshake(n1, n2, cluster, protocol_version + 1);
+  REQUIRE(run_until(p.io, [&] { return raw.closed(); }));
+  CHECK(logs.contains("protocol version " + std::to_string(protocol_version + 1)));
+  CHECK(p.b.inbox.empty());
+}
+
+TEST_CASE("a handshake addressed to another node is refused with a reply saying why") {
+  LogRecorder logs;
+  Pair p;
+  RawClient raw(p.b->local_port());
+  raw.send_handshake(n1, NodeId(7));
+  std::optional<HandshakeReply> reply;
+  REQUIRE(run_until(p.io, [&] { return (reply = raw.reply()).has_value(); }));
+  CHECK(!reply->accepted);
+  CHECK(reply->reason.find("addressed to node 7") != std::string::npos);
+  REQUIRE(run_until(p.io, [&] { return raw.closed(); }));
+}
+
+TEST_CASE("a connection that sends no handshake is closed after handshake_timeout") {
+  LogRecorder logs;
+  auto cb = node_config(n2, {n1});
+  cb.handshake_timeout = 100ms;
+  Pair p(node_config(n1, {n2}), cb);
+  RawClient raw(p.b->local_port());
+  // The deadline closes the connection first and logs why right after.
+  REQUIRE(run_until(p.io, [&] {
+    return raw.closed() && logs.contains("no handshake within handshake_timeout");
+  }));
+}
+
+TEST_CASE("a message frame in place of the handshake is refused") {
+  LogRecorder logs;
+  Pair p;
+  RawClient raw(p.b->local_port());
+  raw.send(core::MessageBody(core::TimeoutNow{Term(1)}));
+  REQUIRE(run_until(p.io, [&] { return raw.closed(); }));
+  CHECK(logs.contains("expected a handshake, received timeoutNow"));
+  CHECK(p.b.inbox.empty());
+}
+
+TEST_CASE("an unauthenticated connection cannot announce a large frame") {
+  LogRecorder logs;
+  Pair p;
+  RawClient raw(p.b->local_port());
+  std::uint32_t header[2] = {0, 1u << 17};  // one MiB, far above the handshake's limit
+  std::vector<std::byte> bytes(sizeof header);
+  std::memcpy(bytes.data(), header, sizeof header);
+  raw.send(bytes);
+  REQUIRE(run_until(p.io, [&] { return raw.closed(); }));
+  CHECK(logs.contains("above frame_bytes_max 4096"));
+}
+
+TEST_CASE("bad frames after the handshake close that connection and no other") {
+  LogRecorder logs;
+  auto cb = node_config(n2, {n1, n3});
+  cb.limits.frame_bytes_max = 1 << 20;
+  cb.limits.entries_per_frame_max = 16;
+  Pair p(node_config(n1, {n2}), cb);
+  RawClient raw(p.b->local_port());
+  raw.send_handshake(n3, n2);
+  std::optional<HandshakeReply> reply;
+  REQUIRE(run_until(p.io, [&] { return (reply = raw.reply()).has_value(); }));
+  REQUIRE(reply->accepted);
+
+  std::string expected;
+  SUBCASE("an announced frame above frame_bytes_max") {
+    std::uint32_t header[2] = {0, 1u << 20};
+    std::vector<std::byte> bytes(sizeof header);
+    std::memcpy(bytes.data(), header, sizeof header);
+    raw.send(bytes);
+    expected = "above frame_bytes_max";
+  }
+  SUBCASE("more entries than entries_per_frame_max") {
+    raw.send(core::MessageBody(append_request(17, 8)));
+    expected = "entries_per_frame_max";
+  }
+  SUBCASE("a malformed frame") {
+    std::vector<std::byte> junk(64, std::byte{0x5a});
+    std::uint32_t header[2] = {0, 7};
+    std::memcpy(junk.data(), header, sizeof header);
+    raw.send(junk);
+    expected = "malformed frame";
+  }
+  SUBCASE("a second handshake") {
+    raw.send_handshake(n3, n2);
+    expected = "unexpected handshake frame";
+  }
+  REQUIRE(run_until(p.io, [&] { return raw.closed(); }));
+  CHECK(logs.contains("closing connection from node 3"));
+  CHECK(logs.contains(expected));
+  CHECK(p.b.inbox.empty());
+  // The transport itself carries on: the real node 1 still gets through.
+  REQUIRE(p.a->send(to(n2, core::MessageBody(core::TimeoutNow{Term(2)}))).ok());
+  REQUIRE(run_until(p.io, [&] { return p.b.inbox.size() == 1; }));
+}
+
+TEST_CASE("a frame cut off by the connection closing is never delivered") {
+  Pair p(node_config(n1, {n2}), node_config(n2, {n1, n3}));
+  REQUIRE(run_until(p.io, [&] { return p.b->inbound_connections() == 1; }));  // node 1's own
+  {
+    RawClient raw(p.b->local_port());
+    raw.send_handshake(n3, n2);
+    REQUIRE(run_until(p.io, [&] { return raw.reply().has_value(); }));
+    REQUIRE(run_until(p.io, [&] { return p.b->inbound_connections() == 2; }));
+    auto flat = encode(core::MessageBody(append_request(2, 500)), {})->flatten();
+    flat.resize(flat.size() / 2);
+    raw.send(flat);
+    run_for(p.io, 20ms);
+  }
+  REQUIRE(run_until(p.io, [&] { return p.b->inbound_connections() == 1; }));
+  CHECK(p.b.inbox.empty());
+}
+
+TEST_CASE("the dialler reconnects after its peer restarts") {
+  asio::io_context io;
+  TestNode a(io, node_config(n1, {n2}));
+  auto b = std::make_unique<TestNode>(io, node_config(n2, {n1}));
+  REQUIRE(a->start().ok());
+  REQUIRE((*b)->start().ok());
+  introduce(a, n1, *b, n2);
+  std::uint16_t port = (*b)->local_port();
+  REQUIRE(a->send(to(n2, core::MessageBody(core::TimeoutNow{Term(1)}))).ok());
+  REQUIRE(run_until(io, [&] { return b->inbox.size() == 1; }));
+
+  REQUIRE(stop_all(io, {b.get()}));
+  b.reset();
+  REQUIRE(run_until(io, [&] { return !a->peer_stats(n2).connected; }));
+  REQUIRE(a->send(to(n2, core::MessageBody(core::TimeoutNow{Term(2)}))).ok());
+  run_for(io, 50ms);  // a few failed dials, with backoff
+
+  auto config = node_config(n2, {n1});
+  config.listen_port = port;
+  b = std::make_unique<TestNode>(io, config);
+  REQUIRE((*b)->start().ok());
+  (*b)->set_peer_address(n1, "127.0.0.1", a->local_port());
+  REQUIRE(run_until(io, [&] { return b->inbox.size() == 1; }));
+  CHECK(core::term_of(b->inbox[0].body) == Term(2));
+  CHECK(a->peer_stats(n2).connects == 2);
+  CHECK(stop_all(io, {&a, b.get()}));
+}
+
+TEST_CASE("a full send queue answers overloaded until the peer drains it") {
+  asio::io_context io;
+  // Reserve a port with nothing listening on it yet.
+  std::uint16_t port = 0;
+  {
+    asio::ip::tcp::acceptor probe(io,
+                                  asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    port = probe.local_endpoint().port();
+  }
+  auto ca = node_config(n1, {n2});
+  ca.send_queue_messages_max = 8;
+  TestNode a(io, ca);
+  REQUIRE(a->start().ok());
+  a->set_peer_address(n2, "127.0.0.1", port);
+  for (int i = 0; i < 8; ++i) {
+    REQUIRE(a->send(to(n2, core::MessageBody(core::TimeoutNow{Term(1)}))).ok());
+  }
+  auto refused = a->send(to(n2, core::MessageBody(core::TimeoutNow{Term(1)})));
+  REQUIRE(!refused.ok());
+  CHECK(refused.error().is(Errc::overloaded));
+  CHECK(a->peer_stats(n2).queued_messages == 8);
+
+  bool room = false;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        co_await a->writable(n2);
+        room = true;
+      },
+      asio::detached);
+  run_for(io, 50ms);
+  CHECK(!room);
+
+  auto cb = node_config(n2, {n1});
+  cb.listen_port = port;
+  TestNode b(io, cb);
+  REQUIRE(b->start().ok());
+  b->set_peer_address(n1, "127.0.0.1", a->local_port());
+  REQUIRE(run_until(io, [&] { return room && b.inbox.size() == 8; }));
+  CHECK(a->send(to(n2, core::MessageBody(core::TimeoutNow{Term(1)}))).ok());
+  CHECK(stop_all(io, {&a, &b}));
+}
+
+TEST_CASE("the send queue's byte limit pushes back too") {
+  asio::io_context io;
+  auto ca = node_config(n1, {n2});
+  ca.send_queue_bytes_max = 100000;
+  TestNode a(io, ca);
+  REQUIRE(a->start().ok());
+  // Port 0 can never be connected to, so the queue only fills.
+  REQUIRE(a->send(to(n2, core::MessageBody(append_request(1, 60000)))).ok());
+  REQUIRE(a->send(to(n2, core::MessageBody(append_request(1, 60000)))).ok());
+  auto refused = a->send(to(n2, core::MessageBody(append_request(1, 10))));
+  REQUIRE(!refused.ok());
+  CHECK(refused.error().is(Errc::overloaded));
+  CHECK(a->peer_stats(n2).queued_bytes > 100000);
+  CHECK(stop_all(io, {&a}));
+}
+
+TEST_CASE("send refuses unknown peers, oversized messages and sends after stop") {
+  asio::io_context io;
+  auto ca = node_config(n1, {n2});
+  ca.limits.frame_bytes_max = 4096;
+  TestNode a(io, ca);
+  REQUIRE(a->start().ok());
+  auto unknown = a->send(to(NodeId(5), core::MessageBody(core::TimeoutNow{Term(1)})));
+  CHECK(unknown.error().is(Errc::invalid_argument));
+  auto big = a->send(to(n2, core::MessageBody(append_request(1, 5000))));
+  CHECK(big.error().is(Errc::too_large));
+  a->stop();
+  auto late = a->send(to(n2, core::MessageBody(core::TimeoutNow{Term(1)})));
+  CHECK(late.error().is(Errc::shutting_down));
+  CHECK(run_until(io, [&] { return a->stopped(); }));
+}
+
+TEST_CASE("stop ends every coroutine while connections are open and frames are queued") {
+  Pair p;
+  for (int i = 0; i < 100; ++i) {
+    REQUIRE(p.a->send(to(n2, core::MessageBody(append_request(4, 2000)))).ok());
+  }
+  REQUIRE(
+      run_until(p.io, [&] { return p.b.inbox.size() >= 1 && p.b->inbound_connections() == 1; }));
+  bool done = false;
+  asio::co_spawn(
+      p.io,
+      [&]() -> asio::awaitable<void> {
+        co_await p.a->shutdown();
+        done = true;
+      },
+      asio::detached);
+  REQUIRE(run_until(p.io, [&] { return done; }));
+  CHECK(p.a->stopped());
+}
+
+TEST_CASE("start fails clearly when the listening address is taken") {
+  asio::io_context io;
+  TestNode a(io, node_config(n1, {n2}));
+  REQUIRE(a->start().ok());
+  auto cb = node_config(n2, {n1});
+  cb.listen_port = a->local_port();
+  TestNode b(io, cb);
+  // SO_REUSEADDR does not allow two listeners on one port.
+  auto started = b->start();
+  REQUIRE(!started.ok());
+  CHECK(started.error().is(Errc::invalid_argument));
+  CHECK(started.error().detail.find("cannot listen") != std::string::npos);
+  CHECK(stop_all(io, {&a}));
+}
+
+TEST_CASE("a newer connection from a peer replaces its older one") {
+  LogRecorder logs;
+  Pair p;
+  REQUIRE(run_until(p.io, [&] { return p.b->inbound_connections() == 1; }));  // node 1's own
+  RawClient raw(p.b->local_port());
+  raw.send_handshake(n1, n2);
+  REQUIRE(run_until(p.io, [&] { return raw.reply().has_value(); }));
+  // Node 1's real connection is the older one: it is closed, and node 1 dials again.
+  REQUIRE(run_until(p.io, [&] { return logs.contains("a new connection from node 1 replaces"); }));
+  REQUIRE(run_until(p.io, [&] { return raw.closed(); }));  // replaced by node 1's redial
+  REQUIRE(run_until(p.io, [&] { return p.a->peer_stats(n2).connects >= 2; }));
+  REQUIRE(p.a->send(to(n2, core::MessageBody(core::TimeoutNow{Term(5)}))).ok());
+  REQUIRE(run_until(p.io, [&] { return p.b.inbox.size() == 1; }));
+  CHECK(p.b->inbound_connections() == 1);
+}
+
+TEST_CASE("connections beyond inbound_connections_max are closed on arrival") {
+  LogRecorder logs;
+  auto cb = node_config(n2, {n1});
+  cb.inbound_connections_max = 2;
+  asio::io_context io;
+  TestNode b(io, cb);
+  REQUIRE(b->start().ok());
+  RawClient first(b->local_port());
+  RawClient second(b->local_port());
+  run_for(io, 20ms);
+  RawClient third(b->local_port());
+  REQUIRE(run_until(io, [&] { return third.closed(); }));
+  CHECK(logs.contains("(inbound_connections_max)"));
+  CHECK(!first.closed());
+  CHECK(!second.closed());
+  CHECK(stop_all(io, {&b}));
+}
