@@ -45,6 +45,7 @@ enum class Ev : std::uint8_t {
   client_fail,
   client_timeout,
   fault,
+  armed_crash,
   heal_partition,
   audit,
 };
@@ -92,6 +93,10 @@ struct Node {
   std::vector<std::uint64_t> op_value;  // by op id; 0 = not applied
   Index applied;
   std::map<Index, Pending> pending;  // proposals accepted here, by log index
+  // A crash armed to strike when this server next starts writing a new term or vote: the most
+  // dangerous moment for a vote (crash = 1, torn = 2), and how long to stay down.
+  std::uint8_t crash_on_vote = 0;
+  Time crash_down_us = 0;
 };
 
 struct Client {
@@ -329,6 +334,7 @@ void World::crash(Node& n, bool torn) {
     trace("n", n.id, " torn write kept ", keep, " of ", w.entries.size(), " entries");
   }
   n.writes.clear();
+  n.crash_on_vote = 0;
   n.core.reset();
   n.up = false;
   ++n.incarnation;
@@ -362,6 +368,9 @@ void World::handle_output(Node& n, core::Output& out) {
     n.disk_busy_until = std::max(n.disk_busy_until, now_) + rng_.range(50, knobs_.disk_us_max);
     schedule(n.disk_busy_until, Ev::disk_done, static_cast<std::uint32_t>(n.id.value()),
              n.incarnation);
+    if (out.hard_state && n.crash_on_vote) {
+      schedule(now_ + 1, Ev::armed_crash, static_cast<std::uint32_t>(n.id.value()), n.incarnation);
+    }
   }
   for (core::Message& m : out.messages) net_send(std::move(m));
   if (!durable && !out.messages_after_persist.empty()) {
@@ -576,7 +585,10 @@ void World::inject_fault() {
     if (opt_.faults & b) kinds.push_back(b);
   }
   const FaultBit kind = kinds[rng_.below(kinds.size())];
-  const Time duration = rng_.range(300'000, 3'000'000);
+  // A third of the faults are brief: a server back within milliseconds still sees the messages
+  // sent before it crashed, which is when forgotten votes and acknowledgements do damage.
+  const Time duration =
+      rng_.below(3) == 0 ? rng_.range(1'000, 30'000) : rng_.range(300'000, 3'000'000);
   ++faults_injected_;
   mix(0xfa17 ^ kind);
   switch (kind) {
@@ -607,6 +619,13 @@ void World::inject_fault() {
     case fault_torn: {
       Node& n = node(pick_victim());
       if (!n.up) break;
+      if (rng_.below(3) == 0) {
+        // Strike at the next write of a term or vote instead of now.
+        n.crash_on_vote = kind == fault_torn ? 2 : 1;
+        n.crash_down_us = rng_.below(2) ? rng_.range(100, 2'000) : duration;
+        trace("fault: n", n.id, " will crash while writing its next vote");
+        break;
+      }
       crash(n, kind == fault_torn);
       schedule(now_ + duration, Ev::restart, static_cast<std::uint32_t>(n.id.value()),
                n.incarnation);
@@ -663,6 +682,7 @@ void World::heal() {
   std::fill(blocked_.begin(), blocked_.end(), 0);
   drop_until_ = dup_until_ = reorder_until_ = delay_until_ = 0;
   for (Node& n : nodes_) {
+    n.crash_on_vote = 0;
     if (!n.up) start_node(n);
   }
   trace("heal: faults stop, network heals, all servers up");
@@ -747,6 +767,15 @@ void World::dispatch(const Event& e) {
       return;
     }
     case Ev::fault: inject_fault(); return;
+    case Ev::armed_crash: {
+      Node& n = node(NodeId(e.a));
+      if (!n.up || n.incarnation != e.b || !n.crash_on_vote || healing_) return;
+      const bool torn = n.crash_on_vote == 2;
+      const Time down = n.crash_down_us;
+      crash(n, torn);
+      schedule(now_ + down, Ev::restart, e.a, n.incarnation);
+      return;
+    }
     case Ev::heal_partition:
       if (e.c == partition_id_ && !healing_) {
         std::fill(blocked_.begin(), blocked_.end(), 0);
