@@ -7,6 +7,7 @@
 
 namespace coraft::bench {
 // Defined by each subcommand's file; listed in `commands` below.
+int run_core(int argc, char** argv);
 }  // namespace coraft::bench
 
 using coraft::bench::Command;
@@ -14,6 +15,7 @@ using coraft::bench::Command;
 namespace {
 
 const Command commands[] = {
+    {"core", "core --payload BYTES [--nodes N] [--seconds T] [--json]", coraft::bench::run_core},
     {nullptr, nullptr, nullptr},
 };
 
