@@ -425,3 +425,47 @@ TEST_CASE("malformed AppendEntries are refused without changing anything") {
   CHECK(stranger.error().is(Errc::protocol_error));
   // Reference: §3.5
 }
+
+TEST_CASE("a follower commits no further than the entries a request vouches for") {
+  // Set up: the follower holds a stale (3,2) beyond what the leader of term 3 has confirmed.
+  DurableState d{HardState{Term(2), no_node},
+                 {Entry{Index(1), Term(1), EntryType::normal, {}},
+                  Entry{Index(2), Term(1), EntryType::normal, {}},
+                  Entry{Index(3), Term(2), EntryType::normal, text("stale")}}};
+  Core f(test_config(2, 3), d);
+  // Act: the leader's commit index is 3, but this request only vouches for index 1.
+  REQUIRE(f.step({NodeId(1), NodeId(2), AppendRequest{Term(3), Index(1), Term(1), Index(3), {}}}).ok());
+  // Check: committed up to 1 only; the stale entry at 3 is not committed.
+  CHECK(f.log().commit_index() == Index(1));
+  // Reference: §3.5
+}
+
+TEST_CASE("a heartbeat lets a follower commit only what the leader knows it holds") {
+  Cluster c(3);
+  c.elect(1);
+  c.isolate(3);
+  REQUIRE(c.propose(1, "a").ok());
+  c.deliver_all();
+  c.heal();
+  // Act: heartbeats reach 3, which lacks index 2; the leader caps their commit at 3's match.
+  c.tick(1);
+  c.deliver_if([](const Message& m) { return std::holds_alternative<HeartbeatRequest>(m.body); });
+  // Check
+  CHECK(c.core(1).log().commit_index() == Index(2));
+  CHECK(c.core(3).log().commit_index() <= Index(1));
+  // Reference: §3.5
+}
+
+TEST_CASE("duplicated and reordered acknowledgements do not move a follower backwards") {
+  Core leader = manual_leader(test_config(1, 2));
+  REQUIRE(leader.step(ack(2, 1, Term(1), Index(1))).ok());
+  std::vector<Bytes> ps(4, text("d"));
+  REQUIRE(leader.propose(ps).ok());
+  (void)leader.take_output();
+  REQUIRE(leader.step(ack(2, 1, Term(1), Index(5))).ok());
+  REQUIRE(leader.step(ack(2, 1, Term(1), Index(3))).ok());
+  REQUIRE(leader.step(ack(2, 1, Term(1), Index(5))).ok());
+  CHECK(leader.progress(NodeId(2))->match_index == Index(5));
+  CHECK(leader.progress(NodeId(2))->next_index == Index(6));
+  // Reference: §3.5
+}

@@ -96,6 +96,9 @@ struct Node {
   // A crash armed to strike when this server next starts writing a new term or vote: the most
   // dangerous moment for a vote (crash = 1, torn = 2), and how long to stay down.
   std::uint8_t crash_on_vote = 0;
+  // A crash armed to strike within milliseconds of this server next winning an election, while
+  // its first entries are still in flight (crash = 1, torn = 2).
+  std::uint8_t crash_on_lead = 0;
   Time crash_down_us = 0;
 };
 
@@ -335,6 +338,7 @@ void World::crash(Node& n, bool torn) {
   }
   n.writes.clear();
   n.crash_on_vote = 0;
+  n.crash_on_lead = 0;
   n.core.reset();
   n.up = false;
   ++n.incarnation;
@@ -390,7 +394,13 @@ void World::handle_output(Node& n, core::Output& out) {
 void World::on_soft_state(Node& n, const core::SoftState& s) {
   trace("n", n.id, " ", core::to_string(s.role), " term=", s.term, " leader=", s.leader);
   mix(0x50f7 ^ (n.id.value() << 8) ^ static_cast<std::uint64_t>(s.role) ^ (s.term.value() << 16));
-  if (s.role == core::Role::leader) checker_.on_leader(s.term, n.id, n.core->log());
+  if (s.role == core::Role::leader) {
+    checker_.on_leader(s.term, n.id, n.core->log());
+    if (n.crash_on_lead) {
+      schedule(now_ + rng_.range(1, 3'000), Ev::armed_crash,
+               static_cast<std::uint32_t>(n.id.value()), n.incarnation, 1);
+    }
+  }
 }
 
 void World::apply(Node& n, const Entry& e) {
@@ -617,13 +627,22 @@ void World::inject_fault() {
       break;
     case fault_crash:
     case fault_torn: {
-      Node& n = node(pick_victim());
-      if (!n.up) break;
-      if (rng_.below(3) == 0) {
-        // Strike at the next write of a term or vote instead of now.
-        n.crash_on_vote = kind == fault_torn ? 2 : 1;
+      NodeId victim = pick_victim();
+      for (std::uint32_t k = 0; k < opt_.nodes && !node(victim).up; ++k) {
+        victim = NodeId(victim.value() % opt_.nodes + 1);
+      }
+      Node& n = node(victim);
+      if (!n.up) {
+        --faults_injected_;  // every server is down already
+        break;
+      }
+      const std::uint64_t when = rng_.below(3);
+      if (when != 0) {
+        // Strike at the next write of a term or vote, or just after the next election won.
+        (when == 1 ? n.crash_on_vote : n.crash_on_lead) = kind == fault_torn ? 2 : 1;
         n.crash_down_us = rng_.below(2) ? rng_.range(100, 2'000) : duration;
-        trace("fault: n", n.id, " will crash while writing its next vote");
+        trace("fault: n", n.id, when == 1 ? " will crash while writing its next vote"
+                                          : " will crash after its next election");
         break;
       }
       crash(n, kind == fault_torn);
@@ -683,6 +702,7 @@ void World::heal() {
   drop_until_ = dup_until_ = reorder_until_ = delay_until_ = 0;
   for (Node& n : nodes_) {
     n.crash_on_vote = 0;
+    n.crash_on_lead = 0;
     if (!n.up) start_node(n);
   }
   trace("heal: faults stop, network heals, all servers up");
@@ -769,8 +789,9 @@ void World::dispatch(const Event& e) {
     case Ev::fault: inject_fault(); return;
     case Ev::armed_crash: {
       Node& n = node(NodeId(e.a));
-      if (!n.up || n.incarnation != e.b || !n.crash_on_vote || healing_) return;
-      const bool torn = n.crash_on_vote == 2;
+      std::uint8_t& armed = e.c == 1 ? n.crash_on_lead : n.crash_on_vote;
+      if (!n.up || n.incarnation != e.b || !armed || healing_) return;
+      const bool torn = armed == 2;
       const Time down = n.crash_down_us;
       crash(n, torn);
       schedule(now_ + down, Ev::restart, e.a, n.incarnation);
