@@ -310,3 +310,57 @@ TEST_CASE("a restarted server takes the newest term its log has seen") {
   CHECK(core.take_output().hard_state == HardState{Term(4), no_node});
   // Reference: §3.8
 }
+
+TEST_CASE("heartbeats keep followers from starting elections") {
+  Cluster c(3);
+  c.elect(1);
+  // Act: many election timeouts pass on every server, with heartbeats flowing.
+  for (int i = 0; i < 100; ++i) {
+    for (std::uint64_t id = 1; id <= 3; ++id) c.tick(id);
+    c.deliver_all();
+  }
+  // Check
+  CHECK(c.core(1).role() == Role::leader);
+  CHECK(c.core(1).term() == Term(1));
+  CHECK(c.core(2).role() == Role::follower);
+  CHECK(c.core(3).role() == Role::follower);
+  // Reference: §3.4
+}
+
+TEST_CASE("a candidate rejected by a majority returns to follower") {
+  Config cfg = test_config(1, 3);
+  cfg.pre_vote = false;
+  Core cand(cfg, {});
+  while (cand.role() != Role::candidate) cand.tick();
+  REQUIRE(cand.step({NodeId(2), NodeId(1), VoteResponse{Term(1), false, false}}).ok());
+  const Role after_one = cand.role();
+  REQUIRE(cand.step({NodeId(3), NodeId(1), VoteResponse{Term(1), false, false}}).ok());
+  CHECK(after_one == Role::candidate);
+  CHECK(cand.role() == Role::follower);
+  CHECK(cand.term() == Term(1));
+  // Reference: §3.4
+}
+
+TEST_CASE("a pre-candidate whose log is behind loses the pre-vote and keeps its term") {
+  // Set up: 2 and 3 hold an entry of term 1 that 1 lacks; nobody leads.
+  Cluster c(3);
+  c.elect(2);
+  REQUIRE(c.core(2).role() == Role::leader);
+  c.isolate(1);
+  REQUIRE(c.propose(2, "x").ok());
+  c.deliver_all();
+  c.crash(2);
+  c.heal();
+  // Act: 1 times out (3's lease from 2 has run out too) and asks for a pre-vote.
+  c.tick(3, 20);
+  c.wire().clear();
+  for (int i = 0; i < 20 && c.core(1).role() != Role::pre_candidate; ++i) c.tick(1);
+  REQUIRE(c.core(1).role() == Role::pre_candidate);
+  c.deliver_if([](const Message& m) { return m.from == NodeId(1) || m.to == NodeId(1); });
+  c.deliver_if([](const Message& m) { return m.to == NodeId(1); });
+  // Check: refused by 3, and 1 never raised its term.
+  CHECK(c.core(1).term() == Term(1));
+  CHECK(c.core(1).role() != Role::leader);
+  CHECK(c.core(1).role() != Role::candidate);
+  // Reference: §9.6
+}
