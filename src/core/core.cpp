@@ -119,7 +119,6 @@ Result<void> Core::step(Message m) {
   } else if (std::holds_alternative<HeartbeatResponse>(m.body)) {
     if (auto* l = std::get_if<Leader>(&state_)) handle_heartbeat_response(*l, from);
   }
-  // Snapshots and TimeoutNow are not part of this protocol version; they are ignored.
 #ifndef NDEBUG
   check_invariants();
 #endif
@@ -130,6 +129,11 @@ Result<void> Core::validate(const Message& m) const {
   if (m.to != config_.id) return Error(Errc::protocol_error, "message addressed to another server");
   if (m.from == config_.id || !is_voter(m.from)) {
     return Error(Errc::protocol_error, "message from an unknown server");
+  }
+  if (std::holds_alternative<InstallSnapshot>(m.body) ||
+      std::holds_alternative<InstallSnapshotResponse>(m.body) ||
+      std::holds_alternative<TimeoutNow>(m.body)) {
+    return Error(Errc::protocol_error, "snapshots and leadership transfer are not supported");
   }
   const auto* a = std::get_if<AppendRequest>(&m.body);
   if (!a) return {};

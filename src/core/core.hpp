@@ -49,7 +49,8 @@ class Core {
   // ---- Inputs ----
   // One unit of logical time (election and heartbeat timeouts count ticks).
   void tick();
-  // A message from a peer. Malformed messages and messages not addressed to this server are
+  // A message from a peer. Malformed messages, messages not addressed to this server or not
+  // from a voter, and kinds this version does not handle (snapshot chunks, TimeoutNow) are
   // refused with protocol_error and change nothing.
   Result<void> step(Message message);
   // Appends one entry per payload if this server is the leader; returns the index of the first.
