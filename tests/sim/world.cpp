@@ -41,6 +41,7 @@ enum class Ev : std::uint8_t {
   restart,
   client_next,
   client_request,
+  propose_batch,
   client_ok,
   client_fail,
   client_timeout,
@@ -78,6 +79,12 @@ struct Pending {
   std::uint64_t op;
 };
 
+struct Waiting {
+  std::uint32_t client;
+  std::uint32_t attempt;
+  std::uint64_t op;
+};
+
 struct Node {
   NodeId id;
   bool up = true;
@@ -93,6 +100,7 @@ struct Node {
   std::vector<std::uint64_t> op_value;  // by op id; 0 = not applied
   Index applied;
   std::map<Index, Pending> pending;  // proposals accepted here, by log index
+  std::vector<Waiting> inbox;        // requests waiting to be proposed as one batch
   // A crash armed to strike when this server next starts writing a new term or vote: the most
   // dangerous moment for a vote (crash = 1, torn = 2), and how long to stay down.
   std::uint8_t crash_on_vote = 0;
@@ -242,6 +250,7 @@ class World {
   void client_next(std::uint32_t c);
   void client_attempt(std::uint32_t c, Time delay);
   void client_request(std::uint32_t c, std::uint32_t attempt, NodeId target);
+  void propose_batch(Node& n);
   void client_done(std::uint32_t c, std::uint64_t op, std::uint64_t value);
 
   // ---- Faults ----
@@ -343,6 +352,7 @@ void World::crash(Node& n, bool torn) {
   n.up = false;
   ++n.incarnation;
   n.pending.clear();
+  n.inbox.clear();
   n.disk_busy_until = 0;
   trace("n", n.id, torn ? " crash (torn)" : " crash", " durable=", n.durable.size());
   mix(0xc4a5 ^ n.id.value());
@@ -538,18 +548,34 @@ void World::client_attempt(std::uint32_t c, Time delay) {
   schedule(now_ + delay + attempt_timeout_us, Ev::client_timeout, c, cl.attempt);
 }
 
+// Requests reaching a server within a short window are proposed together, as one batch.
 void World::client_request(std::uint32_t c, std::uint32_t attempt, NodeId target) {
   Node& n = node(target);
   if (!n.up) return;  // the attempt times out
-  const OpRecord& rec = history_[clients_[c].op];
-  const Bytes payload = encode_op(rec.is_read ? op_read : op_inc, clients_[c].op);
-  auto r = n.core->propose(std::span<const Bytes>(&payload, 1));
-  if (!r) {
-    schedule(now_ + client_hop_us, Ev::client_fail, c, attempt, r.error().leader_hint.value());
-  } else {
-    n.pending[*r] = Pending{c, clients_[c].op};
-    trace("n", n.id, " accepted op ", clients_[c].op, " at ", *r);
+  if (n.inbox.empty()) {
+    schedule(now_ + rng_.range(0, 2'000), Ev::propose_batch,
+             static_cast<std::uint32_t>(n.id.value()), n.incarnation);
   }
+  n.inbox.push_back(Waiting{c, attempt, clients_[c].op});
+}
+
+void World::propose_batch(Node& n) {
+  std::vector<Bytes> payloads;
+  for (const Waiting& w : n.inbox) {
+    payloads.push_back(encode_op(history_[w.op].is_read ? op_read : op_inc, w.op));
+  }
+  auto r = n.core->propose(payloads);
+  for (std::size_t k = 0; k < n.inbox.size(); ++k) {
+    const Waiting& w = n.inbox[k];
+    if (!r) {
+      schedule(now_ + client_hop_us, Ev::client_fail, w.client, w.attempt,
+               r.error().leader_hint.value());
+    } else {
+      n.pending[*r + k] = Pending{w.client, w.op};
+      trace("n", n.id, " accepted op ", w.op, " at ", *r + k);
+    }
+  }
+  n.inbox.clear();
   after_input(n);
 }
 
@@ -771,6 +797,11 @@ void World::dispatch(const Event& e) {
     }
     case Ev::client_next: client_next(e.a); return;
     case Ev::client_request: client_request(e.a, e.b, NodeId(e.c)); return;
+    case Ev::propose_batch: {
+      Node& n = node(NodeId(e.a));
+      if (n.up && n.incarnation == e.b && !n.inbox.empty()) propose_batch(n);
+      return;
+    }
     case Ev::client_ok: client_done(e.a, e.c, e.d); return;
     case Ev::client_fail: {
       Client& cl = clients_[e.a];
