@@ -18,14 +18,16 @@
 //     `messages_after_persist`. An output without durable work may send its
 //     `messages_after_persist` as soon as every earlier write is durable. Acknowledging a write
 //     acknowledges every earlier one, so acknowledgements of several writes may be coalesced into
-//     the last one.
+//     the last one. A hard state needs no acknowledgement of its own: what depends on it (a vote
+//     reply, a candidate's vote requests) travels in `messages_after_persist`.
 //  5. Apply `committed` to the state machine in order, then call `core.applied(last index)`.
 //     Committed entries are handed out only once they are durable on this server, so applying
 //     may run in parallel with later writes.
 //  6. `soft_state`, when set, reports a change of role, leader or term: use it to redirect
 //     clients and to fail proposals that were waiting on a lost leadership.
 //  7. After a crash, build a new core from what is durable (the last hard state and the stored
-//     log). Nothing of an output that was not durable counts.
+//     log). Nothing of an output that was not durable counts. The commit index is not part of
+//     the hard state: a restarted server learns it again from the leader.
 //
 // Messages to one peer are best sent in the order given; the protocol stays correct when the
 // network loses, duplicates or reorders them.
