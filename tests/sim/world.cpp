@@ -260,6 +260,7 @@ class World {
   void partition();
   void heal();
   void audit();
+  void on_audit();
   bool finished() const;
   void final_checks();
   std::vector<const std::vector<Entry>*> durable_logs() const;
@@ -834,29 +835,36 @@ void World::dispatch(const Event& e) {
         trace("fault: partition healed");
       }
       return;
-    case Ev::audit:
-      audit();
-      if (!healing_ && now_ >= safety_us && (history_.size() >= ops_min || now_ >= safety_cap_us)) {
-        heal();
-      }
-      if (healing_ && finished()) stop_ = true;
-      if (healing_ && now_ - healed_at_ > liveness_us && !stop_) {
-        std::uint64_t open = 0;
-        for (const Client& c : clients_) open += c.busy ? 1 : 0;
-        std::string applied;
-        for (const Node& n : nodes_) {
-          applied += detail::concat(" n", n.id, ":", core::to_string(n.core->role()), "/t",
-                                    n.core->term(), "/applied=", n.applied, "/last=",
-                                    n.core->log().last_index());
-        }
-        checker_failure_ = detail::concat("liveness: 10 s after healing, ", open,
-                                          " operations open, servers", applied);
-        stop_ = true;
-        return;
-      }
-      schedule(now_ + (healing_ ? audit_us / 10 : audit_us), Ev::audit);
-      return;
+    case Ev::audit: on_audit(); return;
   }
+}
+
+// The periodic audit also moves the run through its phases: heal once the safety phase is
+// over, stop once liveness holds, fail if it does not hold in time.
+void World::on_audit() {
+  audit();
+  if (!healing_ && now_ >= safety_us && (history_.size() >= ops_min || now_ >= safety_cap_us)) {
+    heal();
+  }
+  if (healing_ && finished()) {
+    stop_ = true;
+    return;
+  }
+  if (healing_ && now_ - healed_at_ > liveness_us) {
+    std::uint64_t open = 0;
+    for (const Client& c : clients_) open += c.busy ? 1 : 0;
+    std::string servers;
+    for (const Node& n : nodes_) {
+      servers += detail::concat(" n", n.id, ":", core::to_string(n.core->role()), "/t",
+                                n.core->term(), "/applied=", n.applied, "/last=",
+                                n.core->log().last_index());
+    }
+    checker_failure_ = detail::concat("liveness: 10 s after healing, ", open,
+                                      " operations open, servers", servers);
+    stop_ = true;
+    return;
+  }
+  schedule(now_ + (healing_ ? audit_us / 10 : audit_us), Ev::audit);
 }
 
 SeedResult World::run() {
