@@ -394,11 +394,8 @@ void Core::become_leader() {
   // A new leader commits an entry of its own term at once, which also commits everything before
   // it (§3.6.2, §6.4).
   log_.append(Entry{log_.last_index() + 1, term_, EntryType::noop, Bytes()});
-  auto& leader = std::get<Leader>(state_);
-  if (maybe_commit(leader)) {
-    // Unreachable with peers: a fresh entry is durable nowhere yet.
-  }
-  broadcast_append(leader);
+  // It commits once persisted() and the followers' acknowledgements say a majority holds it.
+  broadcast_append(std::get<Leader>(state_));
 }
 
 void Core::tick_leader(Leader& l) {
