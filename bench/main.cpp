@@ -6,8 +6,9 @@
 #include "commands.hpp"
 
 namespace coraft::bench {
-int run_net(int argc, char** argv);
 // Defined by each subcommand's file; listed in `commands` below.
+int run_core(int argc, char** argv);
+int run_net(int argc, char** argv);
 }  // namespace coraft::bench
 
 using coraft::bench::Command;
@@ -15,6 +16,7 @@ using coraft::bench::Command;
 namespace {
 
 const Command commands[] = {
+    {"core", "core --payload BYTES [--nodes N] [--seconds T] [--json]", coraft::bench::run_core},
     {"net", "net --payload BYTES --entries N [--seconds T] [--json]", coraft::bench::run_net},
     {nullptr, nullptr, nullptr},
 };

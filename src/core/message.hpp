@@ -42,8 +42,12 @@ struct AppendRequest {
 };
 
 // On success, `match_index` is the last index the follower now holds from this request.
-// On rejection, the conflict hints let the leader skip back a whole term at once: the follower's
-// last index, and at prev_log_index the conflicting term with the first index it has for it.
+// On rejection, `match_index` is the request's prev_log_index (the index that did not match),
+// and the hint lets the leader skip back a whole term at once (§3.5): `conflict_index` is the
+// largest index at or below prev_log_index whose term in the follower's log is at most the
+// request's prev_log_term, and `conflict_term` is that term (0 for the empty prefix).
+// `last_log_index` is the follower's last index either way. A rejection that only reports a
+// newer term (to a stale leader) has success = false, match_index 0 and no hint.
 struct AppendResponse {
   Term term;
   bool success = false;

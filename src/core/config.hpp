@@ -1,0 +1,53 @@
+// The protocol core's configuration: identity, timing in ticks, limits and feature switches.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <coraft/result.hpp>
+#include <coraft/types.hpp>
+
+namespace coraft::core {
+
+struct Config {
+  // This server. Precondition: not no_node and listed in `voters`.
+  NodeId id;
+  // The voters of the cluster, this server included (the configuration before any change).
+  std::vector<NodeId> voters;
+
+  // A follower or candidate starts an election after a randomized timeout drawn uniformly
+  // from [election_ticks, 2 * election_ticks) (thesis §3.4). A leader sends heartbeats every
+  // heartbeat_ticks. Invariant: 0 < heartbeat_ticks < election_ticks.
+  std::uint32_t election_ticks = 10;
+  std::uint32_t heartbeat_ticks = 2;
+  // Seeds this server's election-timeout generator; servers should use different seeds.
+  std::uint64_t rng_seed = 1;
+
+  // PreVote (§9.6): a server first asks whether it could win before it raises its term.
+  bool pre_vote = true;
+  // CheckQuorum (§6.2, §4.2.3): a leader steps down when it has not heard from a quorum within
+  // an election timeout, and a follower that heard from its leader within the minimum election
+  // timeout ignores (pre)vote requests.
+  bool check_quorum = true;
+
+  // Replication flow control, per follower: AppendEntries messages in flight (sent, not yet
+  // acknowledged) and the entry payload bytes they carry. Both bound the window.
+  std::uint32_t inflight_msgs_max = 64;
+  std::uint64_t inflight_bytes_max = 32u << 20;
+  // Payload bytes one AppendEntries carries at most (it always carries at least one entry).
+  std::uint64_t append_bytes_max = 1u << 20;
+  // A proposal's payload larger than this is refused with too_large.
+  std::uint64_t entry_bytes_max = 1u << 20;
+  // Entries appended by this leader but not yet committed; past it proposals get overloaded.
+  std::uint64_t pending_proposals_max = 1u << 16;
+  // Committed entries handed out for applying but not yet reported by applied().
+  std::uint64_t apply_entries_max = 1u << 14;
+  // A follower in replicate state whose acknowledgements stop for this many ticks while
+  // messages are in flight is probed again, which recovers from lost AppendEntries.
+  std::uint32_t replicate_stall_ticks = 10;
+
+  // Fails with invalid_argument and a detail naming the first bad field.
+  [[nodiscard]] Result<void> validate() const;
+};
+
+}  // namespace coraft::core

@@ -1,0 +1,459 @@
+// Roles, terms and elections. Log replication lives in replication.cpp.
+#include "core/core.hpp"
+
+#include <algorithm>
+
+#include <coraft/assert.hpp>
+
+#include "core/quorum.hpp"
+
+namespace coraft::core {
+
+const char* to_string(Role r) noexcept {
+  switch (r) {
+    case Role::follower: return "follower";
+    case Role::pre_candidate: return "pre_candidate";
+    case Role::candidate: return "candidate";
+    case Role::leader: return "leader";
+  }
+  return "?";
+}
+
+std::uint64_t Rng::next() noexcept {
+  std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+std::uint64_t Rng::below(std::uint64_t bound) noexcept { return next() % bound; }
+
+namespace {
+void require_valid(const Config& c) {
+  auto v = c.validate();
+  CORAFT_REQUIRE(v.ok(), v.error().message());
+}
+}  // namespace
+
+Core::Core(Config config, DurableState durable)
+    : config_((require_valid(config), std::move(config))),
+      rng_(config_.rng_seed),
+      log_(std::move(durable.entries)),
+      term_(durable.hard_state.term),
+      vote_(durable.hard_state.vote),
+      saved_hard_(durable.hard_state) {
+  // A crash may keep a write's entries but not the hard state written with it; the entries'
+  // term is then the newest one this server has seen, and it has cast no vote in it.
+  if (log_.last_term() > term_) {
+    term_ = log_.last_term();
+    vote_ = no_node;
+  }
+  reported_soft_ = SoftState{Role::follower, no_node, durable.hard_state.term};
+  reset_election_timer();
+  check_invariants();
+}
+
+Result<Core> Core::make(Config config, DurableState durable) {
+  if (auto v = config.validate(); !v) return v.error();
+  return Core(std::move(config), std::move(durable));
+}
+
+Role Core::role() const noexcept {
+  if (std::holds_alternative<Leader>(state_)) return Role::leader;
+  if (const auto* c = std::get_if<Candidate>(&state_)) {
+    return c->pre_vote ? Role::pre_candidate : Role::candidate;
+  }
+  return Role::follower;
+}
+
+bool Core::is_voter(NodeId id) const noexcept {
+  return std::find(config_.voters.begin(), config_.voters.end(), id) != config_.voters.end();
+}
+
+void Core::send(NodeId to, MessageBody body) {
+  messages_.push_back(Message{config_.id, to, std::move(body)});
+}
+
+void Core::send_after_persist(NodeId to, MessageBody body) {
+  messages_after_persist_.push_back(Message{config_.id, to, std::move(body)});
+}
+
+// ---- Inputs ----
+
+void Core::tick() {
+  if (auto* l = std::get_if<Leader>(&state_)) {
+    tick_leader(*l);
+  } else {
+    tick_election();
+  }
+#ifndef NDEBUG
+  check_invariants();
+#endif
+}
+
+void Core::tick_election() {
+  ++election_elapsed_;
+  if (election_elapsed_ >= randomized_timeout_ && is_voter(config_.id)) campaign();
+}
+
+Result<void> Core::step(Message m) {
+  if (auto v = validate(m); !v) return v;
+  if (!step_term(m)) return {};
+  const NodeId from = m.from;
+  if (auto* r = std::get_if<VoteRequest>(&m.body)) {
+    handle_vote_request(from, *r);
+  } else if (auto* vr = std::get_if<VoteResponse>(&m.body)) {
+    handle_vote_response(from, *vr);
+  } else if (auto* a = std::get_if<AppendRequest>(&m.body)) {
+    if (std::holds_alternative<Leader>(state_)) {
+      return Error(Errc::protocol_error, "AppendEntries from a second leader in this term");
+    }
+    handle_append_request(from, *a);
+  } else if (auto* h = std::get_if<HeartbeatRequest>(&m.body)) {
+    if (std::holds_alternative<Leader>(state_)) {
+      return Error(Errc::protocol_error, "heartbeat from a second leader in this term");
+    }
+    handle_heartbeat_request(from, *h);
+  } else if (auto* ar = std::get_if<AppendResponse>(&m.body)) {
+    if (auto* l = std::get_if<Leader>(&state_)) handle_append_response(*l, from, *ar);
+  } else if (std::holds_alternative<HeartbeatResponse>(m.body)) {
+    if (auto* l = std::get_if<Leader>(&state_)) handle_heartbeat_response(*l, from);
+  }
+#ifndef NDEBUG
+  check_invariants();
+#endif
+  return {};
+}
+
+Result<void> Core::validate(const Message& m) const {
+  if (m.to != config_.id) return Error(Errc::protocol_error, "message addressed to another server");
+  if (m.from == config_.id || !is_voter(m.from)) {
+    return Error(Errc::protocol_error, "message from an unknown server");
+  }
+  if (std::holds_alternative<InstallSnapshot>(m.body) ||
+      std::holds_alternative<InstallSnapshotResponse>(m.body) ||
+      std::holds_alternative<TimeoutNow>(m.body)) {
+    return Error(Errc::protocol_error, "snapshots and leadership transfer are not supported");
+  }
+  const auto* a = std::get_if<AppendRequest>(&m.body);
+  if (!a) return {};
+  Index expect = a->prev_log_index + 1;
+  Term floor = a->prev_log_term;
+  for (const Entry& e : a->entries) {
+    if (e.index != expect || e.term < floor || e.term > a->term || e.term.value() == 0) {
+      return Error(Errc::protocol_error, "AppendEntries with malformed entries");
+    }
+    floor = e.term;
+    ++expect;
+  }
+  if (a->prev_log_term > a->term) return Error(Errc::protocol_error, "AppendEntries prev term");
+  return {};
+}
+
+Result<Index> Core::propose(std::span<const Bytes> payloads) {
+  auto* l = std::get_if<Leader>(&state_);
+  if (!l) return Error::not_leader(leader_);
+  if (payloads.empty()) return Error(Errc::invalid_argument, "propose: no payloads");
+  if (payloads.size() > config_.pending_proposals_max) {
+    return Error(Errc::too_large, "propose: more payloads than pending_proposals_max");
+  }
+  for (const Bytes& p : payloads) {
+    if (p.size() > config_.entry_bytes_max) {
+      return Error(Errc::too_large, "propose: payload exceeds entry_bytes_max");
+    }
+  }
+  const std::uint64_t pending = log_.last_index() - log_.commit_index();
+  if (pending + payloads.size() > config_.pending_proposals_max) {
+    return Error(Errc::overloaded, "propose: pending_proposals_max reached");
+  }
+  const Index first = log_.last_index() + 1;
+  Index next = first;
+  for (const Bytes& p : payloads) {
+    log_.append(Entry{next, term_, EntryType::normal, p});
+    ++next;
+  }
+  broadcast_append(*l);
+#ifndef NDEBUG
+  check_invariants();
+#endif
+  return first;
+}
+
+void Core::persisted(Term term, Index index) {
+  if (log_.persisted(term, index)) {
+    if (auto* l = std::get_if<Leader>(&state_)) {
+      if (maybe_commit(*l)) broadcast_append(*l);
+    }
+  }
+#ifndef NDEBUG
+  check_invariants();
+#endif
+}
+
+void Core::applied(Index index) {
+  CORAFT_REQUIRE(index >= applied_ && index <= apply_handed_,
+                 "applied() beyond what was handed out", index, applied_, apply_handed_);
+  applied_ = index;
+}
+
+// ---- Output ----
+
+bool Core::has_output() const noexcept {
+  if (HardState{term_, vote_} != saved_hard_) return true;
+  if (log_.has_unsaved() || !messages_.empty() || !messages_after_persist_.empty()) return true;
+  if (SoftState{role(), leader_, term_} != reported_soft_) return true;
+  const Index ready = std::min(log_.commit_index(), log_.persisted_index());
+  return ready > apply_handed_ && apply_handed_ - applied_ < config_.apply_entries_max;
+}
+
+Output Core::take_output() {
+  Output out;
+  const HardState hs{term_, vote_};
+  if (hs != saved_hard_) {
+    out.hard_state = hs;
+    saved_hard_ = hs;
+  }
+  if (log_.has_unsaved()) log_.take_unsaved(out.truncate_from, out.entries);
+  out.messages.swap(messages_);
+  out.messages_after_persist.swap(messages_after_persist_);
+  collect_committed(out);
+  const SoftState ss{role(), leader_, term_};
+  if (ss != reported_soft_) {
+    out.soft_state = ss;
+    reported_soft_ = ss;
+  }
+  return out;
+}
+
+void Core::collect_committed(Output& out) {
+  Index hi = std::min(log_.commit_index(), log_.persisted_index());
+  hi = std::min(hi, applied_ + config_.apply_entries_max);
+  if (hi <= apply_handed_) return;
+  auto ready = log_.slice(apply_handed_ + 1, hi);
+  out.committed.assign(ready.begin(), ready.end());
+  apply_handed_ = hi;
+}
+
+// ---- Terms and roles ----
+
+bool Core::in_leader_lease() const noexcept {
+  return config_.check_quorum && leader_ != no_node && election_elapsed_ < config_.election_ticks;
+}
+
+// Applies the term rules every message obeys (§3.3); returns false when the message is done.
+bool Core::step_term(const Message& m) {
+  const Term t = term_of(m.body);
+  if (t > term_) {
+    if (const auto* v = std::get_if<VoteRequest>(&m.body)) {
+      // A server that hears from its leader ignores disruptive candidates (§4.2.3).
+      if (in_leader_lease() && !v->leadership_transfer) return false;
+      if (v->pre_vote) return true;  // a pre-vote never changes the voter's term (§9.6)
+      become_follower(t, no_node);
+      return true;
+    }
+    if (const auto* vr = std::get_if<VoteResponse>(&m.body); vr && vr->pre_vote && vr->granted) {
+      return true;  // a granted pre-vote carries the term the pre-candidate would use
+    }
+    const bool from_leader = std::holds_alternative<AppendRequest>(m.body) ||
+                             std::holds_alternative<HeartbeatRequest>(m.body);
+    become_follower(t, from_leader ? m.from : no_node);
+    return true;
+  }
+  if (t < term_) {
+    if (std::holds_alternative<AppendRequest>(m.body) ||
+        std::holds_alternative<HeartbeatRequest>(m.body)) {
+      // Tell a stale leader about the newer term. Without this, a server that raised its term
+      // while cut off could never rejoin: its pre-votes fail while the others hear the leader.
+      send(m.from, AppendResponse{term_, false, Index(), log_.last_index(), Term(), Index()});
+    } else if (const auto* v = std::get_if<VoteRequest>(&m.body); v && v->pre_vote) {
+      send(m.from, VoteResponse{term_, false, true});
+    }
+    return false;
+  }
+  return true;
+}
+
+void Core::reset_election_timer() {
+  election_elapsed_ = 0;
+  randomized_timeout_ =
+      config_.election_ticks + static_cast<std::uint32_t>(rng_.below(config_.election_ticks));
+}
+
+void Core::become_follower(Term term, NodeId leader) {
+  CORAFT_ASSERT(term >= term_, term, term_);
+  if (term > term_) {
+    term_ = term;
+    vote_ = no_node;
+  }
+  leader_ = leader;
+  state_ = Follower{};
+  reset_election_timer();
+}
+
+void Core::campaign() {
+  if (config_.pre_vote) {
+    become_pre_candidate();
+  } else {
+    become_candidate();
+  }
+}
+
+void Core::become_pre_candidate() {
+  state_ = Candidate{true, {}, {}};
+  leader_ = no_node;
+  reset_election_timer();
+  request_votes(true);
+  record_vote(std::get<Candidate>(state_), config_.id, true);
+}
+
+void Core::become_candidate() {
+  ++term_;
+  vote_ = config_.id;
+  leader_ = no_node;
+  state_ = Candidate{false, {}, {}};
+  reset_election_timer();
+  request_votes(false);
+  record_vote(std::get<Candidate>(state_), config_.id, true);
+}
+
+void Core::request_votes(bool pre_vote) {
+  const Term term = pre_vote ? term_ + 1 : term_;
+  for (NodeId peer : config_.voters) {
+    if (peer == config_.id) continue;
+    VoteRequest r{term, log_.last_index(), log_.last_term(), pre_vote, false};
+    // A real candidate's own vote must be durable before it asks for others (§3.8).
+    if (pre_vote) {
+      send(peer, r);
+    } else {
+      send_after_persist(peer, r);
+    }
+  }
+}
+
+void Core::record_vote(Candidate& c, NodeId from, bool granted) {
+  auto seen = [&](const std::vector<NodeId>& v) {
+    return std::find(v.begin(), v.end(), from) != v.end();
+  };
+  if (seen(c.granted) || seen(c.rejected)) return;
+  (granted ? c.granted : c.rejected).push_back(from);
+  switch (vote_outcome(config_.voters.size(), c.granted.size(), c.rejected.size())) {
+    case VoteOutcome::won:
+      if (c.pre_vote) {
+        become_candidate();
+      } else {
+        become_leader();
+      }
+      break;
+    case VoteOutcome::lost:
+      become_follower(term_, no_node);
+      break;
+    case VoteOutcome::pending:
+      break;
+  }
+}
+
+void Core::handle_vote_request(NodeId from, const VoteRequest& r) {
+  // Precondition: r.term >= term_ (step_term), and r.term > term_ only for a pre-vote.
+  const bool can_vote = vote_ == from || (vote_ == no_node && leader_ == no_node) ||
+                        (r.pre_vote && r.term > term_);
+  const bool grant = can_vote && log_.candidate_up_to_date(r.last_log_index, r.last_log_term);
+  if (r.pre_vote) {
+    send(from, VoteResponse{grant ? r.term : term_, grant, true});
+    return;
+  }
+  if (grant) {
+    vote_ = from;
+    election_elapsed_ = 0;
+  }
+  // The vote must be durable before the candidate can count it (§3.8).
+  send_after_persist(from, VoteResponse{term_, grant, false});
+}
+
+void Core::handle_vote_response(NodeId from, const VoteResponse& r) {
+  auto* c = std::get_if<Candidate>(&state_);
+  if (!c || c->pre_vote != r.pre_vote) return;
+  // A pre-vote is granted at the term the pre-candidate would campaign in; its rejections carry
+  // the voter's term, which step_term has already handled when it was newer.
+  if (r.pre_vote && r.granted && r.term != term_ + 1) return;
+  if (!r.pre_vote && r.term != term_) return;
+  record_vote(*c, from, r.granted);
+}
+
+void Core::become_leader() {
+  Leader l;
+  l.peers.reserve(config_.voters.size());
+  for (NodeId peer : config_.voters) {
+    if (peer == config_.id) continue;
+    l.peers.emplace_back(peer, log_.last_index() + 1, config_.inflight_msgs_max,
+                         config_.inflight_bytes_max);
+  }
+  l.matches.reserve(config_.voters.size());
+  state_ = std::move(l);
+  leader_ = config_.id;
+  election_elapsed_ = 0;
+  // A new leader commits an entry of its own term at once, which also commits everything before
+  // it (§3.6.2, §6.4).
+  log_.append(Entry{log_.last_index() + 1, term_, EntryType::noop, Bytes()});
+  // It commits once persisted() and the followers' acknowledgements say a majority holds it.
+  broadcast_append(std::get<Leader>(state_));
+}
+
+void Core::tick_leader(Leader& l) {
+  ++election_elapsed_;
+  if (election_elapsed_ >= config_.election_ticks) {
+    election_elapsed_ = 0;
+    if (config_.check_quorum) {
+      std::size_t active = 1;  // the leader itself
+      for (Progress& pr : l.peers) {
+        if (pr.recent_active) ++active;
+        pr.recent_active = false;
+      }
+      if (active < majority(config_.voters.size())) {
+        become_follower(term_, no_node);  // §6.2: it may have been deposed without knowing
+        return;
+      }
+    }
+  }
+  for (Progress& pr : l.peers) {
+    if (pr.state != Progress::State::replicate || pr.inflights.count() == 0) continue;
+    if (++pr.stall_ticks >= config_.replicate_stall_ticks) {
+      pr.become_probe();  // lost AppendEntries: find the follower's log again
+      send_append(l, pr);
+    }
+  }
+  if (++l.heartbeat_elapsed >= config_.heartbeat_ticks) {
+    l.heartbeat_elapsed = 0;
+    broadcast_heartbeat(l);
+  }
+}
+
+// ---- Observation ----
+
+const Progress* Core::progress(NodeId peer) const noexcept {
+  const auto* l = std::get_if<Leader>(&state_);
+  if (!l) return nullptr;
+  for (const Progress& pr : l->peers) {
+    if (pr.id == peer) return &pr;
+  }
+  return nullptr;
+}
+
+void Core::check_invariants() const {
+  log_.check_invariants();
+  CORAFT_ASSERT(term_ >= log_.last_term(), term_, log_.last_term());
+  CORAFT_ASSERT(applied_ <= apply_handed_, applied_, apply_handed_);
+  CORAFT_ASSERT(apply_handed_ <= log_.commit_index() && apply_handed_ <= log_.persisted_index(),
+                apply_handed_, log_.commit_index(), log_.persisted_index());
+  CORAFT_ASSERT(randomized_timeout_ >= config_.election_ticks &&
+                    randomized_timeout_ < 2 * config_.election_ticks,
+                randomized_timeout_);
+  if (const auto* l = std::get_if<Leader>(&state_)) {
+    CORAFT_ASSERT(leader_ == config_.id && vote_ == config_.id, leader_, vote_);
+    check_leader_invariants(*l);
+  } else if (const auto* c = std::get_if<Candidate>(&state_)) {
+    CORAFT_ASSERT(leader_ == no_node, leader_);
+    CORAFT_ASSERT(c->pre_vote || vote_ == config_.id, vote_);
+  }
+}
+
+}  // namespace coraft::core

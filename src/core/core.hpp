@@ -1,0 +1,158 @@
+// The Raft protocol core: one server's protocol state as a deterministic state machine.
+//
+// Inputs are method calls; the work they produce is collected into an Output that the caller
+// takes and carries out as output.hpp describes. The core reads no clock, does no IO, starts no
+// thread and draws randomness only from the generator seeded by Config::rng_seed, so the same
+// inputs always give the same outputs.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <variant>
+#include <vector>
+
+#include <coraft/bytes.hpp>
+#include <coraft/result.hpp>
+
+#include "core/config.hpp"
+#include "core/message.hpp"
+#include "core/output.hpp"
+#include "core/progress.hpp"
+#include "core/raft_log.hpp"
+
+namespace coraft::core {
+
+// What a server restarts from: its last durable hard state and its stored log.
+struct DurableState {
+  HardState hard_state;
+  std::vector<Entry> entries;  // contiguous from index 1
+};
+
+// A small deterministic generator (SplitMix64) for election timeouts.
+class Rng {
+ public:
+  explicit Rng(std::uint64_t seed) noexcept : state_(seed) {}
+  std::uint64_t next() noexcept;
+  // Uniform in [0, bound). Precondition: bound > 0.
+  std::uint64_t below(std::uint64_t bound) noexcept;
+
+ private:
+  std::uint64_t state_;
+};
+
+class Core {
+ public:
+  // Precondition: config.validate() succeeds (use make() to get an error instead).
+  Core(Config config, DurableState durable);
+  [[nodiscard]] static Result<Core> make(Config config, DurableState durable);
+
+  // ---- Inputs ----
+  // One unit of logical time (election and heartbeat timeouts count ticks).
+  void tick();
+  // A message from a peer. Malformed messages, messages not addressed to this server or not
+  // from a voter, and kinds this version does not handle (snapshot chunks, TimeoutNow) are
+  // refused with protocol_error and change nothing.
+  Result<void> step(Message message);
+  // Appends one entry per payload if this server is the leader; returns the index of the first.
+  // Fails with not_leader (hint: the leader this server knows), too_large (a payload over
+  // entry_bytes_max, or more payloads than pending_proposals_max) or overloaded (the pending
+  // proposals would pass pending_proposals_max). On failure nothing is appended.
+  Result<Index> propose(std::span<const Bytes> payloads);
+  // The write ending with the entry (term, index) and all earlier writes are durable.
+  void persisted(Term term, Index index);
+  // The state machine applied every committed entry up to `index`.
+  void applied(Index index);
+
+  // ---- Output ----
+  [[nodiscard]] bool has_output() const noexcept;
+  [[nodiscard]] Output take_output();
+
+  // ---- Observation (read-only) ----
+  [[nodiscard]] NodeId id() const noexcept { return config_.id; }
+  [[nodiscard]] Term term() const noexcept { return term_; }
+  [[nodiscard]] NodeId vote() const noexcept { return vote_; }
+  [[nodiscard]] NodeId leader() const noexcept { return leader_; }
+  [[nodiscard]] Role role() const noexcept;
+  [[nodiscard]] const RaftLog& log() const noexcept { return log_; }
+  [[nodiscard]] Index applied_index() const noexcept { return applied_; }
+  [[nodiscard]] const Config& config() const noexcept { return config_; }
+  // The leader's view of a peer; nullptr when not leader or `peer` is unknown.
+  [[nodiscard]] const Progress* progress(NodeId peer) const noexcept;
+  // Walks the core's invariants and aborts with context on a broken one. Runs after every input
+  // in debug builds; the simulator calls it after every input in every build.
+  void check_invariants() const;
+
+ private:
+  struct Follower {};
+  struct Candidate {
+    bool pre_vote = false;
+    // Invariant: disjoint, voters only, no duplicates.
+    std::vector<NodeId> granted;
+    std::vector<NodeId> rejected;
+  };
+  struct Leader {
+    std::vector<Progress> peers;
+    std::uint32_t heartbeat_elapsed = 0;
+    // Scratch space for the commit computation, one slot per voter.
+    std::vector<Index> matches;
+  };
+
+  // core.cpp: roles and elections.
+  void become_follower(Term term, NodeId leader);
+  void become_pre_candidate();
+  void become_candidate();
+  void become_leader();
+  void campaign();
+  void request_votes(bool pre_vote);
+  void reset_election_timer();
+  void tick_election();
+  void tick_leader(Leader& leader);
+  [[nodiscard]] bool in_leader_lease() const noexcept;
+  [[nodiscard]] bool step_term(const Message& m);
+  void handle_vote_request(NodeId from, const VoteRequest& r);
+  void handle_vote_response(NodeId from, const VoteResponse& r);
+  void record_vote(Candidate& c, NodeId from, bool granted);
+  [[nodiscard]] bool is_voter(NodeId id) const noexcept;
+  void send(NodeId to, MessageBody body);
+  void send_after_persist(NodeId to, MessageBody body);
+  [[nodiscard]] Result<void> validate(const Message& m) const;
+
+  // replication.cpp: log replication and commit.
+  void send_append(Leader& leader, Progress& pr);
+  void broadcast_append(Leader& leader);
+  void broadcast_heartbeat(Leader& leader);
+  void handle_append_request(NodeId from, AppendRequest& r);
+  void reject_append(NodeId from, const AppendRequest& r);
+  void handle_append_response(Leader& leader, NodeId from, const AppendResponse& r);
+  void handle_append_rejection(Leader& leader, Progress& pr, const AppendResponse& r);
+  void handle_heartbeat_request(NodeId from, const HeartbeatRequest& r);
+  void handle_heartbeat_response(Leader& leader, NodeId from);
+  [[nodiscard]] bool maybe_commit(Leader& leader);
+  [[nodiscard]] Progress* find_progress(Leader& leader, NodeId id) noexcept;
+  void collect_committed(Output& out);
+  void check_leader_invariants(const Leader& leader) const;
+
+  Config config_;
+  Rng rng_;
+  RaftLog log_;
+  Term term_;
+  NodeId vote_;
+  NodeId leader_;
+  std::variant<Follower, Candidate, Leader> state_;
+  std::uint32_t election_elapsed_ = 0;
+  // Invariant: election_ticks <= randomized_timeout_ < 2 * election_ticks.
+  std::uint32_t randomized_timeout_ = 0;
+
+  // The hard state last handed out for writing, and the soft state last reported.
+  HardState saved_hard_;
+  SoftState reported_soft_;
+  // Work collected since the last take_output().
+  std::vector<Message> messages_;
+  std::vector<Message> messages_after_persist_;
+
+  // Invariant: applied_ <= apply_handed_ <= min(commit, persisted).
+  Index applied_;
+  Index apply_handed_;
+};
+
+}  // namespace coraft::core

@@ -1,0 +1,192 @@
+#include "checker.hpp"
+
+#include <algorithm>
+
+#include <coraft/text.hpp>
+
+namespace coraft::sim {
+
+void Checker::fail(std::string what) {
+  if (failure_.empty()) failure_ = std::move(what);
+}
+
+void Checker::on_leader(Term term, NodeId node, const core::RaftLog& log) {
+  const auto t = static_cast<std::size_t>(term.value());
+  if (leaders_.size() <= t) leaders_.resize(t + 1);
+  if (leaders_[t] != no_node && leaders_[t] != node) {
+    fail(detail::concat("election safety: nodes ", leaders_[t], " and ", node,
+                        " both led term ", term));
+    return;
+  }
+  leaders_[t] = node;
+  for (std::size_t k = 0; k < committed_.size(); ++k) {
+    const Index i(k + 1);
+    if (committed_[k].commit_term < term && !log.matches(i, committed_[k].term)) {
+      fail(detail::concat("leader completeness: leader ", node, " of term ", term,
+                          " lacks entry ", i, " committed in term ", committed_[k].commit_term));
+      return;
+    }
+  }
+}
+
+void Checker::on_leader_commit(Term term, const core::RaftLog& log) {
+  const Index commit = log.commit_index();
+  // Entries already recorded with a commit term at or below `term` need no update; terms of
+  // committing leaders rarely decrease along the log, so the walk stops early.
+  for (Index i = commit; i.value() > 0; --i) {
+    const auto k = static_cast<std::size_t>(i.value() - 1);
+    const Entry& e = log.at(i);
+    if (k < committed_.size() && committed_[k].commit_term.value() != 0) {
+      Committed& c = committed_[k];
+      if (c.term != e.term || c.type != e.type || !(c.payload == e.payload)) {
+        fail(detail::concat("state machine safety: the leader of term ", term, " committed (",
+                            i, ", term ", e.term, ") but (", i, ", term ", c.term,
+                            ") was committed before"));
+        return;
+      }
+      if (c.commit_term <= term) break;
+      c.commit_term = term;
+      continue;
+    }
+    if (committed_.size() < k + 1) committed_.resize(k + 1);
+    committed_[k] = Committed{e.term, e.type, e.payload, term};
+  }
+}
+
+void Checker::on_apply(NodeId node, const Entry& e) {
+  const auto k = static_cast<std::size_t>(e.index.value() - 1);
+  if (k >= committed_.size() || committed_[k].commit_term.value() == 0) {
+    fail(detail::concat("state machine safety: node ", node, " applied ", e.index,
+                        " which no leader committed"));
+    return;
+  }
+  const Committed& c = committed_[k];
+  if (c.term != e.term || c.type != e.type || !(c.payload == e.payload)) {
+    fail(detail::concat("state machine safety: node ", node, " applied (", e.index, ", term ",
+                        e.term, ") but (", e.index, ", term ", c.term, ") was committed"));
+  }
+}
+
+namespace {
+
+// Log Matching for one pair: find the highest index where both hold the same term; below it
+// the logs must be identical.
+bool logs_match(const core::RaftLog& a, const core::RaftLog& b, Index& bad) {
+  Index i = std::min(a.last_index(), b.last_index());
+  while (i.value() > 0 && !(*a.term_at(i) == *b.term_at(i))) --i;
+  for (; i.value() > 0; --i) {
+    const Entry& x = a.at(i);
+    const Entry& y = b.at(i);
+    if (x.term != y.term || x.type != y.type || !(x.payload == y.payload)) {
+      bad = i;
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+void Checker::check_log_matching(const std::vector<const core::RaftLog*>& logs) {
+  for (std::size_t x = 0; x < logs.size(); ++x) {
+    for (std::size_t y = x + 1; y < logs.size(); ++y) {
+      Index bad;
+      if (!logs_match(*logs[x], *logs[y], bad)) {
+        fail(detail::concat("log matching: logs ", x, " and ", y, " share a later entry but ",
+                            "differ at index ", bad));
+        return;
+      }
+    }
+  }
+}
+
+void Checker::check_durable(const std::vector<const std::vector<Entry>*>& durable_logs) {
+  const std::size_t need = nodes_ / 2 + 1;
+  for (std::size_t k = 0; k < committed_.size(); ++k) {
+    std::size_t holders = 0;
+    for (const auto* log : durable_logs) {
+      if (k < log->size() && (*log)[k].term == committed_[k].term &&
+          (*log)[k].payload == committed_[k].payload) {
+        ++holders;
+      }
+    }
+    if (holders < need) {
+      fail(detail::concat("durability: committed entry ", k + 1, " is durable on ", holders,
+                          " servers, fewer than a majority"));
+      return;
+    }
+  }
+}
+
+// Increments return the counter after them, so each completed increment's place in any
+// linearization is fixed by its value; reads return the count of increments before them.
+// The history is rejected when it breaks real-time order or needs more increments than
+// were invoked.
+void Checker::check_linearizable(const std::vector<OpRecord>& history) {
+  std::vector<const OpRecord*> done;
+  std::vector<std::uint64_t> inc_invokes;
+  for (const OpRecord& op : history) {
+    if (!op.is_read) inc_invokes.push_back(op.invoked_us);
+    if (op.done) done.push_back(&op);
+  }
+  std::sort(inc_invokes.begin(), inc_invokes.end());
+  std::vector<std::uint64_t> inc_values;
+  for (const OpRecord* op : done) {
+    if (!op->is_read) inc_values.push_back(op->value);
+    // At most as many increments can have happened as were invoked before this op returned.
+    const auto invoked_before = static_cast<std::uint64_t>(
+        std::upper_bound(inc_invokes.begin(), inc_invokes.end(), op->completed_us) -
+        inc_invokes.begin());
+    if (op->value > invoked_before) {
+      fail(detail::concat("linearizability: an op returned ", op->value, " but only ",
+                          invoked_before, " increments were invoked by then"));
+      return;
+    }
+    if (!op->is_read && op->value == 0) {
+      fail("linearizability: an increment returned 0");
+      return;
+    }
+  }
+  std::sort(inc_values.begin(), inc_values.end());
+  if (std::adjacent_find(inc_values.begin(), inc_values.end()) != inc_values.end()) {
+    fail("linearizability: two increments returned the same value");
+    return;
+  }
+  // Real-time order: if A returned before B was invoked, A's value must not exceed B's (and
+  // must be below it when B is an increment). Sweep in time order keeping the largest value
+  // of the ops already returned.
+  struct Point {
+    std::uint64_t at;
+    bool is_return;
+    const OpRecord* op;
+  };
+  std::vector<Point> points;
+  points.reserve(done.size() * 2);
+  for (const OpRecord* op : done) {
+    points.push_back({op->invoked_us, false, op});
+    points.push_back({op->completed_us, true, op});
+  }
+  // Invocations before returns at the same instant: such ops are concurrent, not ordered.
+  std::sort(points.begin(), points.end(), [](const Point& a, const Point& b) {
+    return a.at != b.at ? a.at < b.at : (!a.is_return && b.is_return);
+  });
+  std::uint64_t returned_max = 0;
+  std::vector<std::uint64_t> floor_at_invoke(history.size());
+  for (const Point& p : points) {
+    const auto slot = static_cast<std::size_t>(p.op - history.data());
+    if (!p.is_return) {
+      floor_at_invoke[slot] = returned_max;
+      continue;
+    }
+    const std::uint64_t floor = floor_at_invoke[slot];
+    const bool ok = p.op->is_read ? p.op->value >= floor : p.op->value > floor;
+    if (!ok) {
+      fail(detail::concat("linearizability: an op invoked at ", p.op->invoked_us,
+                          "us returned ", p.op->value, " after an earlier op returned ", floor));
+      return;
+    }
+    returned_max = std::max(returned_max, p.op->value);
+  }
+}
+
+}  // namespace coraft::sim

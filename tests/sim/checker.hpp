@@ -1,0 +1,65 @@
+// Safety and linearizability checkers for the simulator. They watch the cluster from outside
+// and share no code with the protocol core beyond reading its log.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <coraft/entry.hpp>
+#include <coraft/types.hpp>
+
+#include "core/raft_log.hpp"
+
+namespace coraft::sim {
+
+// One client operation as the client saw it. Times are simulated microseconds.
+struct OpRecord {
+  bool is_read = false;
+  std::uint64_t invoked_us = 0;
+  bool done = false;
+  std::uint64_t completed_us = 0;
+  std::uint64_t value = 0;  // the counter after the increment, or the value read
+};
+
+class Checker {
+ public:
+  explicit Checker(std::size_t nodes) : nodes_(nodes) {}
+
+  [[nodiscard]] bool failed() const noexcept { return !failure_.empty(); }
+  [[nodiscard]] const std::string& failure() const noexcept { return failure_; }
+
+  // At most one leader per term (§3.6.3 Election Safety), and the new leader holds every entry
+  // committed by a leader of an earlier term (Leader Completeness).
+  void on_leader(Term term, NodeId node, const core::RaftLog& log);
+  // A leader of `term` with this log has the commit index the log shows. Records the entries
+  // it committed; a leader committing an entry that differs from one committed before fails.
+  void on_leader_commit(Term term, const core::RaftLog& log);
+  // No two servers apply different entries at one index (State Machine Safety), and only
+  // committed entries are applied.
+  void on_apply(NodeId node, const Entry& e);
+  // Log Matching between every pair of logs: equal (index, term) implies equal prefixes.
+  void check_log_matching(const std::vector<const core::RaftLog*>& logs);
+  // Every committed entry is on the durable logs of a majority, so it survives crashes.
+  void check_durable(const std::vector<const std::vector<Entry>*>& durable_logs);
+  // The client history is linearizable against a counter with increments and reads.
+  void check_linearizable(const std::vector<OpRecord>& history);
+
+  [[nodiscard]] std::uint64_t committed_count() const noexcept { return committed_.size(); }
+
+ private:
+  void fail(std::string what);
+
+  struct Committed {
+    Term term;
+    EntryType type;
+    Bytes payload;
+    Term commit_term;  // the lowest term of a leader that committed it
+  };
+  std::size_t nodes_;
+  std::vector<NodeId> leaders_;       // by term; no_node when none seen
+  std::vector<Committed> committed_;  // index i at [i - 1]
+  std::string failure_;
+};
+
+}  // namespace coraft::sim

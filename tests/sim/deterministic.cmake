@@ -1,0 +1,27 @@
+# Runs one seed of coraft-sim twice with its full trace and fails unless both runs print the
+# same bytes; then checks that a bad flag is refused with exit status 2.
+foreach(run a b)
+  execute_process(COMMAND ${SIM} --seed 7 --nodes 5 --faults all --trace
+                  OUTPUT_VARIABLE out_${run} RESULT_VARIABLE rc_${run})
+  if(NOT rc_${run} EQUAL 0)
+    message(FATAL_ERROR "coraft-sim --seed 7 failed (${rc_${run}}):\n${out_${run}}")
+  endif()
+endforeach()
+string(LENGTH "${out_a}" len)
+if(len LESS 10000)
+  message(FATAL_ERROR "the trace is suspiciously short (${len} bytes)")
+endif()
+if(NOT out_a STREQUAL out_b)
+  message(FATAL_ERROR "two runs of seed 7 printed different output")
+endif()
+string(MD5 digest "${out_a}")
+message(STATUS "seed 7 twice: ${len} identical bytes (md5 ${digest})")
+
+execute_process(COMMAND ${SIM} --seeds 3 --nodes 4 RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(NOT rc EQUAL 2 OR NOT err MATCHES "--nodes must be 3, 5 or 7")
+  message(FATAL_ERROR "--nodes 4 should fail with status 2 and a message; got ${rc}: ${err}")
+endif()
+execute_process(COMMAND ${SIM} --seeds 3 --faults drop,fire RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(NOT rc EQUAL 2 OR NOT err MATCHES "unknown fault 'fire'")
+  message(FATAL_ERROR "--faults fire should fail with status 2; got ${rc}: ${err}")
+endif()

@@ -1,0 +1,50 @@
+// A whole simulated cluster of protocol cores over a simulated network, disk and clock, driven
+// by one seed: the heart of coraft-sim.
+#pragma once
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <string_view>
+
+namespace coraft::sim {
+
+enum FaultBit : std::uint32_t {
+  fault_drop = 1u << 0,
+  fault_dup = 1u << 1,
+  fault_reorder = 1u << 2,
+  fault_delay = 1u << 3,
+  fault_partition = 1u << 4,
+  fault_crash = 1u << 5,
+  fault_torn = 1u << 6,
+  faults_all = (1u << 7) - 1,
+};
+
+// "all", "none" or a comma-separated list of fault names. Returns false and sets `error` on an
+// unknown name.
+bool parse_faults(std::string_view text, std::uint32_t& mask, std::string& error);
+// The canonical text form of a mask, as accepted by parse_faults.
+std::string faults_text(std::uint32_t mask);
+
+struct SimOptions {
+  std::uint32_t nodes = 3;
+  std::uint32_t faults = faults_all;
+  // Print every event of the run to `trace`.
+  std::FILE* trace = nullptr;
+};
+
+struct SeedResult {
+  bool ok = true;
+  std::string failure;
+  std::uint64_t ops = 0;  // client operations completed
+  std::uint64_t ops_invoked = 0;
+  std::uint32_t faults = 0;  // faults injected
+  std::uint64_t sim_us = 0;  // simulated time covered
+  std::uint64_t committed = 0;
+  std::uint64_t digest = 0;  // of the whole event trace
+};
+
+// Runs one seed: a safety phase with faults, then healing and a liveness phase.
+SeedResult run_seed(std::uint64_t seed, const SimOptions& options);
+
+}  // namespace coraft::sim
