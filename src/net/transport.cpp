@@ -41,6 +41,11 @@ Result<std::unique_ptr<asio::ssl::context>> make_tls(const TlsConfig& c) {
 
 }  // namespace
 
+std::string certificate_name(const TlsConfig& tls, NodeId id) {
+  std::string name = detail::concat("node-", id);
+  return tls.cluster_name.empty() ? name : tls.cluster_name + "-" + name;
+}
+
 void init_event(asio::steady_timer& t) {
   t.expires_at(asio::steady_timer::time_point::max());
 }
@@ -190,6 +195,9 @@ asio::awaitable<void> TcpTransport::Impl::accept_handshake(Inbound& in, FrameRea
     co_return;
   }
   auto sender = check_handshake(*body);
+  if (sender) {
+    if (auto named = check_identity(*in.stream, *sender); !named) sender = named.error();
+  }
   HandshakeReply reply{sender.ok(), protocol_version, config.cluster_id, config.self,
                        sender.ok() ? std::string() : sender.error().detail};
   auto frame_out = encode(std::move(reply), config.limits);
@@ -223,6 +231,17 @@ Result<NodeId> TcpTransport::Impl::check_handshake(const FrameBody& body) const 
                  detail::concat("addressed to node ", h->receiver, ", this is node ", config.self));
   }
   return h->sender;
+}
+
+Result<void> TcpTransport::Impl::check_identity(const Stream& s, NodeId claimed) const {
+  if (!s.tls()) return {};
+  std::string name = certificate_name(*config.tls, claimed);
+  if (s.peer_certificate_names(name)) return {};
+  return Error(
+      Errc::peer_rejected,
+      detail::concat("the peer's certificate does not name node ", claimed, " (expected '", name,
+                     "' as a DNS subjectAltName, or as the common name of a "
+                     "certificate without one)"));
 }
 
 asio::awaitable<void> TcpTransport::Impl::receive_loop(Inbound& in, FrameReader& reader) {
@@ -278,6 +297,13 @@ Result<void> TcpTransport::start() {
     auto ctx = make_tls(*m.config.tls);
     if (!ctx) return ctx.error();
     m.tls = std::move(*ctx);
+    // A peer would refuse this node's certificate: say so now rather than on every connection.
+    std::string own = certificate_name(*m.config.tls, m.config.self);
+    if (!certificate_names(*m.tls, own)) {
+      log(LogLevel::error, "net: node ", m.config.self, ": this node's certificate '",
+          m.config.tls->cert_file, "' does not name it (it needs the DNS subjectAltName '", own,
+          "'); peers will refuse it");
+    }
   }
   std::error_code ec;
   auto address = asio::ip::make_address(m.config.listen_host, ec);

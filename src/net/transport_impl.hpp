@@ -70,6 +70,8 @@ struct TcpTransport::Impl {
   asio::awaitable<void> accept_handshake(Inbound& in, FrameReader& reader,
                                          std::optional<Result<NodeId>>& out);
   [[nodiscard]] Result<NodeId> check_handshake(const FrameBody& body) const;
+  // With TLS: whether the peer's certificate on `s` names node `claimed` (see TlsConfig).
+  [[nodiscard]] Result<void> check_identity(const Stream& s, NodeId claimed) const;
   // Closes the other open connections from `newest`'s sender.
   void supersede(const Inbound& newest);
   asio::awaitable<void> receive_loop(Inbound& in, FrameReader& reader);
