@@ -160,7 +160,12 @@ asio::awaitable<void> TcpTransport::Impl::serve(std::list<Inbound>::iterator it)
     in.sender = **outcome;
     supersede(in);
     reader.reset_limits(config.limits, config.receive_chunk_bytes);
-    co_await receive_loop(in, reader);
+    in.last_received = std::chrono::steady_clock::now();
+    if (config.idle_timeout.count() > 0) {
+      co_await (receive_loop(in, reader) || watch_idle(in));
+    } else {
+      co_await receive_loop(in, reader);
+    }
   }
   in.stream->close();
   inbound.erase(it);
@@ -244,6 +249,19 @@ Result<void> TcpTransport::Impl::check_identity(const Stream& s, NodeId claimed)
                      "certificate without one)"));
 }
 
+asio::awaitable<void> TcpTransport::Impl::watch_idle(Inbound& in) {
+  asio::steady_timer timer(io);
+  for (;;) {
+    timer.expires_at(in.last_received + config.idle_timeout);
+    auto [ec] = co_await timer.async_wait(use_tuple);
+    if (ec || stopping) co_return;  // the connection ended first
+    if (std::chrono::steady_clock::now() - in.last_received >= config.idle_timeout) break;
+  }
+  log(LogLevel::info, "net: node ", config.self, ": closing connection from node ", in.sender, " (",
+      in.remote, "): nothing received for idle_timeout (", config.idle_timeout.count(), " ms)");
+  in.stream->close();
+}
+
 asio::awaitable<void> TcpTransport::Impl::receive_loop(Inbound& in, FrameReader& reader) {
   for (;;) {
     for (;;) {
@@ -274,6 +292,7 @@ asio::awaitable<void> TcpTransport::Impl::receive_loop(Inbound& in, FrameReader&
       }
       co_return;
     }
+    in.last_received = std::chrono::steady_clock::now();
     reader.commit(n);
   }
 }

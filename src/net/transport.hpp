@@ -10,7 +10,7 @@
 //   between reconnect_delay_min and reconnect_delay_max.
 // - An acceptor. Each accepted connection must open with a handshake from a configured peer of
 //   this cluster and version (with TLS, one whose certificate names it); it is then only read
-//   from. Its frames are decoded in place and
+//   from, and closed when it stays silent for idle_timeout. Its frames are decoded in place and
 //   delivered to the receive handler with `from` set to the authenticated sender. A newer
 //   connection from the same peer replaces an older one, so connections whose far end died
 //   unnoticed do not pile up.
@@ -102,6 +102,12 @@ struct TransportConfig {
   std::chrono::milliseconds reconnect_delay_max{2000};
   // Connecting, the TLS handshake and the peer handshake must finish within this.
   std::chrono::milliseconds handshake_timeout{2000};
+  // An inbound connection that completed its handshake and then receives no byte for this long
+  // is closed (its peer dials again if it is alive). The node layer's heartbeats, sent many times
+  // per idle_timeout, keep the connections that matter busy; a connection that carries nothing
+  // (say, between two followers) is closed and dialled again every idle_timeout. Zero disables
+  // the check.
+  std::chrono::milliseconds idle_timeout{5000};
   std::optional<TlsConfig> tls;  // plaintext when empty
   std::uint64_t seed = 1;        // seeds the reconnect jitter
 };

@@ -2,6 +2,7 @@
 // transport_dial.cpp (the outbound connections).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <list>
@@ -54,6 +55,8 @@ struct Inbound {
   std::unique_ptr<Stream> stream;
   std::string remote;
   NodeId sender;  // no_node until the handshake is accepted
+  // When the last bytes arrived (from the handshake's acceptance on).
+  std::chrono::steady_clock::time_point last_received{};
 };
 
 struct TcpTransport::Impl {
@@ -75,6 +78,8 @@ struct TcpTransport::Impl {
   // Closes the other open connections from `newest`'s sender.
   void supersede(const Inbound& newest);
   asio::awaitable<void> receive_loop(Inbound& in, FrameReader& reader);
+  // Closes `in` once nothing has arrived on it for idle_timeout.
+  asio::awaitable<void> watch_idle(Inbound& in);
 
   // transport_dial.cpp: the dialling side.
   asio::awaitable<void> dial_loop(Peer& p);
