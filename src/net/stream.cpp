@@ -1,5 +1,7 @@
 #include "net/stream.hpp"
 
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <asio/connect.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/ssl.hpp>
@@ -11,7 +13,20 @@ namespace {
 
 constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
 
+// The identity rule: a DNS subjectAltName equal to `name`, or, only when the certificate has no
+// DNS subjectAltName at all, a subject common name equal to it. Wildcards never match, so a
+// certificate for "*" or "node-*" names no node.
+bool names(X509* cert, const std::string& name) {
+  if (cert == nullptr) return false;
+  unsigned flags = X509_CHECK_FLAG_NO_WILDCARDS | X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS;
+  return X509_check_host(cert, name.data(), name.size(), flags, nullptr) == 1;
+}
+
 }  // namespace
+
+bool certificate_names(asio::ssl::context& ctx, const std::string& name) {
+  return names(SSL_CTX_get0_certificate(ctx.native_handle()), name);
+}
 
 Stream::Stream(const asio::any_io_executor& ex, asio::ssl::context* tls) : plain_(ex) {
   if (tls) tls_ = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket>>(ex, *tls);
@@ -70,6 +85,11 @@ asio::awaitable<std::error_code> Stream::write(const std::vector<asio::const_buf
   }
   auto [ec, n] = co_await asio::async_write(plain_, bufs, use_tuple);
   co_return ec;
+}
+
+bool Stream::peer_certificate_names(const std::string& name) const {
+  if (!tls_) return true;
+  return names(SSL_get0_peer_certificate(tls_->native_handle()), name);
 }
 
 void Stream::close() noexcept {

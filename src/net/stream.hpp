@@ -21,6 +21,9 @@
 
 namespace coraft::net {
 
+// True when the certificate `ctx` presents (this node's own) names `name`.
+[[nodiscard]] bool certificate_names(asio::ssl::context& ctx, const std::string& name);
+
 class Stream {
  public:
   // A stream that has not connected yet; TLS when `tls` is given.
@@ -40,6 +43,10 @@ class Stream {
       std::span<std::byte> into);
   // Writes every buffer, in order, as one gathered write.
   [[nodiscard]] asio::awaitable<std::error_code> write(const std::vector<asio::const_buffer>& bufs);
+
+  // True when the peer's verified certificate names `name` (see certificate_names); always true
+  // for plain TCP, which has no certificate. Call after handshake().
+  [[nodiscard]] bool peer_certificate_names(const std::string& name) const;
 
   void close() noexcept;
   [[nodiscard]] bool is_open() const noexcept;

@@ -41,6 +41,11 @@ Result<std::unique_ptr<asio::ssl::context>> make_tls(const TlsConfig& c) {
 
 }  // namespace
 
+std::string certificate_name(const TlsConfig& tls, NodeId id) {
+  std::string name = detail::concat("node-", id);
+  return tls.cluster_name.empty() ? name : tls.cluster_name + "-" + name;
+}
+
 void init_event(asio::steady_timer& t) {
   t.expires_at(asio::steady_timer::time_point::max());
 }
@@ -155,7 +160,12 @@ asio::awaitable<void> TcpTransport::Impl::serve(std::list<Inbound>::iterator it)
     in.sender = **outcome;
     supersede(in);
     reader.reset_limits(config.limits, config.receive_chunk_bytes);
-    co_await receive_loop(in, reader);
+    in.last_received = std::chrono::steady_clock::now();
+    if (config.idle_timeout.count() > 0) {
+      co_await (receive_loop(in, reader) || watch_idle(in));
+    } else {
+      co_await receive_loop(in, reader);
+    }
   }
   in.stream->close();
   inbound.erase(it);
@@ -190,6 +200,9 @@ asio::awaitable<void> TcpTransport::Impl::accept_handshake(Inbound& in, FrameRea
     co_return;
   }
   auto sender = check_handshake(*body);
+  if (sender) {
+    if (auto named = check_identity(*in.stream, *sender); !named) sender = named.error();
+  }
   HandshakeReply reply{sender.ok(), protocol_version, config.cluster_id, config.self,
                        sender.ok() ? std::string() : sender.error().detail};
   auto frame_out = encode(std::move(reply), config.limits);
@@ -225,6 +238,30 @@ Result<NodeId> TcpTransport::Impl::check_handshake(const FrameBody& body) const 
   return h->sender;
 }
 
+Result<void> TcpTransport::Impl::check_identity(const Stream& s, NodeId claimed) const {
+  if (!s.tls()) return {};
+  std::string name = certificate_name(*config.tls, claimed);
+  if (s.peer_certificate_names(name)) return {};
+  return Error(
+      Errc::peer_rejected,
+      detail::concat("the peer's certificate does not name node ", claimed, " (expected '", name,
+                     "' as a DNS subjectAltName, or as the common name of a "
+                     "certificate without one)"));
+}
+
+asio::awaitable<void> TcpTransport::Impl::watch_idle(Inbound& in) {
+  asio::steady_timer timer(io);
+  for (;;) {
+    timer.expires_at(in.last_received + config.idle_timeout);
+    auto [ec] = co_await timer.async_wait(use_tuple);
+    if (ec || stopping) co_return;  // the connection ended first
+    if (std::chrono::steady_clock::now() - in.last_received >= config.idle_timeout) break;
+  }
+  log(LogLevel::info, "net: node ", config.self, ": closing connection from node ", in.sender, " (",
+      in.remote, "): nothing received for idle_timeout (", config.idle_timeout.count(), " ms)");
+  in.stream->close();
+}
+
 asio::awaitable<void> TcpTransport::Impl::receive_loop(Inbound& in, FrameReader& reader) {
   for (;;) {
     for (;;) {
@@ -255,6 +292,7 @@ asio::awaitable<void> TcpTransport::Impl::receive_loop(Inbound& in, FrameReader&
       }
       co_return;
     }
+    in.last_received = std::chrono::steady_clock::now();
     reader.commit(n);
   }
 }
@@ -278,6 +316,13 @@ Result<void> TcpTransport::start() {
     auto ctx = make_tls(*m.config.tls);
     if (!ctx) return ctx.error();
     m.tls = std::move(*ctx);
+    // A peer would refuse this node's certificate: say so now rather than on every connection.
+    std::string own = certificate_name(*m.config.tls, m.config.self);
+    if (!certificate_names(*m.tls, own)) {
+      log(LogLevel::error, "net: node ", m.config.self, ": this node's certificate '",
+          m.config.tls->cert_file, "' does not name it (it needs the DNS subjectAltName '", own,
+          "'); peers will refuse it");
+    }
   }
   std::error_code ec;
   auto address = asio::ip::make_address(m.config.listen_host, ec);

@@ -9,7 +9,8 @@
 //   When it fails or drops, it is dialled again after a jittered, exponentially growing delay
 //   between reconnect_delay_min and reconnect_delay_max.
 // - An acceptor. Each accepted connection must open with a handshake from a configured peer of
-//   this cluster and version; it is then only read from. Its frames are decoded in place and
+//   this cluster and version (with TLS, one whose certificate names it); it is then only read
+//   from, and closed when it stays silent for idle_timeout. Its frames are decoded in place and
 //   delivered to the receive handler with `from` set to the authenticated sender. A newer
 //   connection from the same peer replaces an older one, so connections whose far end died
 //   unnoticed do not pile up.
@@ -63,12 +64,25 @@ struct PeerAddress {
   std::uint16_t port = 0;
 };
 
-// Mutual TLS: each side presents a certificate and must be shown one signed by the cluster CA.
+// Mutual TLS: each side presents a certificate and must be shown one signed by the cluster CA
+// that names the node the peer is.
+//
+// The identity rule: node N's certificate names it when it carries a DNS subjectAltName equal to
+// certificate_name(config, N), that is "node-<N>" ("node-7"), or "<cluster_name>-node-<N>"
+// ("blue-node-7") when cluster_name is set. A certificate without any DNS subjectAltName may name
+// it in its subject common name instead. Wildcards never match. The acceptor checks the
+// certificate against the sender id in the peer's handshake; the dialler checks it against the
+// id of the peer it dialled. Either refuses a mismatch and logs it, so a certificate signed by the
+// cluster CA cannot be used to speak as another node.
 struct TlsConfig {
-  std::string ca_file;    // PEM: the cluster's CA certificate
-  std::string cert_file;  // PEM: this node's certificate (chain)
-  std::string key_file;   // PEM: this node's private key
+  std::string ca_file;       // PEM: the cluster's CA certificate
+  std::string cert_file;     // PEM: this node's certificate (chain)
+  std::string key_file;      // PEM: this node's private key
+  std::string cluster_name;  // prefixes the names certificates must carry; may be empty
 };
+
+// The name node `id`'s certificate must carry under `tls` (see TlsConfig).
+[[nodiscard]] std::string certificate_name(const TlsConfig& tls, NodeId id);
 
 struct TransportConfig {
   std::uint64_t cluster_id = 0;
@@ -88,6 +102,12 @@ struct TransportConfig {
   std::chrono::milliseconds reconnect_delay_max{2000};
   // Connecting, the TLS handshake and the peer handshake must finish within this.
   std::chrono::milliseconds handshake_timeout{2000};
+  // An inbound connection that completed its handshake and then receives no byte for this long
+  // is closed (its peer dials again if it is alive). The node layer's heartbeats, sent many times
+  // per idle_timeout, keep the connections that matter busy; a connection that carries nothing
+  // (say, between two followers) is closed and dialled again every idle_timeout. Zero disables
+  // the check.
+  std::chrono::milliseconds idle_timeout{5000};
   std::optional<TlsConfig> tls;  // plaintext when empty
   std::uint64_t seed = 1;        // seeds the reconnect jitter
 };

@@ -88,6 +88,10 @@ asio::awaitable<void> TcpTransport::Impl::dial(Peer& p, std::optional<Result<voi
     out = Error(Errc::peer_rejected, "TLS handshake failed: " + hec.message());
     co_return;
   }
+  if (auto named = check_identity(*p.stream, p.address.id); !named) {
+    out = named.error();
+    co_return;
+  }
   auto hello = encode(Handshake{protocol_version, config.cluster_id, config.self, p.address.id},
                       config.limits);
   CORAFT_ASSERT(hello.ok(), "a handshake always fits a frame");

@@ -2,6 +2,7 @@
 // transport_dial.cpp (the outbound connections).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <list>
@@ -54,6 +55,8 @@ struct Inbound {
   std::unique_ptr<Stream> stream;
   std::string remote;
   NodeId sender;  // no_node until the handshake is accepted
+  // When the last bytes arrived (from the handshake's acceptance on).
+  std::chrono::steady_clock::time_point last_received{};
 };
 
 struct TcpTransport::Impl {
@@ -70,9 +73,13 @@ struct TcpTransport::Impl {
   asio::awaitable<void> accept_handshake(Inbound& in, FrameReader& reader,
                                          std::optional<Result<NodeId>>& out);
   [[nodiscard]] Result<NodeId> check_handshake(const FrameBody& body) const;
+  // With TLS: whether the peer's certificate on `s` names node `claimed` (see TlsConfig).
+  [[nodiscard]] Result<void> check_identity(const Stream& s, NodeId claimed) const;
   // Closes the other open connections from `newest`'s sender.
   void supersede(const Inbound& newest);
   asio::awaitable<void> receive_loop(Inbound& in, FrameReader& reader);
+  // Closes `in` once nothing has arrived on it for idle_timeout.
+  asio::awaitable<void> watch_idle(Inbound& in);
 
   // transport_dial.cpp: the dialling side.
   asio::awaitable<void> dial_loop(Peer& p);

@@ -129,6 +129,13 @@ class LogRecorder {
     }
     return false;
   }
+  // True when one line holds both `a` and `b`.
+  [[nodiscard]] bool contains(std::string_view a, std::string_view b) const {
+    for (const auto& l : *lines_) {
+      if (l.find(a) != std::string::npos && l.find(b) != std::string::npos) return true;
+    }
+    return false;
+  }
   [[nodiscard]] std::string all() const {
     std::string s;
     for (const auto& l : *lines_) s += l + "\n";

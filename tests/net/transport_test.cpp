@@ -365,3 +365,79 @@ TEST_CASE("connections beyond inbound_connections_max are closed on arrival") {
   CHECK(!second.closed());
   CHECK(stop_all(io, {&b}));
 }
+
+TEST_CASE("a connection silent for idle_timeout after its handshake is closed") {
+  LogRecorder logs;
+  auto cb = node_config(n2, {n3});
+  cb.idle_timeout = 100ms;
+  asio::io_context io;
+  TestNode b(io, cb);
+  REQUIRE(b->start().ok());
+  RawClient raw(b->local_port());
+  raw.send_handshake(n3, n2);
+  REQUIRE(run_until(io, [&] { return raw.reply().has_value(); }));
+  CHECK(raw.reply()->accepted);
+  REQUIRE(run_until(io, [&] {
+    return raw.closed() &&
+           logs.contains("closing connection from node 3", "nothing received for idle_timeout");
+  }));
+  CHECK(b->inbound_connections() == 0);
+  CHECK(stop_all(io, {&b}));
+}
+
+TEST_CASE("a connection that keeps receiving outlives idle_timeout") {
+  LogRecorder logs;
+  auto cb = node_config(n2, {n3});
+  cb.idle_timeout = 400ms;
+  asio::io_context io;
+  TestNode b(io, cb);
+  REQUIRE(b->start().ok());
+  RawClient raw(b->local_port());
+  raw.send_handshake(n3, n2);
+  REQUIRE(run_until(io, [&] { return raw.reply().has_value(); }));
+  // Three idle_timeouts' worth of heartbeats, one every 25 ms.
+  core::MessageBody heartbeat(core::HeartbeatRequest{Term(1), Index(0), 7});
+  const std::vector<std::byte> frame = encode(std::move(heartbeat), CodecLimits{})->flatten();
+  const std::size_t beats = 48;
+  for (std::size_t i = 0; i < beats; ++i) {
+    raw.send(frame);
+    run_for(io, 25ms);
+  }
+  REQUIRE(run_until(io, [&] { return b.inbox.size() == beats; }));
+  CHECK(!raw.closed());
+  CHECK(!logs.contains("nothing received for idle_timeout"));
+  CHECK(b->inbound_connections() == 1);
+  // Once the heartbeats stop, the same connection goes idle and is closed.
+  REQUIRE(run_until(io, [&] { return raw.closed(); }));
+  CHECK(logs.contains("nothing received for idle_timeout"));
+  CHECK(stop_all(io, {&b}));
+}
+
+TEST_CASE("a zero idle_timeout leaves silent connections open") {
+  auto cb = node_config(n2, {n3});
+  cb.idle_timeout = 0ms;
+  asio::io_context io;
+  TestNode b(io, cb);
+  REQUIRE(b->start().ok());
+  RawClient raw(b->local_port());
+  raw.send_handshake(n3, n2);
+  REQUIRE(run_until(io, [&] { return raw.reply().has_value(); }));
+  run_for(io, 300ms);
+  CHECK(!raw.closed());
+  CHECK(b->inbound_connections() == 1);
+  CHECK(stop_all(io, {&b}));
+}
+
+TEST_CASE("a dialler whose idle connection was closed dials again and delivers") {
+  LogRecorder logs;
+  auto cb = node_config(n2, {n1});
+  cb.idle_timeout = 100ms;
+  Pair p(node_config(n1, {n2}), cb);
+  REQUIRE(p.a->send(to(n2, core::MessageBody(core::TimeoutNow{Term(5)}))).ok());
+  REQUIRE(run_until(p.io, [&] { return p.b.inbox.size() == 1; }));
+  REQUIRE(run_until(p.io, [&] { return logs.contains("nothing received for idle_timeout"); }));
+  REQUIRE(run_until(p.io, [&] { return p.a->peer_stats(n2).connects >= 2; }));
+  REQUIRE(p.a->send(to(n2, core::MessageBody(core::TimeoutNow{Term(6)}))).ok());
+  REQUIRE(run_until(p.io, [&] { return p.b.inbox.size() == 2; }));
+  CHECK(p.b.inbox[1].from == n1);
+}
