@@ -7,6 +7,7 @@
 
 namespace coraft::bench {
 // Defined by each subcommand's file; listed in `commands` below.
+int run_log(int argc, char** argv);
 }  // namespace coraft::bench
 
 using coraft::bench::Command;
@@ -14,6 +15,7 @@ using coraft::bench::Command;
 namespace {
 
 const Command commands[] = {
+    {"log", "log --payload BYTES --inflight C [--seconds T] [--dir DIR] [--json]", coraft::bench::run_log},
     {nullptr, nullptr, nullptr},
 };
 

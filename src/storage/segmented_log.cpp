@@ -10,6 +10,7 @@
 #include <climits>
 #include <cstring>
 
+#include <asio/post.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
@@ -66,6 +67,7 @@ Result<void> prepare_file(const std::string& dir, const std::string& path, const
 }  // namespace
 
 SegmentedLog::Impl::~Impl() {
+  *alive_token = false;
   for (Request* r : queue) complete(*r, Error(Errc::shutting_down, "the log is closing"));
   queue.clear();
   for (Request* r : side_waiters) complete(*r, Error(Errc::shutting_down, "the log is closing"));
@@ -169,7 +171,7 @@ void SegmentedLog::Impl::fail_queue(const Error& e) {
 }
 
 void SegmentedLog::Impl::pump() {
-  while (!in_flight && !busy && !waiting_for_segment && !queue.empty()) {
+  while (!in_flight && !busy && !waiting_for_segment && !pump_posted && !queue.empty()) {
     Request& r = *queue.front();
     if (r.kind == Request::Kind::truncate) {
       queue.pop_front();
@@ -356,7 +358,14 @@ void SegmentedLog::Impl::on_batch_done(int err) {
     queue.pop_front();
     complete(*r, {});
   }
-  pump();
+  // The next batch starts after the callers just completed have run: whatever they append at
+  // once joins it (group commit across the whole set of appenders, not half of it).
+  pump_posted = true;
+  asio::post(ex, [this, alive = alive_token] {
+    if (!*alive) return;
+    pump_posted = false;
+    pump();
+  });
 }
 
 void SegmentedLog::Impl::cache_add(const Entry& e) {

@@ -88,6 +88,8 @@ struct SegmentedLog::Impl {
   bool in_flight = false;
   bool busy = false;  // a truncation's file work is running
   bool waiting_for_segment = false;
+  bool pump_posted = false;  // a pump() is queued on the executor
+  std::shared_ptr<bool> alive_token = std::make_shared<bool>(true);
   std::optional<Error> failed;  // a write or sync failed: nothing more is written
 
   struct Prepared {

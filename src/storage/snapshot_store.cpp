@@ -77,6 +77,12 @@ Result<SnapshotStore> SnapshotStore::open(const std::string& dir, std::uint32_t 
   return s;
 }
 
+SnapshotStore SnapshotStore::open_read_only(const std::string& dir) {
+  SnapshotStore s;
+  s.dir_ = join_path(dir, "snapshots");
+  return s;
+}
+
 Result<SnapshotStore::Writer> SnapshotStore::begin(const SnapshotMeta& meta) {
   Writer w;
   w.dir_ = dir_;

@@ -51,6 +51,9 @@ class SnapshotStore {
   // here: snapshots are large, so run these off the event loop.
   [[nodiscard]] static Result<SnapshotStore> open(const std::string& dir, std::uint32_t keep = 2);
 
+  // A store for reading only: nothing is created or deleted.
+  [[nodiscard]] static SnapshotStore open_read_only(const std::string& dir);
+
   class Writer {
    public:
     Writer(Writer&&) noexcept = default;

@@ -25,7 +25,8 @@ struct UringOp {
   std::vector<iovec> iov;
   std::size_t remaining = 0;
   DiskBackend::Done done;
-  int cqes_pending = 0;
+  bool write_seen = false;  // the write's CQE arrived (always, unless skipped on success)
+  bool sync_seen = false;
   int err = 0;
   std::int64_t written = 0;
 };
@@ -33,7 +34,8 @@ struct UringOp {
 class UringBackend final : public DiskBackend {
  public:
   UringBackend(asio::any_io_executor ex, io_uring ring, int efd)
-      : ring_(ring), efd_(ex, efd), alive_(std::make_shared<bool>(true)) {}
+      : ring_(ring), efd_(ex, efd), alive_(std::make_shared<bool>(true)),
+        skip_write_cqe_((ring_.features & IORING_FEAT_CQE_SKIP) != 0) {}
 
   ~UringBackend() override {
     *alive_ = false;
@@ -41,8 +43,9 @@ class UringBackend final : public DiskBackend {
       io_uring_cqe* cqe = nullptr;
       if (io_uring_wait_cqe(&ring_, &cqe) < 0) break;
       auto* op = op_of(cqe);
+      bool done = record(op, cqe);
       io_uring_cqe_seen(&ring_, cqe);
-      if (--op->cqes_pending == 0) {
+      if (done) {
         --in_flight_;
         delete op;
       }
@@ -81,12 +84,15 @@ class UringBackend final : public DiskBackend {
       io_uring_sqe* w = io_uring_get_sqe(&ring_);
       io_uring_prep_writev(w, op->fd, op->iov.data(), static_cast<unsigned>(op->iov.size()),
                            op->offset);
-      w->flags |= IOSQE_IO_LINK;
+      // A successful write needs no completion of its own: the fdatasync's says it all. A short
+      // or failed write still posts one, and cancels the fdatasync.
+      w->flags |= IOSQE_IO_LINK | (skip_write_cqe_ ? IOSQE_CQE_SKIP_SUCCESS : 0);
       io_uring_sqe_set_data64(w, reinterpret_cast<std::uint64_t>(op));
       io_uring_sqe* s = io_uring_get_sqe(&ring_);
       io_uring_prep_fsync(s, op->fd, IORING_FSYNC_DATASYNC);
       io_uring_sqe_set_data64(s, reinterpret_cast<std::uint64_t>(op) | 1);
-      op->cqes_pending = 2;
+      op->write_seen = false;
+      op->sync_seen = false;
       op->written = 0;
       ++in_flight_;
       queued = true;
@@ -117,22 +123,40 @@ class UringBackend final : public DiskBackend {
     io_uring_cqe* cqe = nullptr;
     while (io_uring_peek_cqe(&ring_, &cqe) == 0) {
       UringOp* op = op_of(cqe);
-      bool is_sync = (io_uring_cqe_get_data64(cqe) & 1) != 0;
-      int res = cqe->res;
+      bool done = record(op, cqe);
       io_uring_cqe_seen(&ring_, cqe);
-      if (!is_sync) {
-        if (res < 0) op->err = op->err ? op->err : -res;
-        else op->written = res;
-      } else if (res < 0 && res != -ECANCELED && op->err == 0) {
-        op->err = -res;
-      }
-      if (--op->cqes_pending == 0) {
+      if (done) {
         --in_flight_;
         finished.push_back(op);
       }
     }
     for (UringOp* op : finished) finish(op);
     submit_waiting();
+  }
+
+  // Notes one completion of `op`; true when the op has no completion left to come. The
+  // fdatasync's completion always comes; the write's comes only when it fell short or failed
+  // (or always, on kernels that cannot skip it), which also cancels the fdatasync.
+  bool record(UringOp* op, io_uring_cqe* cqe) {
+    bool is_sync = (io_uring_cqe_get_data64(cqe) & 1) != 0;
+    int res = cqe->res;
+    if (!is_sync) {
+      op->write_seen = true;
+      if (res < 0) {
+        op->err = op->err ? op->err : -res;
+      } else {
+        op->written = res;
+      }
+      return op->sync_seen;
+    }
+    op->sync_seen = true;
+    if (res < 0 && res != -ECANCELED && op->err == 0) op->err = -res;
+    if (!skip_write_cqe_) return op->write_seen;
+    if (res != -ECANCELED) {
+      if (!op->write_seen) op->written = static_cast<std::int64_t>(op->remaining);
+      return true;
+    }
+    return op->write_seen;
   }
 
   void finish(UringOp* op) {
@@ -160,6 +184,7 @@ class UringBackend final : public DiskBackend {
   std::deque<UringOp*> waiting_;
   int in_flight_ = 0;
   bool armed_ = false;
+  bool skip_write_cqe_;
 };
 
 }  // namespace
