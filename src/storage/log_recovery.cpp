@@ -1,4 +1,6 @@
 // Recovery of the segmented log on open: the rules are specified in format.hpp (RECOVERY).
+#include <fcntl.h>
+
 #include <algorithm>
 
 #include <coraft/log.hpp>
@@ -116,6 +118,26 @@ Result<LogDirScan> scan_log_dir(const std::string& dir) {
   return out;
 }
 
+// Keeps the newest unused prepared segment of the configured size as the next one to write
+// (sparing a restart the work of preparing it again) and deletes the others.
+Result<void> SegmentedLog::Impl::reuse_prepared(const std::vector<std::string>& unused) {
+  std::optional<std::size_t> keep;
+  for (std::size_t k = unused.size(); k-- > 0 && !keep;) {
+    auto fd = open_file(path(unused[k]), O_RDWR);
+    if (!fd) return fd.error();
+    auto size = file_size(fd->get(), path(unused[k]));
+    if (!size) return size.error();
+    if (*size != opt.segment_bytes) continue;
+    keep = k;
+    prepared = Prepared{unused[k], std::move(*fd)};
+  }
+  for (std::size_t k = 0; k < unused.size(); ++k) {
+    if (keep && *keep == k) continue;
+    if (auto r = remove_file(path(unused[k])); !r) return r;
+  }
+  return {};
+}
+
 // Cuts the log at `bad` (LogOptions::repair): later segments are deleted, the damaged one is
 // truncated at the bad record and renamed under its new last index below.
 Result<void> SegmentedLog::Impl::recover() {
@@ -160,9 +182,7 @@ Result<void> SegmentedLog::Impl::recover() {
       f.name = closed;
     }
   }
-  for (const std::string& name : s.unused) {
-    if (auto r = remove_file(path(name)); !r) return r;
-  }
+  if (auto r = reuse_prepared(s.unused); !r) return r;
   if (auto r = fsync_dir(opt.dir); !r) return r;
   for (ScannedSegment& f : s.segments) {
     if (f.name.empty()) continue;

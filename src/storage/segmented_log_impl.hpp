@@ -110,6 +110,7 @@ struct SegmentedLog::Impl {
 
   // log_recovery.cpp
   [[nodiscard]] Result<void> recover();
+  [[nodiscard]] Result<void> reuse_prepared(const std::vector<std::string>& unused);
 
   // segmented_log.cpp
   [[nodiscard]] Result<void> check_options() const;

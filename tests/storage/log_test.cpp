@@ -336,3 +336,22 @@ TEST_CASE("inconsistent options are refused") {
   auto log = SegmentedLog::open(io.get_executor(), o);
   CHECK(log.error().is(Errc::invalid_argument));
 }
+
+TEST_CASE("a restart writes into the segment prepared before it instead of preparing a new one") {
+  TempDir dir;
+  asio::io_context io;
+  std::string prepared;
+  {
+    auto log = open_log(io, small_options(dir.path()));
+    REQUIRE(append(io, *log, make_entries(1, 3, 1, 100)).ok());
+  }
+  for (const auto& n : files_in(dir.path())) {
+    auto h = read_bytes(dir.path() + "/" + n, 0, 8);
+    if (n.rfind("open-", 0) == 0 && h[0] == std::byte{0}) prepared = n;
+  }
+  REQUIRE_FALSE(prepared.empty());
+  auto log = open_log(io, small_options(dir.path()));
+  REQUIRE(append(io, *log, make_entries(4, 4, 1, 100)).ok());
+  auto h = read_bytes(dir.path() + "/" + prepared, 0, 8);
+  CHECK(h[0] == std::byte{'c'});
+}
