@@ -1,13 +1,23 @@
 // coraft-bench log: C concurrent appenders, each waiting for durability before its next
 // append, beside the disk's floor measured in the same run and directory: plain 4 KiB
 // pwrite + fdatasync appends into a pre-written file (and, for payloads over 4 KiB, the
-// bandwidth of plain payload-sized pwrite + fdatasync appends).
+// bandwidth of plain payload-sized pwrite + fdatasync appends). The floors and the log run in
+// alternating quarter-second slices so that all of them see the same disk and machine load.
+//
+// Besides the flags in the usage line:
+//   --prepare prewrite|fallocate   how the log prepares segments (default prewrite)
+//   --backend auto|uring|thread    the log's disk path
+//   --segment BYTES                segment size (default 64m)
+//   --all-floors                   also measure 4 KiB appends into a fallocated file and with
+//                                  O_DIRECT into a pre-written one
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <random>
 #include <string>
@@ -39,6 +49,7 @@ struct Options {
   storage::SegmentPrepare prepare = storage::SegmentPrepare::prewrite;
   storage::BackendKind backend = storage::BackendKind::automatic;
   std::uint64_t segment_bytes = 64ull << 20;
+  bool all_floors = false;
 };
 
 [[noreturn]] void die(const std::string& what) {
@@ -56,19 +67,45 @@ void write_full(int fd, const std::byte* p, std::size_t n, std::uint64_t off) {
   }
 }
 
-// Plain `block`-byte pwrite + fdatasync appends, measured in slices. With `prewrite` the file is
-// first filled and synced, and writes wrap around inside it; otherwise each write extends the
-// file, which is cut back to empty when it reaches floor_file_bytes.
+// How a floor file is prepared and written.
+enum class FloorKind {
+  prewritten,  // filled with zeros and synced first; writes wrap around inside it
+  fallocated,  // blocks reserved with fallocate only; writes wrap around inside it
+  direct,      // pre-written, then written with O_DIRECT from an aligned buffer
+  appending,   // each write extends the file; cut back to empty at floor_file_bytes
+};
+
+const char* floor_name(FloorKind k) {
+  switch (k) {
+    case FloorKind::prewritten: return "pre-written";
+    case FloorKind::fallocated: return "fallocated";
+    case FloorKind::direct: return "pre-written, O_DIRECT";
+    case FloorKind::appending: return "appending";
+  }
+  return "?";
+}
+
+// Plain `block`-byte pwrite + fdatasync appends, measured in slices.
 class Floor {
  public:
-  Floor(std::string path, std::size_t block, bool prewrite)
-      : path_(std::move(path)), block_(block), prewrite_(prewrite),
-        buf_(std::max<std::size_t>(block, 1 << 20), std::byte{0x5c}) {
+  Floor(std::string path, std::size_t block, FloorKind kind) : path_(std::move(path)), block_(block), kind_(kind) {
+    std::size_t n = std::max<std::size_t>(block, 1 << 20);
+    void* p = nullptr;
+    if (::posix_memalign(&p, 4096, n) != 0) die("posix_memalign");
+    buf_.reset(static_cast<std::byte*>(p));
+    std::memset(buf_.get(), 0x5c, n);
     fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd_ < 0) die("open " + path_);
-    if (prewrite_) {
-      for (std::uint64_t off = 0; off < floor_file_bytes; off += buf_.size()) write_full(fd_, buf_.data(), buf_.size(), off);
-      if (::fsync(fd_) < 0) die("fsync");
+    if (kind_ == FloorKind::prewritten || kind_ == FloorKind::direct) {
+      for (std::uint64_t off = 0; off < floor_file_bytes; off += n) write_full(fd_, buf_.get(), n, off);
+    } else if (kind_ == FloorKind::fallocated) {
+      if (::fallocate(fd_, 0, 0, static_cast<off_t>(floor_file_bytes)) < 0) die("fallocate");
+    }
+    if (::fsync(fd_) < 0) die("fsync");
+    if (kind_ == FloorKind::direct) {
+      ::close(fd_);
+      fd_ = ::open(path_.c_str(), O_RDWR | O_DIRECT | O_CLOEXEC);
+      if (fd_ < 0) die("open O_DIRECT " + path_);
     }
   }
   ~Floor() {
@@ -83,10 +120,10 @@ class Floor {
     while (seconds_since(start) < seconds) {
       if (off_ + block_ > floor_file_bytes) {
         off_ = 0;
-        if (!prewrite_ && ::ftruncate(fd_, 0) < 0) die("ftruncate");
+        if (kind_ == FloorKind::appending && ::ftruncate(fd_, 0) < 0) die("ftruncate");
       }
       auto t0 = Clock::now();
-      write_full(fd_, buf_.data(), block_, off_);
+      write_full(fd_, buf_.get(), block_, off_);
       if (::fdatasync(fd_) < 0) die("fdatasync");
       lat_.add(Clock::now() - t0);
       off_ += block_;
@@ -98,12 +135,16 @@ class Floor {
   [[nodiscard]] double fsyncs_per_s() const { return static_cast<double>(ops_) / seconds_; }
   [[nodiscard]] double mb_per_s() const { return static_cast<double>(ops_ * block_) / seconds_ / 1e6; }
   [[nodiscard]] double p_us(double p) { return lat_.percentile_us(p); }
+  [[nodiscard]] FloorKind kind() const { return kind_; }
 
  private:
+  struct FreeDeleter {
+    void operator()(std::byte* p) const { std::free(p); }
+  };
   std::string path_;
   std::size_t block_;
-  bool prewrite_;
-  std::vector<std::byte> buf_;
+  FloorKind kind_;
+  std::unique_ptr<std::byte, FreeDeleter> buf_;
   int fd_ = -1;
   std::uint64_t off_ = 0;
   std::uint64_t ops_ = 0;
@@ -199,7 +240,7 @@ class LogRun {
 
 int parse(int argc, char** argv, Options& o) {
   Flags f({{"payload", true}, {"inflight", true}, {"seconds", true}, {"dir", true}, {"json", false},
-           {"prepare", true}, {"backend", true}, {"segment", true}});
+           {"prepare", true}, {"backend", true}, {"segment", true}, {"all-floors", false}});
   if (auto err = f.parse(argc, argv); !err.empty()) {
     std::fprintf(stderr, "coraft-bench log: %s\n", err.c_str());
     return 2;
@@ -209,6 +250,7 @@ int parse(int argc, char** argv, Options& o) {
   o.seconds = f.real("seconds", 5);
   o.dir = f.str("dir", "coraft-bench-log");
   o.json = f.has("json");
+  o.all_floors = f.has("all-floors");
   o.segment_bytes = f.size("segment", o.segment_bytes);
   std::string prep = f.str("prepare", "prewrite");
   std::string backend = f.str("backend", "auto");
@@ -245,14 +287,21 @@ int run_log(int argc, char** argv) {
     return 1;
   }
   // The floor and the log run in alternating slices, so that both see the same disk weather.
-  Floor floor(o.dir + "/floor-4k", 4096, true);
+  Floor floor(o.dir + "/floor-4k", 4096, FloorKind::prewritten);
   std::optional<Floor> bw;
-  if (o.payload > 4096) bw.emplace(o.dir + "/floor-bw", o.payload, false);
+  if (o.payload > 4096) bw.emplace(o.dir + "/floor-bw", o.payload, FloorKind::appending);
+  // With --all-floors, the other ways a segment could be prepared and written, for comparison.
+  std::vector<std::unique_ptr<Floor>> others;
+  if (o.all_floors) {
+    others.push_back(std::make_unique<Floor>(o.dir + "/floor-falloc", 4096, FloorKind::fallocated));
+    others.push_back(std::make_unique<Floor>(o.dir + "/floor-direct", 4096, FloorKind::direct));
+  }
   LogRun log(o);
   while (log.seconds() < o.seconds) {
     double slice = std::min(slice_seconds, o.seconds - log.seconds() + 0.001);
     floor.run_slice(slice);
     if (bw) bw->run_slice(slice);
+    for (auto& f : others) f->run_slice(slice);
     log.run_slice(slice);
   }
   double ops = static_cast<double>(log.entries()) / log.seconds();
@@ -266,6 +315,10 @@ int run_log(int argc, char** argv) {
               ops, mb, fsyncs, batch, log.p_us(50), log.p_us(99), log.p_us(99.9));
   std::printf("floor  4 KiB pwrite+fdatasync into a pre-written file: %.0f fdatasyncs/s, p50 %.0f us, p99 %.0f us\n",
               floor.fsyncs_per_s(), floor.p_us(50), floor.p_us(99));
+  for (auto& f : others) {
+    std::printf("floor  4 KiB pwrite+fdatasync into a %s file: %.0f fdatasyncs/s, p50 %.0f us, p99 %.0f us\n",
+                floor_name(f->kind()), f->fsyncs_per_s(), f->p_us(50), f->p_us(99));
+  }
   if (bw) {
     std::printf("floor  %llu B pwrite+fdatasync appends: %.1f MB/s\n", static_cast<unsigned long long>(o.payload),
                 bw->mb_per_s());

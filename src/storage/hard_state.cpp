@@ -58,29 +58,37 @@ bool all_zero(const SlotBytes& s) {
   return true;
 }
 
+// Creates an all-zero hard-state file durably: written under a temporary name, synced, renamed.
+Result<Fd> create(const std::string& dir, const std::string& path) {
+  std::string tmp = path + ".tmp";
+  auto fd = open_file(tmp, O_RDWR | O_CREAT | O_TRUNC);
+  if (!fd) return fd.error();
+  SlotBytes zero{};
+  for (std::uint64_t k = 0; k < 2; ++k) {
+    if (auto r = pwrite_all(fd->get(), zero, k * HardStateFile::slot_bytes, tmp); !r) return r.error();
+  }
+  if (auto r = sync_file(fd->get(), tmp); !r) return r.error();
+  if (auto r = rename_file(tmp, path); !r) return r.error();
+  if (auto r = fsync_dir(dir); !r) return r.error();
+  return fd;
+}
+
 }  // namespace
 
 Result<HardStateFile> HardStateFile::open(const std::string& dir, bool read_only) {
   HardStateFile f;
   f.path_ = join_path(dir, "hardstate");
   bool missing = ::access(f.path_.c_str(), F_OK) != 0 && errno == ENOENT;
-  auto fd = missing ? Result<Fd>(Fd()) : open_file(f.path_, read_only ? O_RDONLY : O_RDWR);
   if (missing && read_only) return Error(Errc::storage_io, f.path_ + " does not exist");
   if (missing) {
-    std::string tmp = f.path_ + ".tmp";
-    auto created = open_file(tmp, O_RDWR | O_CREAT | O_TRUNC);
+    auto created = create(dir, f.path_);
     if (!created) return created.error();
-    SlotBytes zero{};
-    for (std::uint64_t k = 0; k < 2; ++k) {
-      if (auto r = pwrite_all(created->get(), zero, k * slot_bytes, tmp); !r) return r.error();
-    }
-    if (auto r = sync_file(created->get(), tmp); !r) return r.error();
-    if (auto r = rename_file(tmp, f.path_); !r) return r.error();
-    if (auto r = fsync_dir(dir); !r) return r.error();
-    fd = std::move(*created);
+    f.fd_ = std::move(*created);
+  } else {
+    auto opened = open_file(f.path_, read_only ? O_RDONLY : O_RDWR);
+    if (!opened) return opened.error();
+    f.fd_ = std::move(*opened);
   }
-  if (!fd) return fd.error();
-  f.fd_ = std::move(*fd);
   std::array<SlotBytes, 2> slots{};
   std::array<std::optional<Decoded>, 2> dec;
   for (std::uint64_t k = 0; k < 2; ++k) {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
@@ -117,8 +118,14 @@ inline void write_bytes(const std::string& path, std::uint64_t offset, const std
 inline std::vector<std::byte> read_bytes(const std::string& path, std::uint64_t offset, std::size_t n) {
   std::vector<std::byte> b(n);
   int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) std::abort();
-  if (::pread(fd, b.data(), n, static_cast<off_t>(offset)) != static_cast<ssize_t>(n)) std::abort();
+  if (fd < 0) {
+    std::fprintf(stderr, "cannot open %s\n", path.c_str());
+    std::abort();
+  }
+  if (::pread(fd, b.data(), n, static_cast<off_t>(offset)) != static_cast<ssize_t>(n)) {
+    std::fprintf(stderr, "short read of %s\n", path.c_str());
+    std::abort();
+  }
   ::close(fd);
   return b;
 }
