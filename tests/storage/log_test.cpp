@@ -350,7 +350,6 @@ TEST_CASE("a restart writes into the segment prepared before it instead of prepa
     if (n.rfind("open-", 0) == 0 && h[0] == std::byte{0}) prepared = n;
   }
   REQUIRE_FALSE(prepared.empty());
-  for (const auto& n : files_in(dir.path())) MESSAGE(n, " ", std::filesystem::file_size(dir.path() + "/" + n));
   auto log = open_log(io, small_options(dir.path()));
   REQUIRE(append(io, *log, make_entries(4, 4, 1, 100)).ok());
   auto h = read_bytes(dir.path() + "/" + prepared, 0, 8);
