@@ -42,9 +42,10 @@ class DiskBackend {
 
 // Creates the backend `kind` asks for. `automatic` falls back to the thread when io_uring cannot
 // be set up, and says so once per process in the log. An explicit `uring` that cannot be set up
-// is an error.
+// is an error. A nonzero `injected_setup_errno` makes the io_uring setup fail (a test seam).
 [[nodiscard]] Result<std::unique_ptr<DiskBackend>> make_disk_backend(asio::any_io_executor ex,
-                                                                     BackendKind kind);
+                                                                     BackendKind kind,
+                                                                     int injected_setup_errno = 0);
 
 // The two implementations, for tests that want one in particular.
 [[nodiscard]] Result<std::unique_ptr<DiskBackend>> make_uring_backend(asio::any_io_executor ex);

@@ -481,7 +481,8 @@ Result<std::unique_ptr<SegmentedLog>> SegmentedLog::open(asio::any_io_executor e
   if (auto r = impl->check_options(); !r) return r.error();
   if (auto r = make_dirs(impl->opt.dir); !r) return r.error();
   if (auto r = impl->recover(); !r) return r.error();
-  auto backend = make_disk_backend(ex, impl->opt.backend);
+  int setup_fault = impl->opt.fault ? impl->opt.fault(FaultPoint::uring_setup) : 0;
+  auto backend = make_disk_backend(ex, impl->opt.backend, setup_fault);
   if (!backend) return backend.error();
   impl->backend = std::move(*backend);
   impl->worker = std::make_unique<FileWorker>(ex);

@@ -27,6 +27,7 @@ namespace coraft::storage {
 enum class FaultPoint {
   prepare_segment,  // creating and sizing a new segment file
   write_batch,      // a batch's write + fdatasync (the injected errno replaces the outcome)
+  uring_setup,      // setting up io_uring on open (an injected errno makes it fail)
 };
 
 enum class SegmentPrepare {

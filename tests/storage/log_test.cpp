@@ -5,6 +5,8 @@
 #include <cerrno>
 #include <filesystem>
 
+#include <coraft/log.hpp>
+
 #include "storage/segmented_log.hpp"
 #include "storage_test_util.hpp"
 
@@ -354,4 +356,38 @@ TEST_CASE("a restart writes into the segment prepared before it instead of prepa
   REQUIRE(append(io, *log, make_entries(4, 4, 1, 100)).ok());
   auto h = read_bytes(dir.path() + "/" + prepared, 0, 8);
   CHECK(h[0] == std::byte{'c'});
+}
+
+TEST_CASE("when io_uring cannot be set up the log runs on the fallback thread and says so once") {
+  std::string saved = std::getenv("CORAFT_STORAGE_BACKEND") ? std::getenv("CORAFT_STORAGE_BACKEND") : "";
+  ::unsetenv("CORAFT_STORAGE_BACKEND");
+  std::vector<std::string> lines;
+  set_log_sink([&](LogLevel, std::string_view line) { lines.emplace_back(line); });
+  TempDir dir1;
+  TempDir dir2;
+  asio::io_context io;
+  auto o1 = small_options(dir1.path());
+  o1.fault = [](FaultPoint p) { return p == FaultPoint::uring_setup ? ENOSYS : 0; };
+  auto o2 = o1;
+  o2.dir = dir2.path();
+  auto log1 = open_log(io, o1);
+  auto log2 = open_log(io, o2);
+  CHECK(log1->backend_name() == "thread");
+  CHECK(log2->backend_name() == "thread");
+  REQUIRE(append(io, *log1, make_entries(1, 2, 1, 10)).ok());
+  check_range(*log1, 1, 2, 10);
+  std::size_t said = 0;
+  for (const auto& l : lines) said += l.find("pwritev + fdatasync") != std::string::npos ? 1 : 0;
+  CHECK(said == 1);
+  SUBCASE("an explicit io_uring request fails instead of falling back") {
+    TempDir dir3;
+    auto o3 = o1;
+    o3.dir = dir3.path();
+    o3.backend = BackendKind::uring;
+    auto log3 = SegmentedLog::open(io.get_executor(), o3);
+    REQUIRE_FALSE(log3.ok());
+    CHECK(log3.error().detail.find("io_uring") != std::string::npos);
+  }
+  set_log_sink({});
+  if (!saved.empty()) ::setenv("CORAFT_STORAGE_BACKEND", saved.c_str(), 1);
 }
