@@ -3,13 +3,16 @@
 // pwrite + fdatasync appends into a pre-written file (and, for payloads over 4 KiB, the
 // bandwidth of plain payload-sized pwrite + fdatasync appends). The floors and the log run in
 // alternating quarter-second slices so that all of them see the same disk and machine load.
+// With C > 1, the same log with one appender runs in the rotation too, so that the gain of group
+// commit is a ratio within one run.
 //
 // Besides the flags in the usage line:
 //   --prepare prewrite|fallocate   how the log prepares segments (default prewrite)
 //   --backend auto|uring|thread    the log's disk path
 //   --segment BYTES                segment size (default 64m)
 //   --all-floors                   also measure 4 KiB appends into a fallocated file and with
-//                                  O_DIRECT into a pre-written one
+//                                  O_DIRECT into a pre-written one, and appends of the size of
+//                                  one log record, made on the calling thread
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -136,6 +139,7 @@ class Floor {
   [[nodiscard]] double mb_per_s() const { return static_cast<double>(ops_ * block_) / seconds_ / 1e6; }
   [[nodiscard]] double p_us(double p) { return lat_.percentile_us(p); }
   [[nodiscard]] FloorKind kind() const { return kind_; }
+  [[nodiscard]] std::size_t block() const { return block_; }
 
  private:
   struct FreeDeleter {
@@ -152,9 +156,9 @@ class Floor {
   Latencies lat_;
 };
 
-storage::LogOptions log_options(const Options& o) {
+storage::LogOptions log_options(const Options& o, const std::string& subdir) {
   storage::LogOptions lo;
-  lo.dir = o.dir + "/log";
+  lo.dir = o.dir + "/" + subdir;
   lo.entry_bytes_max = static_cast<std::uint32_t>(std::max<std::uint64_t>(lo.entry_bytes_max, o.payload));
   lo.batch_bytes_max = static_cast<std::uint32_t>(
       std::max<std::uint64_t>(lo.batch_bytes_max, storage::record_disk_bytes(o.payload) * 4 + 64));
@@ -168,8 +172,9 @@ storage::LogOptions log_options(const Options& o) {
 // The log under test, with C appenders run in slices.
 class LogRun {
  public:
-  explicit LogRun(const Options& o) : o_(o) {
-    storage::LogOptions lo = log_options(o);
+  LogRun(const Options& o, std::uint64_t inflight, std::string subdir)
+      : o_(o), inflight_(inflight), subdir_(std::move(subdir)) {
+    storage::LogOptions lo = log_options(o, subdir_);
     std::filesystem::remove_all(lo.dir);
     auto log = storage::SegmentedLog::open(io_.get_executor(), lo);
     if (!log) {
@@ -187,7 +192,7 @@ class LogRun {
     base_ = log_->stats();
   }
   ~LogRun() {
-    std::string dir = log_options(o_).dir;
+    std::string dir = log_options(o_, subdir_).dir;
     log_.reset();
     std::filesystem::remove_all(dir);
   }
@@ -197,7 +202,7 @@ class LogRun {
   void run_slice(double seconds) {
     auto start = Clock::now();
     auto deadline = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-    for (std::uint64_t c = 0; c < o_.inflight; ++c) asio::co_spawn(io_, append_until(deadline, true), asio::detached);
+    for (std::uint64_t c = 0; c < inflight_; ++c) asio::co_spawn(io_, append_until(deadline, true), asio::detached);
     io_.restart();
     io_.run();
     seconds_ += seconds_since(start);
@@ -228,6 +233,8 @@ class LogRun {
   }
 
   const Options& o_;
+  std::uint64_t inflight_;
+  std::string subdir_;
   asio::io_context io_;
   std::unique_ptr<storage::SegmentedLog> log_;
   Bytes payload_;
@@ -295,13 +302,24 @@ int run_log(int argc, char** argv) {
   if (o.all_floors) {
     others.push_back(std::make_unique<Floor>(o.dir + "/floor-falloc", 4096, FloorKind::fallocated));
     others.push_back(std::make_unique<Floor>(o.dir + "/floor-direct", 4096, FloorKind::direct));
+    // The log's own write for one payload-sized entry (header and padding included), made
+    // synchronously on the calling thread: the log minus its hand-off to another thread.
+    auto record = static_cast<std::size_t>(storage::record_disk_bytes(o.payload));
+    if (record <= floor_file_bytes / 4) {
+      others.push_back(std::make_unique<Floor>(o.dir + "/floor-record", record, FloorKind::prewritten));
+    }
   }
-  LogRun log(o);
+  LogRun log(o, o.inflight, "log");
+  // With several appenders, the same log with one appender runs alongside: the gain of group
+  // commit is then a ratio between runs that saw the same disk.
+  std::optional<LogRun> single;
+  if (o.inflight > 1) single.emplace(o, 1, "log-c1");
   while (log.seconds() < o.seconds) {
     double slice = std::min(slice_seconds, o.seconds - log.seconds() + 0.001);
     floor.run_slice(slice);
     if (bw) bw->run_slice(slice);
     for (auto& f : others) f->run_slice(slice);
+    if (single) single->run_slice(slice);
     log.run_slice(slice);
   }
   double ops = static_cast<double>(log.entries()) / log.seconds();
@@ -315,9 +333,14 @@ int run_log(int argc, char** argv) {
               ops, mb, fsyncs, batch, log.p_us(50), log.p_us(99), log.p_us(99.9));
   std::printf("floor  4 KiB pwrite+fdatasync into a pre-written file: %.0f fdatasyncs/s, p50 %.0f us, p99 %.0f us\n",
               floor.fsyncs_per_s(), floor.p_us(50), floor.p_us(99));
+  double single_ops = single ? static_cast<double>(single->entries()) / single->seconds() : 0;
+  if (single) {
+    std::printf("log  the same with 1 appender: %.0f entries/s, latency p50 %.0f us: group commit gives %.1fx\n",
+                single_ops, single->p_us(50), ops / single_ops);
+  }
   for (auto& f : others) {
-    std::printf("floor  4 KiB pwrite+fdatasync into a %s file: %.0f fdatasyncs/s, p50 %.0f us, p99 %.0f us\n",
-                floor_name(f->kind()), f->fsyncs_per_s(), f->p_us(50), f->p_us(99));
+    std::printf("floor  %zu B pwrite+fdatasync into a %s file: %.0f fdatasyncs/s, p50 %.0f us, p99 %.0f us\n",
+                f->block(), floor_name(f->kind()), f->fsyncs_per_s(), f->p_us(50), f->p_us(99));
   }
   if (bw) {
     std::printf("floor  %llu B pwrite+fdatasync appends: %.1f MB/s\n", static_cast<unsigned long long>(o.payload),
@@ -331,6 +354,7 @@ int run_log(int argc, char** argv) {
     j.num("p999_us", log.p_us(99.9)).num("floor_fsyncs_per_s", floor.fsyncs_per_s());
     j.num("floor_p50_us", floor.p_us(50)).num("floor_p99_us", floor.p_us(99));
     if (bw) j.num("floor_bw_mb_per_s", bw->mb_per_s());
+    if (single) j.num("c1_ops_per_s", single_ops).num("c1_p50_us", single->p_us(50));
     std::printf("%s\n", j.text().c_str());
   }
   return 0;
