@@ -22,7 +22,8 @@
 namespace coraft::storage {
 namespace {
 
-// Bookkeeping charged to each cached entry besides its payload, so empty payloads count too.
+// Bookkeeping charged to each queued or cached entry besides its payload, so that empty
+// payloads count against queue_bytes_max and cache_bytes_max too.
 constexpr std::uint64_t cache_entry_overhead_bytes = 64;
 constexpr std::size_t zero_chunk_bytes = 1u << 20;
 const std::byte zero_chunk[zero_chunk_bytes] = {};
@@ -138,7 +139,7 @@ void SegmentedLog::Impl::enqueue_append(Request& r) {
     }
     term_floor = e.term;
     ++expect;
-    bytes += e.payload.size();
+    bytes += e.payload.size() + cache_entry_overhead_bytes;
   }
   if (queued_bytes + bytes > opt.queue_bytes_max) {
     return reject(Errc::overloaded, "queue_bytes_max reached");
@@ -274,7 +275,7 @@ void SegmentedLog::Impl::start_batch() {
   b.recs.clear();
   b.parts.clear();
   b.bytes = 0;
-  b.payload_bytes = 0;
+  b.queue_bytes = 0;
   b.offset = s.end;
   std::uint64_t pos = s.end;
   if (s.end == 0) {
@@ -301,7 +302,7 @@ void SegmentedLog::Impl::start_batch() {
       if (!e.payload.empty()) b.iov.push_back({const_cast<std::byte*>(e.payload.data()), e.payload.size()});
       prev_pad = pad8(e.payload.size()) - e.payload.size();
       b.recs.push_back({pos, e.term, static_cast<std::uint32_t>(e.payload.size()), e.type});
-      b.payload_bytes += e.payload.size();
+      b.queue_bytes += e.payload.size() + cache_entry_overhead_bytes;
       pos += rb;
       ++n;
       ++taken;
@@ -347,7 +348,7 @@ void SegmentedLog::Impl::on_batch_done(int err) {
   ++stats.batches;
   stats.entries += b.recs.size();
   stats.bytes += b.bytes;
-  queued_bytes -= b.payload_bytes;
+  queued_bytes -= b.queue_bytes;
   for (auto& [r, n] : b.parts) {
     for (std::size_t i = r->durable; i < r->durable + n; ++i) cache_add(r->entries[i]);
     r->durable += n;

@@ -41,8 +41,8 @@ struct LogOptions {
   std::uint32_t entry_bytes_max = 8u << 20;   // payload bytes of one entry
   std::uint32_t batch_bytes_max = 16u << 20;  // bytes of one write batch (the tear window)
   std::uint32_t batch_entries_max = 500;      // entries of one write batch (iovecs: 2 each)
-  std::uint64_t queue_bytes_max = 256ull << 20;  // payload bytes waiting to be written
-  std::uint64_t cache_bytes_max = 64ull << 20;   // payload bytes of recent entries kept in memory
+  std::uint64_t queue_bytes_max = 256ull << 20;  // bytes waiting to be written (payload + 64 each)
+  std::uint64_t cache_bytes_max = 64ull << 20;   // recent entries kept in memory (payload + 64 each)
   std::uint32_t open_files_max = 64;             // segment files held open for reading
   BackendKind backend = BackendKind::automatic;
   SegmentPrepare prepare = SegmentPrepare::prewrite;

@@ -45,7 +45,7 @@ struct Request {
   std::vector<Entry> entries;
   std::size_t submitted = 0;  // entries handed to a batch
   std::size_t durable = 0;    // entries known durable
-  std::uint64_t bytes = 0;    // payload bytes counted in the queue
+  std::uint64_t bytes = 0;    // bytes counted against queue_bytes_max
   Index from;                 // truncate
   bool done = false;
   Result<void> result;
@@ -62,7 +62,7 @@ struct Batch {
   Segment* segment = nullptr;
   std::uint64_t offset = 0;
   std::uint64_t bytes = 0;
-  std::uint64_t payload_bytes = 0;
+  std::uint64_t queue_bytes = 0;  // what the batch's entries count against queue_bytes_max
   Index first;
 };
 

@@ -391,3 +391,22 @@ TEST_CASE("when io_uring cannot be set up the log runs on the fallback thread an
   set_log_sink({});
   if (!saved.empty()) ::setenv("CORAFT_STORAGE_BACKEND", saved.c_str(), 1);
 }
+
+TEST_CASE("appends beyond queue_bytes_max are refused with overloaded and memory does not grow") {
+  TempDir dir;
+  asio::io_context io;
+  auto o = small_options(dir.path());
+  o.queue_bytes_max = 10 << 10;
+  auto log = open_log(io, o);
+  std::vector<Result<void>> results(3);
+  for (std::uint64_t i = 1; i <= 3; ++i) {
+    asio::co_spawn(io, log->append(make_entries(i, i, 1, 6000)),
+                   [&, i](std::exception_ptr, Result<void> r) { results[i - 1] = std::move(r); });
+  }
+  io.run();
+  CHECK(results[0].ok());
+  CHECK(results[1].error().is(Errc::overloaded));
+  CHECK(results[2].error().is(Errc::invalid_argument));  // index 3 no longer follows index 1
+  CHECK(log->last_index() == Index(1));
+  CHECK(append(io, *log, make_entries(2, 2, 1, 6000)).ok());
+}
