@@ -70,6 +70,9 @@
 //   - Any other damage refuses to open, with an error naming the file and offset. With the
 //     repair option the log is instead cut at the first bad record: later segments are deleted
 //     and the damaged one is truncated.
+//   - Every open segment holding data is then closed under its F-L name, so writing always
+//     resumes in a fresh segment. Of the prepared, never written segments, the newest of the
+//     configured size is kept to be written next; the others are deleted.
 #pragma once
 
 #include <cstddef>
