@@ -76,6 +76,8 @@ class SegmentedLog {
   // for inconsistent options.
   [[nodiscard]] static Result<std::unique_ptr<SegmentedLog>> open(asio::any_io_executor ex,
                                                                   LogOptions options);
+  // Fails every waiting call with shutting_down (their coroutines resume on the executor) and
+  // waits for the write in flight. Precondition: the executor's io_context still exists.
   ~SegmentedLog();
   SegmentedLog(const SegmentedLog&) = delete;
   SegmentedLog& operator=(const SegmentedLog&) = delete;
