@@ -9,6 +9,7 @@ namespace coraft::bench {
 // Defined by each subcommand's file; listed in `commands` below.
 int run_core(int argc, char** argv);
 int run_net(int argc, char** argv);
+int run_log(int argc, char** argv);
 }  // namespace coraft::bench
 
 using coraft::bench::Command;
@@ -18,6 +19,7 @@ namespace {
 const Command commands[] = {
     {"core", "core --payload BYTES [--nodes N] [--seconds T] [--json]", coraft::bench::run_core},
     {"net", "net --payload BYTES --entries N [--seconds T] [--json]", coraft::bench::run_net},
+    {"log", "log --payload BYTES --inflight C [--seconds T] [--dir DIR] [--json]", coraft::bench::run_log},
     {nullptr, nullptr, nullptr},
 };
 

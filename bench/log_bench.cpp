@@ -1,0 +1,363 @@
+// coraft-bench log: C concurrent appenders, each waiting for durability before its next
+// append, beside the disk's floor measured in the same run and directory: plain 4 KiB
+// pwrite + fdatasync appends into a pre-written file (and, for payloads over 4 KiB, the
+// bandwidth of plain payload-sized pwrite + fdatasync appends). The floors and the log run in
+// alternating quarter-second slices so that all of them see the same disk and machine load.
+// With C > 1, the same log with one appender runs in the rotation too, so that the gain of group
+// commit is a ratio within one run.
+//
+// Besides the flags in the usage line:
+//   --prepare prewrite|fallocate   how the log prepares segments (default prewrite)
+//   --backend auto|uring|thread    the log's disk path
+//   --segment BYTES                segment size (default 64m)
+//   --all-floors                   also measure 4 KiB appends into a fallocated file and with
+//                                  O_DIRECT into a pre-written one, and appends of the size of
+//                                  one log record, made on the calling thread
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/io_context.hpp>
+
+#include "bench_util.hpp"
+#include "commands.hpp"
+#include "storage/format.hpp"
+#include "storage/segmented_log.hpp"
+
+namespace coraft::bench {
+namespace {
+
+constexpr std::uint64_t payload_bytes_max = 64ull << 20;
+constexpr std::uint64_t inflight_max = 4096;
+constexpr std::uint64_t floor_file_bytes = 64ull << 20;
+constexpr double slice_seconds = 0.25;
+
+struct Options {
+  std::uint64_t payload = 0;
+  std::uint64_t inflight = 0;
+  double seconds = 5;
+  std::string dir;
+  bool json = false;
+  storage::SegmentPrepare prepare = storage::SegmentPrepare::prewrite;
+  storage::BackendKind backend = storage::BackendKind::automatic;
+  std::uint64_t segment_bytes = 64ull << 20;
+  bool all_floors = false;
+};
+
+[[noreturn]] void die(const std::string& what) {
+  std::fprintf(stderr, "coraft-bench log: %s: %s\n", what.c_str(), std::strerror(errno));
+  std::exit(1);
+}
+
+void write_full(int fd, const std::byte* p, std::size_t n, std::uint64_t off) {
+  while (n > 0) {
+    ssize_t w = ::pwrite(fd, p, n, static_cast<off_t>(off));
+    if (w <= 0) die("pwrite");
+    p += w;
+    n -= static_cast<std::size_t>(w);
+    off += static_cast<std::uint64_t>(w);
+  }
+}
+
+// How a floor file is prepared and written.
+enum class FloorKind {
+  prewritten,  // filled with zeros and synced first; writes wrap around inside it
+  fallocated,  // blocks reserved with fallocate only; writes wrap around inside it
+  direct,      // pre-written, then written with O_DIRECT from an aligned buffer
+  appending,   // each write extends the file; cut back to empty at floor_file_bytes
+};
+
+const char* floor_name(FloorKind k) {
+  switch (k) {
+    case FloorKind::prewritten: return "pre-written";
+    case FloorKind::fallocated: return "fallocated";
+    case FloorKind::direct: return "pre-written, O_DIRECT";
+    case FloorKind::appending: return "appending";
+  }
+  return "?";
+}
+
+// Plain `block`-byte pwrite + fdatasync appends, measured in slices.
+class Floor {
+ public:
+  Floor(std::string path, std::size_t block, FloorKind kind) : path_(std::move(path)), block_(block), kind_(kind) {
+    std::size_t n = std::max<std::size_t>(block, 1 << 20);
+    void* p = nullptr;
+    if (::posix_memalign(&p, 4096, n) != 0) die("posix_memalign");
+    buf_.reset(static_cast<std::byte*>(p));
+    std::memset(buf_.get(), 0x5c, n);
+    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0) die("open " + path_);
+    if (kind_ == FloorKind::prewritten || kind_ == FloorKind::direct) {
+      for (std::uint64_t off = 0; off < floor_file_bytes; off += n) write_full(fd_, buf_.get(), n, off);
+    } else if (kind_ == FloorKind::fallocated) {
+      if (::fallocate(fd_, 0, 0, static_cast<off_t>(floor_file_bytes)) < 0) die("fallocate");
+    }
+    if (::fsync(fd_) < 0) die("fsync");
+    if (kind_ == FloorKind::direct) {
+      ::close(fd_);
+      fd_ = ::open(path_.c_str(), O_RDWR | O_DIRECT | O_CLOEXEC);
+      if (fd_ < 0) die("open O_DIRECT " + path_);
+    }
+  }
+  ~Floor() {
+    ::close(fd_);
+    std::filesystem::remove(path_);
+  }
+  Floor(const Floor&) = delete;
+  Floor& operator=(const Floor&) = delete;
+
+  void run_slice(double seconds) {
+    auto start = Clock::now();
+    while (seconds_since(start) < seconds) {
+      if (off_ + block_ > floor_file_bytes) {
+        off_ = 0;
+        if (kind_ == FloorKind::appending && ::ftruncate(fd_, 0) < 0) die("ftruncate");
+      }
+      auto t0 = Clock::now();
+      write_full(fd_, buf_.get(), block_, off_);
+      if (::fdatasync(fd_) < 0) die("fdatasync");
+      lat_.add(Clock::now() - t0);
+      off_ += block_;
+      ++ops_;
+    }
+    seconds_ += seconds_since(start);
+  }
+
+  [[nodiscard]] double fsyncs_per_s() const { return static_cast<double>(ops_) / seconds_; }
+  [[nodiscard]] double mb_per_s() const { return static_cast<double>(ops_ * block_) / seconds_ / 1e6; }
+  [[nodiscard]] double p_us(double p) { return lat_.percentile_us(p); }
+  [[nodiscard]] FloorKind kind() const { return kind_; }
+  [[nodiscard]] std::size_t block() const { return block_; }
+
+ private:
+  struct FreeDeleter {
+    void operator()(std::byte* p) const { std::free(p); }
+  };
+  std::string path_;
+  std::size_t block_;
+  FloorKind kind_;
+  std::unique_ptr<std::byte, FreeDeleter> buf_;
+  int fd_ = -1;
+  std::uint64_t off_ = 0;
+  std::uint64_t ops_ = 0;
+  double seconds_ = 0;
+  Latencies lat_;
+};
+
+storage::LogOptions log_options(const Options& o, const std::string& subdir) {
+  storage::LogOptions lo;
+  lo.dir = o.dir + "/" + subdir;
+  lo.entry_bytes_max = static_cast<std::uint32_t>(std::max<std::uint64_t>(lo.entry_bytes_max, o.payload));
+  lo.batch_bytes_max = static_cast<std::uint32_t>(
+      std::max<std::uint64_t>(lo.batch_bytes_max, storage::record_disk_bytes(o.payload) * 4 + 64));
+  lo.segment_bytes = std::max<std::uint64_t>(o.segment_bytes, lo.batch_bytes_max);
+  lo.queue_bytes_max = std::max<std::uint64_t>(lo.queue_bytes_max, o.payload * o.inflight);
+  lo.prepare = o.prepare;
+  lo.backend = o.backend;
+  return lo;
+}
+
+// The log under test, with C appenders run in slices.
+class LogRun {
+ public:
+  LogRun(const Options& o, std::uint64_t inflight, std::string subdir)
+      : o_(o), inflight_(inflight), subdir_(std::move(subdir)) {
+    storage::LogOptions lo = log_options(o, subdir_);
+    std::filesystem::remove_all(lo.dir);
+    auto log = storage::SegmentedLog::open(io_.get_executor(), lo);
+    if (!log) {
+      std::fprintf(stderr, "coraft-bench log: %s\n", log.error().message().c_str());
+      std::exit(1);
+    }
+    log_ = std::move(*log);
+    auto buffer = std::make_shared<std::vector<std::byte>>(o.payload);
+    std::mt19937_64 rng(1);
+    for (auto& b : *buffer) b = static_cast<std::byte>(rng());
+    payload_ = Bytes::wrap(buffer, *buffer);
+    // One durable append first, so the first segment is prepared before measuring.
+    asio::co_spawn(io_, append_until(Clock::now(), false), asio::detached);
+    io_.run();
+    base_ = log_->stats();
+  }
+  ~LogRun() {
+    std::string dir = log_options(o_, subdir_).dir;
+    log_.reset();
+    std::filesystem::remove_all(dir);
+  }
+  LogRun(const LogRun&) = delete;
+  LogRun& operator=(const LogRun&) = delete;
+
+  void run_slice(double seconds) {
+    auto start = Clock::now();
+    auto deadline = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+    for (std::uint64_t c = 0; c < inflight_; ++c) asio::co_spawn(io_, append_until(deadline, true), asio::detached);
+    io_.restart();
+    io_.run();
+    seconds_ += seconds_since(start);
+  }
+
+  [[nodiscard]] double seconds() const { return seconds_; }
+  [[nodiscard]] std::uint64_t entries() const { return entries_; }
+  [[nodiscard]] std::uint64_t batches() const { return log_->stats().batches - base_.batches; }
+  [[nodiscard]] std::uint64_t batched_entries() const { return log_->stats().entries - base_.entries; }
+  [[nodiscard]] double p_us(double p) { return lat_.percentile_us(p); }
+  [[nodiscard]] std::string backend() const { return std::string(log_->backend_name()); }
+
+ private:
+  asio::awaitable<void> append_until(Clock::time_point deadline, bool measure) {
+    do {
+      std::vector<Entry> es{Entry{Index(next_++), Term(1), EntryType::normal, payload_}};
+      auto t0 = Clock::now();
+      auto r = co_await log_->append(std::move(es));
+      if (!r) {
+        std::fprintf(stderr, "coraft-bench log: append failed: %s\n", r.error().message().c_str());
+        std::exit(1);
+      }
+      if (measure) {
+        lat_.add(Clock::now() - t0);
+        ++entries_;
+      }
+    } while (Clock::now() < deadline);
+  }
+
+  const Options& o_;
+  std::uint64_t inflight_;
+  std::string subdir_;
+  asio::io_context io_;
+  std::unique_ptr<storage::SegmentedLog> log_;
+  Bytes payload_;
+  std::uint64_t next_ = 1;
+  std::uint64_t entries_ = 0;
+  double seconds_ = 0;
+  storage::LogStats base_;
+  Latencies lat_;
+};
+
+int parse(int argc, char** argv, Options& o) {
+  Flags f({{"payload", true}, {"inflight", true}, {"seconds", true}, {"dir", true}, {"json", false},
+           {"prepare", true}, {"backend", true}, {"segment", true}, {"all-floors", false}});
+  if (auto err = f.parse(argc, argv); !err.empty()) {
+    std::fprintf(stderr, "coraft-bench log: %s\n", err.c_str());
+    return 2;
+  }
+  o.payload = f.size("payload", 0);
+  o.inflight = f.size("inflight", 0);
+  o.seconds = f.real("seconds", 5);
+  o.dir = f.str("dir", "coraft-bench-log");
+  o.json = f.has("json");
+  o.all_floors = f.has("all-floors");
+  o.segment_bytes = f.size("segment", o.segment_bytes);
+  std::string prep = f.str("prepare", "prewrite");
+  std::string backend = f.str("backend", "auto");
+  const char* bad = nullptr;
+  if (!f.value_error().empty()) {
+    std::fprintf(stderr, "coraft-bench log: %s\n", f.value_error().c_str());
+    return 2;
+  }
+  if (!f.has("payload") || o.payload > payload_bytes_max) bad = "--payload BYTES is required, at most 64m";
+  if (!f.has("inflight") || o.inflight == 0 || o.inflight > inflight_max) bad = "--inflight C is required, 1..4096";
+  if (o.seconds <= 0) bad = "--seconds must be positive";
+  if (prep != "prewrite" && prep != "fallocate") bad = "--prepare is prewrite or fallocate";
+  if (backend != "auto" && backend != "uring" && backend != "thread") bad = "--backend is auto, uring or thread";
+  if (bad) {
+    std::fprintf(stderr, "coraft-bench log: %s\n", bad);
+    return 2;
+  }
+  o.prepare = prep == "prewrite" ? storage::SegmentPrepare::prewrite : storage::SegmentPrepare::fallocate;
+  o.backend = backend == "uring"    ? storage::BackendKind::uring
+              : backend == "thread" ? storage::BackendKind::thread
+                                    : storage::BackendKind::automatic;
+  return 0;
+}
+
+}  // namespace
+
+int run_log(int argc, char** argv) {
+  Options o;
+  if (int rc = parse(argc, argv, o); rc != 0) return rc;
+  std::error_code ec;
+  std::filesystem::create_directories(o.dir, ec);
+  if (ec) {
+    std::fprintf(stderr, "coraft-bench log: cannot create %s: %s\n", o.dir.c_str(), ec.message().c_str());
+    return 1;
+  }
+  // The floor and the log run in alternating slices, so that both see the same disk weather.
+  Floor floor(o.dir + "/floor-4k", 4096, FloorKind::prewritten);
+  std::optional<Floor> bw;
+  if (o.payload > 4096) bw.emplace(o.dir + "/floor-bw", o.payload, FloorKind::appending);
+  // With --all-floors, the other ways a segment could be prepared and written, for comparison.
+  std::vector<std::unique_ptr<Floor>> others;
+  if (o.all_floors) {
+    others.push_back(std::make_unique<Floor>(o.dir + "/floor-falloc", 4096, FloorKind::fallocated));
+    others.push_back(std::make_unique<Floor>(o.dir + "/floor-direct", 4096, FloorKind::direct));
+    // The log's own write for one payload-sized entry (header and padding included), made
+    // synchronously on the calling thread: the log minus its hand-off to another thread.
+    auto record = static_cast<std::size_t>(storage::record_disk_bytes(o.payload));
+    if (record <= floor_file_bytes / 4) {
+      others.push_back(std::make_unique<Floor>(o.dir + "/floor-record", record, FloorKind::prewritten));
+    }
+  }
+  LogRun log(o, o.inflight, "log");
+  // With several appenders, the same log with one appender runs alongside: the gain of group
+  // commit is then a ratio between runs that saw the same disk.
+  std::optional<LogRun> single;
+  if (o.inflight > 1) single.emplace(o, 1, "log-c1");
+  while (log.seconds() < o.seconds) {
+    double slice = std::min(slice_seconds, o.seconds - log.seconds() + 0.001);
+    floor.run_slice(slice);
+    if (bw) bw->run_slice(slice);
+    for (auto& f : others) f->run_slice(slice);
+    if (single) single->run_slice(slice);
+    log.run_slice(slice);
+  }
+  double ops = static_cast<double>(log.entries()) / log.seconds();
+  double mb = ops * static_cast<double>(o.payload) / 1e6;
+  double fsyncs = static_cast<double>(log.batches()) / log.seconds();
+  double batch = log.batches() ? static_cast<double>(log.batched_entries()) / static_cast<double>(log.batches()) : 0;
+  std::printf("log  payload %llu B, inflight %llu, %s, %s segments: %.0f entries/s, %.1f MB/s, %.0f fdatasyncs/s, "
+              "mean batch %.1f, latency p50 %.0f us p99 %.0f us p99.9 %.0f us\n",
+              static_cast<unsigned long long>(o.payload), static_cast<unsigned long long>(o.inflight),
+              log.backend().c_str(), o.prepare == storage::SegmentPrepare::prewrite ? "pre-written" : "fallocated",
+              ops, mb, fsyncs, batch, log.p_us(50), log.p_us(99), log.p_us(99.9));
+  std::printf("floor  4 KiB pwrite+fdatasync into a pre-written file: %.0f fdatasyncs/s, p50 %.0f us, p99 %.0f us\n",
+              floor.fsyncs_per_s(), floor.p_us(50), floor.p_us(99));
+  double single_ops = single ? static_cast<double>(single->entries()) / single->seconds() : 0;
+  if (single) {
+    std::printf("log  the same with 1 appender: %.0f entries/s, latency p50 %.0f us: group commit gives %.1fx\n",
+                single_ops, single->p_us(50), ops / single_ops);
+  }
+  for (auto& f : others) {
+    std::printf("floor  %zu B pwrite+fdatasync into a %s file: %.0f fdatasyncs/s, p50 %.0f us, p99 %.0f us\n",
+                f->block(), floor_name(f->kind()), f->fsyncs_per_s(), f->p_us(50), f->p_us(99));
+  }
+  if (bw) {
+    std::printf("floor  %llu B pwrite+fdatasync appends: %.1f MB/s\n", static_cast<unsigned long long>(o.payload),
+                bw->mb_per_s());
+  }
+  if (o.json) {
+    JsonLine j;
+    j.num("payload", static_cast<double>(o.payload)).num("inflight", static_cast<double>(o.inflight));
+    j.str("backend", log.backend()).num("ops_per_s", ops).num("mb_per_s", mb).num("fsyncs_per_s", fsyncs);
+    j.num("mean_batch", batch).num("p50_us", log.p_us(50)).num("p99_us", log.p_us(99));
+    j.num("p999_us", log.p_us(99.9)).num("floor_fsyncs_per_s", floor.fsyncs_per_s());
+    j.num("floor_p50_us", floor.p_us(50)).num("floor_p99_us", floor.p_us(99));
+    if (bw) j.num("floor_bw_mb_per_s", bw->mb_per_s());
+    if (single) j.num("c1_ops_per_s", single_ops).num("c1_p50_us", single->p_us(50));
+    std::printf("%s\n", j.text().c_str());
+  }
+  return 0;
+}
+
+}  // namespace coraft::bench

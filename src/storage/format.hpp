@@ -1,0 +1,164 @@
+// The on-disk format of the segmented log. This comment is the specification.
+//
+// DIRECTORY
+//   A log directory holds segment files, the hard-state file and the snapshot store:
+//     open-SSSSSSSSSSSSSSSSSSSS.log         a segment being written, or prepared for writing;
+//                                           S is a decimal sequence number, 20 digits
+//     FFFFFFFFFFFFFFFFFFFF-LLLLLLLLLLLLLLLLLLLL.log
+//                                           a closed segment holding exactly the entries
+//                                           F..L (decimal, 20 digits each)
+//     hardstate                             see hard_state.hpp
+//     snapshots/                            see snapshot_store.hpp
+//   Every create, rename and delete of a file is followed by an fsync of the directory.
+//
+// SEGMENT FILE
+//   A segment is created ahead of use (off the hot path) at its full size, either filled with
+//   zeros ("pre-written") or fallocated; either way a freshly prepared file reads as zeros.
+//   All integers are little-endian. Offsets are bytes from the start of the file.
+//
+//   Segment header, 32 bytes at offset 0, written together with the segment's first batch:
+//     0   8  magic "coraftLG"
+//     8   4  format version, 1
+//     12  4  CRC32C of bytes 0..31 computed with this field zero
+//     16  8  index of the first entry in the segment (>= 1)
+//     24  4  tear window: the largest number of bytes one write batch may span (batch_bytes_max
+//            of the writer); recovery uses it, see below
+//     28  4  reserved, zero
+//   A header of 32 zero bytes marks a prepared segment that was never written.
+//
+//   Records follow from offset 32, back to back. Each record starts at an 8-byte aligned
+//   offset and is:
+//     0   4  payload length P in bytes
+//     4   4  CRC32C over bytes 0..3, then bytes 8..31 of this header, then the P payload bytes
+//     8   8  term (>= 1)
+//     16  8  index: the segment's first index for the first record, then +1 per record
+//     24  1  entry type (0 normal, 1 noop, 2 config)
+//     25  7  reserved, zero
+//     32  P  payload
+//     ..     zero padding up to the next multiple of 8
+//   The data of a segment ends at a record header of 32 zero bytes or at the end of the file.
+//
+// WRITING
+//   One batch at a time is in flight: a gathered write of consecutive records (and, for the
+//   first batch of a segment, the segment header) followed by fdatasync. A batch never crosses
+//   a segment and never spans more than the tear window. The next batch starts only after the
+//   previous one is durable, so at any moment at most one batch, in the newest segment, may be
+//   partly on disk.
+//   When a segment is full it is renamed to its closed name F-L. Truncating a suffix renames
+//   the segment holding the new last entry to F-L with the smaller L (deleting later segments
+//   first, newest first), so bytes past L in a closed segment are never read. Compaction
+//   deletes whole closed segments, oldest first.
+//
+// WHAT A CRASH LEAVES BEHIND
+//   - Closed segments and all batches before the last one are durable and valid.
+//   - The last open segment may end with a torn batch: any mix of zero pages, old zeros and
+//     pages of the new batch, all inside one tear window starting at the batch's first byte.
+//   - A crash during rollover may leave the full segment still named open-N beside the next.
+//   - Prepared segments never written have a zero header.
+//
+// RECOVERY (on open)
+//   Segments are ordered by first index and must be contiguous: each starts one past the
+//   previous one's last entry. Records are checked for CRC, length bounds, reserved bytes,
+//   type, consecutive index and non-decreasing term.
+//   - A closed segment F-L must hold valid records F..L; anything past L is ignored.
+//   - An open segment that is not the newest must end cleanly (zero header or end of file).
+//   - In the newest open segment, the first invalid or zero header at offset X ends the data.
+//     If a valid record with a higher index starts at or beyond X + tear window, the damage is
+//     not a torn batch (that record was written by a later batch, after X had been synced):
+//     this is corruption. Otherwise X..end is a torn tail: it is cut off (the file is truncated
+//     at X and the segment closed) and reported with the file name and offset X.
+//   - Any other damage refuses to open, with an error naming the file and offset. With the
+//     repair option the log is instead cut at the first bad record: later segments are deleted
+//     and the damaged one is truncated.
+//   - Every open segment holding data is then closed under its F-L name, so writing always
+//     resumes in a fresh segment. Of the prepared, never written segments, the newest of the
+//     configured size is kept to be written next; the others are deleted.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <coraft/entry.hpp>
+#include <coraft/types.hpp>
+
+namespace coraft::storage {
+
+inline constexpr std::size_t segment_header_bytes = 32;
+inline constexpr std::size_t record_header_bytes = 32;
+inline constexpr std::uint32_t format_version = 1;
+inline constexpr char segment_magic[8] = {'c', 'o', 'r', 'a', 'f', 't', 'L', 'G'};
+// No record payload is ever larger than this, whatever the options say.
+inline constexpr std::uint32_t record_payload_bytes_limit = 1u << 30;
+
+[[nodiscard]] constexpr std::uint64_t pad8(std::uint64_t n) noexcept { return (n + 7) & ~std::uint64_t{7}; }
+// Bytes one record occupies on disk, padding included.
+[[nodiscard]] constexpr std::uint64_t record_disk_bytes(std::uint64_t payload) noexcept {
+  return record_header_bytes + pad8(payload);
+}
+
+struct SegmentHeader {
+  Index first_index;
+  std::uint32_t tear_window_bytes = 0;
+};
+
+void encode_segment_header(const SegmentHeader& h, std::byte out[segment_header_bytes]) noexcept;
+
+// Fills a record header for `e` (payload length and CRC included).
+void encode_record_header(const Entry& e, std::byte out[record_header_bytes]) noexcept;
+
+// A segment's name, parsed.
+struct SegmentName {
+  bool open = false;
+  std::uint64_t seq = 0;  // open segments
+  Index first;            // closed segments
+  Index last;             // closed segments
+};
+[[nodiscard]] std::optional<SegmentName> parse_segment_name(std::string_view name);
+[[nodiscard]] std::string open_segment_name(std::uint64_t seq);
+[[nodiscard]] std::string closed_segment_name(Index first, Index last);
+
+struct RecordInfo {
+  Index index;
+  Term term;
+  EntryType type = EntryType::normal;
+  std::uint64_t offset = 0;  // of the record header
+  std::uint32_t length = 0;  // payload bytes
+};
+
+// What scanning one segment's bytes found.
+struct SegmentScan {
+  bool unused = false;          // zero header: prepared, never written
+  bool header_ok = false;
+  SegmentHeader header;
+  std::vector<RecordInfo> records;
+  std::uint64_t end_offset = 0;  // first byte past the last valid record
+  // Set when the data ended at something other than a zero header or the end of the file
+  // (or, with `last_wanted`, before reaching it): what and where.
+  std::optional<std::string> problem;
+  std::uint64_t problem_offset = 0;
+  // Set by scan_beyond_tear_window: offset of a valid later record past the tear window.
+  std::optional<std::uint64_t> later_record_offset;
+};
+
+// Scans `file`, the whole content of a segment. Stops after `last_wanted` when it is nonzero.
+// Payloads larger than `payload_bytes_max` count as damage. Never reads outside `file`.
+[[nodiscard]] SegmentScan scan_segment(std::span<const std::byte> file, Index last_wanted,
+                                       std::uint32_t payload_bytes_max);
+
+// For the newest open segment: looks for a valid record with an index past the last valid one
+// starting at or beyond end_offset + tear window, and records its offset in the scan.
+void scan_beyond_tear_window(std::span<const std::byte> file, SegmentScan& scan,
+                             std::uint32_t payload_bytes_max);
+
+// Checks one record at `offset` (header and payload) and returns its description, or nullopt.
+// `expected_index` of zero accepts any index.
+[[nodiscard]] std::optional<RecordInfo> check_record(std::span<const std::byte> file,
+                                                     std::uint64_t offset, Index expected_index,
+                                                     std::uint32_t payload_bytes_max,
+                                                     std::string* why);
+
+}  // namespace coraft::storage

@@ -1,0 +1,205 @@
+// Recovery of the segmented log on open: the rules are specified in format.hpp (RECOVERY).
+#include <fcntl.h>
+
+#include <algorithm>
+
+#include <coraft/log.hpp>
+
+#include "storage/log_scan.hpp"
+#include "storage/segmented_log_impl.hpp"
+
+namespace coraft::storage {
+namespace {
+
+bool zero_from(std::span<const std::byte> f, std::uint64_t from) {
+  for (std::uint64_t i = from; i < f.size(); ++i) {
+    if (f[i] != std::byte{0}) return false;
+  }
+  return true;
+}
+
+std::string where(const std::string& path, std::uint64_t offset) {
+  return path + " offset " + std::to_string(offset);
+}
+
+// Reads every segment file in `dir`; fills segments (unordered), unused, max_seq and the
+// newest open segment with a damaged header.
+Result<void> read_segments(const std::string& dir, LogDirScan& out,
+                           std::optional<std::pair<std::string, std::uint64_t>>& headerless) {
+  auto names = list_dir(dir);
+  if (!names) return names.error();
+  std::sort(names->begin(), names->end());
+  for (const std::string& name : *names) {
+    auto parsed = parse_segment_name(name);
+    if (!parsed) continue;
+    if (parsed->open) out.max_seq = std::max(out.max_seq, parsed->seq);
+    auto file = MappedFile::open(join_path(dir, name));
+    if (!file) return file.error();
+    ScannedSegment f{name, *parsed,
+                     scan_segment(file->bytes(), parsed->open ? Index(0) : parsed->last,
+                                  record_payload_bytes_limit)};
+    if (f.scan.unused) {
+      out.unused.push_back(name);
+      continue;
+    }
+    if (!f.scan.header_ok) {
+      if (!parsed->open) {
+        out.bad = LogDirScan::Bad{out.segments.size(), name, 0, *f.scan.problem};
+        continue;
+      }
+      if (!headerless || headerless->second < parsed->seq) headerless.emplace(name, parsed->seq);
+      continue;
+    }
+    if (parsed->open) {
+      f.tail_dirty = f.scan.problem || !zero_from(file->bytes(), f.scan.end_offset);
+      if (f.tail_dirty) scan_beyond_tear_window(file->bytes(), f.scan, record_payload_bytes_limit);
+    } else if (f.scan.header.first_index != parsed->first) {
+      out.bad = LogDirScan::Bad{out.segments.size(), name, 16, "header first index differs from the name"};
+    }
+    out.segments.push_back(std::move(f));
+  }
+  return {};
+}
+
+// Applies the rules to one segment at position k of the ordered list; sets out.bad or out.torn.
+void judge(LogDirScan& out, std::size_t k) {
+  ScannedSegment& f = out.segments[k];
+  bool last = k + 1 == out.segments.size();
+  if (k > 0) {
+    Index expect = out.segments[k - 1].last() + 1;
+    if (f.first() != expect) {
+      out.bad = LogDirScan::Bad{k, f.name, 0,
+                                "segment starts at index " + std::to_string(f.first().value()) + " but " +
+                                    std::to_string(expect.value()) +
+                                    " was expected (a segment is missing or stale)",
+                                true};
+      return;
+    }
+  }
+  if (!f.parsed.open || !f.tail_dirty) {
+    if (f.scan.problem) out.bad = LogDirScan::Bad{k, f.name, f.scan.problem_offset, *f.scan.problem};
+    return;
+  }
+  std::uint64_t x = f.scan.problem ? f.scan.problem_offset : f.scan.end_offset;
+  std::string what = f.scan.problem ? *f.scan.problem : "nonzero bytes after the end of the data";
+  if (!last) {
+    out.bad = LogDirScan::Bad{k, f.name, x, what + " in a segment that is not the newest"};
+  } else if (f.scan.later_record_offset) {
+    out.bad = LogDirScan::Bad{k, f.name, x,
+                              what + ", yet a valid later record follows at offset " +
+                                  std::to_string(*f.scan.later_record_offset)};
+  } else {
+    out.torn.emplace(f.name, x);
+  }
+}
+
+}  // namespace
+
+Result<LogDirScan> scan_log_dir(const std::string& dir) {
+  LogDirScan out;
+  std::optional<std::pair<std::string, std::uint64_t>> headerless;
+  if (auto r = read_segments(dir, out, headerless); !r) return r.error();
+  if (out.bad) return out;
+  std::sort(out.segments.begin(), out.segments.end(),
+            [](const ScannedSegment& a, const ScannedSegment& b) { return a.first() < b.first(); });
+  std::uint64_t newest_open_seq = 0;
+  for (const ScannedSegment& f : out.segments) {
+    if (f.parsed.open) newest_open_seq = std::max(newest_open_seq, f.parsed.seq);
+  }
+  if (headerless) {
+    if (headerless->second < newest_open_seq) {
+      out.bad = LogDirScan::Bad{out.segments.size(), headerless->first, 0, "bad segment header"};
+      return out;
+    }
+    out.torn.emplace(headerless->first, 0);
+    out.torn_header = true;
+  }
+  for (std::size_t k = 0; k < out.segments.size() && !out.bad; ++k) judge(out, k);
+  return out;
+}
+
+// Keeps the newest unused prepared segment of the configured size as the next one to write
+// (sparing a restart the work of preparing it again) and deletes the others.
+Result<void> SegmentedLog::Impl::reuse_prepared(const std::vector<std::string>& unused) {
+  std::optional<std::size_t> keep;
+  for (std::size_t k = unused.size(); k-- > 0 && !keep;) {
+    auto fd = open_file(path(unused[k]), O_RDWR);
+    if (!fd) return fd.error();
+    auto size = file_size(fd->get(), path(unused[k]));
+    if (!size) return size.error();
+    if (*size != opt.segment_bytes) continue;
+    keep = k;
+    prepared = Prepared{unused[k], std::move(*fd)};
+  }
+  for (std::size_t k = 0; k < unused.size(); ++k) {
+    if (keep && *keep == k) continue;
+    if (auto r = remove_file(path(unused[k])); !r) return r;
+  }
+  return {};
+}
+
+// Cuts the log at `bad` (LogOptions::repair): later segments are deleted, the damaged one is
+// truncated at the bad record and renamed under its new last index below.
+Result<void> SegmentedLog::Impl::recover() {
+  auto scanned = scan_log_dir(opt.dir);
+  if (!scanned) return scanned.error();
+  LogDirScan& s = *scanned;
+  next_seq = std::max(next_seq, s.max_seq + 1);
+  if (s.torn && !(s.bad && s.bad->at < s.segments.size())) {
+    report.torn_file = path(s.torn->first);
+    report.torn_offset = s.torn->second;
+    log(LogLevel::warn, "storage: torn tail cut off: ", where(*report.torn_file, s.torn->second));
+    auto r = s.torn_header ? remove_file(*report.torn_file) : truncate_file(*report.torn_file, s.torn->second);
+    if (!r) return r;
+  }
+  if (s.bad) {
+    std::string msg = where(path(s.bad->name), s.bad->offset) + ": " + s.bad->why;
+    if (!opt.repair || s.bad->at >= s.segments.size()) return Error(Errc::storage_corrupt, msg);
+    report.repaired = msg;
+    log(LogLevel::warn, "storage: repair cuts the log at ", msg);
+    std::size_t keep = s.bad->at + (s.bad->gap ? 0 : 1);
+    while (s.segments.size() > keep) {
+      if (auto r = remove_file(path(s.segments.back().name)); !r) return r;
+      s.segments.pop_back();
+    }
+    if (!s.bad->gap) {
+      ScannedSegment& f = s.segments.back();
+      if (auto r = truncate_file(path(f.name), s.bad->offset); !r) return r;
+      f.parsed.open = true;  // renamed below under its true last index
+    }
+  }
+  // Close every open segment under its real name; drop the empty and unused ones.
+  for (ScannedSegment& f : s.segments) {
+    if (!f.parsed.open) continue;
+    if (f.scan.records.empty()) {
+      if (auto r = remove_file(path(f.name)); !r) return r;
+      f.name.clear();
+      continue;
+    }
+    std::string closed = closed_segment_name(f.first(), f.last());
+    if (closed != f.name) {
+      if (auto r = rename_file(path(f.name), path(closed)); !r) return r;
+      f.name = closed;
+    }
+  }
+  if (auto r = reuse_prepared(s.unused); !r) return r;
+  if (auto r = fsync_dir(opt.dir); !r) return r;
+  for (ScannedSegment& f : s.segments) {
+    if (f.name.empty()) continue;
+    Segment seg;
+    seg.name = f.name;
+    seg.first = f.first();
+    seg.end = f.scan.end_offset;
+    seg.recs.reserve(f.scan.records.size());
+    for (const RecordInfo& ri : f.scan.records) seg.recs.push_back({ri.offset, ri.term, ri.length, ri.type});
+    segments.push_back(std::move(seg));
+  }
+  report.segments = segments.size();
+  if (!segments.empty()) {
+    first_index = segments.front().first;
+    last_index = segments.back().last();
+  }
+  return {};
+}
+
+}  // namespace coraft::storage

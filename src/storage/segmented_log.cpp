@@ -1,0 +1,585 @@
+// The segmented log's writer: the append queue, group commit, segment rollover, truncation,
+// compaction and reads. Recovery is in log_recovery.cpp.
+#include "storage/segmented_log.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+
+#include <asio/post.hpp>
+#include <asio/redirect_error.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <coraft/log.hpp>
+
+#include "storage/segmented_log_impl.hpp"
+
+namespace coraft::storage {
+namespace {
+
+// Bookkeeping charged to each queued or cached entry besides its payload, so that empty
+// payloads count against queue_bytes_max and cache_bytes_max too.
+constexpr std::uint64_t cache_entry_overhead_bytes = 64;
+constexpr std::size_t zero_chunk_bytes = 1u << 20;
+const std::byte zero_chunk[zero_chunk_bytes] = {};
+// Each record takes two iovecs, the segment header and final padding one each.
+constexpr std::uint32_t batch_entries_limit = (IOV_MAX - 2) / 2;
+
+asio::awaitable<void> wait_for(Request& r) {
+  if (r.done) co_return;
+  asio::error_code ec;
+  co_await r.timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+}
+
+Result<void> prepare_file(const std::string& dir, const std::string& path, const LogOptions& opt,
+                          Fd& out) {
+  auto fd = open_file(path, O_RDWR | O_CREAT | O_EXCL);
+  if (!fd) return fd.error();
+  int injected = opt.fault ? opt.fault(FaultPoint::prepare_segment) : 0;
+  Result<void> r;
+  if (injected != 0) {
+    r = errno_error(injected, "prepare " + path);
+  } else if (opt.prepare == SegmentPrepare::fallocate) {
+    if (::fallocate(fd->get(), 0, 0, static_cast<off_t>(opt.segment_bytes)) < 0) {
+      r = errno_error(errno, "fallocate " + path);
+    }
+  } else {
+    for (std::uint64_t off = 0; r && off < opt.segment_bytes; off += zero_chunk_bytes) {
+      auto n = std::min<std::uint64_t>(zero_chunk_bytes, opt.segment_bytes - off);
+      r = pwrite_all(fd->get(), {zero_chunk, n}, off, path);
+    }
+  }
+  if (r) r = sync_file(fd->get(), path);
+  if (r) r = fsync_dir(dir);
+  if (!r) {
+    fd->reset();
+    (void)remove_file(path);
+    return r;
+  }
+  out = std::move(*fd);
+  return {};
+}
+
+}  // namespace
+
+SegmentedLog::Impl::~Impl() {
+  *alive_token = false;
+  for (Request* r : queue) complete(*r, Error(Errc::shutting_down, "the log is closing"));
+  queue.clear();
+  for (Request* r : side_waiters) complete(*r, Error(Errc::shutting_down, "the log is closing"));
+  backend.reset();
+  worker.reset();
+}
+
+Result<void> SegmentedLog::Impl::check_options() const {
+  auto bad = [](std::string why) { return Error(Errc::invalid_argument, std::move(why)); };
+  if (opt.dir.empty()) return bad("log directory is empty");
+  if (opt.entry_bytes_max == 0 || opt.entry_bytes_max > record_payload_bytes_limit) {
+    return bad("entry_bytes_max must be in 1..2^30");
+  }
+  if (opt.batch_bytes_max < segment_header_bytes + record_disk_bytes(opt.entry_bytes_max)) {
+    return bad("batch_bytes_max must hold one entry of entry_bytes_max with its headers");
+  }
+  if (opt.segment_bytes < opt.batch_bytes_max) return bad("segment_bytes must be >= batch_bytes_max");
+  if (opt.segment_bytes > (1ull << 40)) return bad("segment_bytes must be at most 1 TiB");
+  if (opt.batch_entries_max == 0 || opt.batch_entries_max > batch_entries_limit) {
+    return bad("batch_entries_max must be in 1.." + std::to_string(batch_entries_limit));
+  }
+  if (opt.open_files_max < 1) return bad("open_files_max must be at least 1");
+  if (opt.queue_bytes_max < opt.entry_bytes_max) return bad("queue_bytes_max must be >= entry_bytes_max");
+  return {};
+}
+
+Term SegmentedLog::Impl::queued_term_at(Index i) {
+  for (auto it = queue.rbegin(); it != queue.rend(); ++it) {
+    Request& r = **it;
+    if (r.kind != Request::Kind::append || r.entries.empty()) continue;
+    if (i >= r.entries.front().index && i <= r.entries.back().index) {
+      return r.entries[i - r.entries.front().index].term;
+    }
+  }
+  auto t = i >= first_index && i <= last_index ? segment_of(i)->recs[i - segment_of(i)->first].term
+                                               : Term(0);
+  return t;
+}
+
+void SegmentedLog::Impl::complete(Request& r, Result<void> result) {
+  r.done = true;
+  r.result = std::move(result);
+  r.timer.cancel();
+}
+
+void SegmentedLog::Impl::enqueue_append(Request& r) {
+  auto reject = [&](Errc c, std::string why) { complete(r, Error(c, std::move(why))); };
+  if (failed) return complete(r, *failed);
+  if (r.entries.empty()) return complete(r, {});
+  bool empty_log = last_queued < first_index && queue.empty();
+  Index expect = empty_log ? r.entries.front().index : last_queued + 1;
+  Term term_floor = empty_log ? Term(1) : std::max(last_queued_term, Term(1));
+  std::uint64_t bytes = 0;
+  for (const Entry& e : r.entries) {
+    if (e.payload.size() > opt.entry_bytes_max) {
+      return reject(Errc::too_large, "entry " + std::to_string(e.index.value()) + " holds " +
+                                         std::to_string(e.payload.size()) +
+                                         " bytes, over entry_bytes_max");
+    }
+    if (e.index != expect || e.index == Index(0)) {
+      return reject(Errc::invalid_argument, "append of index " + std::to_string(e.index.value()) +
+                                                " where " + std::to_string(expect.value()) +
+                                                " was expected");
+    }
+    if (e.term < term_floor) {
+      return reject(Errc::invalid_argument, "entry " + std::to_string(e.index.value()) +
+                                                " has a term below its predecessor's");
+    }
+    term_floor = e.term;
+    ++expect;
+    bytes += e.payload.size() + cache_entry_overhead_bytes;
+  }
+  if (queued_bytes + bytes > opt.queue_bytes_max) {
+    return reject(Errc::overloaded, "queue_bytes_max reached");
+  }
+  r.bytes = bytes;
+  queued_bytes += bytes;
+  last_queued = r.entries.back().index;
+  last_queued_term = r.entries.back().term;
+  queue.push_back(&r);
+  pump();
+}
+
+void SegmentedLog::Impl::enqueue_truncate(Request& r) {
+  if (failed) return complete(r, *failed);
+  if (r.from == Index(0)) return complete(r, Error(Errc::invalid_argument, "truncate from index 0"));
+  if (r.from <= last_queued) {
+    last_queued = r.from - 1;
+    last_queued_term = r.from > first_index ? queued_term_at(r.from - 1) : Term(0);
+  }
+  queue.push_back(&r);
+  pump();
+}
+
+void SegmentedLog::Impl::fail_queue(const Error& e) {
+  for (Request* r : queue) complete(*r, e);
+  queue.clear();
+  queued_bytes = 0;
+  last_queued = last_index;
+  last_queued_term = last_index >= first_index ? segment_of(last_index)->recs.back().term : Term(0);
+}
+
+void SegmentedLog::Impl::pump() {
+  while (!in_flight && !busy && !waiting_for_segment && !pump_posted && !queue.empty()) {
+    Request& r = *queue.front();
+    if (r.kind == Request::Kind::truncate) {
+      queue.pop_front();
+      run_truncate(r);
+      continue;
+    }
+    const Entry& e = r.entries[r.submitted];
+    if (!ensure_segment(record_disk_bytes(e.payload.size()))) return;
+    start_batch();
+  }
+}
+
+// Makes sure the active segment has room for a record of `record_bytes`; false when the
+// writer has to wait for a prepared segment (or the queue was failed).
+bool SegmentedLog::Impl::ensure_segment(std::uint64_t record_bytes) {
+  if (active) {
+    std::uint64_t start = active->end == 0 ? segment_header_bytes : active->end;
+    if (start + record_bytes <= opt.segment_bytes) return true;
+  }
+  if (!prepared) {
+    if (prepare_error) {
+      Error e = *prepare_error;
+      prepare_error.reset();
+      fail_queue(e);
+      return false;
+    }
+    start_prepare();
+    waiting_for_segment = true;
+    return false;
+  }
+  if (active) seal_active();
+  Segment s;
+  s.name = prepared->name;
+  s.open = true;
+  s.fd = std::move(prepared->fd);
+  s.first = queue.front()->entries[queue.front()->submitted].index;
+  ++open_fds;
+  prepared.reset();
+  segments.push_back(std::move(s));
+  active = &segments.back();
+  start_prepare();
+  return true;
+}
+
+void SegmentedLog::Impl::start_prepare() {
+  if (preparing || prepared) return;
+  preparing = true;
+  std::string name = open_segment_name(next_seq++);
+  auto fd = std::make_shared<Fd>();
+  worker->submit([dir = opt.dir, p = path(name), opt = opt, fd] { return prepare_file(dir, p, opt, *fd); },
+                 [this, name, fd](Result<void> r) {
+                   preparing = false;
+                   if (r) {
+                     prepared = Prepared{name, std::move(*fd)};
+                   } else {
+                     log(LogLevel::error, "storage: ", r.error().message());
+                     prepare_error = r.error();
+                   }
+                   if (waiting_for_segment) {
+                     waiting_for_segment = false;
+                     pump();
+                   }
+                 });
+}
+
+// Renames the active segment to its closed name (or deletes it when it holds nothing).
+void SegmentedLog::Impl::seal_active() {
+  Segment* s = active;
+  active = nullptr;
+  std::string old_path = path(s->name);
+  if (s->recs.empty()) {
+    segments.pop_back();
+    --open_fds;
+    worker->submit([old_path, dir = opt.dir]() -> Result<void> {
+                     auto r = remove_file(old_path);
+                     return r ? fsync_dir(dir) : r;
+                   },
+                   [](Result<void>) {});
+    return;
+  }
+  s->open = false;
+  s->name = closed_segment_name(s->first, s->last());
+  worker->submit([old_path, new_path = path(s->name), dir = opt.dir]() -> Result<void> {
+                   auto r = rename_file(old_path, new_path);
+                   return r ? fsync_dir(dir) : r;
+                 },
+                 [this](Result<void> r) {
+                   if (!r) {
+                     log(LogLevel::error, "storage: ", r.error().message());
+                     if (!failed) failed = r.error();
+                   }
+                 });
+}
+
+void SegmentedLog::Impl::start_batch() {
+  Batch& b = batch;
+  Segment& s = *active;
+  b.segment = &s;
+  b.iov.clear();
+  b.recs.clear();
+  b.parts.clear();
+  b.bytes = 0;
+  b.queue_bytes = 0;
+  b.offset = s.end;
+  std::uint64_t pos = s.end;
+  if (s.end == 0) {
+    encode_segment_header({s.first, opt.batch_bytes_max}, b.segment_header);
+    b.iov.push_back({b.segment_header, segment_header_bytes});
+    pos = segment_header_bytes;
+  }
+  b.headers.resize(std::size_t{opt.batch_entries_max + 1} * 40);
+  std::size_t n = 0;
+  std::uint64_t prev_pad = 0;
+  for (Request* r : queue) {
+    if (r->kind != Request::Kind::append) break;
+    std::size_t taken = 0;
+    for (std::size_t i = r->submitted; i < r->entries.size(); ++i) {
+      const Entry& e = r->entries[i];
+      std::uint64_t rb = record_disk_bytes(e.payload.size());
+      std::uint64_t span = pos + rb - b.offset;
+      if (n == opt.batch_entries_max || span > opt.batch_bytes_max || pos + rb > opt.segment_bytes) break;
+      if (n == 0) b.first = e.index;
+      std::byte* slot = b.headers.data() + n * 40;
+      std::memset(slot, 0, 8);
+      encode_record_header(e, slot + 8);
+      b.iov.push_back({slot + 8 - prev_pad, record_header_bytes + prev_pad});
+      if (!e.payload.empty()) b.iov.push_back({const_cast<std::byte*>(e.payload.data()), e.payload.size()});
+      prev_pad = pad8(e.payload.size()) - e.payload.size();
+      b.recs.push_back({pos, e.term, static_cast<std::uint32_t>(e.payload.size()), e.type});
+      b.queue_bytes += e.payload.size() + cache_entry_overhead_bytes;
+      pos += rb;
+      ++n;
+      ++taken;
+    }
+    if (taken == 0) break;
+    r->submitted += taken;
+    b.parts.emplace_back(r, taken);
+    if (r->submitted < r->entries.size()) break;
+  }
+  CORAFT_ASSERT(n > 0, "a batch must hold at least one record", s.end, opt.segment_bytes);
+  if (prev_pad > 0) {
+    std::byte* slot = b.headers.data() + n * 40;
+    std::memset(slot, 0, 8);
+    b.iov.push_back({slot, prev_pad});
+  }
+  b.bytes = pos - b.offset;
+  in_flight = true;
+  backend->write_sync(s.fd.get(), b.offset, b.iov, [this](int err) { on_batch_done(err); });
+}
+
+void SegmentedLog::Impl::on_batch_done(int err) {
+  in_flight = false;
+  Batch& b = batch;
+  if (err == 0 && opt.fault) err = opt.fault(FaultPoint::write_batch);
+  if (err != 0) {
+    Error e = errno_error(err, "write and sync " + path(b.segment->name));
+    log(LogLevel::error, "storage: ", e.message());
+    for (auto& [r, n] : b.parts) r->submitted -= n;
+    if (err == ENOSPC) {
+      seal_active();  // bytes past the last durable record of a closed segment are never read
+    } else {
+      failed = e;  // the page cache can no longer be trusted to match the disk
+    }
+    fail_queue(e);
+    return;
+  }
+  Segment& s = *b.segment;
+  bool was_empty = last_index < first_index;
+  s.recs.insert(s.recs.end(), b.recs.begin(), b.recs.end());
+  s.end = b.offset + b.bytes;
+  last_index = s.last();
+  if (was_empty) first_index = b.first;
+  ++stats.batches;
+  stats.entries += b.recs.size();
+  stats.bytes += b.bytes;
+  queued_bytes -= b.queue_bytes;
+  for (auto& [r, n] : b.parts) {
+    for (std::size_t i = r->durable; i < r->durable + n; ++i) cache_add(r->entries[i]);
+    r->durable += n;
+  }
+  while (!queue.empty() && queue.front()->kind == Request::Kind::append &&
+         queue.front()->durable == queue.front()->entries.size()) {
+    Request* r = queue.front();
+    queue.pop_front();
+    complete(*r, {});
+  }
+  // The next batch starts after the callers just completed have run: whatever they append at
+  // once joins it (group commit across the whole set of appenders, not half of it).
+  pump_posted = true;
+  asio::post(ex, [this, alive = alive_token] {
+    if (!*alive) return;
+    pump_posted = false;
+    pump();
+  });
+}
+
+void SegmentedLog::Impl::cache_add(const Entry& e) {
+  if (!cache.empty() && cache.back().index + 1 != e.index) {
+    cache.clear();
+    cache_bytes = 0;
+  }
+  cache.push_back(e);
+  cache_bytes += e.payload.size() + cache_entry_overhead_bytes;
+  while (cache_bytes > opt.cache_bytes_max && !cache.empty()) {
+    cache_bytes -= cache.front().payload.size() + cache_entry_overhead_bytes;
+    cache.pop_front();
+  }
+}
+
+// Cuts the log before `r.from`: deletes the later segments newest first, renames the segment
+// that keeps the new last entry to its shorter closed name, then syncs the directory. The
+// writer waits (busy) until this is durable, so no later batch can land before it.
+void SegmentedLog::Impl::run_truncate(Request& r) {
+  Index from = r.from;
+  if (from > last_index) return complete(r, {});
+  std::vector<std::string> remove;
+  std::optional<std::pair<std::string, std::string>> rename;
+  while (!segments.empty() && segments.back().first >= from) {
+    Segment& s = segments.back();
+    if (&s == active) active = nullptr;
+    if (s.fd.valid()) --open_fds;
+    remove.push_back(path(s.name));
+    segments.pop_back();
+  }
+  if (!segments.empty() && segments.back().last() >= from) {
+    Segment& s = segments.back();
+    if (&s == active) active = nullptr;
+    s.recs.resize(from - s.first);
+    std::string old_name = s.name;
+    s.open = false;
+    s.name = closed_segment_name(s.first, s.last());
+    rename.emplace(path(old_name), path(s.name));
+  }
+  last_index = from - 1;
+  if (segments.empty()) first_index = from;
+  while (!cache.empty() && cache.back().index >= from) {
+    cache_bytes -= cache.back().payload.size() + cache_entry_overhead_bytes;
+    cache.pop_back();
+  }
+  busy = true;
+  side_waiters.push_back(&r);
+  worker->submit(
+      [remove, rename, dir = opt.dir]() -> Result<void> {
+        for (const std::string& p : remove) {
+          if (auto x = remove_file(p); !x) return x;
+        }
+        if (rename) {
+          if (auto x = rename_file(rename->first, rename->second); !x) return x;
+        }
+        return fsync_dir(dir);
+      },
+      [this, &r](Result<void> res) {
+        busy = false;
+        std::erase(side_waiters, &r);
+        if (!res && !failed) failed = res.error();
+        complete(r, std::move(res));
+        pump();
+      });
+}
+
+Segment* SegmentedLog::Impl::segment_of(Index i) {
+  auto it = std::upper_bound(segments.begin(), segments.end(), i,
+                             [](Index x, const Segment& s) { return x < s.first; });
+  CORAFT_ASSERT(it != segments.begin(), "index below the first segment", i);
+  return &*std::prev(it);
+}
+
+Result<int> SegmentedLog::Impl::read_fd(Segment& s) {
+  if (s.fd.valid()) return s.fd.get();
+  auto fd = open_file(path(s.name), O_RDONLY);
+  if (!fd) return fd.error();
+  s.fd = std::move(*fd);
+  ++open_fds;
+  for (Segment& other : segments) {
+    if (open_fds <= opt.open_files_max) break;
+    if (&other != &s && &other != active && other.fd.valid()) {
+      other.fd.reset();
+      --open_fds;
+    }
+  }
+  return s.fd.get();
+}
+
+Result<Entry> SegmentedLog::Impl::read_disk(Segment& s, Index i) {
+  const RecordRef& ref = s.recs[i - s.first];
+  auto fd = read_fd(s);
+  if (!fd) return fd.error();
+  auto buf = std::make_shared<std::vector<std::byte>>(record_header_bytes + ref.length);
+  auto rd = pread_all(*fd, *buf, ref.offset, path(s.name));
+  if (!rd) return rd.error();
+  std::string why;
+  auto rec = check_record(*buf, 0, i, ref.length, &why);
+  if (!rec || rec->length != ref.length) {
+    return Error(Errc::storage_corrupt, path(s.name) + " offset " + std::to_string(ref.offset) +
+                                            ": " + (rec ? "record length changed" : why));
+  }
+  std::span<const std::byte> payload(buf->data() + record_header_bytes, ref.length);
+  return Entry{i, rec->term, rec->type, Bytes::wrap(buf, payload)};
+}
+
+SegmentedLog::SegmentedLog(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+SegmentedLog::~SegmentedLog() = default;
+
+Result<std::unique_ptr<SegmentedLog>> SegmentedLog::open(asio::any_io_executor ex, LogOptions options) {
+  auto impl = std::make_shared<Impl>(ex, std::move(options));
+  if (auto r = impl->check_options(); !r) return r.error();
+  if (auto r = make_dirs(impl->opt.dir); !r) return r.error();
+  if (auto r = impl->recover(); !r) return r.error();
+  int setup_fault = impl->opt.fault ? impl->opt.fault(FaultPoint::uring_setup) : 0;
+  auto backend = make_disk_backend(ex, impl->opt.backend, setup_fault);
+  if (!backend) return backend.error();
+  impl->backend = std::move(*backend);
+  impl->worker = std::make_unique<FileWorker>(ex);
+  impl->last_queued = impl->last_index;
+  impl->last_queued_term = impl->last_index >= impl->first_index
+                               ? impl->segment_of(impl->last_index)->recs.back().term
+                               : Term(0);
+  impl->start_prepare();
+  return std::unique_ptr<SegmentedLog>(new SegmentedLog(std::move(impl)));
+}
+
+asio::awaitable<Result<void>> SegmentedLog::append(std::vector<Entry> entries) {
+  Request req(impl_->ex);
+  req.entries = std::move(entries);
+  impl_->enqueue_append(req);
+  co_await wait_for(req);
+  co_return std::move(req.result);
+}
+
+asio::awaitable<Result<void>> SegmentedLog::truncate_suffix(Index from) {
+  Request req(impl_->ex);
+  req.kind = Request::Kind::truncate;
+  req.from = from;
+  impl_->enqueue_truncate(req);
+  co_await wait_for(req);
+  co_return std::move(req.result);
+}
+
+asio::awaitable<Result<void>> SegmentedLog::compact_prefix(Index upto) {
+  Impl& m = *impl_;
+  if (m.failed) co_return *m.failed;
+  std::vector<std::string> remove;
+  while (!m.segments.empty() && &m.segments.front() != m.active && !m.segments.front().open &&
+         m.segments.front().last() <= upto) {
+    if (m.segments.front().fd.valid()) --m.open_fds;
+    remove.push_back(m.path(m.segments.front().name));
+    m.segments.pop_front();
+  }
+  if (remove.empty()) co_return Result<void>{};
+  m.first_index = m.segments.empty() ? m.last_index + 1 : m.segments.front().first;
+  while (!m.cache.empty() && m.cache.front().index < m.first_index) {
+    m.cache_bytes -= m.cache.front().payload.size() + cache_entry_overhead_bytes;
+    m.cache.pop_front();
+  }
+  Request req(m.ex);
+  m.side_waiters.push_back(&req);
+  m.worker->submit(
+      [remove, dir = m.opt.dir]() -> Result<void> {
+        for (const std::string& p : remove) {
+          if (auto x = remove_file(p); !x) return x;
+        }
+        return fsync_dir(dir);
+      },
+      [&m, &req](Result<void> r) {
+        std::erase(m.side_waiters, &req);
+        m.complete(req, std::move(r));
+      });
+  co_await wait_for(req);
+  co_return std::move(req.result);
+}
+
+Index SegmentedLog::first_index() const noexcept { return impl_->first_index; }
+Index SegmentedLog::last_index() const noexcept { return impl_->last_index; }
+
+Result<Term> SegmentedLog::term_at(Index i) const {
+  if (i < impl_->first_index || i > impl_->last_index) {
+    return Error(Errc::invalid_argument, "index " + std::to_string(i.value()) + " is not in the log");
+  }
+  Segment* s = impl_->segment_of(i);
+  return s->recs[i - s->first].term;
+}
+
+Result<Entry> SegmentedLog::read(Index i) {
+  Impl& m = *impl_;
+  if (i < m.first_index || i > m.last_index) {
+    return Error(Errc::invalid_argument, "index " + std::to_string(i.value()) + " is not in the log");
+  }
+  if (!m.cache.empty() && i >= m.cache.front().index) return m.cache[i - m.cache.front().index];
+  return m.read_disk(*m.segment_of(i), i);
+}
+
+Result<std::vector<Entry>> SegmentedLog::read_range(Index from, Index to, std::size_t bytes_max) {
+  std::vector<Entry> out;
+  std::size_t bytes = 0;
+  for (Index i = from; i <= to; ++i) {
+    auto e = read(i);
+    if (!e) return e.error();
+    bytes += e->payload.size();
+    if (!out.empty() && bytes > bytes_max) break;
+    out.push_back(std::move(*e));
+  }
+  return out;
+}
+
+const RecoveryReport& SegmentedLog::recovery() const noexcept { return impl_->report; }
+LogStats SegmentedLog::stats() const noexcept { return impl_->stats; }
+std::string_view SegmentedLog::backend_name() const noexcept { return impl_->backend->name(); }
+
+}  // namespace coraft::storage

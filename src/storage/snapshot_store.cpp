@@ -1,0 +1,210 @@
+#include "storage/snapshot_store.hpp"
+
+#include <fcntl.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+
+#include "storage/crc32c.hpp"
+
+namespace coraft::storage {
+namespace {
+
+constexpr std::size_t header_bytes = 64;
+constexpr char magic[8] = {'c', 'o', 'r', 'a', 'f', 't', 'S', 'N'};
+constexpr std::uint32_t version = 1;
+
+void put32(std::byte* p, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<std::byte>(v >> (8 * i));
+}
+void put64(std::byte* p, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<std::byte>(v >> (8 * i));
+}
+std::uint32_t get32(const std::byte* p) {
+  std::uint32_t v = 0;
+  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<std::uint8_t>(p[i]);
+  return v;
+}
+std::uint64_t get64(const std::byte* p) {
+  std::uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<std::uint8_t>(p[i]);
+  return v;
+}
+
+std::uint32_t header_crc(const std::byte* h) {
+  std::byte copy[header_bytes];
+  std::memcpy(copy, h, header_bytes);
+  put32(copy + 12, 0);
+  return crc32c(copy);
+}
+
+std::string snapshot_name(const SnapshotMeta& m) {
+  char buf[80];
+  std::snprintf(buf, sizeof buf, "snap-%020llu-%020llu.snap",
+                static_cast<unsigned long long>(m.last_index.value()),
+                static_cast<unsigned long long>(m.last_term.value()));
+  return buf;
+}
+
+bool ends_with(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+Error corrupt(const std::string& path, std::uint64_t offset, const std::string& why) {
+  return Error(Errc::storage_corrupt, path + " offset " + std::to_string(offset) + ": " + why);
+}
+
+}  // namespace
+
+Result<SnapshotStore> SnapshotStore::open(const std::string& dir, std::uint32_t keep) {
+  SnapshotStore s;
+  s.dir_ = join_path(dir, "snapshots");
+  s.keep_ = std::max<std::uint32_t>(keep, 1);
+  if (auto r = make_dirs(s.dir_); !r) return r.error();
+  auto names = list_dir(s.dir_);
+  if (!names) return names.error();
+  bool removed = false;
+  for (const std::string& n : *names) {
+    if (!ends_with(n, ".tmp")) continue;
+    if (auto r = remove_file(join_path(s.dir_, n)); !r) return r.error();
+    removed = true;
+  }
+  if (removed) {
+    if (auto r = fsync_dir(s.dir_); !r) return r.error();
+  }
+  return s;
+}
+
+SnapshotStore SnapshotStore::open_read_only(const std::string& dir) {
+  SnapshotStore s;
+  s.dir_ = join_path(dir, "snapshots");
+  return s;
+}
+
+Result<SnapshotStore::Writer> SnapshotStore::begin(const SnapshotMeta& meta) {
+  Writer w;
+  w.dir_ = dir_;
+  w.keep_ = keep_;
+  w.meta_ = meta;
+  w.config_ = encode_configuration(meta.configuration);
+  w.final_path_ = join_path(dir_, snapshot_name(meta));
+  w.tmp_path_ = w.final_path_ + ".tmp";
+  auto fd = open_file(w.tmp_path_, O_RDWR | O_CREAT | O_TRUNC);
+  if (!fd) return fd.error();
+  w.fd_ = std::move(*fd);
+  std::byte zero[header_bytes] = {};
+  if (auto r = pwrite_all(w.fd_.get(), zero, 0, w.tmp_path_); !r) return r.error();
+  if (auto r = pwrite_all(w.fd_.get(), w.config_.span(), header_bytes, w.tmp_path_); !r) return r.error();
+  w.crc_ = crc32c(w.config_.span());
+  return w;
+}
+
+SnapshotStore::Writer::~Writer() {
+  if (fd_.valid()) {
+    fd_.reset();
+    (void)remove_file(tmp_path_);
+  }
+}
+
+Result<void> SnapshotStore::Writer::write(std::span<const std::byte> data) {
+  CORAFT_REQUIRE(fd_.valid(), "write after finish");
+  auto r = pwrite_all(fd_.get(), data, header_bytes + config_.size() + data_bytes_, tmp_path_);
+  if (!r) return r;
+  crc_ = crc32c_extend(crc_, data);
+  data_bytes_ += data.size();
+  return {};
+}
+
+Result<SnapshotInfo> SnapshotStore::Writer::finish() {
+  CORAFT_REQUIRE(fd_.valid(), "finish called twice");
+  std::byte h[header_bytes] = {};
+  std::memcpy(h, magic, 8);
+  put32(h + 8, version);
+  put64(h + 16, meta_.last_index.value());
+  put64(h + 24, meta_.last_term.value());
+  put32(h + 32, static_cast<std::uint32_t>(config_.size()));
+  put64(h + 40, data_bytes_);
+  put32(h + 48, crc_);
+  put32(h + 12, header_crc(h));
+  if (auto r = pwrite_all(fd_.get(), h, 0, tmp_path_); !r) return r.error();
+  if (auto r = sync_file(fd_.get(), tmp_path_); !r) return r.error();
+  if (auto r = rename_file(tmp_path_, final_path_); !r) return r.error();
+  fd_.reset();
+  if (auto r = fsync_dir(dir_); !r) return r.error();
+  if (auto r = prune(dir_, keep_); !r) return r.error();
+  return SnapshotInfo{meta_, final_path_, data_bytes_};
+}
+
+Result<std::vector<SnapshotInfo>> SnapshotStore::list() const {
+  auto names = list_dir(dir_);
+  if (!names) return names.error();
+  std::vector<SnapshotInfo> out;
+  for (const std::string& n : *names) {
+    if (n.size() != 51 || n.substr(0, 5) != "snap-" || !ends_with(n, ".snap")) continue;
+    std::uint64_t idx = 0;
+    std::uint64_t term = 0;
+    auto a = std::from_chars(n.data() + 5, n.data() + 25, idx);
+    auto b = std::from_chars(n.data() + 26, n.data() + 46, term);
+    if (a.ec != std::errc() || b.ec != std::errc() || a.ptr != n.data() + 25 || b.ptr != n.data() + 46) continue;
+    out.push_back({SnapshotMeta{Index(idx), Term(term), {}}, join_path(dir_, n), 0});
+  }
+  std::sort(out.begin(), out.end(), [](const SnapshotInfo& x, const SnapshotInfo& y) {
+    return x.meta.last_index > y.meta.last_index ||
+           (x.meta.last_index == y.meta.last_index && x.meta.last_term > y.meta.last_term);
+  });
+  return out;
+}
+
+Result<Snapshot> SnapshotStore::load(const std::string& path, std::uint64_t bytes_max) {
+  auto fd = open_file(path, O_RDONLY);
+  if (!fd) return fd.error();
+  auto size = file_size(fd->get(), path);
+  if (!size) return size.error();
+  std::byte h[header_bytes];
+  if (*size < header_bytes) return corrupt(path, *size, "file ends inside the header");
+  if (auto r = pread_all(fd->get(), h, 0, path); !r) return r.error();
+  if (std::memcmp(h, magic, 8) != 0 || get32(h + 8) != version || get32(h + 12) != header_crc(h)) {
+    return corrupt(path, 0, "bad snapshot header");
+  }
+  std::uint64_t config_bytes = get32(h + 32);
+  std::uint64_t data_bytes = get64(h + 40);
+  if (data_bytes > bytes_max) return Error(Errc::too_large, path + ": snapshot larger than bytes_max");
+  std::uint64_t expect = header_bytes + config_bytes + data_bytes;
+  if (*size != expect) {
+    return corrupt(path, std::min(*size, expect),
+                   "file is " + std::to_string(*size) + " bytes, the header says " + std::to_string(expect));
+  }
+  auto body = std::make_shared<std::vector<std::byte>>(config_bytes + data_bytes);
+  if (auto r = pread_all(fd->get(), *body, header_bytes, path); !r) return r.error();
+  if (crc32c(*body) != get32(h + 48)) return corrupt(path, header_bytes, "snapshot CRC mismatch");
+  auto config = decode_configuration(std::span(body->data(), config_bytes));
+  if (!config) return corrupt(path, header_bytes, "bad configuration: " + config.error().message());
+  SnapshotMeta meta{Index(get64(h + 16)), Term(get64(h + 24)), std::move(*config)};
+  std::span<const std::byte> data(body->data() + config_bytes, data_bytes);
+  return Snapshot{std::move(meta), Bytes::wrap(body, data)};
+}
+
+Result<std::optional<Snapshot>> SnapshotStore::load_latest(std::uint64_t bytes_max) const {
+  auto all = list();
+  if (!all) return all.error();
+  if (all->empty()) return std::optional<Snapshot>{};
+  auto s = load(all->front().path, bytes_max);
+  if (!s) return s.error();
+  return std::optional<Snapshot>(std::move(*s));
+}
+
+Result<void> SnapshotStore::prune(const std::string& dir, std::uint32_t keep) {
+  SnapshotStore s;
+  s.dir_ = dir;
+  auto all = s.list();
+  if (!all) return all.error();
+  if (all->size() <= keep) return {};
+  for (std::size_t i = keep; i < all->size(); ++i) {
+    if (auto r = remove_file((*all)[i].path); !r) return r;
+  }
+  return fsync_dir(dir);
+}
+
+}  // namespace coraft::storage

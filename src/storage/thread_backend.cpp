@@ -1,0 +1,136 @@
+// The fallback backend: one dedicated thread runs pwritev + fdatasync for each operation in
+// order and posts the completion back to the event loop. Also chooses between the backends.
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <climits>
+#include <condition_variable>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <asio/post.hpp>
+
+#include <coraft/log.hpp>
+
+#include "storage/disk_backend.hpp"
+#include "storage/iov_util.hpp"
+
+namespace coraft::storage {
+namespace {
+
+struct ThreadOp {
+  int fd = -1;
+  std::uint64_t offset = 0;
+  std::vector<iovec> iov;
+  DiskBackend::Done done;
+};
+
+int write_all_and_sync(ThreadOp& op) {
+  std::size_t remaining = iov_bytes(op.iov);
+  while (remaining > 0) {
+    int count = static_cast<int>(std::min<std::size_t>(op.iov.size(), IOV_MAX));
+    ssize_t n = ::pwritev(op.fd, op.iov.data(), count, static_cast<off_t>(op.offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno;
+    if (n == 0) return EIO;
+    advance_iov(op.iov, static_cast<std::size_t>(n));
+    op.offset += static_cast<std::uint64_t>(n);
+    remaining -= static_cast<std::size_t>(n);
+  }
+  while (::fdatasync(op.fd) < 0) {
+    if (errno != EINTR) return errno;
+  }
+  return 0;
+}
+
+class ThreadBackend final : public DiskBackend {
+ public:
+  explicit ThreadBackend(asio::any_io_executor ex)
+      : ex_(std::move(ex)), alive_(std::make_shared<bool>(true)), worker_([this] { run(); }) {}
+
+  ~ThreadBackend() override {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_one();
+    worker_.join();
+    *alive_ = false;
+  }
+
+  void write_sync(int fd, std::uint64_t offset, std::span<const iovec> iov, Done done) override {
+    {
+      std::lock_guard lock(mu_);
+      queue_.push_back(ThreadOp{fd, offset, {iov.begin(), iov.end()}, std::move(done)});
+    }
+    cv_.notify_one();
+  }
+
+  [[nodiscard]] std::string_view name() const noexcept override { return "thread"; }
+
+ private:
+  void run() {
+    for (;;) {
+      ThreadOp op;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        op = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      int err = write_all_and_sync(op);
+      asio::post(ex_, [alive = alive_, done = std::move(op.done), err] {
+        if (*alive) done(err);
+      });
+    }
+  }
+
+  asio::any_io_executor ex_;
+  std::shared_ptr<bool> alive_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<ThreadOp> queue_;
+  bool stopping_ = false;
+  std::thread worker_;
+};
+
+std::atomic<bool> fallback_reported{false};
+
+BackendKind from_environment(BackendKind kind) {
+  if (kind != BackendKind::automatic) return kind;
+  const char* env = std::getenv("CORAFT_STORAGE_BACKEND");
+  if (env && std::strcmp(env, "thread") == 0) return BackendKind::thread;
+  if (env && std::strcmp(env, "uring") == 0) return BackendKind::uring;
+  return kind;
+}
+
+}  // namespace
+
+std::unique_ptr<DiskBackend> make_thread_backend(asio::any_io_executor ex) {
+  return std::make_unique<ThreadBackend>(std::move(ex));
+}
+
+Result<std::unique_ptr<DiskBackend>> make_disk_backend(asio::any_io_executor ex,
+                                                       BackendKind kind, int injected_setup_errno) {
+  kind = from_environment(kind);
+  if (kind == BackendKind::thread) return make_thread_backend(std::move(ex));
+  auto uring = injected_setup_errno == 0
+                   ? make_uring_backend(ex)
+                   : Result<std::unique_ptr<DiskBackend>>(Error(
+                         Errc::storage_io,
+                         std::string("io_uring setup failed: ") + std::strerror(injected_setup_errno)));
+  if (uring || kind == BackendKind::uring) return uring;
+  if (!fallback_reported.exchange(true)) {
+    log(LogLevel::warn, "storage: ", uring.error().detail,
+        "; using pwritev + fdatasync on a dedicated thread instead");
+  }
+  return make_thread_backend(std::move(ex));
+}
+
+}  // namespace coraft::storage

@@ -1,0 +1,102 @@
+// The snapshot store: atomic complete snapshots, pruning, damage detection.
+#include <doctest/doctest.h>
+
+#include <filesystem>
+
+#include "storage/snapshot_store.hpp"
+#include "storage_test_util.hpp"
+
+using namespace coraft;
+using namespace coraft::storage;
+using namespace coraft::storage::test;
+
+namespace {
+
+SnapshotMeta meta(std::uint64_t index, std::uint64_t term) {
+  return SnapshotMeta{Index(index), Term(term), Configuration::make({NodeId(1), NodeId(2), NodeId(3)}).value()};
+}
+
+std::vector<std::byte> data_of(std::size_t n, int seed) {
+  std::vector<std::byte> d(n);
+  for (std::size_t i = 0; i < n; ++i) d[i] = static_cast<std::byte>((i * 13 + seed) & 0xff);
+  return d;
+}
+
+Result<SnapshotInfo> write_snapshot(SnapshotStore& s, const SnapshotMeta& m, const std::vector<std::byte>& d) {
+  auto w = s.begin(m);
+  if (!w) return w.error();
+  std::span<const std::byte> rest(d);
+  while (!rest.empty()) {  // in chunks, as a received snapshot arrives
+    auto n = std::min<std::size_t>(rest.size(), 1000);
+    if (auto r = w->write(rest.first(n)); !r) return r.error();
+    rest = rest.subspan(n);
+  }
+  return w->finish();
+}
+
+}  // namespace
+
+TEST_CASE("a finished snapshot loads back with its metadata and data") {
+  TempDir dir;
+  auto store = SnapshotStore::open(dir.path());
+  REQUIRE(store.ok());
+  auto d = data_of(5000, 1);
+  REQUIRE(write_snapshot(*store, meta(100, 3), d).ok());
+  auto s = store->load_latest(1 << 20);
+  REQUIRE(s.ok());
+  REQUIRE(s->has_value());
+  CHECK((*s)->meta == meta(100, 3));
+  CHECK((*s)->data == Bytes::copy_of(d));
+}
+
+TEST_CASE("an unfinished snapshot is never listed and is deleted on open") {
+  TempDir dir;
+  auto store = SnapshotStore::open(dir.path());
+  {
+    auto w = store->begin(meta(50, 1));
+    REQUIRE(w.ok());
+    REQUIRE(w->write(data_of(100, 2)).ok());
+    // Simulate a crash: the temporary file stays behind.
+    std::filesystem::copy_file(dir.path() + "/snapshots/snap-00000000000000000050-00000000000000000001.snap.tmp",
+                               dir.path() + "/snapshots/left-behind.snap.tmp");
+  }
+  CHECK(store->list()->empty());
+  CHECK(store->load_latest(1 << 20)->has_value() == false);
+  auto again = SnapshotStore::open(dir.path());
+  REQUIRE(again.ok());
+  CHECK(files_in(dir.path() + "/snapshots", ".tmp").empty());
+}
+
+TEST_CASE("old snapshots are pruned to the newest kept") {
+  TempDir dir;
+  auto store = SnapshotStore::open(dir.path(), 2);
+  for (std::uint64_t i = 1; i <= 4; ++i) REQUIRE(write_snapshot(*store, meta(i * 10, 1), data_of(10, 0)).ok());
+  auto all = store->list();
+  REQUIRE(all->size() == 2);
+  CHECK((*all)[0].meta.last_index == Index(40));
+  CHECK((*all)[1].meta.last_index == Index(30));
+}
+
+TEST_CASE("a truncated or damaged snapshot is reported with file and offset") {
+  TempDir dir;
+  auto store = SnapshotStore::open(dir.path());
+  auto info = write_snapshot(*store, meta(70, 2), data_of(3000, 5));
+  REQUIRE(info.ok());
+  SUBCASE("truncated") {
+    std::filesystem::resize_file(info->path, 2000);
+    auto s = store->load_latest(1 << 20);
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.error().is(Errc::storage_corrupt));
+    CHECK(s.error().detail.find(info->path + " offset 2000") != std::string::npos);
+  }
+  SUBCASE("a flipped data byte") {
+    flip_byte(info->path, 1500);
+    auto s = store->load_latest(1 << 20);
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.error().is(Errc::storage_corrupt));
+    CHECK(s.error().detail.find(info->path) != std::string::npos);
+  }
+  SUBCASE("larger than the caller's limit") {
+    CHECK(store->load_latest(100).error().is(Errc::too_large));
+  }
+}
