@@ -12,7 +12,7 @@ endfunction()
 
 step(${CMAKE_COMMAND} --install ${CORAFT_BUILD_DIR} --prefix ${prefix})
 foreach(f include/coraft/coraft.hpp lib/cmake/coraft/coraftConfig.cmake
-          lib/cmake/coraft/coraftConfigVersion.cmake lib/pkgconfig/coraft.pc)
+          lib/cmake/coraft/coraftConfigVersion.cmake lib/pkgconfig/coraft.pc bin/coraft-inspect)
   if(NOT EXISTS ${prefix}/${f})
     message(FATAL_ERROR "the install tree lacks ${f}")
   endif()
