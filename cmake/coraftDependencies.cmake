@@ -54,6 +54,17 @@ if(NOT TARGET coraft::dep_asio)
     ASIO_DISABLE_STD_ALIGNED_ALLOC)
 endif()
 
+# --- OpenSSL, for TLS between peers. Found before Cap'n Proto, whose own config needs it.
+if(NOT TARGET coraft::dep_ssl)
+  find_package(OpenSSL QUIET)
+  if(NOT TARGET OpenSSL::SSL)
+    _coraft_missing("OpenSSL" libssl-dev)
+  endif()
+  add_library(coraft::dep_ssl INTERFACE IMPORTED)
+  set_target_properties(coraft::dep_ssl PROPERTIES
+    INTERFACE_LINK_LIBRARIES "OpenSSL::SSL;OpenSSL::Crypto")
+endif()
+
 # --- Cap'n Proto: Debian's config gives CapnProto::capnp, Conan's capnproto::capnproto.
 if(NOT TARGET coraft::dep_capnp)
   find_package(CapnProto CONFIG QUIET)
@@ -81,15 +92,4 @@ if(NOT TARGET coraft::dep_uring)
     endif()
     _coraft_alias(uring PkgConfig::CORAFT_URING)
   endif()
-endif()
-
-# --- OpenSSL, for TLS between peers.
-if(NOT TARGET coraft::dep_ssl)
-  find_package(OpenSSL QUIET)
-  if(NOT TARGET OpenSSL::SSL)
-    _coraft_missing("OpenSSL" libssl-dev)
-  endif()
-  add_library(coraft::dep_ssl INTERFACE IMPORTED)
-  set_target_properties(coraft::dep_ssl PROPERTIES
-    INTERFACE_LINK_LIBRARIES "OpenSSL::SSL;OpenSSL::Crypto")
 endif()

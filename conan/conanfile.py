@@ -69,7 +69,7 @@ class CoraftConan(ConanFile):
         self.cpp_info.set_property("cmake_target_name", "coraft::coraft")
         self.cpp_info.set_property("pkg_config_name", "coraft")
         self.cpp_info.libs = ["coraft"]
-        self.cpp_info.defines = ["ASIO_STANDALONE", "ASIO_NO_DEPRECATED"]
+        self.cpp_info.defines = ["ASIO_STANDALONE", "ASIO_NO_DEPRECATED", "ASIO_DISABLE_STD_ALIGNED_ALLOC"]
         self.cpp_info.system_libs = ["pthread"]
         self.cpp_info.requires = ["asio::asio", "capnproto::capnp", "liburing::liburing",
                                   "openssl::ssl", "openssl::crypto"]
