@@ -32,3 +32,16 @@ if(NOT step_output MATCHES "coraft 0\\.1\\.[0-9]+ ok")
   message(FATAL_ERROR "unexpected consumer output: ${step_output}")
 endif()
 message(STATUS "consumer printed: ${step_output}")
+
+# The same program built with pkg-config instead of CMake.
+find_program(PKG_CONFIG pkg-config REQUIRED)
+set(ENV{PKG_CONFIG_PATH} ${prefix}/lib/pkgconfig)
+step(${PKG_CONFIG} --cflags --libs --static coraft)
+string(STRIP "${step_output}" pc_flags)
+separate_arguments(pc_flags UNIX_COMMAND "${pc_flags}")
+step(${CXX_COMPILER} -std=c++20 ${flags} ${CONSUMER_SOURCE_DIR}/main.cpp ${pc_flags}
+     -o ${WORK_DIR}/consumer_app_pc)
+step(${WORK_DIR}/consumer_app_pc)
+if(NOT step_output MATCHES "coraft 0\\.1\\.[0-9]+ ok")
+  message(FATAL_ERROR "unexpected output of the pkg-config build: ${step_output}")
+endif()
