@@ -117,7 +117,8 @@ struct TransportConfig {
   // a third of idle_timeout, or no keepalives when idle_timeout is zero. Zero disables them.
   // When both are non-zero it must be shorter than idle_timeout (start() refuses otherwise).
   // The keepalives must beat the acceptor's idle_timeout, not this node's: give peers the same
-  // idle_timeout, or set this below the smallest of theirs.
+  // idle_timeout, or set this below the smallest of theirs. A peer built before keepalives
+  // existed closes the connection on one (an unknown frame kind): set zero while any remain.
   std::optional<std::chrono::milliseconds> keepalive_interval;
   std::optional<TlsConfig> tls;  // plaintext when empty
   std::uint64_t seed = 1;        // seeds the reconnect jitter
