@@ -7,7 +7,8 @@
 # A connection starts with the dialing side's `handshake`; the accepting side answers with
 # `handshakeReply` and then only reads. Connections are one-way: each node dials every peer it
 # sends to. The sender of every later frame is the node the handshake named, so messages carry
-# no sender or receiver ids of their own.
+# no sender or receiver ids of their own. A dialer with nothing to send sends `keepalive` now
+# and then, so that the acceptor does not close the connection as idle; it carries no message.
 #
 # Rules for changing this file: ordinals are never reused; a retired field is renamed
 # `obsoleteName` and kept; a new field goes at the end with the next ordinal.
@@ -131,5 +132,6 @@ struct Frame {
     installSnapshot @8 :InstallSnapshot;                  # one snapshot chunk
     installSnapshotResponse @9 :InstallSnapshotResponse;  # the answer to a chunk
     timeoutNow @10 :TimeoutNow;                           # start an election now
+    keepalive @11 :Void;                                  # an idle dialer's liveness signal
   }
 }

@@ -166,6 +166,7 @@ class Writer {
   void put(wire::Frame::Builder f, const core::TimeoutNow& m) {
     f.initTimeoutNow().setTerm(m.term.value());
   }
+  void put(wire::Frame::Builder f, const Keepalive&) { f.setKeepalive(); }
 
  private:
   static unsigned count(const std::vector<NodeId>& ids) {
@@ -300,6 +301,7 @@ const char* frame_kind(const FrameBody& body) noexcept {
       "timeoutNow"};
   if (std::holds_alternative<Handshake>(body)) return "handshake";
   if (std::holds_alternative<HandshakeReply>(body)) return "handshakeReply";
+  if (std::holds_alternative<Keepalive>(body)) return "keepalive";
   return names[std::get<core::MessageBody>(body).index()];
 }
 

@@ -70,7 +70,11 @@ struct HandshakeReply {
   std::string reason;
 };
 
-using FrameBody = std::variant<Handshake, HandshakeReply, core::MessageBody>;
+// Sent by a dialer that has had nothing to send for a while, so that the acceptor does not close
+// the connection as idle. It carries no message and is never delivered.
+struct Keepalive {};
+
+using FrameBody = std::variant<Handshake, HandshakeReply, core::MessageBody, Keepalive>;
 
 // One encoded frame, ready to be written with a gathered write.
 class OutFrame {

@@ -50,6 +50,7 @@ class Reader {
       }
       case wire::Frame::TIMEOUT_NOW:
         return message(core::TimeoutNow{Term(f.getTimeoutNow().getTerm())});
+      case wire::Frame::KEEPALIVE: return FrameBody(Keepalive{});
     }
     return malformed(detail::concat("unknown frame kind ", static_cast<unsigned>(f.which())));
   }

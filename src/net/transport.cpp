@@ -39,6 +39,27 @@ Result<std::unique_ptr<asio::ssl::context>> make_tls(const TlsConfig& c) {
   return ctx;
 }
 
+std::chrono::milliseconds resolve_keepalive(const TransportConfig& c) {
+  if (c.keepalive_interval) return *c.keepalive_interval;
+  return c.idle_timeout.count() > 0 ? c.idle_timeout / 3 : std::chrono::milliseconds(0);
+}
+
+Result<void> check_keepalive(const TransportConfig& c, std::chrono::milliseconds keepalive) {
+  if (keepalive.count() < 0 || c.idle_timeout.count() < 0) {
+    return Error(
+        Errc::invalid_argument,
+        detail::concat("idle_timeout (", c.idle_timeout.count(), " ms) and keepalive_interval (",
+                       keepalive.count(), " ms) must not be negative"));
+  }
+  if (keepalive.count() > 0 && c.idle_timeout.count() > 0 && keepalive >= c.idle_timeout) {
+    return Error(Errc::invalid_argument,
+                 detail::concat("keepalive_interval (", keepalive.count(),
+                                " ms) must be shorter than idle_timeout (", c.idle_timeout.count(),
+                                " ms), or peers would close idle connections"));
+  }
+  return {};
+}
+
 }  // namespace
 
 std::string certificate_name(const TlsConfig& tls, NodeId id) {
@@ -77,6 +98,7 @@ TcpTransport::Impl::Impl(asio::io_context& io_, TransportConfig config_, Receive
     : io(io_),
       config(std::move(config_)),
       handshake_limits(config.limits),
+      keepalive_interval(resolve_keepalive(config)),
       on_receive(std::move(on_receive_)),
       acceptor(io_),
       rng(config.seed ^ (config.self.value() * 0x9e3779b97f4a7c15ull)),
@@ -273,6 +295,8 @@ asio::awaitable<void> TcpTransport::Impl::receive_loop(Inbound& in, FrameReader&
       }
       if (!*next) break;
       auto body = decode(**next, config.limits);
+      // A keepalive only shows the peer is alive, which its arrival already recorded.
+      if (body && std::holds_alternative<Keepalive>(*body)) continue;
       auto* message = body ? std::get_if<core::MessageBody>(&*body) : nullptr;
       if (!message) {
         std::string why = body ? detail::concat("unexpected ", frame_kind(*body), " frame")
@@ -312,6 +336,7 @@ TcpTransport::~TcpTransport() {
 Result<void> TcpTransport::start() {
   CORAFT_REQUIRE(!impl_->started, "start() called twice");
   Impl& m = *impl_;
+  if (auto ok = check_keepalive(m.config, m.keepalive_interval); !ok) return ok.error();
   if (m.config.tls) {
     auto ctx = make_tls(*m.config.tls);
     if (!ctx) return ctx.error();
@@ -414,7 +439,8 @@ void TcpTransport::set_peer_address(NodeId peer, std::string host, std::uint16_t
 TcpTransport::PeerStats TcpTransport::peer_stats(NodeId peer) const {
   const Peer* p = impl_->find(peer);
   CORAFT_REQUIRE(p != nullptr, "peer_stats for a node that is not a peer", peer);
-  return {p->connected, p->queue.size(), p->queued_bytes, p->connects, p->frames_sent};
+  return {p->connected, p->queue.size(), p->queued_bytes,
+          p->connects,  p->frames_sent,  p->keepalives_sent};
 }
 
 std::size_t TcpTransport::inbound_connections() const {

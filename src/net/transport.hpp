@@ -14,6 +14,13 @@
 //   delivered to the receive handler with `from` set to the authenticated sender. A newer
 //   connection from the same peer replaces an older one, so connections whose far end died
 //   unnoticed do not pile up.
+// - Keepalives. An outbound connection that has sent nothing for keepalive_interval sends a
+//   keepalive frame, so that a connection with no traffic (say, between two followers) is not
+//   closed as idle by its acceptor. The acceptor counts it as liveness and delivers nothing.
+//   Keepalives never enter the send queue: the writer sends one only when the queue is empty,
+//   straight on the connection, at most one at a time. So they never count against the queue's
+//   limits, never make send() answer overloaded, never wait behind queued frames (a queued frame
+//   is itself proof of liveness) and are never sent again after a reconnect.
 // - A bounded send queue per peer. send() is accepted while the peer's queue holds fewer than
 //   send_queue_messages_max frames and fewer than send_queue_bytes_max bytes (so the queue never
 //   holds more than send_queue_bytes_max + frame_bytes_max); past that it returns overloaded and
@@ -103,11 +110,16 @@ struct TransportConfig {
   // Connecting, the TLS handshake and the peer handshake must finish within this.
   std::chrono::milliseconds handshake_timeout{2000};
   // An inbound connection that completed its handshake and then receives no byte for this long
-  // is closed (its peer dials again if it is alive). The node layer's heartbeats, sent many times
-  // per idle_timeout, keep the connections that matter busy; a connection that carries nothing
-  // (say, between two followers) is closed and dialled again every idle_timeout. Zero disables
-  // the check.
+  // is closed (its peer dials again if it is alive). Peers' keepalives keep healthy connections
+  // that carry nothing else open. Zero disables the check.
   std::chrono::milliseconds idle_timeout{5000};
+  // An outbound connection that has sent nothing for this long sends a keepalive frame. Unset:
+  // a third of idle_timeout, or no keepalives when idle_timeout is zero. Zero disables them.
+  // When both are non-zero it must be shorter than idle_timeout (start() refuses otherwise).
+  // The keepalives must beat the acceptor's idle_timeout, not this node's: give peers the same
+  // idle_timeout, or set this below the smallest of theirs. A peer built before keepalives
+  // existed closes the connection on one (an unknown frame kind): set zero while any remain.
+  std::optional<std::chrono::milliseconds> keepalive_interval;
   std::optional<TlsConfig> tls;  // plaintext when empty
   std::uint64_t seed = 1;        // seeds the reconnect jitter
 };
@@ -121,8 +133,9 @@ class TcpTransport final : public Transport {
     bool connected = false;
     std::size_t queued_messages = 0;
     std::size_t queued_bytes = 0;
-    std::uint64_t connects = 0;  // handshakes completed on the outbound connection
-    std::uint64_t frames_sent = 0;
+    std::uint64_t connects = 0;         // handshakes completed on the outbound connection
+    std::uint64_t frames_sent = 0;      // queued frames written (keepalives not included)
+    std::uint64_t keepalives_sent = 0;  // keepalive frames written
   };
 
   TcpTransport(asio::io_context& io, TransportConfig config, ReceiveHandler on_receive);
@@ -132,7 +145,7 @@ class TcpTransport final : public Transport {
   TcpTransport& operator=(const TcpTransport&) = delete;
 
   // Listens and starts dialling the peers. Fails with invalid_argument when the address cannot
-  // be bound or the TLS files cannot be loaded.
+  // be bound, the TLS files cannot be loaded or keepalive_interval is not below idle_timeout.
   [[nodiscard]] Result<void> start();
   [[nodiscard]] std::uint16_t local_port() const;
 

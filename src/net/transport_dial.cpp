@@ -1,5 +1,7 @@
 // TcpTransport: the outbound connection to each peer, its handshake, reconnects and writes.
 #include <algorithm>
+#include <chrono>
+#include <optional>
 
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
@@ -129,12 +131,46 @@ Result<void> TcpTransport::Impl::check_reply(const Peer& p, const FrameBody& bod
   return {};
 }
 
+asio::awaitable<bool> TcpTransport::Impl::wait_for_frames(
+    Peer& p, std::chrono::steady_clock::time_point& last_sent) {
+  Stream& s = *p.stream;
+  std::optional<OutFrame> keepalive;
+  while (p.queue.empty() && !stopping && s.is_open()) {
+    auto now = std::chrono::steady_clock::now();
+    if (keepalive_interval.count() > 0 && now - last_sent >= keepalive_interval) {
+      if (!keepalive) {
+        auto frame = encode(Keepalive{}, config.limits);
+        CORAFT_ASSERT(frame.ok(), "a keepalive always fits a frame");
+        keepalive.emplace(std::move(*frame));
+      }
+      auto ec = co_await s.write(keepalive->buffers());
+      if (ec) {
+        if (!stopping) {
+          log(LogLevel::warn, "net: node ", config.self, ": sending a keepalive to node ",
+              p.address.id, " failed: ", ec.message());
+        }
+        co_return false;
+      }
+      ++p.keepalives_sent;
+      last_sent = std::chrono::steady_clock::now();
+      continue;
+    }
+    // `wake` is an event that send() cancels; its expiry, when set, is the next keepalive.
+    p.wake.expires_at(keepalive_interval.count() > 0 ? last_sent + keepalive_interval
+                                                     : asio::steady_timer::time_point::max());
+    co_await p.wake.async_wait(use_tuple);
+  }
+  co_return true;
+}
+
 asio::awaitable<void> TcpTransport::Impl::write_loop(Peer& p) {
   Stream& s = *p.stream;
   std::vector<asio::const_buffer> buffers;
+  // The handshake was the last write.
+  auto last_sent = std::chrono::steady_clock::now();
   for (;;) {
-    while (p.queue.empty() && !stopping && s.is_open()) co_await p.wake.async_wait(use_tuple);
-    if (stopping || !s.is_open()) break;
+    bool alive = co_await wait_for_frames(p, last_sent);
+    if (!alive || stopping || !s.is_open()) break;
     // Gather the queued frames into one write, up to its byte and buffer limits.
     buffers.clear();
     std::size_t frames = 0;
@@ -160,6 +196,7 @@ asio::awaitable<void> TcpTransport::Impl::write_loop(Peer& p) {
       p.queue.pop_front();
     }
     p.frames_sent += frames;
+    last_sent = std::chrono::steady_clock::now();
     if (p.queue.size() <= config.send_queue_messages_max / 2 &&
         p.queued_bytes <= config.send_queue_bytes_max / 2) {
       p.room.cancel();

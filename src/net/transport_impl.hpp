@@ -49,6 +49,7 @@ struct Peer {
   bool connected = false;
   std::uint64_t connects = 0;
   std::uint64_t frames_sent = 0;
+  std::uint64_t keepalives_sent = 0;
 };
 
 struct Inbound {
@@ -87,11 +88,16 @@ struct TcpTransport::Impl {
   asio::awaitable<void> dial(Peer& p, std::optional<Result<void>>& out);
   [[nodiscard]] Result<void> check_reply(const Peer& p, const FrameBody& body) const;
   asio::awaitable<void> write_loop(Peer& p);
+  // Waits until a frame is queued, the connection ends or a keepalive is due; sends the
+  // keepalives that fall due meanwhile. False when a keepalive's write failed.
+  asio::awaitable<bool> wait_for_frames(Peer& p, std::chrono::steady_clock::time_point& last_sent);
   asio::awaitable<void> watch_close(Peer& p);
 
   asio::io_context& io;
   TransportConfig config;
   CodecLimits handshake_limits;
+  // config.keepalive_interval resolved (see TransportConfig); zero: no keepalives.
+  std::chrono::milliseconds keepalive_interval{0};
   ReceiveHandler on_receive;
   std::unique_ptr<asio::ssl::context> tls;
   asio::ip::tcp::acceptor acceptor;

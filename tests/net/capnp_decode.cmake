@@ -17,7 +17,8 @@ set(expected
   "(index = 101, term = 5, type = normal, payload = \"hello coraft\")"
   "(index = 102, term = 5, type = normal, payload = \"${big}\")"
   "(voteRequest = (term = 6, lastLogIndex = 102, lastLogTerm = 5, preVote = true, leadershipTransfer = false))"
-  "(heartbeatRequest = (term = 6, leaderCommit = 101, readContext = 4242))")
+  "(heartbeatRequest = (term = 6, leaderCommit = 101, readContext = 4242))"
+  "(keepalive = void)")
 foreach(line IN LISTS expected)
   string(FIND "${text}" "${line}" at)
   if(at EQUAL -1)

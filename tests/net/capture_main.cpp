@@ -1,6 +1,7 @@
-// net_capture OUT_FILE: records the bytes a TcpTransport puts on the wire (its handshake and a
-// few messages, one with a payload sent as external data) into OUT_FILE, so that a test can
-// check that `capnp decode schema/raft.capnp Frame` reads the capture.
+// net_capture OUT_FILE: records the bytes a TcpTransport puts on the wire (its handshake, a few
+// messages, one with a payload sent as external data, and the keepalive that follows once it has
+// nothing more to send) into OUT_FILE, so that a test can check that
+// `capnp decode schema/raft.capnp Frame` reads the capture.
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -23,7 +24,7 @@ using namespace coraft::net;
 namespace {
 
 constexpr std::uint64_t cluster = 0xc0ffee;
-constexpr std::size_t frames_wanted = 4;  // the handshake and three messages
+constexpr std::size_t frames_wanted = 5;  // the handshake, three messages and a keepalive
 
 // Plays node 2 by hand: accepts the connection, answers the handshake and records every byte.
 asio::awaitable<void> record(asio::ip::tcp::acceptor& acceptor, std::vector<std::byte>& out,
@@ -67,6 +68,7 @@ int main(int argc, char** argv) {
   config.cluster_id = cluster;
   config.self = NodeId(1);
   config.peers.push_back({NodeId(2), "127.0.0.1", acceptor.local_endpoint().port()});
+  config.keepalive_interval = std::chrono::milliseconds(20);
   TcpTransport transport(io, config, [](core::Message) {});
   if (!transport.start().ok()) return 1;
 

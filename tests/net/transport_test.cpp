@@ -428,11 +428,13 @@ TEST_CASE("a zero idle_timeout leaves silent connections open") {
   CHECK(stop_all(io, {&b}));
 }
 
-TEST_CASE("a dialler whose idle connection was closed dials again and delivers") {
+TEST_CASE("a dialler with keepalives disabled is closed when idle, dials again and delivers") {
   LogRecorder logs;
+  auto ca = node_config(n1, {n2});
+  ca.keepalive_interval = 0ms;
   auto cb = node_config(n2, {n1});
   cb.idle_timeout = 100ms;
-  Pair p(node_config(n1, {n2}), cb);
+  Pair p(ca, cb);
   REQUIRE(p.a->send(to(n2, core::MessageBody(core::TimeoutNow{Term(5)}))).ok());
   REQUIRE(run_until(p.io, [&] { return p.b.inbox.size() == 1; }));
   REQUIRE(run_until(p.io, [&] { return logs.contains("nothing received for idle_timeout"); }));
@@ -440,4 +442,100 @@ TEST_CASE("a dialler whose idle connection was closed dials again and delivers")
   REQUIRE(p.a->send(to(n2, core::MessageBody(core::TimeoutNow{Term(6)}))).ok());
   REQUIRE(run_until(p.io, [&] { return p.b.inbox.size() == 2; }));
   CHECK(p.b.inbox[1].from == n1);
+}
+
+TEST_CASE("connections with nothing to send stay open on keepalives across idle_timeouts") {
+  LogRecorder logs;
+  // Both directions idle: keepalives (a third of idle_timeout) are all either node sends.
+  auto ca = node_config(n1, {n2});
+  auto cb = node_config(n2, {n1});
+  ca.idle_timeout = cb.idle_timeout = 300ms;
+  Pair p(ca, cb);
+  REQUIRE(run_until(p.io, [&] {
+    return p.a->peer_stats(n2).connected && p.b->peer_stats(n1).connected &&
+           p.a->inbound_connections() == 1 && p.b->inbound_connections() == 1;
+  }));
+  run_for(p.io, 4 * 300ms);
+  for (auto [node, peer] : {std::pair{&p.a, n2}, std::pair{&p.b, n1}}) {
+    CAPTURE(peer.value());
+    auto stats = (*node)->peer_stats(peer);
+    CHECK(stats.connected);
+    CHECK(stats.connects == 1);
+    CHECK(stats.keepalives_sent >= 1);
+    // Keepalives bypass the send queue.
+    CHECK(stats.frames_sent == 0);
+    CHECK(stats.queued_messages == 0);
+    CHECK(stats.queued_bytes == 0);
+    CHECK((*node)->inbound_connections() == 1);
+  }
+  CHECK(p.a.inbox.empty());
+  CHECK(p.b.inbox.empty());
+  CHECK(!logs.contains("nothing received for idle_timeout"));
+  // The kept connection still carries messages.
+  REQUIRE(p.a->send(to(n2, core::MessageBody(core::TimeoutNow{Term(9)}))).ok());
+  REQUIRE(run_until(p.io, [&] { return p.b.inbox.size() == 1; }));
+  CHECK(p.a->peer_stats(n2).connects == 1);
+}
+
+TEST_CASE("keepalives between messages are skipped and the messages delivered") {
+  LogRecorder logs;
+  asio::io_context io;
+  TestNode b(io, node_config(n2, {n3}));
+  REQUIRE(b->start().ok());
+  RawClient raw(b->local_port());
+  raw.send_handshake(n3, n2);
+  REQUIRE(run_until(io, [&] { return raw.reply().has_value(); }));
+  raw.send(Keepalive{});
+  raw.send(FrameBody(core::MessageBody(core::TimeoutNow{Term(3)})));
+  raw.send(Keepalive{});
+  raw.send(Keepalive{});
+  raw.send(FrameBody(core::MessageBody(core::TimeoutNow{Term(4)})));
+  REQUIRE(run_until(io, [&] { return b.inbox.size() == 2; }));
+  run_for(io, 20ms);
+  CHECK(b.inbox.size() == 2);
+  CHECK(b.inbox[0].from == n3);
+  CHECK(std::get<core::TimeoutNow>(b.inbox[1].body).term == Term(4));
+  CHECK(!raw.closed());
+  CHECK(!logs.contains("closing connection"));
+  CHECK(stop_all(io, {&b}));
+}
+
+TEST_CASE("a keepalive in place of the handshake is refused") {
+  LogRecorder logs;
+  asio::io_context io;
+  TestNode b(io, node_config(n2, {n3}));
+  REQUIRE(b->start().ok());
+  RawClient raw(b->local_port());
+  raw.send(Keepalive{});
+  REQUIRE(run_until(io, [&] { return raw.closed(); }));
+  CHECK(logs.contains("expected a handshake, received keepalive"));
+  CHECK(b->inbound_connections() == 0);
+  CHECK(stop_all(io, {&b}));
+}
+
+TEST_CASE("start refuses a keepalive_interval that is not shorter than idle_timeout") {
+  asio::io_context io;
+  auto c = node_config(n1, {n2});
+  c.idle_timeout = 100ms;
+  c.keepalive_interval = 100ms;
+  TestNode a(io, c);
+  auto started = a->start();
+  REQUIRE(!started.ok());
+  CHECK(started.error().is(Errc::invalid_argument));
+  CHECK(started.error().message().find("keepalive_interval") != std::string::npos);
+
+  // Zero on either side turns the rule off; unset follows idle_timeout.
+  for (auto [idle, keepalive] : {std::pair{0ms, 100ms}, std::pair{100ms, 0ms}}) {
+    auto ok = node_config(n1, {n2});
+    ok.idle_timeout = idle;
+    ok.keepalive_interval = keepalive;
+    TestNode n(io, ok);
+    CHECK(n->start().ok());
+    CHECK(stop_all(io, {&n}));
+  }
+  auto unset = node_config(n1, {n2});
+  unset.idle_timeout = 30ms;
+  TestNode u(io, unset);
+  CHECK(u->start().ok());
+  CHECK(stop_all(io, {&u}));
 }
