@@ -12,8 +12,16 @@
 //   --segment BYTES                segment size (default 64m)
 //   --all-floors                   also measure 4 KiB appends into a fallocated file and with
 //                                  O_DIRECT into a pre-written one, and appends of the size of
-//                                  one log record, made on the calling thread
+//                                  one log record, made on the calling thread, and the
+//                                  O_DIRECT small-append paths through io_uring (8 KiB aligned
+//                                  writes advancing 4 KiB: a 4 KiB record with its header
+//                                  rewrites the partial block before it), completed through an
+//                                  eventfd as the log's are
 #include <fcntl.h>
+#include <liburing.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -76,6 +84,62 @@ enum class FloorKind {
   fallocated,  // blocks reserved with fallocate only; writes wrap around inside it
   direct,      // pre-written, then written with O_DIRECT from an aligned buffer
   appending,   // each write extends the file; cut back to empty at floor_file_bytes
+  direct_dsync_uring,  // pre-written, O_DIRECT; an io_uring write with RWF_DSYNC
+  direct_fsync_uring,  // pre-written, O_DIRECT; an io_uring write linked to an fdatasync
+};
+
+bool is_direct(FloorKind k) {
+  return k == FloorKind::direct || k == FloorKind::direct_dsync_uring || k == FloorKind::direct_fsync_uring;
+}
+bool is_uring(FloorKind k) { return k == FloorKind::direct_dsync_uring || k == FloorKind::direct_fsync_uring; }
+
+// An io_uring whose completions are waited for through its eventfd, as the event loop does.
+class UringWaiter {
+ public:
+  UringWaiter() {
+    if (int rc = io_uring_queue_init(8, &ring_, 0); rc < 0) {
+      errno = -rc;
+      die("io_uring_queue_init");
+    }
+    efd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (efd_ < 0 || io_uring_register_eventfd(&ring_, efd_) < 0) die("eventfd");
+  }
+  ~UringWaiter() {
+    io_uring_queue_exit(&ring_);
+    ::close(efd_);
+  }
+  UringWaiter(const UringWaiter&) = delete;
+  UringWaiter& operator=(const UringWaiter&) = delete;
+
+  // Writes `iov` at `off` of `fd` durably (RWF_DSYNC, or a linked fdatasync) and waits.
+  void write_durably(int fd, const iovec& iov, std::uint64_t off, bool dsync) {
+    io_uring_sqe* w = io_uring_get_sqe(&ring_);
+    io_uring_prep_writev2(w, fd, &iov, 1, off, dsync ? RWF_DSYNC : 0);
+    if (!dsync) {
+      w->flags |= IOSQE_IO_LINK | IOSQE_CQE_SKIP_SUCCESS;
+      io_uring_prep_fsync(io_uring_get_sqe(&ring_), fd, IORING_FSYNC_DATASYNC);
+    }
+    if (io_uring_submit(&ring_) < 0) die("io_uring_submit");
+    for (;;) {
+      pollfd pfd{efd_, POLLIN, 0};
+      if (::poll(&pfd, 1, -1) < 0 && errno != EINTR) die("poll");
+      std::uint64_t count = 0;
+      if (::read(efd_, &count, sizeof count) < 0 && errno != EAGAIN) die("read eventfd");
+      io_uring_cqe* cqe = nullptr;
+      if (io_uring_peek_cqe(&ring_, &cqe) != 0) continue;
+      int res = cqe->res;
+      io_uring_cqe_seen(&ring_, cqe);
+      if (res < 0) {
+        errno = -res;
+        die("io_uring write");
+      }
+      return;
+    }
+  }
+
+ private:
+  io_uring ring_{};
+  int efd_ = -1;
 };
 
 const char* floor_name(FloorKind k) {
@@ -84,6 +148,8 @@ const char* floor_name(FloorKind k) {
     case FloorKind::fallocated: return "fallocated";
     case FloorKind::direct: return "pre-written, O_DIRECT";
     case FloorKind::appending: return "appending";
+    case FloorKind::direct_dsync_uring: return "pre-written, O_DIRECT, io_uring RWF_DSYNC 8 KiB";
+    case FloorKind::direct_fsync_uring: return "pre-written, O_DIRECT, io_uring linked fdatasync 8 KiB";
   }
   return "?";
 }
@@ -99,13 +165,14 @@ class Floor {
     std::memset(buf_.get(), 0x5c, n);
     fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd_ < 0) die("open " + path_);
-    if (kind_ == FloorKind::prewritten || kind_ == FloorKind::direct) {
+    if (kind_ == FloorKind::prewritten || is_direct(kind_)) {
       for (std::uint64_t off = 0; off < floor_file_bytes; off += n) write_full(fd_, buf_.get(), n, off);
     } else if (kind_ == FloorKind::fallocated) {
       if (::fallocate(fd_, 0, 0, static_cast<off_t>(floor_file_bytes)) < 0) die("fallocate");
     }
     if (::fsync(fd_) < 0) die("fsync");
-    if (kind_ == FloorKind::direct) {
+    if (is_uring(kind_)) uring_.emplace();
+    if (is_direct(kind_)) {
       ::close(fd_);
       fd_ = ::open(path_.c_str(), O_RDWR | O_DIRECT | O_CLOEXEC);
       if (fd_ < 0) die("open O_DIRECT " + path_);
@@ -121,13 +188,17 @@ class Floor {
   void run_slice(double seconds) {
     auto start = Clock::now();
     while (seconds_since(start) < seconds) {
-      if (off_ + block_ > floor_file_bytes) {
+      if (off_ + 2 * block_ > floor_file_bytes) {
         off_ = 0;
         if (kind_ == FloorKind::appending && ::ftruncate(fd_, 0) < 0) die("ftruncate");
       }
       auto t0 = Clock::now();
-      write_full(fd_, buf_.get(), block_, off_);
-      if (::fdatasync(fd_) < 0) die("fdatasync");
+      if (uring_) {
+        uring_->write_durably(fd_, {buf_.get(), 2 * block_}, off_, kind_ == FloorKind::direct_dsync_uring);
+      } else {
+        write_full(fd_, buf_.get(), block_, off_);
+        if (::fdatasync(fd_) < 0) die("fdatasync");
+      }
       lat_.add(Clock::now() - t0);
       off_ += block_;
       ++ops_;
@@ -149,6 +220,7 @@ class Floor {
   std::size_t block_;
   FloorKind kind_;
   std::unique_ptr<std::byte, FreeDeleter> buf_;
+  std::optional<UringWaiter> uring_;
   int fd_ = -1;
   std::uint64_t off_ = 0;
   std::uint64_t ops_ = 0;
@@ -304,6 +376,8 @@ int run_log(int argc, char** argv) {
     others.push_back(std::make_unique<Floor>(o.dir + "/floor-direct", 4096, FloorKind::direct));
     // The log's own write for one payload-sized entry (header and padding included), made
     // synchronously on the calling thread: the log minus its hand-off to another thread.
+    others.push_back(std::make_unique<Floor>(o.dir + "/floor-dsync", 4096, FloorKind::direct_dsync_uring));
+    others.push_back(std::make_unique<Floor>(o.dir + "/floor-dfsync", 4096, FloorKind::direct_fsync_uring));
     auto record = static_cast<std::size_t>(storage::record_disk_bytes(o.payload));
     if (record <= floor_file_bytes / 4) {
       others.push_back(std::make_unique<Floor>(o.dir + "/floor-record", record, FloorKind::prewritten));
@@ -339,6 +413,11 @@ int run_log(int argc, char** argv) {
                 single_ops, single->p_us(50), ops / single_ops);
   }
   for (auto& f : others) {
+    if (is_uring(f->kind())) {
+      std::printf("floor  %s, advancing %zu B: %.0f writes/s, p50 %.0f us, p99 %.0f us\n", floor_name(f->kind()),
+                  f->block(), f->fsyncs_per_s(), f->p_us(50), f->p_us(99));
+      continue;
+    }
     std::printf("floor  %zu B pwrite+fdatasync into a %s file: %.0f fdatasyncs/s, p50 %.0f us, p99 %.0f us\n",
                 f->block(), floor_name(f->kind()), f->fsyncs_per_s(), f->p_us(50), f->p_us(99));
   }

@@ -7,6 +7,11 @@
 #include <cerrno>
 #include <cstring>
 
+#include <asio/redirect_error.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
+
 #include <coraft/log.hpp>
 
 #include "storage/crc32c.hpp"
@@ -65,7 +70,8 @@ Result<Fd> create(const std::string& dir, const std::string& path) {
   if (!fd) return fd.error();
   SlotBytes zero{};
   for (std::uint64_t k = 0; k < 2; ++k) {
-    if (auto r = pwrite_all(fd->get(), zero, k * HardStateFile::slot_bytes, tmp); !r) return r.error();
+    if (auto r = pwrite_all(fd->get(), zero, k * HardStateFile::slot_bytes, tmp); !r)
+      return r.error();
   }
   if (auto r = sync_file(fd->get(), tmp); !r) return r.error();
   if (auto r = rename_file(tmp, path); !r) return r.error();
@@ -73,62 +79,194 @@ Result<Fd> create(const std::string& dir, const std::string& path) {
   return fd;
 }
 
-}  // namespace
+// A save() call, living in its coroutine's frame.
+struct SaveWaiter {
+  explicit SaveWaiter(const asio::any_io_executor& ex)
+      : timer(ex, asio::steady_timer::time_point::max()) {}
+  asio::steady_timer timer;  // cancelled to wake the coroutine
+  bool woken = false;        // its turn came, or it finished
+  std::optional<Result<void>> result;
+};
 
-Result<HardStateFile> HardStateFile::open(const std::string& dir, bool read_only) {
-  HardStateFile f;
-  f.path_ = join_path(dir, "hardstate");
-  bool missing = ::access(f.path_.c_str(), F_OK) != 0 && errno == ENOENT;
-  if (missing && read_only) return Error(Errc::storage_io, f.path_ + " does not exist");
-  if (missing) {
-    auto created = create(dir, f.path_);
-    if (!created) return created.error();
-    f.fd_ = std::move(*created);
-  } else {
-    auto opened = open_file(f.path_, read_only ? O_RDONLY : O_RDWR);
-    if (!opened) return opened.error();
-    f.fd_ = std::move(*opened);
-  }
-  std::array<SlotBytes, 2> slots{};
-  std::array<std::optional<Decoded>, 2> dec;
-  for (std::uint64_t k = 0; k < 2; ++k) {
-    if (auto r = pread_all(f.fd_.get(), slots[k], k * slot_bytes, f.path_); !r) return r.error();
-    dec[k] = decode(slots[k].data());
-  }
-  if (!dec[0] && !dec[1]) {
-    if (all_zero(slots[0]) && all_zero(slots[1])) return f;
-    std::uint64_t off = all_zero(slots[0]) ? slot_bytes : 0;
-    return Error(Errc::storage_corrupt, f.path_ + " offset " + std::to_string(off) +
-                                            ": no hard-state slot passes its CRC");
-  }
-  std::uint64_t k = (dec[0] && (!dec[1] || dec[0]->version > dec[1]->version)) ? 0 : 1;
-  f.slot_ = k;
-  f.version_ = dec[k]->version;
-  f.current_ = dec[k]->hs;
-  if (!dec[1 - k] && !all_zero(slots[1 - k])) {
-    f.damaged_ = (1 - k) * slot_bytes;
-    log(LogLevel::warn, "storage: ", f.path_, " offset ", *f.damaged_,
-        ": damaged hard-state slot ignored; the other slot holds version ", f.version_);
-  }
-  return f;
+asio::awaitable<void> wait_for(SaveWaiter& w) {
+  if (w.woken) co_return;
+  asio::error_code ec;
+  co_await w.timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
 }
 
-Result<void> HardStateFile::save(const HardState& hs) {
+SlotBytes encode_slot(std::uint64_t version, const HardState& hs) {
   SlotBytes slot{};
   std::memcpy(slot.data(), magic, 8);
-  put64(slot.data() + 8, version_ + 1);
+  put64(slot.data() + 8, version);
   put64(slot.data() + 16, hs.term.value());
   put64(slot.data() + 24, hs.voted_for.value());
   std::uint32_t crc = slot_crc(slot.data());
   for (int i = 0; i < 4; ++i) slot[32 + i] = static_cast<std::byte>(crc >> (8 * i));
-  std::uint64_t target = 1 - slot_;
-  if (auto r = pwrite_all(fd_.get(), slot, target * slot_bytes, path_); !r) return r;
-  if (::fdatasync(fd_.get()) < 0) return errno_error(errno, "fdatasync " + path_);
-  slot_ = target;
-  ++version_;
-  current_ = hs;
-  damaged_.reset();
-  return {};
+  return slot;
+}
+
+}  // namespace
+
+struct HardStateFile::State {
+  std::string path;
+  Fd fd;
+  HardState current;
+  std::uint64_t version = 0;
+  std::uint64_t slot = 1;  // the slot holding `version`
+  std::optional<std::uint64_t> damaged;
+  std::unique_ptr<DiskBackend> backend;  // null when opened read-only
+  std::function<int()> fault;
+  bool saving = false;  // a save is in flight or being handed its turn
+  bool closed = false;
+  SaveWaiter* in_flight = nullptr;
+  std::deque<SaveWaiter*> queue;  // saves waiting for their turn, oldest first
+
+  static void wake(SaveWaiter& w) {
+    w.woken = true;
+    w.timer.cancel();
+  }
+
+  void hand_on() {
+    if (queue.empty()) {
+      saving = false;
+      return;
+    }
+    SaveWaiter* next = queue.front();
+    queue.pop_front();
+    wake(*next);
+  }
+
+  void finish(SaveWaiter& w, std::uint64_t target, const HardState& hs, int err) {
+    in_flight = nullptr;
+    if (err == 0 && fault) err = fault();
+    if (err == 0) {
+      slot = target;
+      ++version;
+      current = hs;
+      damaged.reset();
+      w.result = Result<void>{};
+    } else {
+      Error e = errno_error(err, "write and sync " + path);
+      log(LogLevel::error, "storage: ", e.message());
+      w.result = std::move(e);
+    }
+    wake(w);
+    hand_on();
+  }
+
+  void close() {
+    backend.reset();  // waits for the write in flight; its completion does not run
+    closed = true;
+    Error e(Errc::shutting_down, "the hard state is closing; the save may or may not be durable");
+    if (in_flight) {
+      in_flight->result = e;
+      wake(*in_flight);
+      in_flight = nullptr;
+    }
+    for (SaveWaiter* w : queue) {
+      w->result = e;
+      wake(*w);
+    }
+    queue.clear();
+  }
+
+  // Reads both slots and picks the newest valid one.
+  Result<void> load() {
+    std::array<SlotBytes, 2> slots{};
+    std::array<std::optional<Decoded>, 2> dec;
+    for (std::uint64_t k = 0; k < 2; ++k) {
+      if (auto r = pread_all(fd.get(), slots[k], k * slot_bytes, path); !r) return r.error();
+      dec[k] = decode(slots[k].data());
+    }
+    if (!dec[0] && !dec[1]) {
+      if (all_zero(slots[0]) && all_zero(slots[1])) return {};
+      std::uint64_t off = all_zero(slots[0]) ? slot_bytes : 0;
+      return Error(Errc::storage_corrupt,
+                   path + " offset " + std::to_string(off) + ": no hard-state slot passes its CRC");
+    }
+    std::uint64_t k = (dec[0] && (!dec[1] || dec[0]->version > dec[1]->version)) ? 0 : 1;
+    slot = k;
+    version = dec[k]->version;
+    current = dec[k]->hs;
+    if (!dec[1 - k] && !all_zero(slots[1 - k])) {
+      damaged = (1 - k) * slot_bytes;
+      log(LogLevel::warn, "storage: ", path, " offset ", *damaged,
+          ": damaged hard-state slot ignored; the other slot holds version ", version);
+    }
+    return {};
+  }
+};
+
+Result<HardStateFile> HardStateFile::open(asio::any_io_executor ex, const std::string& dir,
+                                          HardStateOptions options) {
+  auto st = std::make_shared<State>();
+  st->path = join_path(dir, "hardstate");
+  st->fault = std::move(options.fault);
+  bool missing = ::access(st->path.c_str(), F_OK) != 0 && errno == ENOENT;
+  auto fd = missing ? create(dir, st->path) : open_file(st->path, O_RDWR);
+  if (!fd) return fd.error();
+  st->fd = std::move(*fd);
+  if (auto r = st->load(); !r) return r.error();
+  auto backend = make_disk_backend(std::move(ex), options.backend);
+  if (!backend) return backend.error();
+  st->backend = std::move(*backend);
+  return HardStateFile(std::move(st));
+}
+
+Result<HardStateFile> HardStateFile::open_read_only(const std::string& dir) {
+  auto st = std::make_shared<State>();
+  st->path = join_path(dir, "hardstate");
+  auto fd = open_file(st->path, O_RDONLY);
+  if (!fd) return fd.error();
+  st->fd = std::move(*fd);
+  if (auto r = st->load(); !r) return r.error();
+  return HardStateFile(std::move(st));
+}
+
+HardStateFile::~HardStateFile() {
+  if (state_) state_->close();
+}
+
+HardStateFile& HardStateFile::operator=(HardStateFile&& other) noexcept {
+  if (this != &other) {
+    if (state_) state_->close();
+    state_ = std::move(other.state_);
+  }
+  return *this;
+}
+
+const HardState& HardStateFile::current() const noexcept {
+  return state_->current;
+}
+std::optional<std::uint64_t> HardStateFile::damaged_slot() const noexcept {
+  return state_->damaged;
+}
+const std::string& HardStateFile::path() const noexcept {
+  return state_->path;
+}
+
+asio::awaitable<Result<void>> HardStateFile::save(HardState hs) {
+  std::shared_ptr<State> st = state_;  // the coroutine may outlive this object
+  if (!st->backend) co_return Error(Errc::invalid_argument, st->path + " was opened read-only");
+  auto ex = co_await asio::this_coro::executor;
+  SaveWaiter w(ex);
+  if (st->saving) {
+    st->queue.push_back(&w);
+    co_await wait_for(w);
+    if (w.result) co_return std::move(*w.result);
+    if (st->closed) co_return Error(Errc::shutting_down, "the hard state is closing");
+    w.woken = false;
+  }
+  st->saving = true;
+  st->in_flight = &w;
+  std::uint64_t target = 1 - st->slot;
+  SlotBytes slot = encode_slot(st->version + 1, hs);
+  iovec iov{slot.data(), slot.size()};
+  State* raw = st.get();  // the backend, and so this callback, never outlive the state
+  st->backend->write_sync(st->fd.get(), target * slot_bytes, {&iov, 1},
+                          [raw, &w, target, hs](int err) { raw->finish(w, target, hs, err); });
+  co_await wait_for(w);
+  co_return std::move(*w.result);
 }
 
 }  // namespace coraft::storage

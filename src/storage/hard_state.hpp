@@ -9,19 +9,29 @@
 //   32  4  CRC32C of bytes 0..63 computed with this field zero
 //   36 28  zero
 //   ..     zero up to 512
-// A save writes the slot not holding the newest version, then fdatasyncs. A crash during a save
-// can only damage that slot, so the other still holds the previous state. On open the valid slot
+// A save writes the slot not holding the newest version, then fdatasyncs, through the same disk
+// backend as the log (io_uring write linked to fdatasync, or the fallback thread), so the event
+// loop never waits for the disk. Saves run one at a time, in the order they were called. A crash
+// or a failed save can only damage the slot being written, so the other still holds the previous
+// state, and the next save writes the same slot again. On open the valid slot
 // with the higher version wins; a damaged slot beside a valid one is reported; two all-zero slots
 // mean a fresh node; no valid slot but a nonzero one is corruption, named with file and offset.
 #pragma once
 
 #include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
 #include <optional>
 #include <string>
+
+#include <asio/any_io_executor.hpp>
+#include <asio/awaitable.hpp>
 
 #include <coraft/result.hpp>
 #include <coraft/types.hpp>
 
+#include "storage/disk_backend.hpp"
 #include "storage/file_util.hpp"
 
 namespace coraft::storage {
@@ -32,29 +42,47 @@ struct HardState {
   friend bool operator==(const HardState&, const HardState&) = default;
 };
 
+struct HardStateOptions {
+  BackendKind backend = BackendKind::automatic;
+  // Test seam: called when a save's write + fdatasync completes; a nonzero errno replaces the
+  // outcome.
+  std::function<int()> fault;
+};
+
 class HardStateFile {
  public:
   static constexpr std::uint64_t slot_bytes = 512;
 
-  // Opens dir/hardstate, creating it (durably) when missing unless `read_only`.
-  [[nodiscard]] static Result<HardStateFile> open(const std::string& dir, bool read_only = false);
+  // Opens dir/hardstate for saving, creating it (durably) when missing. Blocks: call it before
+  // the event loop's hot path starts. Saves complete on `ex`.
+  [[nodiscard]] static Result<HardStateFile> open(asio::any_io_executor ex, const std::string& dir,
+                                                  HardStateOptions options = {});
+  // Opens an existing dir/hardstate to read it (for tools); save() fails with invalid_argument.
+  [[nodiscard]] static Result<HardStateFile> open_read_only(const std::string& dir);
 
-  [[nodiscard]] const HardState& current() const noexcept { return current_; }
-  // The offset of a damaged slot found on open beside a valid one.
-  [[nodiscard]] std::optional<std::uint64_t> damaged_slot() const noexcept { return damaged_; }
-  [[nodiscard]] const std::string& path() const noexcept { return path_; }
+  // Fails a save still waiting to start with shutting_down, after waiting for the one in flight
+  // (whose coroutine then resumes with its own outcome, or shutting_down). Precondition: the
+  // executor's io_context still exists.
+  ~HardStateFile();
+  HardStateFile(HardStateFile&&) noexcept = default;
+  HardStateFile& operator=(HardStateFile&& other) noexcept;
 
-  // Writes `hs` durably (pwrite + fdatasync; blocks for one sync).
-  [[nodiscard]] Result<void> save(const HardState& hs);
+  // The newest durable state: what the last successful save wrote, or what open found.
+  [[nodiscard]] const HardState& current() const noexcept;
+  // The offset of a damaged slot found on open beside a valid one (cleared by a save).
+  [[nodiscard]] std::optional<std::uint64_t> damaged_slot() const noexcept;
+  [[nodiscard]] const std::string& path() const noexcept;
+
+  // Resolves when `hs` is durable; current() returns it from then on. Never blocks the calling
+  // thread. Errors: storage_io (the previous state stays current and on disk), shutting_down,
+  // invalid_argument (opened read-only).
+  [[nodiscard]] asio::awaitable<Result<void>> save(HardState hs);
+
+  struct State;
 
  private:
-  HardStateFile() = default;
-  std::string path_;
-  Fd fd_;
-  HardState current_;
-  std::uint64_t version_ = 0;
-  std::uint64_t slot_ = 1;  // the slot holding `version_`
-  std::optional<std::uint64_t> damaged_;
+  explicit HardStateFile(std::shared_ptr<State> state) : state_(std::move(state)) {}
+  std::shared_ptr<State> state_;
 };
 
 }  // namespace coraft::storage

@@ -1,6 +1,7 @@
 // Crash tests: a child process appends batches and reports each durable acknowledgement over a
 // pipe; the parent SIGKILLs it at a random moment, reopens the log and checks that every
-// acknowledged entry is there with the right bytes and that the log has no gap.
+// acknowledged entry is there with the right bytes and that the log has no gap. The same for
+// hard-state saves: the reopened state is the last acknowledged save or the one after it.
 //
 //   CORAFT_CRASH_CYCLES=N   cycles per run (default 200)
 //   CORAFT_CRASH_SEED=S     reproduce a run (the seed is printed on failure)
@@ -13,12 +14,14 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <random>
 #include <thread>
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 
+#include "storage/hard_state.hpp"
 #include "storage/segmented_log.hpp"
 #include "storage_test_util.hpp"
 
@@ -33,7 +36,9 @@ constexpr std::uint64_t kill_delay_us_max = 40000;
 constexpr std::uint64_t keep_entries = 1000;
 constexpr std::uint64_t compact_above_entries = 4000;
 
-std::size_t size_of(std::uint64_t index) { return (index * 2654435761u) % 3000; }
+std::size_t size_of(std::uint64_t index) {
+  return (index * 2654435761u) % 3000;
+}
 
 LogOptions crash_options(const std::string& dir, std::uint64_t cycle) {
   LogOptions o;
@@ -53,7 +58,8 @@ std::uint64_t env_u64(const char* name, std::uint64_t fallback) {
 
 // The child: appends forever with several concurrent appenders, writing the last index of each
 // acknowledged append to `ack_fd`.
-[[noreturn]] void child_main(const std::string& dir, std::uint64_t cycle, int ack_fd, std::uint64_t seed) {
+[[noreturn]] void child_main(const std::string& dir, std::uint64_t cycle, int ack_fd,
+                             std::uint64_t seed) {
   asio::io_context io;
   auto log = SegmentedLog::open(io.get_executor(), crash_options(dir, cycle));
   if (!log) _exit(3);
@@ -77,13 +83,38 @@ std::uint64_t env_u64(const char* name, std::uint64_t fallback) {
   _exit(6);
 }
 
+NodeId vote_for(std::uint64_t term) {
+  return NodeId(term % 7);
+}
+
+// The child: saves hard states with increasing terms, writing each acknowledged term to `ack_fd`.
+[[noreturn]] void hard_state_child_main(const std::string& dir, std::uint64_t, int ack_fd,
+                                        std::uint64_t) {
+  asio::io_context io;
+  auto hs = HardStateFile::open(io.get_executor(), dir);
+  if (!hs) _exit(3);
+  auto saver = [&]() -> asio::awaitable<void> {
+    for (std::uint64_t term = hs->current().term.value() + 1;; ++term) {
+      auto r = co_await hs->save({Term(term), vote_for(term)});
+      if (!r) _exit(4);
+      if (::write(ack_fd, &term, sizeof term) != sizeof term) _exit(5);
+    }
+  };
+  asio::co_spawn(io, saver(), asio::detached);
+  io.run();
+  _exit(6);
+}
+
+using ChildMain = void (*)(const std::string&, std::uint64_t, int, std::uint64_t);
+
 struct CycleResult {
   std::uint64_t acked = 0;
   bool killed = false;
   int status = 0;
 };
 
-CycleResult run_cycle(const std::string& dir, std::uint64_t cycle, std::mt19937_64& rng) {
+CycleResult run_cycle(ChildMain child, const std::string& dir, std::uint64_t cycle,
+                      std::mt19937_64& rng) {
   int fds[2];
   REQUIRE(::pipe(fds) == 0);
   std::uint64_t child_seed = rng();
@@ -91,7 +122,8 @@ CycleResult run_cycle(const std::string& dir, std::uint64_t cycle, std::mt19937_
   REQUIRE(pid >= 0);
   if (pid == 0) {
     ::close(fds[0]);
-    child_main(dir, cycle, fds[1], child_seed);
+    child(dir, cycle, fds[1], child_seed);
+    _exit(7);
   }
   ::close(fds[1]);
   std::this_thread::sleep_for(std::chrono::microseconds(rng() % kill_delay_us_max));
@@ -117,7 +149,8 @@ void verify(const std::string& dir, std::uint64_t cycle, std::uint64_t acked, st
   for (Index i = l.first_index(); i <= l.last_index(); ++i) {
     auto e = l.read(i);
     REQUIRE_MESSAGE(e.ok(), "index ", i.value(), ": ", (e.ok() ? "" : e.error().message()));
-    REQUIRE_MESSAGE(payload_matches(*e, size_of(i.value())), "index ", i.value(), " has wrong bytes");
+    REQUIRE_MESSAGE(payload_matches(*e, size_of(i.value())), "index ", i.value(),
+                    " has wrong bytes");
   }
   if (l.last_index() - l.first_index() > compact_above_entries) {
     REQUIRE(run(io, l.compact_prefix(l.last_index() - keep_entries)).ok());
@@ -137,7 +170,7 @@ TEST_CASE("every acknowledged entry survives SIGKILL at random moments") {
   std::uint64_t kills_mid_append = 0;
   for (std::uint64_t c = 0; c < cycles; ++c) {
     INFO("cycle ", c);
-    CycleResult r = run_cycle(dir.path(), c, rng);
+    CycleResult r = run_cycle(child_main, dir.path(), c, rng);
     REQUIRE_MESSAGE(r.killed, "the child exited on its own with status ", r.status);
     if (r.acked > acked) ++kills_mid_append;
     acked = std::max(acked, r.acked);
@@ -145,4 +178,35 @@ TEST_CASE("every acknowledged entry survives SIGKILL at random moments") {
   }
   MESSAGE("cycles ", cycles, ", entries acknowledged ", acked, ", torn tails cut ", torn);
   CHECK(kills_mid_append > cycles / 4);
+}
+
+TEST_CASE("every acknowledged hard-state save survives SIGKILL at random moments") {
+  std::uint64_t cycles = env_u64("CORAFT_CRASH_CYCLES", 200);
+  std::uint64_t seed = env_u64("CORAFT_CRASH_SEED", std::random_device{}());
+  INFO("reproduce with CORAFT_CRASH_SEED=", seed);
+  std::mt19937_64 rng(seed);
+  TempDir dir;
+  std::uint64_t acked = 0;
+  std::uint64_t kills_mid_save = 0;
+  for (std::uint64_t c = 0; c < cycles; ++c) {
+    INFO("cycle ", c);
+    CycleResult r = run_cycle(hard_state_child_main, dir.path(), c, rng);
+    REQUIRE_MESSAGE(r.killed, "the child exited on its own with status ", r.status);
+    if (r.acked > acked) ++kills_mid_save;
+    acked = std::max(acked, r.acked);
+    if (!std::filesystem::exists(dir.path() + "/hardstate")) {
+      REQUIRE(acked == 0);  // killed before the file was created
+      continue;
+    }
+    auto hs = HardStateFile::open_read_only(dir.path());
+    REQUIRE_MESSAGE(hs.ok(), "reopen failed: ", (hs.ok() ? "" : hs.error().message()));
+    std::uint64_t term = hs->current().term.value();
+    // At most one save is in flight: it may or may not have reached the disk.
+    REQUIRE_MESSAGE((term == acked || term == acked + 1), "acknowledged term ", acked,
+                    " but found ", term);
+    REQUIRE(hs->current().voted_for == vote_for(term));
+    acked = term;
+  }
+  MESSAGE("cycles ", cycles, ", last term ", acked);
+  CHECK(kills_mid_save > cycles / 4);
 }

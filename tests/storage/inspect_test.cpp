@@ -40,9 +40,9 @@ void build(const std::string& dir) {
   for (std::uint64_t i = 1; i <= 200; i += 10) {
     REQUIRE(run(io, (*log)->append(make_entries(i, i + 9, 3, 1000))).ok());
   }
-  auto hs = HardStateFile::open(dir);
+  auto hs = HardStateFile::open(io.get_executor(), dir);
   REQUIRE(hs.ok());
-  REQUIRE(hs->save({Term(3), NodeId(2)}).ok());
+  REQUIRE(run(io, hs->save({Term(3), NodeId(2)})).ok());
 }
 
 }  // namespace

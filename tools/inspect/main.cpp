@@ -83,7 +83,7 @@ int verify(const std::string& dir) {
   if (s->bad) rc = 1;
   struct stat st {};
   if (::stat(join_path(dir, "hardstate").c_str(), &st) == 0) {
-    auto hs = HardStateFile::open(dir, true);
+    auto hs = HardStateFile::open_read_only(dir);
     if (!hs) {
       std::fprintf(stderr, "corrupt: %s\n", hs.error().detail.c_str());
       rc = 1;
