@@ -27,8 +27,9 @@ Result<void> Config::validate() const {
     return bad("config: byte limits must be positive");
   }
   if (pending_proposals_max == 0 || apply_entries_max == 0 || replicate_stall_ticks == 0) {
-    return bad("config: pending_proposals_max, apply_entries_max and replicate_stall_ticks must "
-               "be positive");
+    return bad(
+        "config: pending_proposals_max, apply_entries_max and replicate_stall_ticks must "
+        "be positive");
   }
   return {};
 }

@@ -46,6 +46,10 @@ struct Config {
   // messages are in flight is probed again, which recovers from lost AppendEntries.
   std::uint32_t replicate_stall_ticks = 10;
 
+  // After a snapshot, the log keeps this many entries before the snapshot's index in memory, so
+  // that a follower lagging by less is caught up with entries instead of a snapshot (§5.1).
+  std::uint64_t snapshot_trailing_entries = 1024;
+
   // Fails with invalid_argument and a detail naming the first bad field.
   [[nodiscard]] Result<void> validate() const;
 };

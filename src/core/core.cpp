@@ -26,22 +26,54 @@ std::uint64_t Rng::next() noexcept {
   return z ^ (z >> 31);
 }
 
-std::uint64_t Rng::below(std::uint64_t bound) noexcept { return next() % bound; }
+std::uint64_t Rng::below(std::uint64_t bound) noexcept {
+  return next() % bound;
+}
 
 namespace {
 void require_valid(const Config& c) {
   auto v = c.validate();
   CORAFT_REQUIRE(v.ok(), v.error().message());
 }
+
+// The in-memory log a server restarts with: the stored entries after the stored snapshot.
+RaftLog restored_log(DurableState& d) {
+  if (!d.snapshot) return RaftLog(std::move(d.entries));
+  const Index base = d.snapshot->last_index;
+  const Term base_term = d.snapshot->last_term;
+  std::vector<Entry>& e = d.entries;
+  CORAFT_REQUIRE(e.empty() || e.front().index <= base + 1, "stored log starts after the snapshot",
+                 e.front().index, base);
+  std::size_t keep_from = 0;
+  if (!e.empty() && e.back().index >= base) {
+    const std::size_t at = static_cast<std::size_t>(base - e.front().index);
+    if (e.front().index > base) {
+      keep_from = 0;
+    } else if (e[at].term != base_term) {
+      keep_from = e.size();  // a log the snapshot replaced but that was not deleted yet
+    } else {
+      keep_from = at + 1;
+    }
+  } else {
+    keep_from = e.size();
+  }
+  std::vector<Entry> rest(
+      std::make_move_iterator(e.begin() + static_cast<std::ptrdiff_t>(keep_from)),
+      std::make_move_iterator(e.end()));
+  return RaftLog(base, base_term, std::move(rest));
+}
 }  // namespace
 
 Core::Core(Config config, DurableState durable)
     : config_((require_valid(config), std::move(config))),
       rng_(config_.rng_seed),
-      log_(std::move(durable.entries)),
+      snapshot_(durable.snapshot.value_or(SnapshotMeta{})),
+      log_(restored_log(durable)),
       term_(durable.hard_state.term),
       vote_(durable.hard_state.vote),
-      saved_hard_(durable.hard_state) {
+      saved_hard_(durable.hard_state),
+      applied_(log_.offset()),
+      apply_handed_(log_.offset()) {
   // A crash may keep a write's entries but not the hard state written with it; the entries'
   // term is then the newest one this server has seen, and it has cast no vote in it.
   if (log_.last_term() > term_) {
@@ -118,6 +150,13 @@ Result<void> Core::step(Message m) {
     if (auto* l = std::get_if<Leader>(&state_)) handle_append_response(*l, from, *ar);
   } else if (std::holds_alternative<HeartbeatResponse>(m.body)) {
     if (auto* l = std::get_if<Leader>(&state_)) handle_heartbeat_response(*l, from);
+  } else if (auto* is = std::get_if<InstallSnapshot>(&m.body)) {
+    if (std::holds_alternative<Leader>(state_)) {
+      return Error(Errc::protocol_error, "InstallSnapshot from a second leader in this term");
+    }
+    handle_install_snapshot(from, *is);
+  } else if (auto* isr = std::get_if<InstallSnapshotResponse>(&m.body)) {
+    if (auto* l = std::get_if<Leader>(&state_)) handle_snapshot_response(*l, from, *isr);
   }
 #ifndef NDEBUG
   check_invariants();
@@ -130,10 +169,18 @@ Result<void> Core::validate(const Message& m) const {
   if (m.from == config_.id || !is_voter(m.from)) {
     return Error(Errc::protocol_error, "message from an unknown server");
   }
-  if (std::holds_alternative<InstallSnapshot>(m.body) ||
-      std::holds_alternative<InstallSnapshotResponse>(m.body) ||
-      std::holds_alternative<TimeoutNow>(m.body)) {
-    return Error(Errc::protocol_error, "snapshots and leadership transfer are not supported");
+  if (std::holds_alternative<TimeoutNow>(m.body)) {
+    return Error(Errc::protocol_error, "leadership transfer is not supported");
+  }
+  if (const auto* is = std::get_if<InstallSnapshot>(&m.body)) {
+    if (!is->done) return Error(Errc::protocol_error, "InstallSnapshot chunk reached the core");
+    if (is->meta.last_index.value() == 0 || is->meta.last_term.value() == 0 ||
+        is->meta.last_term > is->term) {
+      return Error(Errc::protocol_error, "InstallSnapshot with malformed metadata");
+    }
+  }
+  if (const auto* isr = std::get_if<InstallSnapshotResponse>(&m.body); isr && !isr->done) {
+    return Error(Errc::protocol_error, "InstallSnapshot chunk response reached the core");
   }
   const auto* a = std::get_if<AppendRequest>(&m.body);
   if (!a) return {};
@@ -201,6 +248,7 @@ void Core::applied(Index index) {
 bool Core::has_output() const noexcept {
   if (HardState{term_, vote_} != saved_hard_) return true;
   if (log_.has_unsaved() || !messages_.empty() || !messages_after_persist_.empty()) return true;
+  if (install_pending_ || !snapshot_sends_.empty()) return true;
   if (SoftState{role(), leader_, term_} != reported_soft_) return true;
   const Index ready = std::min(log_.commit_index(), log_.persisted_index());
   return ready > apply_handed_ && apply_handed_ - applied_ < config_.apply_entries_max;
@@ -213,8 +261,11 @@ Output Core::take_output() {
     out.hard_state = hs;
     saved_hard_ = hs;
   }
+  out.install_snapshot = std::move(install_pending_);
+  install_pending_.reset();
   if (log_.has_unsaved()) log_.take_unsaved(out.truncate_from, out.entries);
   out.messages.swap(messages_);
+  out.snapshot_sends.swap(snapshot_sends_);
   out.messages_after_persist.swap(messages_after_persist_);
   collect_committed(out);
   const SoftState ss{role(), leader_, term_};
@@ -255,13 +306,15 @@ bool Core::step_term(const Message& m) {
       return true;  // a granted pre-vote carries the term the pre-candidate would use
     }
     const bool from_leader = std::holds_alternative<AppendRequest>(m.body) ||
-                             std::holds_alternative<HeartbeatRequest>(m.body);
+                             std::holds_alternative<HeartbeatRequest>(m.body) ||
+                             std::holds_alternative<InstallSnapshot>(m.body);
     become_follower(t, from_leader ? m.from : no_node);
     return true;
   }
   if (t < term_) {
     if (std::holds_alternative<AppendRequest>(m.body) ||
-        std::holds_alternative<HeartbeatRequest>(m.body)) {
+        std::holds_alternative<HeartbeatRequest>(m.body) ||
+        std::holds_alternative<InstallSnapshot>(m.body)) {
       // Tell a stale leader about the newer term. Without this, a server that raised its term
       // while cut off could never rejoin: its pre-votes fail while the others hear the leader.
       send(m.from, AppendResponse{term_, false, Index(), log_.last_index(), Term(), Index()});
@@ -344,18 +397,15 @@ void Core::record_vote(Candidate& c, NodeId from, bool granted) {
         become_leader();
       }
       break;
-    case VoteOutcome::lost:
-      become_follower(term_, no_node);
-      break;
-    case VoteOutcome::pending:
-      break;
+    case VoteOutcome::lost: become_follower(term_, no_node); break;
+    case VoteOutcome::pending: break;
   }
 }
 
 void Core::handle_vote_request(NodeId from, const VoteRequest& r) {
   // Precondition: r.term >= term_ (step_term), and r.term > term_ only for a pre-vote.
-  const bool can_vote = vote_ == from || (vote_ == no_node && leader_ == no_node) ||
-                        (r.pre_vote && r.term > term_);
+  const bool can_vote =
+      vote_ == from || (vote_ == no_node && leader_ == no_node) || (r.pre_vote && r.term > term_);
   const bool grant = can_vote && log_.candidate_up_to_date(r.last_log_index, r.last_log_term);
   if (r.pre_vote) {
     send(from, VoteResponse{grant ? r.term : term_, grant, true});
@@ -444,6 +494,8 @@ void Core::check_invariants() const {
   CORAFT_ASSERT(applied_ <= apply_handed_, applied_, apply_handed_);
   CORAFT_ASSERT(apply_handed_ <= log_.commit_index() && apply_handed_ <= log_.persisted_index(),
                 apply_handed_, log_.commit_index(), log_.persisted_index());
+  CORAFT_ASSERT(log_.offset() <= apply_handed_, log_.offset(), apply_handed_);
+  CORAFT_ASSERT(snapshot_.last_index >= log_.offset(), snapshot_.last_index, log_.offset());
   CORAFT_ASSERT(randomized_timeout_ >= config_.election_ticks &&
                     randomized_timeout_ < 2 * config_.election_ticks,
                 randomized_timeout_);

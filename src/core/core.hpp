@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <variant>
 #include <vector>
@@ -22,10 +23,15 @@
 
 namespace coraft::core {
 
-// What a server restarts from: its last durable hard state and its stored log.
+// What a server restarts from: its last durable hard state, its stored snapshot and its stored
+// log. `entries` is contiguous; it starts at index 1 without a snapshot, and at or below
+// snapshot->last_index + 1 with one. Entries the snapshot covers are dropped; if the stored log
+// holds the snapshot's last index with another term (a crash between storing a received
+// snapshot and deleting the log it replaced), the whole stored log is dropped.
 struct DurableState {
   HardState hard_state;
-  std::vector<Entry> entries;  // contiguous from index 1
+  std::vector<Entry> entries;
+  std::optional<SnapshotMeta> snapshot = std::nullopt;
 };
 
 // A small deterministic generator (SplitMix64) for election timeouts.
@@ -50,8 +56,9 @@ class Core {
   // One unit of logical time (election and heartbeat timeouts count ticks).
   void tick();
   // A message from a peer. Malformed messages, messages not addressed to this server or not
-  // from a voter, and kinds this version does not handle (snapshot chunks, TimeoutNow) are
-  // refused with protocol_error and change nothing.
+  // from a voter, and kinds this version does not handle (snapshot chunks not marked done,
+  // TimeoutNow) are refused with protocol_error and change nothing. An InstallSnapshot with
+  // done = true announces a snapshot fully received and durably staged (output.hpp step 7).
   Result<void> step(Message message);
   // Appends one entry per payload if this server is the leader; returns the index of the first.
   // Fails with not_leader (hint: the leader this server knows), too_large (a payload over
@@ -62,6 +69,15 @@ class Core {
   void persisted(Term term, Index index);
   // The state machine applied every committed entry up to `index`.
   void applied(Index index);
+  // The application stored a snapshot of its state machine covering every entry up to
+  // meta.last_index (thesis §5.1). The log is compacted up to meta.last_index -
+  // snapshot_trailing_entries. Fails with invalid_argument, changing nothing, if the index was
+  // not applied yet, is not above the last snapshot, or its term does not match the log.
+  Result<void> snapshot_taken(const SnapshotMeta& meta);
+  // The node layer's outcome of streaming a snapshot to `peer` (output.hpp step 7). On success
+  // the leader probes the follower right after the snapshot; on failure it probes again from
+  // what the follower is known to hold, which sends a new snapshot if still needed.
+  void report_snapshot(NodeId peer, bool success);
 
   // ---- Output ----
   [[nodiscard]] bool has_output() const noexcept;
@@ -74,6 +90,8 @@ class Core {
   [[nodiscard]] NodeId leader() const noexcept { return leader_; }
   [[nodiscard]] Role role() const noexcept;
   [[nodiscard]] const RaftLog& log() const noexcept { return log_; }
+  // The latest snapshot this server knows of (taken or installed); last_index 0 when none.
+  [[nodiscard]] const SnapshotMeta& snapshot() const noexcept { return snapshot_; }
   [[nodiscard]] Index applied_index() const noexcept { return applied_; }
   [[nodiscard]] const Config& config() const noexcept { return config_; }
   // The leader's view of a peer; nullptr when not leader or `peer` is unknown.
@@ -127,6 +145,12 @@ class Core {
   void handle_append_rejection(Leader& leader, Progress& pr, const AppendResponse& r);
   void handle_heartbeat_request(NodeId from, const HeartbeatRequest& r);
   void handle_heartbeat_response(Leader& leader, NodeId from);
+
+  // snapshot.cpp: compaction and snapshot transfer.
+  void send_snapshot(Progress& pr);
+  void handle_install_snapshot(NodeId from, const InstallSnapshot& r);
+  void handle_snapshot_response(Leader& leader, NodeId from, const InstallSnapshotResponse& r);
+  void become_follower_of(NodeId leader);
   [[nodiscard]] bool maybe_commit(Leader& leader);
   [[nodiscard]] Progress* find_progress(Leader& leader, NodeId id) noexcept;
   void collect_committed(Output& out);
@@ -134,6 +158,8 @@ class Core {
 
   Config config_;
   Rng rng_;
+  // Invariant: snapshot_.last_index >= log_.offset().
+  SnapshotMeta snapshot_;
   RaftLog log_;
   Term term_;
   NodeId vote_;
@@ -149,8 +175,12 @@ class Core {
   // Work collected since the last take_output().
   std::vector<Message> messages_;
   std::vector<Message> messages_after_persist_;
+  std::vector<SnapshotSend> snapshot_sends_;
+  // A received snapshot accepted since the last take_output().
+  std::optional<SnapshotMeta> install_pending_;
 
-  // Invariant: applied_ <= apply_handed_ <= min(commit, persisted).
+  // Invariant: applied_ <= apply_handed_ <= min(commit, persisted), log_.offset() <=
+  // apply_handed_ (an installed snapshot counts as handed out).
   Index applied_;
   Index apply_handed_;
 };

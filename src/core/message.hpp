@@ -95,9 +95,9 @@ struct TimeoutNow {
   Term term;
 };
 
-using MessageBody = std::variant<VoteRequest, VoteResponse, AppendRequest, AppendResponse,
-                                 HeartbeatRequest, HeartbeatResponse, InstallSnapshot,
-                                 InstallSnapshotResponse, TimeoutNow>;
+using MessageBody =
+    std::variant<VoteRequest, VoteResponse, AppendRequest, AppendResponse, HeartbeatRequest,
+                 HeartbeatResponse, InstallSnapshot, InstallSnapshotResponse, TimeoutNow>;
 
 struct Message {
   NodeId from;

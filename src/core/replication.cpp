@@ -26,7 +26,11 @@ void Core::send_append(Leader& leader, Progress& pr) {
     const bool probe = pr.state == Progress::State::probe;
     const Index prev = pr.next_index - 1;
     const auto prev_term = log_.term_at(prev);
-    CORAFT_ASSERT(prev_term.has_value(), prev, log_.offset(), last);
+    if (!prev_term) {
+      CORAFT_ASSERT(prev < log_.offset(), prev, log_.offset(), last);
+      send_snapshot(pr);  // the entries it needs are compacted away (§5.3)
+      return;
+    }
     // In replicate state an empty message is worth sending only to carry a newer commit index.
     if (!probe && pr.next_index > last && pr.commit_sent >= std::min(commit, prev)) return;
     AppendRequest r{term_, prev, *prev_term, commit, {}};
@@ -68,12 +72,7 @@ void Core::broadcast_heartbeat(Leader& leader) {
 
 void Core::handle_append_request(NodeId from, AppendRequest& r) {
   // Precondition: r.term == term_ and this server is not the leader.
-  if (std::holds_alternative<Follower>(state_)) {
-    leader_ = from;
-    election_elapsed_ = 0;
-  } else {
-    become_follower(term_, from);  // a candidate learns of this term's leader (§3.4)
-  }
+  become_follower_of(from);
   const Index commit = log_.commit_index();
   if (r.prev_log_index < commit) {
     // Entries up to the commit index are already here and match (§3.6.3): skip them.
@@ -112,8 +111,8 @@ void Core::handle_append_request(NodeId from, AppendRequest& r) {
 void Core::reject_append(NodeId from, const AppendRequest& r) {
   const Index hint = log_.last_index_with_term_at_most(r.prev_log_index, r.prev_log_term);
   const Term hint_term = *log_.term_at(hint);
-  send_after_persist(from, AppendResponse{term_, false, r.prev_log_index, log_.last_index(),
-                                          hint_term, hint});
+  send_after_persist(
+      from, AppendResponse{term_, false, r.prev_log_index, log_.last_index(), hint_term, hint});
 }
 
 void Core::handle_append_response(Leader& leader, NodeId from, const AppendResponse& r) {
@@ -126,6 +125,9 @@ void Core::handle_append_response(Leader& leader, NodeId from, const AppendRespo
   }
   if (r.match_index > log_.last_index()) return;  // not an answer to anything this leader sent
   const bool moved = pr->acknowledge(r.match_index);
+  if (pr->state == Progress::State::snapshot && pr->match_index >= pr->pending_snapshot) {
+    pr->become_probe();  // the follower caught up some other way
+  }
   if (pr->state == Progress::State::probe && r.match_index >= pr->match_index) {
     pr->become_replicate();
   }
@@ -138,6 +140,7 @@ void Core::handle_append_response(Leader& leader, NodeId from, const AppendRespo
 
 void Core::handle_append_rejection(Leader& leader, Progress& pr, const AppendResponse& r) {
   const Index rejected = r.match_index;
+  if (pr.state == Progress::State::snapshot) return;  // the snapshot decides what comes next
   if (pr.state == Progress::State::replicate) {
     if (rejected <= pr.match_index) return;  // an answer to a message overtaken since
   } else if (rejected != pr.next_index - 1) {
@@ -155,12 +158,7 @@ void Core::handle_append_rejection(Leader& leader, Progress& pr, const AppendRes
 }
 
 void Core::handle_heartbeat_request(NodeId from, const HeartbeatRequest& r) {
-  if (std::holds_alternative<Follower>(state_)) {
-    leader_ = from;
-    election_elapsed_ = 0;
-  } else {
-    become_follower(term_, from);
-  }
+  become_follower_of(from);
   // The leader caps the commit index at what it knows this server holds.
   const Index commit = std::min(r.leader_commit, log_.last_index());
   if (commit > log_.commit_index()) log_.commit_to(commit);
@@ -192,8 +190,7 @@ bool Core::maybe_commit(Leader& leader) {
 void Core::check_leader_invariants(const Leader& leader) const {
   for (const Progress& pr : leader.peers) {
     CORAFT_ASSERT(pr.match_index < pr.next_index, pr.id, pr.match_index, pr.next_index);
-    CORAFT_ASSERT(pr.next_index <= log_.last_index() + 1, pr.id, pr.next_index,
-                  log_.last_index());
+    CORAFT_ASSERT(pr.next_index <= log_.last_index() + 1, pr.id, pr.next_index, log_.last_index());
     CORAFT_ASSERT(pr.inflights.count() <= config_.inflight_msgs_max, pr.id);
     CORAFT_ASSERT(pr.state == Progress::State::replicate || pr.inflights.count() == 0, pr.id);
   }
