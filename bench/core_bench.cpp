@@ -56,7 +56,7 @@ struct Cluster {
         const Entry& last = out.committed.back();
         c.applied(last.index);
         if (last.index - c.snapshot().last_index >= snapshot_every_entries) {
-          (void)c.snapshot_taken(SnapshotMeta{last.index, last.term, {}});
+          (void)c.snapshot_taken(SnapshotMeta{last.index, last.term, c.configuration()});
         }
       }
     }

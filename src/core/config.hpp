@@ -10,10 +10,15 @@
 namespace coraft::core {
 
 struct Config {
-  // This server. Precondition: not no_node and listed in `voters`.
+  // This server. Precondition: not no_node, and listed in `voters` or `learners` unless both
+  // are empty.
   NodeId id;
-  // The voters of the cluster, this server included (the configuration before any change).
+  // The configuration the cluster starts with, before any membership change: its voters and
+  // its learners (thesis §4.2.1: servers that receive the log but never vote). A server that
+  // joins an existing cluster leaves both empty and learns the configuration from the leader's
+  // log or snapshot. A stored snapshot's configuration replaces this one on restart.
   std::vector<NodeId> voters;
+  std::vector<NodeId> learners;
 
   // A follower or candidate starts an election after a randomized timeout drawn uniformly
   // from [election_ticks, 2 * election_ticks) (thesis §3.4). A leader sends heartbeats every
@@ -49,6 +54,10 @@ struct Config {
   // After a snapshot, the log keeps this many entries before the snapshot's index in memory, so
   // that a follower lagging by less is caught up with entries instead of a snapshot (§5.1).
   std::uint64_t snapshot_trailing_entries = 1024;
+
+  // A learner added with automatic promotion becomes a voter once its log stayed within this
+  // many entries of the leader's last index for a full election timeout (§4.2.1).
+  std::uint64_t promotion_lag_entries_max = 64;
 
   // Fails with invalid_argument and a detail naming the first bad field.
   [[nodiscard]] Result<void> validate() const;

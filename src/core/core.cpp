@@ -74,6 +74,14 @@ Core::Core(Config config, DurableState durable)
       saved_hard_(durable.hard_state),
       applied_(log_.offset()),
       apply_handed_(log_.offset()) {
+  if (durable.snapshot) {
+    base_conf_ = durable.snapshot->configuration;
+  } else {
+    auto initial = Configuration::make(config_.voters, {}, config_.learners);
+    CORAFT_ASSERT(initial.ok());
+    base_conf_ = std::move(*initial);
+  }
+  refresh_config();
   // A crash may keep a write's entries but not the hard state written with it; the entries'
   // term is then the newest one this server has seen, and it has cast no vote in it.
   if (log_.last_term() > term_) {
@@ -99,7 +107,7 @@ Role Core::role() const noexcept {
 }
 
 bool Core::is_voter(NodeId id) const noexcept {
-  return std::find(config_.voters.begin(), config_.voters.end(), id) != config_.voters.end();
+  return conf_.is_voter(id);
 }
 
 void Core::send(NodeId to, MessageBody body) {
@@ -118,6 +126,7 @@ void Core::tick() {
   } else {
     tick_election();
   }
+  step_down_if_removed();
 #ifndef NDEBUG
   check_invariants();
 #endif
@@ -158,6 +167,7 @@ Result<void> Core::step(Message m) {
   } else if (auto* isr = std::get_if<InstallSnapshotResponse>(&m.body)) {
     if (auto* l = std::get_if<Leader>(&state_)) handle_snapshot_response(*l, from, *isr);
   }
+  step_down_if_removed();
 #ifndef NDEBUG
   check_invariants();
 #endif
@@ -166,8 +176,10 @@ Result<void> Core::step(Message m) {
 
 Result<void> Core::validate(const Message& m) const {
   if (m.to != config_.id) return Error(Errc::protocol_error, "message addressed to another server");
-  if (m.from == config_.id || !is_voter(m.from)) {
-    return Error(Errc::protocol_error, "message from an unknown server");
+  // Messages from servers outside the configuration are accepted: a new leader may be one this
+  // server has not heard of yet. Votes count only from voters, and only members get entries.
+  if (m.from == config_.id || m.from == no_node) {
+    return Error(Errc::protocol_error, "message from an impossible sender");
   }
   if (std::holds_alternative<TimeoutNow>(m.body)) {
     return Error(Errc::protocol_error, "leadership transfer is not supported");
@@ -189,6 +201,9 @@ Result<void> Core::validate(const Message& m) const {
   for (const Entry& e : a->entries) {
     if (e.index != expect || e.term < floor || e.term > a->term || e.term.value() == 0) {
       return Error(Errc::protocol_error, "AppendEntries with malformed entries");
+    }
+    if (e.type == EntryType::config && !decode_configuration(e.payload.span())) {
+      return Error(Errc::protocol_error, "AppendEntries with a malformed configuration");
     }
     floor = e.term;
     ++expect;
@@ -232,6 +247,7 @@ void Core::persisted(Term term, Index index) {
       if (maybe_commit(*l)) broadcast_append(*l);
     }
   }
+  step_down_if_removed();
 #ifndef NDEBUG
   check_invariants();
 #endif
@@ -371,8 +387,8 @@ void Core::become_candidate() {
 
 void Core::request_votes(bool pre_vote) {
   const Term term = pre_vote ? term_ + 1 : term_;
-  for (NodeId peer : config_.voters) {
-    if (peer == config_.id) continue;
+  for (NodeId peer : conf_.members()) {
+    if (peer == config_.id || !conf_.is_voter(peer)) continue;
     VoteRequest r{term, log_.last_index(), log_.last_term(), pre_vote, false};
     // A real candidate's own vote must be durable before it asks for others (§3.8).
     if (pre_vote) {
@@ -387,9 +403,9 @@ void Core::record_vote(Candidate& c, NodeId from, bool granted) {
   auto seen = [&](const std::vector<NodeId>& v) {
     return std::find(v.begin(), v.end(), from) != v.end();
   };
-  if (seen(c.granted) || seen(c.rejected)) return;
+  if (seen(c.granted) || seen(c.rejected) || !conf_.is_voter(from)) return;
   (granted ? c.granted : c.rejected).push_back(from);
-  switch (vote_outcome(config_.voters.size(), c.granted.size(), c.rejected.size())) {
+  switch (tally(c)) {
     case VoteOutcome::won:
       if (c.pre_vote) {
         become_candidate();
@@ -430,15 +446,9 @@ void Core::handle_vote_response(NodeId from, const VoteResponse& r) {
 }
 
 void Core::become_leader() {
-  Leader l;
-  l.peers.reserve(config_.voters.size());
-  for (NodeId peer : config_.voters) {
-    if (peer == config_.id) continue;
-    l.peers.emplace_back(peer, log_.last_index() + 1, config_.inflight_msgs_max,
-                         config_.inflight_bytes_max);
-  }
-  l.matches.reserve(config_.voters.size());
-  state_ = std::move(l);
+  state_ = Leader{};
+  sync_peers(std::get<Leader>(state_));
+  for (Progress& pr : std::get<Leader>(state_).peers) pr.recent_active = false;
   leader_ = config_.id;
   election_elapsed_ = 0;
   // A new leader commits an entry of its own term at once, which also commits everything before
@@ -453,17 +463,15 @@ void Core::tick_leader(Leader& l) {
   if (election_elapsed_ >= config_.election_ticks) {
     election_elapsed_ = 0;
     if (config_.check_quorum) {
-      std::size_t active = 1;  // the leader itself
-      for (Progress& pr : l.peers) {
-        if (pr.recent_active) ++active;
-        pr.recent_active = false;
-      }
-      if (active < majority(config_.voters.size())) {
+      const bool active = quorum_active(l);
+      for (Progress& pr : l.peers) pr.recent_active = false;
+      if (!active) {
         become_follower(term_, no_node);  // §6.2: it may have been deposed without knowing
         return;
       }
     }
   }
+  tick_promotions(l);
   for (Progress& pr : l.peers) {
     if (pr.state != Progress::State::replicate || pr.inflights.count() == 0) continue;
     if (++pr.stall_ticks >= config_.replicate_stall_ticks) {
@@ -474,6 +482,14 @@ void Core::tick_leader(Leader& l) {
   if (++l.heartbeat_elapsed >= config_.heartbeat_ticks) {
     l.heartbeat_elapsed = 0;
     broadcast_heartbeat(l);
+  }
+}
+
+// A leader that is not a voter of a committed configuration steps down (§4.2.2).
+void Core::step_down_if_removed() {
+  if (!std::holds_alternative<Leader>(state_)) return;
+  if (log_.commit_index() >= conf_index_ && !conf_.is_voter(config_.id)) {
+    become_follower(term_, no_node);
   }
 }
 
@@ -496,6 +512,9 @@ void Core::check_invariants() const {
                 apply_handed_, log_.commit_index(), log_.persisted_index());
   CORAFT_ASSERT(log_.offset() <= apply_handed_, log_.offset(), apply_handed_);
   CORAFT_ASSERT(snapshot_.last_index >= log_.offset(), snapshot_.last_index, log_.offset());
+  CORAFT_ASSERT(conf_index_ <= log_.last_index(), conf_index_, log_.last_index());
+  CORAFT_ASSERT(conf_index_ <= log_.offset() || log_.at(conf_index_).type == EntryType::config,
+                conf_index_);
   CORAFT_ASSERT(randomized_timeout_ >= config_.election_ticks &&
                     randomized_timeout_ < 2 * config_.election_ticks,
                 randomized_timeout_);

@@ -19,6 +19,7 @@
 #include "core/message.hpp"
 #include "core/output.hpp"
 #include "core/progress.hpp"
+#include "core/quorum.hpp"
 #include "core/raft_log.hpp"
 
 namespace coraft::core {
@@ -46,6 +47,18 @@ class Rng {
   std::uint64_t state_;
 };
 
+// A membership change a leader is asked to make (thesis §4.3): the voters and learners wanted
+// in the end. A change of at most one voter is made directly (§4.1); a larger one goes through
+// a joint configuration that the leader leaves on its own once the joint one commits.
+struct MembershipChange {
+  std::vector<NodeId> voters;
+  std::vector<NodeId> learners;
+  // Learners (listed in `learners`) that this leader promotes to voters on its own once they
+  // caught up (Config::promotion_lag_entries_max). The request is the leader's own: a later
+  // leader does not inherit it.
+  std::vector<NodeId> auto_promote;
+};
+
 class Core {
  public:
   // Precondition: config.validate() succeeds (use make() to get an error instead).
@@ -67,12 +80,20 @@ class Core {
   Result<Index> propose(std::span<const Bytes> payloads);
   // The write ending with the entry (term, index) and all earlier writes are durable.
   void persisted(Term term, Index index);
+  // Appends a configuration entry for `change` if this server is the leader; returns its index.
+  // The configuration takes effect on every server as soon as the entry is in its log (§4.1).
+  // Fails with not_leader; with overloaded while an earlier change is not committed or this
+  // leader has not committed an entry of its own term yet (needed for safety, §4.1); with
+  // invalid_argument if the result has no voter, or would turn a voter into a learner in one
+  // step (remove it first), or asks to promote a server that is not a learner.
+  Result<Index> change_membership(const MembershipChange& change);
   // The state machine applied every committed entry up to `index`.
   void applied(Index index);
   // The application stored a snapshot of its state machine covering every entry up to
   // meta.last_index (thesis §5.1). The log is compacted up to meta.last_index -
   // snapshot_trailing_entries. Fails with invalid_argument, changing nothing, if the index was
-  // not applied yet, is not above the last snapshot, or its term does not match the log.
+  // not applied yet, is not above the last snapshot, or its term or configuration (the latest
+  // configuration entry applied at or before the index) does not match the log.
   Result<void> snapshot_taken(const SnapshotMeta& meta);
   // The node layer's outcome of streaming a snapshot to `peer` (output.hpp step 7). On success
   // the leader probes the follower right after the snapshot; on failure it probes again from
@@ -94,6 +115,9 @@ class Core {
   [[nodiscard]] const SnapshotMeta& snapshot() const noexcept { return snapshot_; }
   [[nodiscard]] Index applied_index() const noexcept { return applied_; }
   [[nodiscard]] const Config& config() const noexcept { return config_; }
+  // The configuration in force: the latest one in the log, committed or not (§4.1).
+  [[nodiscard]] const Configuration& configuration() const noexcept { return conf_; }
+  [[nodiscard]] Index configuration_index() const noexcept { return conf_index_; }
   // The leader's view of a peer; nullptr when not leader or `peer` is unknown.
   [[nodiscard]] const Progress* progress(NodeId peer) const noexcept;
   // Walks the core's invariants and aborts with context on a broken one. Runs after every input
@@ -109,10 +133,14 @@ class Core {
     std::vector<NodeId> rejected;
   };
   struct Leader {
+    // One per member of the configuration other than this server, voters and learners.
     std::vector<Progress> peers;
+    // Learners to promote once caught up, and for how many ticks each has been.
+    std::vector<std::pair<NodeId, std::uint32_t>> promotions;
     std::uint32_t heartbeat_elapsed = 0;
-    // Scratch space for the commit computation, one slot per voter.
+    // Scratch space for the commit computation, one slot per voter of each set.
     std::vector<Index> matches;
+    std::vector<Index> matches_outgoing;
   };
 
   // core.cpp: roles and elections.
@@ -146,6 +174,20 @@ class Core {
   void handle_heartbeat_request(NodeId from, const HeartbeatRequest& r);
   void handle_heartbeat_response(Leader& leader, NodeId from);
 
+  // membership.cpp: configurations (§4).
+  [[nodiscard]] Configuration config_at(Index index) const;
+  void refresh_config();
+  void set_config(Configuration conf, Index index);
+  void sync_peers(Leader& leader);
+  void after_commit(Leader& leader);
+  void tick_promotions(Leader& leader);
+  [[nodiscard]] Result<Configuration> plan_change(const MembershipChange& change) const;
+  [[nodiscard]] Index append_config(Leader& leader, const Configuration& conf);
+  [[nodiscard]] VoteOutcome tally(const Candidate& c) const;
+  [[nodiscard]] bool quorum_active(const Leader& leader) const;
+  [[nodiscard]] Index quorum_match(Leader& leader) const;
+  void step_down_if_removed();
+
   // snapshot.cpp: compaction and snapshot transfer.
   void send_snapshot(Progress& pr);
   void handle_install_snapshot(NodeId from, const InstallSnapshot& r);
@@ -161,6 +203,12 @@ class Core {
   // Invariant: snapshot_.last_index >= log_.offset().
   SnapshotMeta snapshot_;
   RaftLog log_;
+  // The configuration in force at log_.offset(), and the one in force at the end of the log
+  // with the index of the entry that set it (0: from the base). Invariant: conf_ ==
+  // config_at(log_.last_index()).
+  Configuration base_conf_;
+  Configuration conf_;
+  Index conf_index_;
   Term term_;
   NodeId vote_;
   NodeId leader_;

@@ -91,15 +91,23 @@ void Core::handle_append_request(NodeId from, AppendRequest& r) {
   }
   const Index last_new = r.prev_log_index + r.entries.size();
   std::size_t k = 0;
+  bool conf_changed = false;
   for (; k < r.entries.size(); ++k) {
     const Entry& e = r.entries[k];
     if (e.index > log_.last_index()) break;
     if (!log_.matches(e.index, e.term)) {
-      log_.truncate_from(e.index);  // §3.5: delete the conflicting entry and all that follow
+      // §3.5: delete the conflicting entry and all that follow; a configuration they set is
+      // undone with them (§4.1).
+      log_.truncate_from(e.index);
+      conf_changed = conf_index_ >= e.index;
       break;
     }
   }
-  for (; k < r.entries.size(); ++k) log_.append(std::move(r.entries[k]));
+  for (; k < r.entries.size(); ++k) {
+    conf_changed = conf_changed || r.entries[k].type == EntryType::config;
+    log_.append(std::move(r.entries[k]));
+  }
+  if (conf_changed) refresh_config();
   if (r.leader_commit > commit) log_.commit_to(std::min(r.leader_commit, last_new));
   // The leader counts this server only once these entries are durable here.
   send_after_persist(from, AppendResponse{term_, true, last_new, log_.last_index(), {}, {}});
@@ -178,17 +186,19 @@ void Core::handle_heartbeat_response(Leader& leader, NodeId from) {
 // Commits the largest index a quorum holds durably, if it is from this term (§3.6.2, Figure
 // 3.7): an entry of an earlier term is committed only indirectly, by one of the current term.
 bool Core::maybe_commit(Leader& leader) {
-  leader.matches.clear();
-  leader.matches.push_back(log_.persisted_index());  // the leader counts once durable
-  for (const Progress& pr : leader.peers) leader.matches.push_back(pr.match_index);
-  const Index q = quorum_index(leader.matches);
-  if (q <= log_.commit_index() || !log_.matches(q, term_)) return false;
+  const Index q = quorum_match(leader);
+  if (q <= log_.commit_index() || q > log_.last_index() || !log_.matches(q, term_)) return false;
   log_.commit_to(q);
+  after_commit(leader);
   return true;
 }
 
 void Core::check_leader_invariants(const Leader& leader) const {
+  CORAFT_ASSERT(
+      leader.peers.size() + (conf_.contains(config_.id) ? 1 : 0) == conf_.members().size(),
+      leader.peers.size());
   for (const Progress& pr : leader.peers) {
+    CORAFT_ASSERT(conf_.contains(pr.id), pr.id);
     CORAFT_ASSERT(pr.match_index < pr.next_index, pr.id, pr.match_index, pr.next_index);
     CORAFT_ASSERT(pr.next_index <= log_.last_index() + 1, pr.id, pr.next_index, log_.last_index());
     CORAFT_ASSERT(pr.inflights.count() <= config_.inflight_msgs_max, pr.id);

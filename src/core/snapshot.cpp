@@ -18,11 +18,17 @@ Result<void> Core::snapshot_taken(const SnapshotMeta& meta) {
   if (!log_.matches(meta.last_index, meta.last_term)) {
     return Error(Errc::invalid_argument, "snapshot_taken: term does not match the log");
   }
+  if (meta.configuration != config_at(meta.last_index)) {
+    return Error(Errc::invalid_argument,
+                 "snapshot_taken: configuration differs from the one in force at its index");
+  }
   snapshot_ = meta;
   const std::uint64_t trailing = config_.snapshot_trailing_entries;
   const Index keep_after =
       meta.last_index.value() > trailing ? meta.last_index - trailing : Index();
-  log_.compact(std::max(log_.offset(), keep_after));
+  const Index upto = std::max(log_.offset(), keep_after);
+  base_conf_ = config_at(upto);
+  log_.compact(upto);
 #ifndef NDEBUG
   check_invariants();
 #endif
@@ -71,6 +77,8 @@ void Core::handle_install_snapshot(NodeId from, const InstallSnapshot& r) {
     // A log that holds the snapshot's last entry keeps what follows it (§5.3); any other log is
     // replaced by the snapshot.
     log_.restore(last, r.meta.last_term);
+    base_conf_ = r.meta.configuration;
+    refresh_config();
     snapshot_ = r.meta;
     install_pending_ = r.meta;
     apply_handed_ = last;

@@ -150,9 +150,16 @@ Result<void> Cluster::take_snapshot(std::uint64_t id) {
   auto term = c.log().term_at(at);
   CORAFT_ASSERT(term.has_value(), at);
   SnapshotMeta meta{at, *term, {}};
-  auto config = Configuration::make(s.config.voters);
+  // The configuration in force at `at`: the last one applied, else the stored snapshot's, else
+  // the one the cluster started with.
+  auto config = Configuration::make(s.config.voters, {}, s.config.learners);
   CORAFT_ASSERT(config.ok());
-  meta.configuration = *config;
+  meta.configuration = s.durable.snapshot ? s.durable.snapshot->configuration : *config;
+  for (const Entry& e : s.applied) {
+    if (e.index <= at && e.type == EntryType::config) {
+      meta.configuration = *decode_configuration(e.payload.span());
+    }
+  }
   std::vector<Entry> state;
   for (const Entry& e : s.applied) {
     if (e.index <= at) state.push_back(e);

@@ -73,20 +73,23 @@ TEST_CASE("a snapshot compacts the log but keeps the configured trailing entries
   // Reference: §5.1
 }
 
-TEST_CASE("a snapshot that is not applied, not newer or from another term is refused") {
+TEST_CASE("a snapshot that is not applied, not newer, or of another term or configuration is refused") {
   Cluster c(3, [](Config& cfg) { cfg.snapshot_trailing_entries = 0; });
   c.elect(1);
   propose_n(c, 1, 3);
   Core& l = c.core(1);
   const Term t = l.term();
   // Act / check: beyond the applied index, then a mismatching term, then a good one twice.
-  auto beyond = l.snapshot_taken(SnapshotMeta{l.applied_index() + 1, t, {}});
+  const Configuration conf = l.configuration();
+  auto beyond = l.snapshot_taken(SnapshotMeta{l.applied_index() + 1, t, conf});
   CHECK(beyond.error().is(Errc::invalid_argument));
-  auto wrong_term = l.snapshot_taken(SnapshotMeta{Index(2), t + 1, {}});
+  auto wrong_term = l.snapshot_taken(SnapshotMeta{Index(2), t + 1, conf});
   CHECK(wrong_term.error().is(Errc::invalid_argument));
+  auto wrong_conf = l.snapshot_taken(SnapshotMeta{Index(2), t, *Configuration::make({NodeId(1)})});
+  CHECK(wrong_conf.error().is(Errc::invalid_argument));
   CHECK(l.log().offset() == Index(0));
-  REQUIRE(l.snapshot_taken(SnapshotMeta{Index(3), t, {}}).ok());
-  auto again = l.snapshot_taken(SnapshotMeta{Index(3), t, {}});
+  REQUIRE(l.snapshot_taken(SnapshotMeta{Index(3), t, conf}).ok());
+  auto again = l.snapshot_taken(SnapshotMeta{Index(3), t, conf});
   CHECK(again.error().is(Errc::invalid_argument));
   CHECK(l.log().offset() == Index(3));
   // Reference: §5.1
