@@ -166,6 +166,8 @@ Result<void> Core::step(Message m) {
     handle_install_snapshot(from, *is);
   } else if (auto* isr = std::get_if<InstallSnapshotResponse>(&m.body)) {
     if (auto* l = std::get_if<Leader>(&state_)) handle_snapshot_response(*l, from, *isr);
+  } else if (std::holds_alternative<TimeoutNow>(m.body)) {
+    if (!std::holds_alternative<Leader>(state_)) handle_timeout_now();
   }
   step_down_if_removed();
 #ifndef NDEBUG
@@ -180,9 +182,6 @@ Result<void> Core::validate(const Message& m) const {
   // server has not heard of yet. Votes count only from voters, and only members get entries.
   if (m.from == config_.id || m.from == no_node) {
     return Error(Errc::protocol_error, "message from an impossible sender");
-  }
-  if (std::holds_alternative<TimeoutNow>(m.body)) {
-    return Error(Errc::protocol_error, "leadership transfer is not supported");
   }
   if (const auto* is = std::get_if<InstallSnapshot>(&m.body)) {
     if (!is->done) return Error(Errc::protocol_error, "InstallSnapshot chunk reached the core");
@@ -215,6 +214,9 @@ Result<void> Core::validate(const Message& m) const {
 Result<Index> Core::propose(std::span<const Bytes> payloads) {
   auto* l = std::get_if<Leader>(&state_);
   if (!l) return Error::not_leader(leader_);
+  if (l->transfer_target != no_node) {
+    return Error(Errc::transfer_in_progress, "propose: leadership is being transferred");
+  }
   if (payloads.empty()) return Error(Errc::invalid_argument, "propose: no payloads");
   if (payloads.size() > config_.pending_proposals_max) {
     return Error(Errc::too_large, "propose: more payloads than pending_proposals_max");
@@ -323,7 +325,8 @@ bool Core::step_term(const Message& m) {
     }
     const bool from_leader = std::holds_alternative<AppendRequest>(m.body) ||
                              std::holds_alternative<HeartbeatRequest>(m.body) ||
-                             std::holds_alternative<InstallSnapshot>(m.body);
+                             std::holds_alternative<InstallSnapshot>(m.body) ||
+                             std::holds_alternative<TimeoutNow>(m.body);
     become_follower(t, from_leader ? m.from : no_node);
     return true;
   }
@@ -371,25 +374,25 @@ void Core::become_pre_candidate() {
   state_ = Candidate{true, {}, {}};
   leader_ = no_node;
   reset_election_timer();
-  request_votes(true);
+  request_votes(true, false);
   record_vote(std::get<Candidate>(state_), config_.id, true);
 }
 
-void Core::become_candidate() {
+void Core::become_candidate(bool transfer) {
   ++term_;
   vote_ = config_.id;
   leader_ = no_node;
   state_ = Candidate{false, {}, {}};
   reset_election_timer();
-  request_votes(false);
+  request_votes(false, transfer);
   record_vote(std::get<Candidate>(state_), config_.id, true);
 }
 
-void Core::request_votes(bool pre_vote) {
+void Core::request_votes(bool pre_vote, bool transfer) {
   const Term term = pre_vote ? term_ + 1 : term_;
   for (NodeId peer : conf_.members()) {
     if (peer == config_.id || !conf_.is_voter(peer)) continue;
-    VoteRequest r{term, log_.last_index(), log_.last_term(), pre_vote, false};
+    VoteRequest r{term, log_.last_index(), log_.last_term(), pre_vote, transfer};
     // A real candidate's own vote must be durable before it asks for others (§3.8).
     if (pre_vote) {
       send(peer, r);
@@ -472,6 +475,7 @@ void Core::tick_leader(Leader& l) {
     }
   }
   tick_promotions(l);
+  tick_transfer(l);
   for (Progress& pr : l.peers) {
     if (pr.state != Progress::State::replicate || pr.inflights.count() == 0) continue;
     if (++pr.stall_ticks >= config_.replicate_stall_ticks) {

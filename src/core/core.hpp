@@ -68,10 +68,10 @@ class Core {
   // ---- Inputs ----
   // One unit of logical time (election and heartbeat timeouts count ticks).
   void tick();
-  // A message from a peer. Malformed messages, messages not addressed to this server or not
-  // from a voter, and kinds this version does not handle (snapshot chunks not marked done,
-  // TimeoutNow) are refused with protocol_error and change nothing. An InstallSnapshot with
-  // done = true announces a snapshot fully received and durably staged (output.hpp step 7).
+  // A message from a peer. Malformed messages, messages not addressed to this server, sent by
+  // no_node or by this server, and snapshot chunks not marked done are refused with
+  // protocol_error and change nothing. An InstallSnapshot with done = true announces a snapshot
+  // fully received and durably staged (output.hpp step 7).
   Result<void> step(Message message);
   // Appends one entry per payload if this server is the leader; returns the index of the first.
   // Fails with not_leader (hint: the leader this server knows), too_large (a payload over
@@ -82,11 +82,20 @@ class Core {
   void persisted(Term term, Index index);
   // Appends a configuration entry for `change` if this server is the leader; returns its index.
   // The configuration takes effect on every server as soon as the entry is in its log (§4.1).
-  // Fails with not_leader; with overloaded while an earlier change is not committed or this
-  // leader has not committed an entry of its own term yet (needed for safety, §4.1); with
+  // Fails with not_leader; with transfer_in_progress; with config_change_pending while an
+  // earlier change is not committed; with overloaded while this leader has not committed an
+  // entry of its own term yet (needed for safety, §4.1); with
   // invalid_argument if the result has no voter, or would turn a voter into a learner in one
   // step (remove it first), or asks to promote a server that is not a learner.
   Result<Index> change_membership(const MembershipChange& change);
+  // Hands leadership to the voter `target` (thesis §3.10): proposals and membership changes
+  // are refused with transfer_in_progress from now on; the target is brought up to date and
+  // then told to campaign at once (TimeoutNow). The transfer is given up, and proposals are
+  // accepted again, if the target is not leader within an election timeout. Fails with
+  // not_leader, or invalid_argument if `target` is this server or not a voter.
+  Result<void> transfer_leadership(NodeId target);
+  // The voter leadership is being handed to, or no_node.
+  [[nodiscard]] NodeId transfer_target() const noexcept;
   // The state machine applied every committed entry up to `index`.
   void applied(Index index);
   // The application stored a snapshot of its state machine covering every entry up to
@@ -138,6 +147,11 @@ class Core {
     // Learners to promote once caught up, and for how many ticks each has been.
     std::vector<std::pair<NodeId, std::uint32_t>> promotions;
     std::uint32_t heartbeat_elapsed = 0;
+    // Leadership transfer (§3.10): the target, ticks since it began, and whether TimeoutNow
+    // went out. Invariant: transfer_target is a voter other than this server, or no_node.
+    NodeId transfer_target;
+    std::uint32_t transfer_elapsed = 0;
+    bool timeout_now_sent = false;
     // Scratch space for the commit computation, one slot per voter of each set.
     std::vector<Index> matches;
     std::vector<Index> matches_outgoing;
@@ -146,10 +160,10 @@ class Core {
   // core.cpp: roles and elections.
   void become_follower(Term term, NodeId leader);
   void become_pre_candidate();
-  void become_candidate();
+  void become_candidate(bool transfer = false);
   void become_leader();
   void campaign();
-  void request_votes(bool pre_vote);
+  void request_votes(bool pre_vote, bool transfer);
   void reset_election_timer();
   void tick_election();
   void tick_leader(Leader& leader);
@@ -187,6 +201,11 @@ class Core {
   [[nodiscard]] bool quorum_active(const Leader& leader) const;
   [[nodiscard]] Index quorum_match(Leader& leader) const;
   void step_down_if_removed();
+
+  // transfer.cpp: leadership transfer.
+  void maybe_send_timeout_now(Leader& leader, const Progress& pr);
+  void tick_transfer(Leader& leader);
+  void handle_timeout_now();
 
   // snapshot.cpp: compaction and snapshot transfer.
   void send_snapshot(Progress& pr);

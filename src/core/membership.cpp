@@ -58,6 +58,9 @@ void Core::sync_peers(Leader& leader) {
   const std::vector<NodeId> members = conf_.members();
   std::erase_if(leader.peers, [&](const Progress& pr) { return !listed(members, pr.id); });
   std::erase_if(leader.promotions, [&](const auto& p) { return !conf_.is_learner(p.first); });
+  if (leader.transfer_target != no_node && !conf_.is_voter(leader.transfer_target)) {
+    leader.transfer_target = no_node;  // the target left: nothing to hand over
+  }
   for (NodeId id : members) {
     if (id == config_.id || find_progress(leader, id)) continue;
     leader.peers.emplace_back(id, log_.last_index() + 1, config_.inflight_msgs_max,
@@ -101,8 +104,11 @@ Result<Configuration> Core::plan_change(const MembershipChange& change) const {
 Result<Index> Core::change_membership(const MembershipChange& change) {
   auto* l = std::get_if<Leader>(&state_);
   if (!l) return Error::not_leader(leader_);
+  if (l->transfer_target != no_node) {
+    return Error(Errc::transfer_in_progress, "membership: leadership is being transferred");
+  }
   if (conf_index_ > log_.commit_index() || conf_.joint()) {
-    return Error(Errc::overloaded, "membership: an earlier change is not finished");
+    return Error(Errc::config_change_pending, "membership: an earlier change is not finished");
   }
   // A leader must commit an entry of its own term before it changes the configuration, or a
   // change of an earlier leader that it does not know of could form a second majority.

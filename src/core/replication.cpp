@@ -139,6 +139,7 @@ void Core::handle_append_response(Leader& leader, NodeId from, const AppendRespo
   if (pr->state == Progress::State::probe && r.match_index >= pr->match_index) {
     pr->become_replicate();
   }
+  if (leader.transfer_target == from) maybe_send_timeout_now(leader, *pr);
   if (moved && maybe_commit(leader)) {
     broadcast_append(leader);
   } else {

@@ -101,6 +101,7 @@ void Core::handle_snapshot_response(Leader& leader, NodeId from, const InstallSn
   if (pr->state == Progress::State::snapshot && pr->match_index >= pr->pending_snapshot) {
     pr->become_probe();
   }
+  if (leader.transfer_target == from) maybe_send_timeout_now(leader, *pr);
   if (moved && maybe_commit(leader)) {
     broadcast_append(leader);
   } else {
