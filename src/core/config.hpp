@@ -59,6 +59,17 @@ struct Config {
   // many entries of the leader's last index for a full election timeout (§4.2.1).
   std::uint64_t promotion_lag_entries_max = 64;
 
+  // Linearizable reads (§6.4). ReadIndex is always available. Lease reads (opt-in) answer at
+  // once while a quorum acknowledged a heartbeat sent less than election_ticks -
+  // lease_clock_drift_ticks ago: voters refuse other candidates for election_ticks after
+  // hearing from the leader, so no other leader can exist yet, provided no server's clock runs
+  // faster than the bound allows. They need check_quorum; lease_clock_drift_ticks must be
+  // below election_ticks.
+  bool lease_reads = false;
+  std::uint32_t lease_clock_drift_ticks = 2;
+  // Reads a leader holds waiting for their heartbeat round; past it reads get overloaded.
+  std::uint32_t reads_pending_max = 1u << 14;
+
   // Fails with invalid_argument and a detail naming the first bad field.
   [[nodiscard]] Result<void> validate() const;
 };

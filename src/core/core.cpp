@@ -82,6 +82,7 @@ Core::Core(Config config, DurableState durable)
     base_conf_ = std::move(*initial);
   }
   refresh_config();
+  restarted_ = term_.value() > 0;
   // A crash may keep a write's entries but not the hard state written with it; the entries'
   // term is then the newest one this server has seen, and it has cast no vote in it.
   if (log_.last_term() > term_) {
@@ -121,6 +122,7 @@ void Core::send_after_persist(NodeId to, MessageBody body) {
 // ---- Inputs ----
 
 void Core::tick() {
+  if (ticks_since_start_ < config_.election_ticks) ++ticks_since_start_;
   if (auto* l = std::get_if<Leader>(&state_)) {
     tick_leader(*l);
   } else {
@@ -157,8 +159,8 @@ Result<void> Core::step(Message m) {
     handle_heartbeat_request(from, *h);
   } else if (auto* ar = std::get_if<AppendResponse>(&m.body)) {
     if (auto* l = std::get_if<Leader>(&state_)) handle_append_response(*l, from, *ar);
-  } else if (std::holds_alternative<HeartbeatResponse>(m.body)) {
-    if (auto* l = std::get_if<Leader>(&state_)) handle_heartbeat_response(*l, from);
+  } else if (auto* hr = std::get_if<HeartbeatResponse>(&m.body)) {
+    if (auto* l = std::get_if<Leader>(&state_)) handle_heartbeat_response(*l, from, *hr);
   } else if (auto* is = std::get_if<InstallSnapshot>(&m.body)) {
     if (std::holds_alternative<Leader>(state_)) {
       return Error(Errc::protocol_error, "InstallSnapshot from a second leader in this term");
@@ -168,6 +170,10 @@ Result<void> Core::step(Message m) {
     if (auto* l = std::get_if<Leader>(&state_)) handle_snapshot_response(*l, from, *isr);
   } else if (std::holds_alternative<TimeoutNow>(m.body)) {
     if (!std::holds_alternative<Leader>(state_)) handle_timeout_now();
+  } else if (auto* rr = std::get_if<ReadIndexRequest>(&m.body)) {
+    handle_read_index_request(from, *rr);
+  } else if (auto* rs = std::get_if<ReadIndexResponse>(&m.body)) {
+    handle_read_index_response(*rs);
   }
   step_down_if_removed();
 #ifndef NDEBUG
@@ -267,6 +273,7 @@ bool Core::has_output() const noexcept {
   if (HardState{term_, vote_} != saved_hard_) return true;
   if (log_.has_unsaved() || !messages_.empty() || !messages_after_persist_.empty()) return true;
   if (install_pending_ || !snapshot_sends_.empty()) return true;
+  if (!reads_ready_.empty() || !reads_dropped_.empty()) return true;
   if (SoftState{role(), leader_, term_} != reported_soft_) return true;
   const Index ready = std::min(log_.commit_index(), log_.persisted_index());
   return ready > apply_handed_ && apply_handed_ - applied_ < config_.apply_entries_max;
@@ -284,6 +291,8 @@ Output Core::take_output() {
   if (log_.has_unsaved()) log_.take_unsaved(out.truncate_from, out.entries);
   out.messages.swap(messages_);
   out.snapshot_sends.swap(snapshot_sends_);
+  out.reads_ready.swap(reads_ready_);
+  out.reads_dropped.swap(reads_dropped_);
   out.messages_after_persist.swap(messages_after_persist_);
   collect_committed(out);
   const SoftState ss{role(), leader_, term_};
@@ -306,7 +315,11 @@ void Core::collect_committed(Output& out) {
 // ---- Terms and roles ----
 
 bool Core::in_leader_lease() const noexcept {
-  return config_.check_quorum && leader_ != no_node && election_elapsed_ < config_.election_ticks;
+  // A server that ever saw a term may have answered a leader's heartbeat before it restarted.
+  const bool after_restart =
+      config_.lease_reads && restarted_ && ticks_since_start_ < config_.election_ticks;
+  return config_.check_quorum && (leader_ != no_node || after_restart) &&
+         election_elapsed_ < config_.election_ticks;
 }
 
 // Applies the term rules every message obeys (§3.3); returns false when the message is done.
@@ -353,6 +366,7 @@ void Core::reset_election_timer() {
 
 void Core::become_follower(Term term, NodeId leader) {
   CORAFT_ASSERT(term >= term_, term, term_);
+  if (auto* l = std::get_if<Leader>(&state_)) drop_reads(*l);
   if (term > term_) {
     term_ = term;
     vote_ = no_node;
@@ -462,6 +476,7 @@ void Core::become_leader() {
 }
 
 void Core::tick_leader(Leader& l) {
+  ++l.ticks;
   ++election_elapsed_;
   if (election_elapsed_ >= config_.election_ticks) {
     election_elapsed_ = 0;

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <span>
 #include <variant>
@@ -96,6 +97,13 @@ class Core {
   Result<void> transfer_leadership(NodeId target);
   // The voter leadership is being handed to, or no_node.
   [[nodiscard]] NodeId transfer_target() const noexcept;
+  // A linearizable read with the caller's identifier `id` (§6.4). The answer comes in a later
+  // Output's reads_ready (or reads_dropped). A leader answers after one heartbeat round
+  // confirms it still leads (every read asked while a round is out joins the next round), or
+  // at once within its lease when Config::lease_reads is set; a follower forwards the read to
+  // its leader. Fails with not_leader when no leader is known, overloaded if this leader has
+  // not committed an entry of its term yet or holds reads_pending_max reads.
+  Result<void> read_index(std::uint64_t id);
   // The state machine applied every committed entry up to `index`.
   void applied(Index index);
   // The application stored a snapshot of its state machine covering every entry up to
@@ -152,6 +160,20 @@ class Core {
     NodeId transfer_target;
     std::uint32_t transfer_elapsed = 0;
     bool timeout_now_sent = false;
+    // Reads waiting for the heartbeat round `seq` to be acknowledged by a quorum, in seq order.
+    struct PendingRead {
+      std::uint64_t id;
+      NodeId origin;  // this server, or the follower that forwarded the read
+      Index index;
+      std::uint64_t seq;
+    };
+    std::deque<PendingRead> reads;
+    // Heartbeat rounds: the last sent, and when (in this leader's ticks) recent ones went out.
+    std::uint64_t heartbeat_seq = 0;
+    std::deque<std::pair<std::uint64_t, std::uint64_t>> heartbeat_sent;
+    std::uint64_t ticks = 0;
+    // Set once TimeoutNow went out: voters may then elect another leader at once.
+    bool lease_revoked = false;
     // Scratch space for the commit computation, one slot per voter of each set.
     std::vector<Index> matches;
     std::vector<Index> matches_outgoing;
@@ -186,7 +208,7 @@ class Core {
   void handle_append_response(Leader& leader, NodeId from, const AppendResponse& r);
   void handle_append_rejection(Leader& leader, Progress& pr, const AppendResponse& r);
   void handle_heartbeat_request(NodeId from, const HeartbeatRequest& r);
-  void handle_heartbeat_response(Leader& leader, NodeId from);
+  void handle_heartbeat_response(Leader& leader, NodeId from, const HeartbeatResponse& r);
 
   // membership.cpp: configurations (§4).
   [[nodiscard]] Configuration config_at(Index index) const;
@@ -201,6 +223,16 @@ class Core {
   [[nodiscard]] bool quorum_active(const Leader& leader) const;
   [[nodiscard]] Index quorum_match(Leader& leader) const;
   void step_down_if_removed();
+
+  // read.cpp: linearizable reads.
+  [[nodiscard]] Result<void> leader_read(Leader& leader, std::uint64_t id, NodeId origin);
+  void release_reads(Leader& leader);
+  void answer_read(const Leader::PendingRead& r);
+  [[nodiscard]] std::uint64_t quorum_round(Leader& leader) const;
+  [[nodiscard]] bool lease_valid(Leader& leader) const;
+  void handle_read_index_request(NodeId from, const ReadIndexRequest& r);
+  void handle_read_index_response(const ReadIndexResponse& r);
+  void drop_reads(Leader& leader);
 
   // transfer.cpp: leadership transfer.
   void maybe_send_timeout_now(Leader& leader, const Progress& pr);
@@ -245,6 +277,12 @@ class Core {
   std::vector<SnapshotSend> snapshot_sends_;
   // A received snapshot accepted since the last take_output().
   std::optional<SnapshotMeta> install_pending_;
+  std::vector<ReadState> reads_ready_;
+  std::vector<std::uint64_t> reads_dropped_;
+  // Ticks since this core started, counted up to election_ticks: with lease reads, a restarted
+  // voter honours the lease of a leader it may have heard from before the crash.
+  std::uint32_t ticks_since_start_ = 0;
+  bool restarted_ = false;
 
   // Invariant: applied_ <= apply_handed_ <= min(commit, persisted), log_.offset() <=
   // apply_handed_ (an installed snapshot counts as handed out).

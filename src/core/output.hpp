@@ -44,6 +44,10 @@
 //     index i is durable, call `core.snapshot_taken(meta)`. The core forgets entries up to
 //     i - Config::snapshot_trailing_entries; stored entries at or below i may be deleted from
 //     then on.
+// 10. Reads: for each of `reads_ready`, serve the read with that id once the state machine has
+//     applied `index` (at once if it already has). Fail each of `reads_dropped`. A read
+//     forwarded to the leader whose answer is lost is never reported: the caller bounds its
+//     wait with its own timeout and retries.
 //  9. After a crash, build a new core from what is durable (the last hard state, the stored
 //     snapshot, if any, loaded into the state machine first, and the stored log). Nothing of an
 //     output that was not durable counts. The commit index is not part of the hard state: a
@@ -94,6 +98,14 @@ struct SnapshotSend {
   SnapshotMeta meta;  // the snapshot the core last heard of through snapshot_taken()
 };
 
+// A linearizable read that may be served once the state machine applied `index` (§6.4).
+struct ReadState {
+  std::uint64_t id = 0;  // the caller's identifier given to Core::read_index()
+  Index index;
+
+  friend bool operator==(const ReadState&, const ReadState&) = default;
+};
+
 struct Output {
   std::optional<HardState> hard_state;
   // A received snapshot to make durable (step 2) and to load into the state machine (step 5).
@@ -107,6 +119,10 @@ struct Output {
   std::vector<Entry> committed;
   std::optional<SoftState> soft_state;
   std::vector<SnapshotSend> snapshot_sends;
+  // Reads confirmed (step 10) and reads this server gave up on (its leadership ended, or the
+  // leader refused a forwarded read).
+  std::vector<ReadState> reads_ready;
+  std::vector<std::uint64_t> reads_dropped;
 
   [[nodiscard]] bool has_durable_work() const noexcept {
     return hard_state.has_value() || install_snapshot.has_value() || truncate_from.has_value() ||

@@ -68,6 +68,8 @@ struct Progress {
   Index commit_sent;
   // In snapshot state: the last index of the snapshot being sent.
   Index pending_snapshot;
+  // The newest heartbeat round (read context) this follower answered.
+  std::uint64_t read_acked = 0;
   // Ticks since the last acknowledgement that moved match_index, while messages are in flight.
   std::uint32_t stall_ticks = 0;
   Inflights inflights;

@@ -8,6 +8,11 @@
 
 namespace coraft::core {
 
+namespace {
+// Send times kept for recent heartbeat rounds; older rounds are too old to extend a lease.
+constexpr std::size_t heartbeat_rounds_kept_max = 64;
+}  // namespace
+
 Progress* Core::find_progress(Leader& leader, NodeId id) noexcept {
   for (Progress& pr : leader.peers) {
     if (pr.id == id) return &pr;
@@ -63,10 +68,15 @@ void Core::broadcast_append(Leader& leader) {
 }
 
 void Core::broadcast_heartbeat(Leader& leader) {
+  // Every round has its own read context: a quorum answering it confirms this server was still
+  // leader when it went out (§6.4), which serves reads and measures the lease.
+  const std::uint64_t seq = ++leader.heartbeat_seq;
+  leader.heartbeat_sent.emplace_back(seq, leader.ticks);
+  if (leader.heartbeat_sent.size() > heartbeat_rounds_kept_max) leader.heartbeat_sent.pop_front();
   for (Progress& pr : leader.peers) {
     // A follower may commit only what it is known to hold.
     const Index commit = std::min(log_.commit_index(), pr.match_index);
-    send(pr.id, HeartbeatRequest{term_, commit, 0});
+    send(pr.id, HeartbeatRequest{term_, commit, seq});
   }
 }
 
@@ -174,10 +184,14 @@ void Core::handle_heartbeat_request(NodeId from, const HeartbeatRequest& r) {
   send_after_persist(from, HeartbeatResponse{term_, r.read_context});
 }
 
-void Core::handle_heartbeat_response(Leader& leader, NodeId from) {
+void Core::handle_heartbeat_response(Leader& leader, NodeId from, const HeartbeatResponse& r) {
   Progress* pr = find_progress(leader, from);
   if (!pr) return;
   pr->recent_active = true;
+  if (r.read_context > pr->read_acked && r.read_context <= leader.heartbeat_seq) {
+    pr->read_acked = r.read_context;
+    release_reads(leader);
+  }
   if (pr->state == Progress::State::probe) pr->probe_sent = false;  // retry a lost probe
   if (pr->match_index < log_.last_index() || pr->commit_sent < log_.commit_index()) {
     send_append(leader, *pr);

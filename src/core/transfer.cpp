@@ -40,6 +40,7 @@ Result<void> Core::transfer_leadership(NodeId target) {
 void Core::maybe_send_timeout_now(Leader& leader, const Progress& pr) {
   if (leader.timeout_now_sent || pr.match_index != log_.last_index()) return;
   leader.timeout_now_sent = true;
+  leader.lease_revoked = true;  // voters may now elect the target at once
   send(pr.id, TimeoutNow{term_});
 }
 

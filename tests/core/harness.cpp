@@ -63,6 +63,9 @@ void Cluster::flush(std::uint64_t id) {
       s.core->applied(out.install_snapshot->last_index);
     }
     for (const Entry& e : out.committed) s.applied.push_back(e);
+    s.reads_ready.insert(s.reads_ready.end(), out.reads_ready.begin(), out.reads_ready.end());
+    s.reads_dropped.insert(s.reads_dropped.end(), out.reads_dropped.begin(),
+                           out.reads_dropped.end());
     if (!out.committed.empty()) s.core->applied(out.committed.back().index);
   }
 }

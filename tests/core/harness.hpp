@@ -26,6 +26,9 @@ struct Server {
   // snapshot staged for installation.
   std::vector<Entry> snapshot_entries;
   std::vector<Entry> staged;
+  // Reads the core reported ready or dropped.
+  std::vector<ReadState> reads_ready;
+  std::vector<std::uint64_t> reads_dropped;
 };
 
 class Cluster {

@@ -163,7 +163,8 @@ std::string describe(const core::MessageBody& b) {
 [[maybe_unused]] const char* body_name(const core::MessageBody& b) {
   static const char* names[] = {"VoteRequest", "VoteResponse", "AppendRequest",
                                 "AppendResponse", "Heartbeat", "HeartbeatResponse",
-                                "InstallSnapshot", "InstallSnapshotResponse", "TimeoutNow"};
+                                "InstallSnapshot", "InstallSnapshotResponse", "TimeoutNow",
+                                "ReadIndexRequest", "ReadIndexResponse"};
   return names[b.index()];
 }
 
