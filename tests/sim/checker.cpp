@@ -14,16 +14,16 @@ void Checker::on_leader(Term term, NodeId node, const core::RaftLog& log) {
   const auto t = static_cast<std::size_t>(term.value());
   if (leaders_.size() <= t) leaders_.resize(t + 1);
   if (leaders_[t] != no_node && leaders_[t] != node) {
-    fail(detail::concat("election safety: nodes ", leaders_[t], " and ", node,
-                        " both led term ", term));
+    fail(detail::concat("election safety: nodes ", leaders_[t], " and ", node, " both led term ",
+                        term));
     return;
   }
   leaders_[t] = node;
   for (std::size_t k = 0; k < committed_.size(); ++k) {
     const Index i(k + 1);
     if (committed_[k].commit_term < term && !log.matches(i, committed_[k].term)) {
-      fail(detail::concat("leader completeness: leader ", node, " of term ", term,
-                          " lacks entry ", i, " committed in term ", committed_[k].commit_term));
+      fail(detail::concat("leader completeness: leader ", node, " of term ", term, " lacks entry ",
+                          i, " committed in term ", committed_[k].commit_term));
       return;
     }
   }
@@ -39,8 +39,8 @@ void Checker::on_leader_commit(Term term, const core::RaftLog& log) {
     if (k < committed_.size() && committed_[k].commit_term.value() != 0) {
       Committed& c = committed_[k];
       if (c.term != e.term || c.type != e.type || !(c.payload == e.payload)) {
-        fail(detail::concat("state machine safety: the leader of term ", term, " committed (",
-                            i, ", term ", e.term, ") but (", i, ", term ", c.term,
+        fail(detail::concat("state machine safety: the leader of term ", term, " committed (", i,
+                            ", term ", e.term, ") but (", i, ", term ", c.term,
                             ") was committed before"));
         return;
       }
@@ -181,8 +181,8 @@ void Checker::check_linearizable(const std::vector<OpRecord>& history) {
     const std::uint64_t floor = floor_at_invoke[slot];
     const bool ok = p.op->is_read ? p.op->value >= floor : p.op->value > floor;
     if (!ok) {
-      fail(detail::concat("linearizability: an op invoked at ", p.op->invoked_us,
-                          "us returned ", p.op->value, " after an earlier op returned ", floor));
+      fail(detail::concat("linearizability: an op invoked at ", p.op->invoked_us, "us returned ",
+                          p.op->value, " after an earlier op returned ", floor));
       return;
     }
     returned_max = std::max(returned_max, p.op->value);

@@ -28,7 +28,7 @@ void World::inject_fault() {
   if (healing_) return;
   std::vector<FaultBit> kinds;
   for (FaultBit b : {fault_drop, fault_dup, fault_reorder, fault_delay, fault_partition,
-                     fault_crash, fault_torn}) {
+                     fault_crash, fault_torn, fault_transfer}) {
     if (opt_.faults & b) kinds.push_back(b);
   }
   const FaultBit kind = kinds[rng_.below(kinds.size())];
@@ -58,6 +58,7 @@ void World::inject_fault() {
       delay_max_us_ = rng_.range(20'000, 300'000);
       trace("fault: delay up to ", delay_max_us_ / 1000, "ms for ", duration / 1000, "ms");
       break;
+    case fault_transfer: transfer(); break;
     case fault_partition:
       partition();
       schedule(now_ + duration, Ev::heal_partition, 0, 0, partition_id_);
@@ -130,6 +131,19 @@ void World::partition() {
     }
     trace("fault: partition of random links");
   }
+}
+
+void World::transfer() {
+  for (Node& n : nodes_) {
+    if (!n.up || n.core->role() != core::Role::leader) continue;
+    const auto& voters = n.core->configuration().voters;
+    const NodeId target = voters[rng_.below(voters.size())];
+    trace("fault: n", n.id, " transfers leadership to n", target);
+    (void)n.core->transfer_leadership(target);  // refused when the target is the leader itself
+    after_input(n);
+    return;
+  }
+  --faults_injected_;  // no leader to transfer from
 }
 
 void World::heal() {
@@ -314,13 +328,12 @@ SeedResult World::run() {
 using impl::World;
 
 bool parse_faults(std::string_view text, std::uint32_t& mask, std::string& error) {
-  static constexpr std::pair<std::string_view, FaultBit> names[] = {{"drop", fault_drop},
-                                                                    {"dup", fault_dup},
-                                                                    {"reorder", fault_reorder},
-                                                                    {"delay", fault_delay},
-                                                                    {"partition", fault_partition},
-                                                                    {"crash", fault_crash},
-                                                                    {"torn", fault_torn}};
+  static constexpr std::pair<std::string_view, FaultBit> names[] = {
+      {"drop", fault_drop},           {"dup", fault_dup},
+      {"reorder", fault_reorder},     {"delay", fault_delay},
+      {"partition", fault_partition}, {"crash", fault_crash},
+      {"torn", fault_torn},           {"transfer", fault_transfer},
+      {"reads", fault_reads}};
   if (text == "all") {
     mask = faults_all;
     return true;
@@ -334,7 +347,8 @@ bool parse_faults(std::string_view text, std::uint32_t& mask, std::string& error
                            [&](const auto& p) { return p.first == name; });
     if (it == std::end(names)) {
       error = "unknown fault '" + std::string(name) +
-              "' (known: drop, dup, reorder, delay, partition, crash, torn, all, none)";
+              "' (known: drop, dup, reorder, delay, partition, crash, torn, transfer, reads, "
+              "all, none)";
       return false;
     }
     mask |= it->second;
@@ -346,10 +360,10 @@ bool parse_faults(std::string_view text, std::uint32_t& mask, std::string& error
 std::string faults_text(std::uint32_t mask) {
   if (mask == faults_all) return "all";
   if (mask == 0) return "none";
-  static constexpr const char* names[] = {"drop",      "dup",   "reorder", "delay",
-                                          "partition", "crash", "torn"};
+  static constexpr const char* names[] = {"drop",  "dup",  "reorder",  "delay", "partition",
+                                          "crash", "torn", "transfer", "reads"};
   std::string out;
-  for (int b = 0; b < 7; ++b) {
+  for (int b = 0; b < 9; ++b) {
     if (mask & (1u << b)) {
       if (!out.empty()) out += ',';
       out += names[b];

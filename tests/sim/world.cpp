@@ -22,6 +22,7 @@ core::Config World::config_for(const Node& n) const {
   c.pending_proposals_max = knobs_.pending_proposals_max;
   c.apply_entries_max = knobs_.apply_entries_max;
   c.replicate_stall_ticks = knobs_.replicate_stall_ticks;
+  c.lease_reads = (opt_.faults & fault_reads) && knobs_.lease_reads;
   return c;
 }
 
@@ -62,6 +63,8 @@ void World::crash(Node& n, bool torn) {
   ++n.incarnation;
   n.pending.clear();
   n.inbox.clear();
+  n.reads.clear();
+  n.reads_waiting_apply.clear();
   n.disk_busy_until = 0;
   trace("n", n.id, torn ? " crash (torn)" : " crash", " durable=", n.durable.size());
   mix(0xc4a5 ^ n.id.value());
@@ -108,6 +111,47 @@ void World::handle_output(Node& n, core::Output& out) {
   if (!out.committed.empty()) {
     for (const Entry& e : out.committed) apply(n, e);
     n.core->applied(out.committed.back().index);
+  }
+  handle_reads(n, out);
+}
+
+// ---- Reads without the log ----
+
+void World::read_request(Node& n, const Waiting& w) {
+  auto r = n.core->read_index(w.op);
+  if (!r) {
+    schedule(now_ + client_hop_us, Ev::client_fail, w.client, w.attempt,
+             r.error().leader_hint.value());
+    return;
+  }
+  n.reads[w.op] = Pending{w.client, w.op};
+  trace("n", n.id, " read op ", w.op, " asked");
+}
+
+void World::handle_reads(Node& n, const core::Output& out) {
+  for (const core::ReadState& r : out.reads_ready) {
+    auto it = n.reads.find(r.id);
+    if (it == n.reads.end()) continue;  // asked before a crash, or answered twice
+    n.reads_waiting_apply.emplace(r.index, it->second);
+    n.reads.erase(it);
+  }
+  for (std::uint64_t id : out.reads_dropped) {
+    auto it = n.reads.find(id);
+    if (it == n.reads.end()) continue;
+    schedule(now_ + client_hop_us, Ev::client_fail, it->second.client,
+             clients_[it->second.client].attempt, no_node.value());
+    n.reads.erase(it);
+  }
+  serve_reads(n);
+}
+
+// A confirmed read is served from the state machine once it applied the read index (§6.4).
+void World::serve_reads(Node& n) {
+  while (!n.reads_waiting_apply.empty() && n.reads_waiting_apply.begin()->first <= n.applied) {
+    const Pending p = n.reads_waiting_apply.begin()->second;
+    n.reads_waiting_apply.erase(n.reads_waiting_apply.begin());
+    trace("n", n.id, " read op ", p.op, " served at ", n.applied);
+    schedule(now_ + client_hop_us, Ev::client_ok, p.client, 0, p.op, n.counter);
   }
 }
 
@@ -266,7 +310,13 @@ void World::client_request(std::uint32_t c, std::uint32_t attempt, NodeId target
     schedule(now_ + rng_.range(0, 2'000), Ev::propose_batch,
              static_cast<std::uint32_t>(n.id.value()), n.incarnation);
   }
-  n.inbox.push_back(Waiting{c, attempt, clients_[c].op});
+  const Waiting w{c, attempt, clients_[c].op};
+  if ((opt_.faults & fault_reads) && history_[w.op].is_read) {
+    read_request(n, w);
+    after_input(n);
+    return;
+  }
+  n.inbox.push_back(w);
 }
 
 void World::propose_batch(Node& n) {

@@ -17,7 +17,12 @@ enum FaultBit : std::uint32_t {
   fault_partition = 1u << 4,
   fault_crash = 1u << 5,
   fault_torn = 1u << 6,
-  faults_all = (1u << 7) - 1,
+  // Leadership transfers to random voters at random times.
+  fault_transfer = 1u << 7,
+  // Client reads use ReadIndex (and, on some seeds, leases) instead of the log; reads sent to
+  // followers are forwarded to the leader.
+  fault_reads = 1u << 8,
+  faults_all = (1u << 9) - 1,
 };
 
 // "all", "none" or a comma-separated list of fault names. Returns false and sets `error` on an

@@ -100,8 +100,10 @@ struct Node {
   std::uint64_t counter = 0;
   std::vector<std::uint64_t> op_value;  // by op id; 0 = not applied
   Index applied;
-  std::map<Index, Pending> pending;  // proposals accepted here, by log index
-  std::vector<Waiting> inbox;        // requests waiting to be proposed as one batch
+  std::map<Index, Pending> pending;        // proposals accepted here, by log index
+  std::vector<Waiting> inbox;              // requests waiting to be proposed as one batch
+  std::map<std::uint64_t, Pending> reads;  // reads asked of the core, by op id
+  std::multimap<Index, Pending> reads_waiting_apply;  // confirmed reads, by read index
   // A crash armed to strike when this server next starts writing a new term or vote: the most
   // dangerous moment for a vote (crash = 1, torn = 2), and how long to stay down.
   std::uint8_t crash_on_vote = 0;
@@ -182,6 +184,7 @@ struct Knobs {
   std::uint32_t replicate_stall_ticks;
   bool pre_vote;
   bool check_quorum;
+  bool lease_reads;
   Time disk_us_max;
   Time think_max_us;
 
@@ -204,6 +207,7 @@ struct Knobs {
     k.replicate_stall_ticks = static_cast<std::uint32_t>(rng.range(2, 15));
     k.pre_vote = rng.below(8) != 0;
     k.check_quorum = rng.below(8) != 0;
+    k.lease_reads = k.check_quorum && rng.below(2) == 0;
     k.disk_us_max = disk[rng.below(3)];
     k.think_max_us = think[rng.below(3)];
     return k;
@@ -254,6 +258,10 @@ class World {
   void client_request(std::uint32_t c, std::uint32_t attempt, NodeId target);
   void propose_batch(Node& n);
   void client_done(std::uint32_t c, std::uint64_t op, std::uint64_t value);
+  void read_request(Node& n, const Waiting& w);
+  void handle_reads(Node& n, const core::Output& out);
+  void serve_reads(Node& n);
+  void transfer();
 
   // ---- Faults ----
   void plan_faults();
