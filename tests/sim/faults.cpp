@@ -28,7 +28,7 @@ void World::inject_fault() {
   if (healing_) return;
   std::vector<FaultBit> kinds;
   for (FaultBit b : {fault_drop, fault_dup, fault_reorder, fault_delay, fault_partition,
-                     fault_crash, fault_torn, fault_transfer}) {
+                     fault_crash, fault_torn, fault_transfer, fault_snapshot}) {
     if (opt_.faults & b) kinds.push_back(b);
   }
   const FaultBit kind = kinds[rng_.below(kinds.size())];
@@ -59,6 +59,9 @@ void World::inject_fault() {
       trace("fault: delay up to ", delay_max_us_ / 1000, "ms for ", duration / 1000, "ms");
       break;
     case fault_transfer: transfer(); break;
+    case fault_snapshot:
+      if (!take_snapshot()) --faults_injected_;
+      break;
     case fault_partition:
       partition();
       schedule(now_ + duration, Ev::heal_partition, 0, 0, partition_id_);
@@ -187,9 +190,11 @@ bool World::finished() const {
   return true;
 }
 
-std::vector<const std::vector<Entry>*> World::durable_logs() const {
-  std::vector<const std::vector<Entry>*> logs;
-  for (const Node& n : nodes_) logs.push_back(&n.durable);
+std::vector<DurableView> World::durable_logs() const {
+  std::vector<DurableView> logs;
+  for (const Node& n : nodes_) {
+    logs.push_back(DurableView{n.snap ? n.snap->last_index : Index(), &n.durable});
+  }
   return logs;
 }
 
@@ -260,6 +265,7 @@ void World::dispatch(const Event& e) {
       }
       return;
     case Ev::audit: on_audit(); return;
+    case Ev::snapshot_arrive: snapshot_arrive(e.a); return;
   }
 }
 
@@ -267,6 +273,8 @@ void World::dispatch(const Event& e) {
 // over, stop once liveness holds, fail if it does not hold in time.
 void World::on_audit() {
   audit();
+  // Snapshots are routine work rather than rare events: one server in two audits takes one.
+  if (!healing_ && (opt_.faults & fault_snapshot) && rng_.below(2) == 0) (void)take_snapshot();
   if (!healing_ && now_ >= safety_us && (history_.size() >= ops_min || now_ >= safety_cap_us)) {
     heal();
   }
@@ -333,7 +341,7 @@ bool parse_faults(std::string_view text, std::uint32_t& mask, std::string& error
       {"reorder", fault_reorder},     {"delay", fault_delay},
       {"partition", fault_partition}, {"crash", fault_crash},
       {"torn", fault_torn},           {"transfer", fault_transfer},
-      {"reads", fault_reads}};
+      {"reads", fault_reads},         {"snapshot", fault_snapshot}};
   if (text == "all") {
     mask = faults_all;
     return true;
@@ -348,7 +356,7 @@ bool parse_faults(std::string_view text, std::uint32_t& mask, std::string& error
     if (it == std::end(names)) {
       error = "unknown fault '" + std::string(name) +
               "' (known: drop, dup, reorder, delay, partition, crash, torn, transfer, reads, "
-              "all, none)";
+              "snapshot, all, none)";
       return false;
     }
     mask |= it->second;
@@ -361,9 +369,9 @@ std::string faults_text(std::uint32_t mask) {
   if (mask == faults_all) return "all";
   if (mask == 0) return "none";
   static constexpr const char* names[] = {"drop",  "dup",  "reorder",  "delay", "partition",
-                                          "crash", "torn", "transfer", "reads"};
+                                          "crash", "torn", "transfer", "reads", "snapshot"};
   std::string out;
-  for (int b = 0; b < 9; ++b) {
+  for (int b = 0; b < 10; ++b) {
     if (mask & (1u << b)) {
       if (!out.empty()) out += ',';
       out += names[b];

@@ -23,15 +23,14 @@ core::Config World::config_for(const Node& n) const {
   c.apply_entries_max = knobs_.apply_entries_max;
   c.replicate_stall_ticks = knobs_.replicate_stall_ticks;
   c.lease_reads = (opt_.faults & fault_reads) && knobs_.lease_reads;
+  c.snapshot_trailing_entries = knobs_.snapshot_trailing_entries;
   return c;
 }
 
 void World::start_node(Node& n) {
   n.up = true;
-  n.core.emplace(config_for(n), core::DurableState{n.hard, n.durable});
-  n.counter = 0;
-  n.op_value.assign(n.op_value.size(), 0);
-  n.applied = Index();
+  n.core.emplace(config_for(n), core::DurableState{n.hard, n.durable, n.snap});
+  restore_state_machine(n);
   n.pending.clear();
   // Ticks start at a random phase so that servers do not tick in lockstep.
   schedule(now_ + rng_.range(1, tick_us), Ev::tick, static_cast<std::uint32_t>(n.id.value()),
@@ -46,13 +45,8 @@ void World::crash(Node& n, bool torn) {
     DiskWrite& w = n.writes.front();
     if (w.hard_state && rng_.below(2)) n.hard = *w.hard_state;
     const std::size_t keep = rng_.below(w.entries.size() + 1);
-    if (w.truncate_from && (keep > 0 || rng_.below(2))) {
-      n.durable.resize(std::min<std::size_t>(n.durable.size(), w.truncate_from->value() - 1));
-    }
-    for (std::size_t k = 0; k < keep; ++k) {
-      if (w.entries[k].index.value() != n.durable.size() + 1) break;
-      n.durable.push_back(w.entries[k]);
-    }
+    if (w.install && !rng_.below(2)) w.install.reset();
+    store_write(n, w, keep, keep > 0 || rng_.below(2));
     trace("n", n.id, " torn write kept ", keep, " of ", w.entries.size(), " entries");
   }
   n.writes.clear();
@@ -89,7 +83,8 @@ void World::handle_output(Node& n, core::Output& out) {
   if (out.soft_state) on_soft_state(n, *out.soft_state);
   const bool durable = out.has_durable_work();
   if (durable) {
-    DiskWrite w{out.hard_state, out.truncate_from, std::move(out.entries), {}};
+    DiskWrite w{out.hard_state, {}, {}, out.truncate_from, std::move(out.entries), {}};
+    if (out.install_snapshot) install_snapshot(n, *out.install_snapshot, w);
     w.after = std::move(out.messages_after_persist);
     n.writes.push_back(std::move(w));
     n.disk_busy_until = std::max(n.disk_busy_until, now_) + rng_.range(50, knobs_.disk_us_max);
@@ -100,6 +95,7 @@ void World::handle_output(Node& n, core::Output& out) {
     }
   }
   for (core::Message& m : out.messages) net_send(std::move(m));
+  send_snapshots(n, out);
   if (!durable && !out.messages_after_persist.empty()) {
     if (n.writes.empty()) {
       for (core::Message& m : out.messages_after_persist) net_send(std::move(m));
@@ -204,13 +200,7 @@ void World::disk_done(Node& n) {
   DiskWrite w = std::move(n.writes.front());
   n.writes.pop_front();
   if (w.hard_state) n.hard = *w.hard_state;
-  if (w.truncate_from && w.truncate_from->value() <= n.durable.size()) {
-    n.durable.resize(w.truncate_from->value() - 1);
-  }
-  for (Entry& e : w.entries) {
-    CORAFT_ASSERT(e.index.value() == n.durable.size() + 1, e.index, n.durable.size());
-    n.durable.push_back(e);
-  }
+  store_write(n, w, w.entries.size(), true);
   mix(0xd15c ^ (n.id.value() << 8) ^ (n.durable.size() << 16));
   if (!w.entries.empty()) {
     n.core->persisted(w.entries.back().term, w.entries.back().index);

@@ -22,7 +22,10 @@ enum FaultBit : std::uint32_t {
   // Client reads use ReadIndex (and, on some seeds, leases) instead of the log; reads sent to
   // followers are forwarded to the leader.
   fault_reads = 1u << 8,
-  faults_all = (1u << 9) - 1,
+  // Servers snapshot their state machines and compact their logs at random times; lagging
+  // followers then receive snapshots.
+  fault_snapshot = 1u << 9,
+  faults_all = (1u << 10) - 1,
 };
 
 // "all", "none" or a comma-separated list of fault names. Returns false and sets `error` on an

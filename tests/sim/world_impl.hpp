@@ -50,6 +50,7 @@ enum class Ev : std::uint8_t {
   armed_crash,
   heal_partition,
   audit,
+  snapshot_arrive,
 };
 
 struct Event {
@@ -68,8 +69,27 @@ struct Later {
   }
 };
 
+// The counter state machine, as a snapshot holds it.
+struct SmState {
+  std::uint64_t counter = 0;
+  std::vector<std::uint64_t> op_value;
+};
+
+// A snapshot on its way to a follower (the node layer's stream, modelled as one transfer).
+struct SnapshotStream {
+  NodeId from;
+  std::uint32_t from_incarnation;
+  NodeId to;
+  Term term;
+  SnapshotMeta meta;
+  SmState state;
+};
+
 struct DiskWrite {
   std::optional<core::HardState> hard_state;
+  // A received snapshot made the stored one, with the state it holds.
+  std::optional<SnapshotMeta> install;
+  SmState install_state;
   std::optional<Index> truncate_from;
   std::vector<Entry> entries;
   std::vector<core::Message> after;
@@ -93,7 +113,14 @@ struct Node {
   std::optional<core::Core> core;
   // The disk: what is durable, and the writes in flight (completed in order).
   core::HardState hard;
+  // Invariant: contiguous; starts at 1, or after the stored snapshot, or within it.
   std::vector<Entry> durable;
+  std::optional<SnapshotMeta> snap;  // the stored snapshot and the state it holds
+  SmState snap_state;
+  SmState staged;  // a received snapshot, before the core accepts it
+  // The newest snapshot the core knows of (taken, or installed and maybe not yet stored).
+  std::optional<SnapshotMeta> latest_snap;
+  SmState latest_state;
   std::deque<DiskWrite> writes;
   Time disk_busy_until = 0;
   // The counter state machine, rebuilt from the log after a restart.
@@ -185,6 +212,7 @@ struct Knobs {
   bool pre_vote;
   bool check_quorum;
   bool lease_reads;
+  std::uint64_t snapshot_trailing_entries;
   Time disk_us_max;
   Time think_max_us;
 
@@ -208,6 +236,8 @@ struct Knobs {
     k.pre_vote = rng.below(8) != 0;
     k.check_quorum = rng.below(8) != 0;
     k.lease_reads = k.check_quorum && rng.below(2) == 0;
+    static constexpr std::uint64_t trailing[] = {0, 3, 50};
+    k.snapshot_trailing_entries = trailing[rng.below(3)];
     k.disk_us_max = disk[rng.below(3)];
     k.think_max_us = think[rng.below(3)];
     return k;
@@ -263,6 +293,15 @@ class World {
   void serve_reads(Node& n);
   void transfer();
 
+  // ---- Snapshots (snapshots.cpp) ----
+  bool take_snapshot();
+  void send_snapshots(Node& n, const core::Output& out);
+  void snapshot_arrive(std::uint32_t slot);
+  void install_snapshot(Node& n, const SnapshotMeta& meta, DiskWrite& w);
+  void store_write(Node& n, DiskWrite& w, std::size_t keep_entries, bool keep_truncate);
+  void restore_state_machine(Node& n);
+  std::vector<SnapshotStream> streams_;
+
   // ---- Faults ----
   void plan_faults();
   void inject_fault();
@@ -273,7 +312,7 @@ class World {
   void on_audit();
   bool finished() const;
   void final_checks();
-  std::vector<const std::vector<Entry>*> durable_logs() const;
+  std::vector<DurableView> durable_logs() const;
 
   Node& node(NodeId id) { return nodes_[id.value() - 1]; }
 
