@@ -113,8 +113,7 @@ void Checker::check_log_matching(const std::vector<const core::RaftLog*>& logs) 
   }
 }
 
-void Checker::check_durable(const std::vector<DurableView>& durable_logs) {
-  const std::size_t need = nodes_ / 2 + 1;
+void Checker::check_durable(const std::vector<DurableView>& durable_logs, std::size_t need) {
   for (std::size_t k = 0; k < committed_.size(); ++k) {
     std::size_t holders = 0;
     for (const DurableView& d : durable_logs) {

@@ -48,8 +48,9 @@ class Checker {
   // Log Matching between every pair of logs: equal (index, term) implies equal prefixes.
   void check_log_matching(const std::vector<const core::RaftLog*>& logs);
   // Every committed entry is on the durable logs of a majority, so it survives crashes.
-  // An entry the stored snapshot covers counts as held.
-  void check_durable(const std::vector<DurableView>& durable_logs);
+  // An entry the stored snapshot covers counts as held. `need` is the number of servers that
+  // must hold it: a majority of the smallest voter set the cluster may have.
+  void check_durable(const std::vector<DurableView>& durable_logs, std::size_t need);
   // A snapshot (taken or installed) covers only committed entries and agrees with them at its
   // last index: snapshots never lose or change committed entries.
   void on_snapshot(NodeId node, const SnapshotMeta& meta);

@@ -28,7 +28,7 @@ void World::inject_fault() {
   if (healing_) return;
   std::vector<FaultBit> kinds;
   for (FaultBit b : {fault_drop, fault_dup, fault_reorder, fault_delay, fault_partition,
-                     fault_crash, fault_torn, fault_transfer, fault_snapshot}) {
+                     fault_crash, fault_torn, fault_transfer, fault_snapshot, fault_reconfig}) {
     if (opt_.faults & b) kinds.push_back(b);
   }
   const FaultBit kind = kinds[rng_.below(kinds.size())];
@@ -59,6 +59,7 @@ void World::inject_fault() {
       trace("fault: delay up to ", delay_max_us_ / 1000, "ms for ", duration / 1000, "ms");
       break;
     case fault_transfer: transfer(); break;
+    case fault_reconfig: reconfig(); break;
     case fault_snapshot:
       if (!take_snapshot()) --faults_injected_;
       break;
@@ -149,6 +150,59 @@ void World::transfer() {
   --faults_injected_;  // no leader to transfer from
 }
 
+// With membership changes the voter set may shrink to a bare majority of the servers, and an
+// entry it commits is then held by a majority of that set only.
+std::size_t World::durable_quorum() const {
+  const std::size_t all = nodes_.size() / 2 + 1;
+  return (opt_.faults & fault_reconfig) ? all / 2 + 1 : all;
+}
+
+Configuration World::full_configuration() const {
+  std::vector<NodeId> all;
+  for (const Node& n : nodes_) all.push_back(n.id);
+  return *Configuration::make(all);
+}
+
+// The leader changes the membership: a random voter set of at least a majority of the servers;
+// each other server is removed or kept as a learner, which it promotes on its own half the time.
+void World::reconfig() {
+  for (Node& n : nodes_) {
+    if (!n.up || n.core->role() != core::Role::leader) continue;
+    const std::size_t total = nodes_.size();
+    const std::size_t want = total / 2 + 1 + rng_.below(total - total / 2);
+    std::vector<NodeId> ids = full_configuration().voters;
+    for (std::size_t k = ids.size(); k > 1; --k) std::swap(ids[k - 1], ids[rng_.below(k)]);
+    core::MembershipChange change;
+    change.voters.assign(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(want));
+    for (std::size_t k = want; k < total; ++k) {
+      if (rng_.below(2) == 0) continue;                        // removed
+      if (n.core->configuration().is_voter(ids[k])) continue;  // a voter leaves before learning
+      change.learners.push_back(ids[k]);
+      if (rng_.below(2) == 0) change.auto_promote.push_back(ids[k]);
+    }
+    auto r = n.core->change_membership(change);
+    trace("fault: n", n.id, " membership change to ", change.voters.size(), " voters, ",
+          change.learners.size(), " learners: ", r ? "accepted" : r.error().message());
+    after_input(n);
+    return;
+  }
+  --faults_injected_;  // no leader to ask
+}
+
+// After healing, the leader is asked until it agrees to make every server a voter again.
+void World::restore_membership() {
+  const Configuration full = full_configuration();
+  for (Node& n : nodes_) {
+    if (!n.up || n.core->role() != core::Role::leader) continue;
+    if (n.core->configuration() == full) return;
+    if (n.core->transfer_target() != no_node) return;
+    auto r = n.core->change_membership(core::MembershipChange{full.voters, {}, {}});
+    if (r) trace("heal: n", n.id, " restores the full membership at ", *r);
+    after_input(n);
+    return;
+  }
+}
+
 void World::heal() {
   healing_ = true;
   healed_at_ = now_;
@@ -181,7 +235,7 @@ bool World::finished() const {
   for (const Node& n : nodes_) {
     if (n.core->role() == core::Role::leader) leader = &n;
   }
-  if (!leader) return false;
+  if (!leader || leader->core->configuration() != full_configuration()) return false;
   const Index commit = leader->core->log().commit_index();
   if (commit != leader->core->log().last_index()) return false;
   for (const Node& n : nodes_) {
@@ -200,7 +254,7 @@ std::vector<DurableView> World::durable_logs() const {
 
 void World::final_checks() {
   audit();
-  checker_.check_durable(durable_logs());
+  checker_.check_durable(durable_logs(), durable_quorum());
   checker_.check_linearizable(history_);
 }
 
@@ -278,6 +332,7 @@ void World::on_audit() {
   if (!healing_ && now_ >= safety_us && (history_.size() >= ops_min || now_ >= safety_cap_us)) {
     heal();
   }
+  if (healing_) restore_membership();
   if (healing_ && finished()) {
     stop_ = true;
     return;
@@ -341,7 +396,8 @@ bool parse_faults(std::string_view text, std::uint32_t& mask, std::string& error
       {"reorder", fault_reorder},     {"delay", fault_delay},
       {"partition", fault_partition}, {"crash", fault_crash},
       {"torn", fault_torn},           {"transfer", fault_transfer},
-      {"reads", fault_reads},         {"snapshot", fault_snapshot}};
+      {"reads", fault_reads},         {"snapshot", fault_snapshot},
+      {"reconfig", fault_reconfig}};
   if (text == "all") {
     mask = faults_all;
     return true;
@@ -356,7 +412,7 @@ bool parse_faults(std::string_view text, std::uint32_t& mask, std::string& error
     if (it == std::end(names)) {
       error = "unknown fault '" + std::string(name) +
               "' (known: drop, dup, reorder, delay, partition, crash, torn, transfer, reads, "
-              "snapshot, all, none)";
+              "snapshot, reconfig, all, none)";
       return false;
     }
     mask |= it->second;
@@ -368,10 +424,11 @@ bool parse_faults(std::string_view text, std::uint32_t& mask, std::string& error
 std::string faults_text(std::uint32_t mask) {
   if (mask == faults_all) return "all";
   if (mask == 0) return "none";
-  static constexpr const char* names[] = {"drop",  "dup",  "reorder",  "delay", "partition",
-                                          "crash", "torn", "transfer", "reads", "snapshot"};
+  static constexpr const char* names[] = {"drop",      "dup",      "reorder", "delay",
+                                          "partition", "crash",    "torn",    "transfer",
+                                          "reads",     "snapshot", "reconfig"};
   std::string out;
-  for (int b = 0; b < 10; ++b) {
+  for (int b = 0; b < 11; ++b) {
     if (mask & (1u << b)) {
       if (!out.empty()) out += ',';
       out += names[b];

@@ -51,6 +51,7 @@ void World::restore_state_machine(Node& n) {
   n.applied = n.snap ? n.snap->last_index : Index();
   n.latest_snap = n.snap;
   n.latest_state = n.snap_state;
+  n.applied_conf = n.snap ? n.snap->configuration : full_configuration();
 }
 
 // A random server (often the leader) snapshots its applied state, stores it and tells its core.
@@ -60,7 +61,7 @@ bool World::take_snapshot() {
   if (!n.up || n.applied <= n.core->snapshot().last_index) return false;
   const auto term = n.core->log().term_at(n.applied);
   CORAFT_ASSERT(term.has_value(), n.applied);
-  const SnapshotMeta meta{n.applied, *term, n.core->configuration()};
+  const SnapshotMeta meta{n.applied, *term, n.applied_conf};
   checker_.on_snapshot(n.id, meta);
   n.snap = meta;
   n.snap_state = SmState{n.counter, n.op_value};
@@ -131,6 +132,7 @@ void World::install_snapshot(Node& n, const SnapshotMeta& meta, DiskWrite& w) {
     n.op_value[k] = n.staged.op_value[k];
   }
   n.applied = meta.last_index;
+  n.applied_conf = meta.configuration;
   // Proposals accepted here at indexes the snapshot covers are answered by their clients'
   // retries; this server never applies those entries itself.
   for (auto it = n.pending.begin(); it != n.pending.end() && it->first <= meta.last_index;) {

@@ -32,6 +32,7 @@ void World::start_node(Node& n) {
   n.core.emplace(config_for(n), core::DurableState{n.hard, n.durable, n.snap});
   restore_state_machine(n);
   n.pending.clear();
+  n.led_term = Term();
   // Ticks start at a random phase so that servers do not tick in lockstep.
   schedule(now_ + rng_.range(1, tick_us), Ev::tick, static_cast<std::uint32_t>(n.id.value()),
            n.incarnation);
@@ -62,13 +63,16 @@ void World::crash(Node& n, bool torn) {
   n.disk_busy_until = 0;
   trace("n", n.id, torn ? " crash (torn)" : " crash", " durable=", n.durable.size());
   mix(0xc4a5 ^ n.id.value());
-  checker_.check_durable(durable_logs());
+  checker_.check_durable(durable_logs(), durable_quorum());
 }
 
 void World::after_input(Node& n) {
   n.core->check_invariants();
-  if (n.core->role() == core::Role::leader)
-    checker_.on_leader_commit(n.core->term(), n.core->log());
+  // A leader removed by a membership change steps down in the input that commits the change;
+  // until its term changes, its commit index is still the one it reached as leader.
+  const bool led = n.core->role() == core::Role::leader ||
+                   (n.led_term == n.core->term() && n.led_term.value() != 0);
+  if (led) checker_.on_leader_commit(n.core->term(), n.core->log());
   drain(n);
 }
 
@@ -154,6 +158,7 @@ void World::serve_reads(Node& n) {
 void World::on_soft_state(Node& n, const core::SoftState& s) {
   trace("n", n.id, " ", core::to_string(s.role), " term=", s.term, " leader=", s.leader);
   mix(0x50f7 ^ (n.id.value() << 8) ^ static_cast<std::uint64_t>(s.role) ^ (s.term.value() << 16));
+  if (s.role == core::Role::leader) n.led_term = s.term;
   if (s.role == core::Role::leader) {
     checker_.on_leader(s.term, n.id, n.core->log());
     if (n.crash_on_lead) {
@@ -172,6 +177,7 @@ void World::apply(Node& n, const Entry& e) {
   }
   n.applied = e.index;
   checker_.on_apply(n.id, e);
+  if (e.type == EntryType::config) n.applied_conf = *decode_configuration(e.payload.span());
   std::uint8_t kind = 0;
   std::uint64_t op = 0;
   std::uint64_t value = 0;

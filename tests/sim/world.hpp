@@ -25,7 +25,10 @@ enum FaultBit : std::uint32_t {
   // Servers snapshot their state machines and compact their logs at random times; lagging
   // followers then receive snapshots.
   fault_snapshot = 1u << 9,
-  faults_all = (1u << 10) - 1,
+  // Membership changes: voters removed and added back (through joint consensus when several
+  // change), servers kept as learners, some of them promoted automatically.
+  fault_reconfig = 1u << 10,
+  faults_all = (1u << 11) - 1,
 };
 
 // "all", "none" or a comma-separated list of fault names. Returns false and sets `error` on an

@@ -119,6 +119,8 @@ struct Node {
   SmState snap_state;
   SmState staged;  // a received snapshot, before the core accepts it
   // The newest snapshot the core knows of (taken, or installed and maybe not yet stored).
+  Configuration applied_conf;  // the configuration as of the applied index
+  Term led_term;               // the last term this server led (this incarnation)
   std::optional<SnapshotMeta> latest_snap;
   SmState latest_state;
   std::deque<DiskWrite> writes;
@@ -292,6 +294,10 @@ class World {
   void handle_reads(Node& n, const core::Output& out);
   void serve_reads(Node& n);
   void transfer();
+  void reconfig();
+  void restore_membership();
+  Configuration full_configuration() const;
+  std::size_t durable_quorum() const;
 
   // ---- Snapshots (snapshots.cpp) ----
   bool take_snapshot();
