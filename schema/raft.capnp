@@ -119,6 +119,18 @@ struct TimeoutNow {
   term @0 :UInt64;               # the leader's term; the target campaigns at once (thesis 3.10)
 }
 
+struct ReadIndexRequest {
+  term @0 :UInt64;               # the follower's current term
+  context @1 :UInt64;            # the follower's identifier for the read, echoed back
+}
+
+struct ReadIndexResponse {
+  term @0 :UInt64;               # the leader's current term
+  context @1 :UInt64;            # the context of the request answered
+  readIndex @2 :UInt64;          # apply up to here, then serve the read (thesis 6.4.1)
+  success @3 :Bool;              # false: not leader, or no entry of its term committed yet
+}
+
 struct Frame {
   union {
     handshake @0 :Handshake;                              # first frame from the dialer
@@ -133,5 +145,7 @@ struct Frame {
     installSnapshotResponse @9 :InstallSnapshotResponse;  # the answer to a chunk
     timeoutNow @10 :TimeoutNow;                           # start an election now
     keepalive @11 :Void;                                  # an idle dialer's liveness signal
+    readIndexRequest @12 :ReadIndexRequest;               # a follower asks for a read index
+    readIndexResponse @13 :ReadIndexResponse;             # the answer to a readIndexRequest
   }
 }

@@ -2,20 +2,26 @@
 
 #include <algorithm>
 
+#include <coraft/membership.hpp>
+
 namespace coraft::core {
 
 Result<void> Config::validate() const {
   auto bad = [](const char* what) { return Error(Errc::invalid_argument, what); };
   if (id == no_node) return bad("config: id must not be 0");
-  if (std::find(voters.begin(), voters.end(), id) == voters.end()) {
-    return bad("config: voters must include id");
+  auto listed = [&](const std::vector<NodeId>& v) {
+    return std::find(v.begin(), v.end(), id) != v.end();
+  };
+  if (!(voters.empty() && learners.empty()) && !listed(voters) && !listed(learners)) {
+    return bad("config: voters or learners must include id");
   }
-  std::vector<NodeId> sorted = voters;
-  std::sort(sorted.begin(), sorted.end());
-  if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) {
-    return bad("config: voters has a duplicate");
+  auto configuration = Configuration::make(voters, {}, learners);
+  if (!configuration) return bad("config: voters and learners overlap or name node 0");
+  if (configuration->voters.size() != voters.size() ||
+      configuration->learners.size() != learners.size()) {
+    return bad("config: voters or learners has a duplicate");
   }
-  if (sorted.front() == no_node) return bad("config: voters names node 0");
+  if (!learners.empty() && voters.empty()) return bad("config: learners without voters");
   if (heartbeat_ticks == 0 || heartbeat_ticks >= election_ticks) {
     return bad("config: need 0 < heartbeat_ticks < election_ticks");
   }
@@ -26,9 +32,16 @@ Result<void> Config::validate() const {
   if (append_bytes_max == 0 || entry_bytes_max == 0) {
     return bad("config: byte limits must be positive");
   }
+  if (lease_reads && (!check_quorum || lease_clock_drift_ticks >= election_ticks)) {
+    return bad(
+        "config: lease_reads needs check_quorum and lease_clock_drift_ticks < "
+        "election_ticks");
+  }
+  if (reads_pending_max == 0) return bad("config: reads_pending_max must be positive");
   if (pending_proposals_max == 0 || apply_entries_max == 0 || replicate_stall_ticks == 0) {
-    return bad("config: pending_proposals_max, apply_entries_max and replicate_stall_ticks must "
-               "be positive");
+    return bad(
+        "config: pending_proposals_max, apply_entries_max and replicate_stall_ticks must "
+        "be positive");
   }
   return {};
 }

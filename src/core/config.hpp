@@ -10,10 +10,15 @@
 namespace coraft::core {
 
 struct Config {
-  // This server. Precondition: not no_node and listed in `voters`.
+  // This server. Precondition: not no_node, and listed in `voters` or `learners` unless both
+  // are empty.
   NodeId id;
-  // The voters of the cluster, this server included (the configuration before any change).
+  // The configuration the cluster starts with, before any membership change: its voters and
+  // its learners (thesis §4.2.1: servers that receive the log but never vote). A server that
+  // joins an existing cluster leaves both empty and learns the configuration from the leader's
+  // log or snapshot. A stored snapshot's configuration replaces this one on restart.
   std::vector<NodeId> voters;
+  std::vector<NodeId> learners;
 
   // A follower or candidate starts an election after a randomized timeout drawn uniformly
   // from [election_ticks, 2 * election_ticks) (thesis §3.4). A leader sends heartbeats every
@@ -45,6 +50,25 @@ struct Config {
   // A follower in replicate state whose acknowledgements stop for this many ticks while
   // messages are in flight is probed again, which recovers from lost AppendEntries.
   std::uint32_t replicate_stall_ticks = 10;
+
+  // After a snapshot, the log keeps this many entries before the snapshot's index in memory, so
+  // that a follower lagging by less is caught up with entries instead of a snapshot (§5.1).
+  std::uint64_t snapshot_trailing_entries = 1024;
+
+  // A learner added with automatic promotion becomes a voter once its log stayed within this
+  // many entries of the leader's last index for a full election timeout (§4.2.1).
+  std::uint64_t promotion_lag_entries_max = 64;
+
+  // Linearizable reads (§6.4). ReadIndex is always available. Lease reads (opt-in) answer at
+  // once while a quorum acknowledged a heartbeat sent less than election_ticks -
+  // lease_clock_drift_ticks ago: voters refuse other candidates for election_ticks after
+  // hearing from the leader, so no other leader can exist yet, provided no server's clock runs
+  // faster than the bound allows. They need check_quorum; lease_clock_drift_ticks must be
+  // below election_ticks.
+  bool lease_reads = false;
+  std::uint32_t lease_clock_drift_ticks = 2;
+  // Reads a leader holds waiting for their heartbeat round; past it reads get overloaded.
+  std::uint32_t reads_pending_max = 1u << 14;
 
   // Fails with invalid_argument and a detail naming the first bad field.
   [[nodiscard]] Result<void> validate() const;

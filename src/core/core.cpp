@@ -26,22 +26,63 @@ std::uint64_t Rng::next() noexcept {
   return z ^ (z >> 31);
 }
 
-std::uint64_t Rng::below(std::uint64_t bound) noexcept { return next() % bound; }
+std::uint64_t Rng::below(std::uint64_t bound) noexcept {
+  return next() % bound;
+}
 
 namespace {
 void require_valid(const Config& c) {
   auto v = c.validate();
   CORAFT_REQUIRE(v.ok(), v.error().message());
 }
+
+// The in-memory log a server restarts with: the stored entries after the stored snapshot.
+RaftLog restored_log(DurableState& d) {
+  if (!d.snapshot) return RaftLog(std::move(d.entries));
+  const Index base = d.snapshot->last_index;
+  const Term base_term = d.snapshot->last_term;
+  std::vector<Entry>& e = d.entries;
+  CORAFT_REQUIRE(e.empty() || e.front().index <= base + 1, "stored log starts after the snapshot",
+                 e.front().index, base);
+  std::size_t keep_from = 0;
+  if (!e.empty() && e.back().index >= base) {
+    const std::size_t at = static_cast<std::size_t>(base - e.front().index);
+    if (e.front().index > base) {
+      keep_from = 0;
+    } else if (e[at].term != base_term) {
+      keep_from = e.size();  // a log the snapshot replaced but that was not deleted yet
+    } else {
+      keep_from = at + 1;
+    }
+  } else {
+    keep_from = e.size();
+  }
+  std::vector<Entry> rest(
+      std::make_move_iterator(e.begin() + static_cast<std::ptrdiff_t>(keep_from)),
+      std::make_move_iterator(e.end()));
+  return RaftLog(base, base_term, std::move(rest));
+}
 }  // namespace
 
 Core::Core(Config config, DurableState durable)
     : config_((require_valid(config), std::move(config))),
       rng_(config_.rng_seed),
-      log_(std::move(durable.entries)),
+      snapshot_(durable.snapshot.value_or(SnapshotMeta{})),
+      log_(restored_log(durable)),
       term_(durable.hard_state.term),
       vote_(durable.hard_state.vote),
-      saved_hard_(durable.hard_state) {
+      saved_hard_(durable.hard_state),
+      applied_(log_.offset()),
+      apply_handed_(log_.offset()) {
+  if (durable.snapshot) {
+    base_conf_ = durable.snapshot->configuration;
+  } else {
+    auto initial = Configuration::make(config_.voters, {}, config_.learners);
+    CORAFT_ASSERT(initial.ok());
+    base_conf_ = std::move(*initial);
+  }
+  refresh_config();
+  restarted_ = term_.value() > 0;
   // A crash may keep a write's entries but not the hard state written with it; the entries'
   // term is then the newest one this server has seen, and it has cast no vote in it.
   if (log_.last_term() > term_) {
@@ -67,7 +108,7 @@ Role Core::role() const noexcept {
 }
 
 bool Core::is_voter(NodeId id) const noexcept {
-  return std::find(config_.voters.begin(), config_.voters.end(), id) != config_.voters.end();
+  return conf_.is_voter(id);
 }
 
 void Core::send(NodeId to, MessageBody body) {
@@ -81,11 +122,13 @@ void Core::send_after_persist(NodeId to, MessageBody body) {
 // ---- Inputs ----
 
 void Core::tick() {
+  if (ticks_since_start_ < config_.election_ticks) ++ticks_since_start_;
   if (auto* l = std::get_if<Leader>(&state_)) {
     tick_leader(*l);
   } else {
     tick_election();
   }
+  step_down_if_removed();
 #ifndef NDEBUG
   check_invariants();
 #endif
@@ -116,9 +159,23 @@ Result<void> Core::step(Message m) {
     handle_heartbeat_request(from, *h);
   } else if (auto* ar = std::get_if<AppendResponse>(&m.body)) {
     if (auto* l = std::get_if<Leader>(&state_)) handle_append_response(*l, from, *ar);
-  } else if (std::holds_alternative<HeartbeatResponse>(m.body)) {
-    if (auto* l = std::get_if<Leader>(&state_)) handle_heartbeat_response(*l, from);
+  } else if (auto* hr = std::get_if<HeartbeatResponse>(&m.body)) {
+    if (auto* l = std::get_if<Leader>(&state_)) handle_heartbeat_response(*l, from, *hr);
+  } else if (auto* is = std::get_if<InstallSnapshot>(&m.body)) {
+    if (std::holds_alternative<Leader>(state_)) {
+      return Error(Errc::protocol_error, "InstallSnapshot from a second leader in this term");
+    }
+    handle_install_snapshot(from, *is);
+  } else if (auto* isr = std::get_if<InstallSnapshotResponse>(&m.body)) {
+    if (auto* l = std::get_if<Leader>(&state_)) handle_snapshot_response(*l, from, *isr);
+  } else if (std::holds_alternative<TimeoutNow>(m.body)) {
+    if (!std::holds_alternative<Leader>(state_)) handle_timeout_now();
+  } else if (auto* rr = std::get_if<ReadIndexRequest>(&m.body)) {
+    handle_read_index_request(from, *rr);
+  } else if (auto* rs = std::get_if<ReadIndexResponse>(&m.body)) {
+    handle_read_index_response(*rs);
   }
+  step_down_if_removed();
 #ifndef NDEBUG
   check_invariants();
 #endif
@@ -127,13 +184,20 @@ Result<void> Core::step(Message m) {
 
 Result<void> Core::validate(const Message& m) const {
   if (m.to != config_.id) return Error(Errc::protocol_error, "message addressed to another server");
-  if (m.from == config_.id || !is_voter(m.from)) {
-    return Error(Errc::protocol_error, "message from an unknown server");
+  // Messages from servers outside the configuration are accepted: a new leader may be one this
+  // server has not heard of yet. Votes count only from voters, and only members get entries.
+  if (m.from == config_.id || m.from == no_node) {
+    return Error(Errc::protocol_error, "message from an impossible sender");
   }
-  if (std::holds_alternative<InstallSnapshot>(m.body) ||
-      std::holds_alternative<InstallSnapshotResponse>(m.body) ||
-      std::holds_alternative<TimeoutNow>(m.body)) {
-    return Error(Errc::protocol_error, "snapshots and leadership transfer are not supported");
+  if (const auto* is = std::get_if<InstallSnapshot>(&m.body)) {
+    if (!is->done) return Error(Errc::protocol_error, "InstallSnapshot chunk reached the core");
+    if (is->meta.last_index.value() == 0 || is->meta.last_term.value() == 0 ||
+        is->meta.last_term > is->term) {
+      return Error(Errc::protocol_error, "InstallSnapshot with malformed metadata");
+    }
+  }
+  if (const auto* isr = std::get_if<InstallSnapshotResponse>(&m.body); isr && !isr->done) {
+    return Error(Errc::protocol_error, "InstallSnapshot chunk response reached the core");
   }
   const auto* a = std::get_if<AppendRequest>(&m.body);
   if (!a) return {};
@@ -142,6 +206,9 @@ Result<void> Core::validate(const Message& m) const {
   for (const Entry& e : a->entries) {
     if (e.index != expect || e.term < floor || e.term > a->term || e.term.value() == 0) {
       return Error(Errc::protocol_error, "AppendEntries with malformed entries");
+    }
+    if (e.type == EntryType::config && !decode_configuration(e.payload.span())) {
+      return Error(Errc::protocol_error, "AppendEntries with a malformed configuration");
     }
     floor = e.term;
     ++expect;
@@ -153,6 +220,9 @@ Result<void> Core::validate(const Message& m) const {
 Result<Index> Core::propose(std::span<const Bytes> payloads) {
   auto* l = std::get_if<Leader>(&state_);
   if (!l) return Error::not_leader(leader_);
+  if (l->transfer_target != no_node) {
+    return Error(Errc::transfer_in_progress, "propose: leadership is being transferred");
+  }
   if (payloads.empty()) return Error(Errc::invalid_argument, "propose: no payloads");
   if (payloads.size() > config_.pending_proposals_max) {
     return Error(Errc::too_large, "propose: more payloads than pending_proposals_max");
@@ -185,6 +255,7 @@ void Core::persisted(Term term, Index index) {
       if (maybe_commit(*l)) broadcast_append(*l);
     }
   }
+  step_down_if_removed();
 #ifndef NDEBUG
   check_invariants();
 #endif
@@ -201,6 +272,8 @@ void Core::applied(Index index) {
 bool Core::has_output() const noexcept {
   if (HardState{term_, vote_} != saved_hard_) return true;
   if (log_.has_unsaved() || !messages_.empty() || !messages_after_persist_.empty()) return true;
+  if (install_pending_ || !snapshot_sends_.empty()) return true;
+  if (!reads_ready_.empty() || !reads_dropped_.empty()) return true;
   if (SoftState{role(), leader_, term_} != reported_soft_) return true;
   const Index ready = std::min(log_.commit_index(), log_.persisted_index());
   return ready > apply_handed_ && apply_handed_ - applied_ < config_.apply_entries_max;
@@ -213,8 +286,13 @@ Output Core::take_output() {
     out.hard_state = hs;
     saved_hard_ = hs;
   }
+  out.install_snapshot = std::move(install_pending_);
+  install_pending_.reset();
   if (log_.has_unsaved()) log_.take_unsaved(out.truncate_from, out.entries);
   out.messages.swap(messages_);
+  out.snapshot_sends.swap(snapshot_sends_);
+  out.reads_ready.swap(reads_ready_);
+  out.reads_dropped.swap(reads_dropped_);
   out.messages_after_persist.swap(messages_after_persist_);
   collect_committed(out);
   const SoftState ss{role(), leader_, term_};
@@ -237,7 +315,11 @@ void Core::collect_committed(Output& out) {
 // ---- Terms and roles ----
 
 bool Core::in_leader_lease() const noexcept {
-  return config_.check_quorum && leader_ != no_node && election_elapsed_ < config_.election_ticks;
+  // A server that ever saw a term may have answered a leader's heartbeat before it restarted.
+  const bool after_restart =
+      config_.lease_reads && restarted_ && ticks_since_start_ < config_.election_ticks;
+  return config_.check_quorum && (leader_ != no_node || after_restart) &&
+         election_elapsed_ < config_.election_ticks;
 }
 
 // Applies the term rules every message obeys (§3.3); returns false when the message is done.
@@ -255,13 +337,16 @@ bool Core::step_term(const Message& m) {
       return true;  // a granted pre-vote carries the term the pre-candidate would use
     }
     const bool from_leader = std::holds_alternative<AppendRequest>(m.body) ||
-                             std::holds_alternative<HeartbeatRequest>(m.body);
+                             std::holds_alternative<HeartbeatRequest>(m.body) ||
+                             std::holds_alternative<InstallSnapshot>(m.body) ||
+                             std::holds_alternative<TimeoutNow>(m.body);
     become_follower(t, from_leader ? m.from : no_node);
     return true;
   }
   if (t < term_) {
     if (std::holds_alternative<AppendRequest>(m.body) ||
-        std::holds_alternative<HeartbeatRequest>(m.body)) {
+        std::holds_alternative<HeartbeatRequest>(m.body) ||
+        std::holds_alternative<InstallSnapshot>(m.body)) {
       // Tell a stale leader about the newer term. Without this, a server that raised its term
       // while cut off could never rejoin: its pre-votes fail while the others hear the leader.
       send(m.from, AppendResponse{term_, false, Index(), log_.last_index(), Term(), Index()});
@@ -281,6 +366,7 @@ void Core::reset_election_timer() {
 
 void Core::become_follower(Term term, NodeId leader) {
   CORAFT_ASSERT(term >= term_, term, term_);
+  if (auto* l = std::get_if<Leader>(&state_)) drop_reads(*l);
   if (term > term_) {
     term_ = term;
     vote_ = no_node;
@@ -302,25 +388,25 @@ void Core::become_pre_candidate() {
   state_ = Candidate{true, {}, {}};
   leader_ = no_node;
   reset_election_timer();
-  request_votes(true);
+  request_votes(true, false);
   record_vote(std::get<Candidate>(state_), config_.id, true);
 }
 
-void Core::become_candidate() {
+void Core::become_candidate(bool transfer) {
   ++term_;
   vote_ = config_.id;
   leader_ = no_node;
   state_ = Candidate{false, {}, {}};
   reset_election_timer();
-  request_votes(false);
+  request_votes(false, transfer);
   record_vote(std::get<Candidate>(state_), config_.id, true);
 }
 
-void Core::request_votes(bool pre_vote) {
+void Core::request_votes(bool pre_vote, bool transfer) {
   const Term term = pre_vote ? term_ + 1 : term_;
-  for (NodeId peer : config_.voters) {
-    if (peer == config_.id) continue;
-    VoteRequest r{term, log_.last_index(), log_.last_term(), pre_vote, false};
+  for (NodeId peer : conf_.members()) {
+    if (peer == config_.id || !conf_.is_voter(peer)) continue;
+    VoteRequest r{term, log_.last_index(), log_.last_term(), pre_vote, transfer};
     // A real candidate's own vote must be durable before it asks for others (§3.8).
     if (pre_vote) {
       send(peer, r);
@@ -334,9 +420,9 @@ void Core::record_vote(Candidate& c, NodeId from, bool granted) {
   auto seen = [&](const std::vector<NodeId>& v) {
     return std::find(v.begin(), v.end(), from) != v.end();
   };
-  if (seen(c.granted) || seen(c.rejected)) return;
+  if (seen(c.granted) || seen(c.rejected) || !conf_.is_voter(from)) return;
   (granted ? c.granted : c.rejected).push_back(from);
-  switch (vote_outcome(config_.voters.size(), c.granted.size(), c.rejected.size())) {
+  switch (tally(c)) {
     case VoteOutcome::won:
       if (c.pre_vote) {
         become_candidate();
@@ -344,18 +430,15 @@ void Core::record_vote(Candidate& c, NodeId from, bool granted) {
         become_leader();
       }
       break;
-    case VoteOutcome::lost:
-      become_follower(term_, no_node);
-      break;
-    case VoteOutcome::pending:
-      break;
+    case VoteOutcome::lost: become_follower(term_, no_node); break;
+    case VoteOutcome::pending: break;
   }
 }
 
 void Core::handle_vote_request(NodeId from, const VoteRequest& r) {
   // Precondition: r.term >= term_ (step_term), and r.term > term_ only for a pre-vote.
-  const bool can_vote = vote_ == from || (vote_ == no_node && leader_ == no_node) ||
-                        (r.pre_vote && r.term > term_);
+  const bool can_vote =
+      vote_ == from || (vote_ == no_node && leader_ == no_node) || (r.pre_vote && r.term > term_);
   const bool grant = can_vote && log_.candidate_up_to_date(r.last_log_index, r.last_log_term);
   if (r.pre_vote) {
     send(from, VoteResponse{grant ? r.term : term_, grant, true});
@@ -380,15 +463,9 @@ void Core::handle_vote_response(NodeId from, const VoteResponse& r) {
 }
 
 void Core::become_leader() {
-  Leader l;
-  l.peers.reserve(config_.voters.size());
-  for (NodeId peer : config_.voters) {
-    if (peer == config_.id) continue;
-    l.peers.emplace_back(peer, log_.last_index() + 1, config_.inflight_msgs_max,
-                         config_.inflight_bytes_max);
-  }
-  l.matches.reserve(config_.voters.size());
-  state_ = std::move(l);
+  state_ = Leader{};
+  sync_peers(std::get<Leader>(state_));
+  for (Progress& pr : std::get<Leader>(state_).peers) pr.recent_active = false;
   leader_ = config_.id;
   election_elapsed_ = 0;
   // A new leader commits an entry of its own term at once, which also commits everything before
@@ -399,21 +476,21 @@ void Core::become_leader() {
 }
 
 void Core::tick_leader(Leader& l) {
+  ++l.ticks;
   ++election_elapsed_;
   if (election_elapsed_ >= config_.election_ticks) {
     election_elapsed_ = 0;
     if (config_.check_quorum) {
-      std::size_t active = 1;  // the leader itself
-      for (Progress& pr : l.peers) {
-        if (pr.recent_active) ++active;
-        pr.recent_active = false;
-      }
-      if (active < majority(config_.voters.size())) {
+      const bool active = quorum_active(l);
+      for (Progress& pr : l.peers) pr.recent_active = false;
+      if (!active) {
         become_follower(term_, no_node);  // §6.2: it may have been deposed without knowing
         return;
       }
     }
   }
+  tick_promotions(l);
+  tick_transfer(l);
   for (Progress& pr : l.peers) {
     if (pr.state != Progress::State::replicate || pr.inflights.count() == 0) continue;
     if (++pr.stall_ticks >= config_.replicate_stall_ticks) {
@@ -424,6 +501,14 @@ void Core::tick_leader(Leader& l) {
   if (++l.heartbeat_elapsed >= config_.heartbeat_ticks) {
     l.heartbeat_elapsed = 0;
     broadcast_heartbeat(l);
+  }
+}
+
+// A leader that is not a voter of a committed configuration steps down (§4.2.2).
+void Core::step_down_if_removed() {
+  if (!std::holds_alternative<Leader>(state_)) return;
+  if (log_.commit_index() >= conf_index_ && !conf_.is_voter(config_.id)) {
+    become_follower(term_, no_node);
   }
 }
 
@@ -444,6 +529,11 @@ void Core::check_invariants() const {
   CORAFT_ASSERT(applied_ <= apply_handed_, applied_, apply_handed_);
   CORAFT_ASSERT(apply_handed_ <= log_.commit_index() && apply_handed_ <= log_.persisted_index(),
                 apply_handed_, log_.commit_index(), log_.persisted_index());
+  CORAFT_ASSERT(log_.offset() <= apply_handed_, log_.offset(), apply_handed_);
+  CORAFT_ASSERT(snapshot_.last_index >= log_.offset(), snapshot_.last_index, log_.offset());
+  CORAFT_ASSERT(conf_index_ <= log_.last_index(), conf_index_, log_.last_index());
+  CORAFT_ASSERT(conf_index_ <= log_.offset() || log_.at(conf_index_).type == EntryType::config,
+                conf_index_);
   CORAFT_ASSERT(randomized_timeout_ >= config_.election_ticks &&
                     randomized_timeout_ < 2 * config_.election_ticks,
                 randomized_timeout_);

@@ -95,9 +95,27 @@ struct TimeoutNow {
   Term term;
 };
 
-using MessageBody = std::variant<VoteRequest, VoteResponse, AppendRequest, AppendResponse,
-                                 HeartbeatRequest, HeartbeatResponse, InstallSnapshot,
-                                 InstallSnapshotResponse, TimeoutNow>;
+// A follower asks the leader for a read index on behalf of its own clients (§6.4.1).
+// `context` is the follower's identifier for the read, returned unchanged.
+struct ReadIndexRequest {
+  Term term;
+  std::uint64_t context = 0;
+};
+
+// The leader's answer. On success, a read issued before the request is linearizable once the
+// asking server has applied `read_index`. On failure (not leader, or no entry of its term
+// committed yet) the asker retries elsewhere or later.
+struct ReadIndexResponse {
+  Term term;
+  std::uint64_t context = 0;
+  Index read_index;
+  bool success = false;
+};
+
+using MessageBody =
+    std::variant<VoteRequest, VoteResponse, AppendRequest, AppendResponse, HeartbeatRequest,
+                 HeartbeatResponse, InstallSnapshot, InstallSnapshotResponse, TimeoutNow,
+                 ReadIndexRequest, ReadIndexResponse>;
 
 struct Message {
   NodeId from;

@@ -44,6 +44,14 @@ void Progress::become_probe() noexcept {
   inflights.reset();
 }
 
+void Progress::become_snapshot(Index snapshot_index) noexcept {
+  state = State::snapshot;
+  probe_sent = false;
+  pending_snapshot = snapshot_index;
+  stall_ticks = 0;
+  inflights.reset();
+}
+
 void Progress::become_replicate() noexcept {
   state = State::replicate;
   probe_sent = false;

@@ -47,6 +47,9 @@ struct Progress {
     probe,
     // The logs agree up to match_index: stream optimistically within the window.
     replicate,
+    // The entries the follower needs are compacted away: a snapshot is being sent, and nothing
+    // else goes out until it succeeds or fails (thesis §5.3).
+    snapshot,
   };
 
   Progress(NodeId id, Index next, std::uint32_t msgs_max, std::uint64_t bytes_max)
@@ -63,14 +66,25 @@ struct Progress {
   bool recent_active = false;
   // The highest commit index sent to this follower.
   Index commit_sent;
+  // In snapshot state: the last index of the snapshot being sent.
+  Index pending_snapshot;
+  // The newest heartbeat round (read context) this follower answered.
+  std::uint64_t read_acked = 0;
   // Ticks since the last acknowledgement that moved match_index, while messages are in flight.
   std::uint32_t stall_ticks = 0;
   Inflights inflights;
 
   [[nodiscard]] bool paused() const noexcept {
-    return state == State::probe ? probe_sent : inflights.full();
+    switch (state) {
+      case State::probe: return probe_sent;
+      case State::replicate: return inflights.full();
+      case State::snapshot: return true;
+    }
+    return true;
   }
   void become_probe() noexcept;
+  // Precondition: snapshot_index > match_index.
+  void become_snapshot(Index snapshot_index) noexcept;
   void become_replicate() noexcept;
   // A success acknowledgement up to `index`. Returns true when match_index moved.
   bool acknowledge(Index index) noexcept;

@@ -7,14 +7,16 @@
 
 namespace coraft::core {
 
-std::size_t majority(std::size_t voters) noexcept { return voters == 0 ? 0 : voters / 2 + 1; }
+std::size_t majority(std::size_t voters) noexcept {
+  return voters == 0 ? 0 : voters / 2 + 1;
+}
 
 Index quorum_index(std::span<Index> matches) noexcept {
   if (matches.empty()) return Index(std::numeric_limits<std::uint64_t>::max());
   // Sorted descending, the majority-th largest value is held by at least a majority.
   const std::size_t k = majority(matches.size()) - 1;
-  std::nth_element(matches.begin(), matches.begin() + static_cast<std::ptrdiff_t>(k),
-                   matches.end(), [](Index a, Index b) { return a > b; });
+  std::nth_element(matches.begin(), matches.begin() + static_cast<std::ptrdiff_t>(k), matches.end(),
+                   [](Index a, Index b) { return a > b; });
   return matches[k];
 }
 

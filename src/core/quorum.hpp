@@ -23,7 +23,8 @@ enum class VoteOutcome { pending, won, lost };
 [[nodiscard]] Index quorum_index(std::span<Index> matches) noexcept;
 
 // Both sets must support the index.
-[[nodiscard]] Index joint_quorum_index(std::span<Index> incoming, std::span<Index> outgoing) noexcept;
+[[nodiscard]] Index joint_quorum_index(std::span<Index> incoming,
+                                       std::span<Index> outgoing) noexcept;
 
 // The outcome of an election among `voters` voters of which `granted` said yes and `rejected`
 // said no. Precondition: granted + rejected <= voters. An empty set has won.

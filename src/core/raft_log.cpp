@@ -6,24 +6,31 @@
 
 namespace coraft::core {
 
-RaftLog::RaftLog(std::vector<Entry> restored) : entries_(std::move(restored)) {
+RaftLog::RaftLog(std::vector<Entry> restored) : RaftLog(Index(), Term(), std::move(restored)) {}
+
+RaftLog::RaftLog(Index offset, Term offset_term, std::vector<Entry> restored)
+    : entries_(std::move(restored)), offset_(offset), offset_term_(offset_term) {
+  CORAFT_REQUIRE(offset.value() == 0 ? offset_term.value() == 0 : offset_term.value() >= 1,
+                 "restored snapshot has a bad term", offset, offset_term);
   for (std::size_t k = 0; k < entries_.size(); ++k) {
-    CORAFT_REQUIRE(entries_[k].index == Index(k + 1), "restored log is not contiguous from 1",
-                   entries_[k].index, k);
+    CORAFT_REQUIRE(entries_[k].index == offset + (k + 1),
+                   "restored log is not contiguous after the snapshot", entries_[k].index, k);
     CORAFT_REQUIRE(entries_[k].term.value() >= 1, "restored entry has term 0", entries_[k].index);
-    CORAFT_REQUIRE(k == 0 || entries_[k].term >= entries_[k - 1].term,
-                   "restored log has a decreasing term", entries_[k].index);
+    const Term before = k == 0 ? offset_term : entries_[k - 1].term;
+    CORAFT_REQUIRE(entries_[k].term >= before, "restored log has a decreasing term",
+                   entries_[k].index);
   }
+  commit_ = offset;
   persisted_ = last_index();
   saved_ = last_index();
 }
 
 Term RaftLog::last_term() const noexcept {
-  return entries_.empty() ? Term(0) : entries_.back().term;
+  return entries_.empty() ? offset_term_ : entries_.back().term;
 }
 
 std::optional<Term> RaftLog::term_at(Index i) const noexcept {
-  if (i == offset_) return Term(0);
+  if (i == offset_) return offset_term_;
   if (i < offset_ || i > last_index()) return std::nullopt;
   return entries_[i - offset_ - 1].term;
 }
@@ -80,6 +87,36 @@ void RaftLog::truncate_from(Index from) {
   truncate_pending_ = truncate_pending_ ? std::min(*truncate_pending_, from) : from;
 }
 
+void RaftLog::compact(Index upto) {
+  CORAFT_ASSERT(upto >= offset_ && upto <= commit_ && upto <= persisted_, upto, offset_, commit_,
+                persisted_);
+  if (upto == offset_) return;
+  offset_term_ = at(upto).term;
+  entries_.erase(entries_.begin(), entries_.begin() + static_cast<std::ptrdiff_t>(upto - offset_));
+  offset_ = upto;
+}
+
+bool RaftLog::restore(Index index, Term term) {
+  CORAFT_ASSERT(index > commit_, index, commit_);
+  if (index <= last_index() && matches(index, term)) {
+    commit_ = index;
+    persisted_ = std::max(persisted_, index);
+    saved_ = std::max(saved_, index);
+    compact(index);
+    return true;
+  }
+  entries_.clear();
+  offset_ = index;
+  offset_term_ = term;
+  commit_ = index;
+  persisted_ = index;
+  saved_ = index;
+  for (Write& w : writes_) w.cap = std::min(w.cap, index);
+  const Index from = index + 1;
+  truncate_pending_ = truncate_pending_ ? std::min(*truncate_pending_, from) : from;
+  return false;
+}
+
 void RaftLog::take_unsaved(std::optional<Index>& truncate_from, std::vector<Entry>& entries) {
   truncate_from = truncate_pending_;
   truncate_pending_.reset();
@@ -103,7 +140,8 @@ bool RaftLog::persisted(Term term, Index index) {
 }
 
 void RaftLog::check_invariants() const {
-  CORAFT_ASSERT(commit_ <= last_index(), commit_, last_index());
+  CORAFT_ASSERT(offset_ <= commit_ && commit_ <= last_index(), offset_, commit_, last_index());
+  CORAFT_ASSERT(offset_.value() == 0 || offset_term_.value() >= 1, offset_, offset_term_);
   CORAFT_ASSERT(persisted_ <= saved_ && saved_ <= last_index(), persisted_, saved_, last_index());
   if (!entries_.empty()) {
     CORAFT_ASSERT(entries_.front().index == offset_ + 1, entries_.front().index, offset_);

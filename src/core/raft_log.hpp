@@ -17,12 +17,17 @@ class RaftLog {
   // `restored` is the durable log read back at start: contiguous from index 1, terms
   // non-decreasing. It counts as persisted and as already handed out.
   explicit RaftLog(std::vector<Entry> restored);
+  // A log restored after a snapshot covering every entry up to (offset, offset_term): `restored`
+  // is contiguous from offset + 1. Everything up to the offset counts as committed.
+  RaftLog(Index offset, Term offset_term, std::vector<Entry> restored);
 
   // The index before the first entry held in memory (0 until snapshots compact the log).
+  // Invariant: offset() <= commit_index(); the entry at the offset is covered by a snapshot.
   [[nodiscard]] Index offset() const noexcept { return offset_; }
   [[nodiscard]] Index last_index() const noexcept { return offset_ + entries_.size(); }
   [[nodiscard]] Term last_term() const noexcept;
-  // The term at `i`: Term 0 at the offset (index 0), nullopt outside the log.
+  // The term at `i`: the snapshot's term at the offset (Term 0 at index 0), nullopt outside the
+  // log.
   [[nodiscard]] std::optional<Term> term_at(Index i) const noexcept;
   [[nodiscard]] bool matches(Index i, Term t) const noexcept;
   // Precondition: offset() < i <= last_index().
@@ -43,6 +48,18 @@ class RaftLog {
   void append(Entry e);
   // Removes every entry at index >= `from`. Precondition: commit_index() < from <= last_index().
   void truncate_from(Index from);
+
+  // ---- Snapshots (thesis §5.1) ----
+  // Drops the entries up to `upto`, which a snapshot covers. Precondition: offset() <= upto <=
+  // min(commit_index(), persisted_index()).
+  void compact(Index upto);
+  // Makes a snapshot ending at (index, term) the base of the log. If the log holds that entry,
+  // the entries after it stay (§5.3: a follower keeps what follows a snapshot it already
+  // covers) and the call returns true. Otherwise the whole log is discarded, a truncation from
+  // index + 1 is recorded for storage, and the call returns false. Either way everything up to
+  // `index` counts as committed and durable (the snapshot is). Precondition: index >
+  // commit_index().
+  bool restore(Index index, Term term);
 
   // ---- Durability bookkeeping (see output.hpp) ----
   // Entries appended or a truncation made since the last take_unsaved().
@@ -75,6 +92,7 @@ class RaftLog {
   // Invariant: entries_[k].index == offset_ + 1 + k, terms non-decreasing.
   std::vector<Entry> entries_;
   Index offset_;
+  Term offset_term_;
   // Invariant: commit_ <= last_index().
   Index commit_;
   // Invariant: persisted_ <= saved_ <= last_index().

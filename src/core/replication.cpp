@@ -8,6 +8,11 @@
 
 namespace coraft::core {
 
+namespace {
+// Send times kept for recent heartbeat rounds; older rounds are too old to extend a lease.
+constexpr std::size_t heartbeat_rounds_kept_max = 64;
+}  // namespace
+
 Progress* Core::find_progress(Leader& leader, NodeId id) noexcept {
   for (Progress& pr : leader.peers) {
     if (pr.id == id) return &pr;
@@ -26,7 +31,11 @@ void Core::send_append(Leader& leader, Progress& pr) {
     const bool probe = pr.state == Progress::State::probe;
     const Index prev = pr.next_index - 1;
     const auto prev_term = log_.term_at(prev);
-    CORAFT_ASSERT(prev_term.has_value(), prev, log_.offset(), last);
+    if (!prev_term) {
+      CORAFT_ASSERT(prev < log_.offset(), prev, log_.offset(), last);
+      send_snapshot(pr);  // the entries it needs are compacted away (§5.3)
+      return;
+    }
     // In replicate state an empty message is worth sending only to carry a newer commit index.
     if (!probe && pr.next_index > last && pr.commit_sent >= std::min(commit, prev)) return;
     AppendRequest r{term_, prev, *prev_term, commit, {}};
@@ -59,21 +68,21 @@ void Core::broadcast_append(Leader& leader) {
 }
 
 void Core::broadcast_heartbeat(Leader& leader) {
+  // Every round has its own read context: a quorum answering it confirms this server was still
+  // leader when it went out (§6.4), which serves reads and measures the lease.
+  const std::uint64_t seq = ++leader.heartbeat_seq;
+  leader.heartbeat_sent.emplace_back(seq, leader.ticks);
+  if (leader.heartbeat_sent.size() > heartbeat_rounds_kept_max) leader.heartbeat_sent.pop_front();
   for (Progress& pr : leader.peers) {
     // A follower may commit only what it is known to hold.
     const Index commit = std::min(log_.commit_index(), pr.match_index);
-    send(pr.id, HeartbeatRequest{term_, commit, 0});
+    send(pr.id, HeartbeatRequest{term_, commit, seq});
   }
 }
 
 void Core::handle_append_request(NodeId from, AppendRequest& r) {
   // Precondition: r.term == term_ and this server is not the leader.
-  if (std::holds_alternative<Follower>(state_)) {
-    leader_ = from;
-    election_elapsed_ = 0;
-  } else {
-    become_follower(term_, from);  // a candidate learns of this term's leader (§3.4)
-  }
+  become_follower_of(from);
   const Index commit = log_.commit_index();
   if (r.prev_log_index < commit) {
     // Entries up to the commit index are already here and match (§3.6.3): skip them.
@@ -92,15 +101,23 @@ void Core::handle_append_request(NodeId from, AppendRequest& r) {
   }
   const Index last_new = r.prev_log_index + r.entries.size();
   std::size_t k = 0;
+  bool conf_changed = false;
   for (; k < r.entries.size(); ++k) {
     const Entry& e = r.entries[k];
     if (e.index > log_.last_index()) break;
     if (!log_.matches(e.index, e.term)) {
-      log_.truncate_from(e.index);  // §3.5: delete the conflicting entry and all that follow
+      // §3.5: delete the conflicting entry and all that follow; a configuration they set is
+      // undone with them (§4.1).
+      log_.truncate_from(e.index);
+      conf_changed = conf_index_ >= e.index;
       break;
     }
   }
-  for (; k < r.entries.size(); ++k) log_.append(std::move(r.entries[k]));
+  for (; k < r.entries.size(); ++k) {
+    conf_changed = conf_changed || r.entries[k].type == EntryType::config;
+    log_.append(std::move(r.entries[k]));
+  }
+  if (conf_changed) refresh_config();
   if (r.leader_commit > commit) log_.commit_to(std::min(r.leader_commit, last_new));
   // The leader counts this server only once these entries are durable here.
   send_after_persist(from, AppendResponse{term_, true, last_new, log_.last_index(), {}, {}});
@@ -112,8 +129,8 @@ void Core::handle_append_request(NodeId from, AppendRequest& r) {
 void Core::reject_append(NodeId from, const AppendRequest& r) {
   const Index hint = log_.last_index_with_term_at_most(r.prev_log_index, r.prev_log_term);
   const Term hint_term = *log_.term_at(hint);
-  send_after_persist(from, AppendResponse{term_, false, r.prev_log_index, log_.last_index(),
-                                          hint_term, hint});
+  send_after_persist(
+      from, AppendResponse{term_, false, r.prev_log_index, log_.last_index(), hint_term, hint});
 }
 
 void Core::handle_append_response(Leader& leader, NodeId from, const AppendResponse& r) {
@@ -126,9 +143,13 @@ void Core::handle_append_response(Leader& leader, NodeId from, const AppendRespo
   }
   if (r.match_index > log_.last_index()) return;  // not an answer to anything this leader sent
   const bool moved = pr->acknowledge(r.match_index);
+  if (pr->state == Progress::State::snapshot && pr->match_index >= pr->pending_snapshot) {
+    pr->become_probe();  // the follower caught up some other way
+  }
   if (pr->state == Progress::State::probe && r.match_index >= pr->match_index) {
     pr->become_replicate();
   }
+  if (leader.transfer_target == from) maybe_send_timeout_now(leader, *pr);
   if (moved && maybe_commit(leader)) {
     broadcast_append(leader);
   } else {
@@ -138,6 +159,7 @@ void Core::handle_append_response(Leader& leader, NodeId from, const AppendRespo
 
 void Core::handle_append_rejection(Leader& leader, Progress& pr, const AppendResponse& r) {
   const Index rejected = r.match_index;
+  if (pr.state == Progress::State::snapshot) return;  // the snapshot decides what comes next
   if (pr.state == Progress::State::replicate) {
     if (rejected <= pr.match_index) return;  // an answer to a message overtaken since
   } else if (rejected != pr.next_index - 1) {
@@ -155,22 +177,21 @@ void Core::handle_append_rejection(Leader& leader, Progress& pr, const AppendRes
 }
 
 void Core::handle_heartbeat_request(NodeId from, const HeartbeatRequest& r) {
-  if (std::holds_alternative<Follower>(state_)) {
-    leader_ = from;
-    election_elapsed_ = 0;
-  } else {
-    become_follower(term_, from);
-  }
+  become_follower_of(from);
   // The leader caps the commit index at what it knows this server holds.
   const Index commit = std::min(r.leader_commit, log_.last_index());
   if (commit > log_.commit_index()) log_.commit_to(commit);
   send_after_persist(from, HeartbeatResponse{term_, r.read_context});
 }
 
-void Core::handle_heartbeat_response(Leader& leader, NodeId from) {
+void Core::handle_heartbeat_response(Leader& leader, NodeId from, const HeartbeatResponse& r) {
   Progress* pr = find_progress(leader, from);
   if (!pr) return;
   pr->recent_active = true;
+  if (r.read_context > pr->read_acked && r.read_context <= leader.heartbeat_seq) {
+    pr->read_acked = r.read_context;
+    release_reads(leader);
+  }
   if (pr->state == Progress::State::probe) pr->probe_sent = false;  // retry a lost probe
   if (pr->match_index < log_.last_index() || pr->commit_sent < log_.commit_index()) {
     send_append(leader, *pr);
@@ -180,20 +201,21 @@ void Core::handle_heartbeat_response(Leader& leader, NodeId from) {
 // Commits the largest index a quorum holds durably, if it is from this term (§3.6.2, Figure
 // 3.7): an entry of an earlier term is committed only indirectly, by one of the current term.
 bool Core::maybe_commit(Leader& leader) {
-  leader.matches.clear();
-  leader.matches.push_back(log_.persisted_index());  // the leader counts once durable
-  for (const Progress& pr : leader.peers) leader.matches.push_back(pr.match_index);
-  const Index q = quorum_index(leader.matches);
-  if (q <= log_.commit_index() || !log_.matches(q, term_)) return false;
+  const Index q = quorum_match(leader);
+  if (q <= log_.commit_index() || q > log_.last_index() || !log_.matches(q, term_)) return false;
   log_.commit_to(q);
+  after_commit(leader);
   return true;
 }
 
 void Core::check_leader_invariants(const Leader& leader) const {
+  CORAFT_ASSERT(
+      leader.peers.size() + (conf_.contains(config_.id) ? 1 : 0) == conf_.members().size(),
+      leader.peers.size());
   for (const Progress& pr : leader.peers) {
+    CORAFT_ASSERT(conf_.contains(pr.id), pr.id);
     CORAFT_ASSERT(pr.match_index < pr.next_index, pr.id, pr.match_index, pr.next_index);
-    CORAFT_ASSERT(pr.next_index <= log_.last_index() + 1, pr.id, pr.next_index,
-                  log_.last_index());
+    CORAFT_ASSERT(pr.next_index <= log_.last_index() + 1, pr.id, pr.next_index, log_.last_index());
     CORAFT_ASSERT(pr.inflights.count() <= config_.inflight_msgs_max, pr.id);
     CORAFT_ASSERT(pr.state == Progress::State::replicate || pr.inflights.count() == 0, pr.id);
   }

@@ -167,6 +167,18 @@ class Writer {
     f.initTimeoutNow().setTerm(m.term.value());
   }
   void put(wire::Frame::Builder f, const Keepalive&) { f.setKeepalive(); }
+  void put(wire::Frame::Builder f, const core::ReadIndexRequest& m) {
+    auto w = f.initReadIndexRequest();
+    w.setTerm(m.term.value());
+    w.setContext(m.context);
+  }
+  void put(wire::Frame::Builder f, const core::ReadIndexResponse& m) {
+    auto w = f.initReadIndexResponse();
+    w.setTerm(m.term.value());
+    w.setContext(m.context);
+    w.setReadIndex(m.read_index.value());
+    w.setSuccess(m.success);
+  }
 
  private:
   static unsigned count(const std::vector<NodeId>& ids) {
@@ -296,9 +308,9 @@ Result<OutFrame> encode(FrameBody body, const CodecLimits& limits) {
 
 const char* frame_kind(const FrameBody& body) noexcept {
   static constexpr const char* names[] = {
-      "voteRequest",      "voteResponse",      "appendRequest",   "appendResponse",
-      "heartbeatRequest", "heartbeatResponse", "installSnapshot", "installSnapshotResponse",
-      "timeoutNow"};
+      "voteRequest",      "voteResponse",      "appendRequest",    "appendResponse",
+      "heartbeatRequest", "heartbeatResponse", "installSnapshot",  "installSnapshotResponse",
+      "timeoutNow",       "readIndexRequest",  "readIndexResponse"};
   if (std::holds_alternative<Handshake>(body)) return "handshake";
   if (std::holds_alternative<HandshakeReply>(body)) return "handshakeReply";
   if (std::holds_alternative<Keepalive>(body)) return "keepalive";

@@ -51,6 +51,15 @@ class Reader {
       case wire::Frame::TIMEOUT_NOW:
         return message(core::TimeoutNow{Term(f.getTimeoutNow().getTerm())});
       case wire::Frame::KEEPALIVE: return FrameBody(Keepalive{});
+      case wire::Frame::READ_INDEX_REQUEST: {
+        auto w = f.getReadIndexRequest();
+        return message(core::ReadIndexRequest{Term(w.getTerm()), w.getContext()});
+      }
+      case wire::Frame::READ_INDEX_RESPONSE: {
+        auto w = f.getReadIndexResponse();
+        return message(core::ReadIndexResponse{Term(w.getTerm()), w.getContext(),
+                                               Index(w.getReadIndex()), w.getSuccess()});
+      }
     }
     return malformed(detail::concat("unknown frame kind ", static_cast<unsigned>(f.which())));
   }

@@ -26,19 +26,46 @@ Cluster::Cluster(std::size_t n, std::function<void(Config&)> tweak) : servers_(n
   }
 }
 
+namespace {
+// Deletes the stored entries at index >= from (keep_after = from - 1) or <= upto.
+void drop_from(std::vector<Entry>& log, Index from) {
+  std::erase_if(log, [&](const Entry& e) { return e.index >= from; });
+}
+void drop_upto(std::vector<Entry>& log, Index upto) {
+  std::erase_if(log, [&](const Entry& e) { return e.index <= upto; });
+}
+}  // namespace
+
 void Cluster::flush(std::uint64_t id) {
   Server& s = servers_[id - 1];
   while (s.core && s.core->has_output()) {
     Output out = s.core->take_output();
     if (out.hard_state) s.durable.hard_state = *out.hard_state;
-    if (out.truncate_from && out.truncate_from->value() <= s.durable.entries.size()) {
-      s.durable.entries.resize(out.truncate_from->value() - 1);
+    if (out.install_snapshot) {
+      s.durable.snapshot = *out.install_snapshot;
+      s.snapshot_entries = s.staged;
+      drop_upto(s.durable.entries, out.install_snapshot->last_index);
     }
-    for (const Entry& e : out.entries) s.durable.entries.push_back(e);
+    if (out.truncate_from) drop_from(s.durable.entries, *out.truncate_from);
+    for (const Entry& e : out.entries) {
+      CORAFT_ASSERT(s.durable.entries.empty() || s.durable.entries.back().index + 1 == e.index);
+      s.durable.entries.push_back(e);
+    }
     for (Message& m : out.messages) wire_.push_back(std::move(m));
+    for (const SnapshotSend& send : out.snapshot_sends) {
+      wire_.push_back(Message{NodeId(id), send.to,
+                              InstallSnapshot{send.term, send.meta, 0, Bytes(), true}});
+    }
     if (!out.entries.empty()) s.core->persisted(out.entries.back().term, out.entries.back().index);
     for (Message& m : out.messages_after_persist) wire_.push_back(std::move(m));
+    if (out.install_snapshot) {
+      s.applied = s.snapshot_entries;  // the state machine is replaced by the snapshot
+      s.core->applied(out.install_snapshot->last_index);
+    }
     for (const Entry& e : out.committed) s.applied.push_back(e);
+    s.reads_ready.insert(s.reads_ready.end(), out.reads_ready.begin(), out.reads_ready.end());
+    s.reads_dropped.insert(s.reads_dropped.end(), out.reads_dropped.begin(),
+                           out.reads_dropped.end());
     if (!out.committed.empty()) s.core->applied(out.committed.back().index);
   }
 }
@@ -61,6 +88,9 @@ void Cluster::deliver_all() {
     Server& to = servers_[m.to.value() - 1];
     if (is_cut(m) || !to.core) continue;
     const std::uint64_t id = m.to.value();
+    if (std::holds_alternative<InstallSnapshot>(m.body)) {
+      to.staged = servers_[m.from.value() - 1].snapshot_entries;  // the chunks, all received
+    }
     CORAFT_ASSERT(to.core->step(std::move(m)).ok());
     flush(id);
   }
@@ -74,6 +104,9 @@ void Cluster::deliver_if(const std::function<bool(const Message&)>& keep) {
     Server& to = servers_[m.to.value() - 1];
     if (!keep(m) || is_cut(m) || !to.core) continue;
     const std::uint64_t id = m.to.value();
+    if (std::holds_alternative<InstallSnapshot>(m.body)) {
+      to.staged = servers_[m.from.value() - 1].snapshot_entries;
+    }
     CORAFT_ASSERT(to.core->step(std::move(m)).ok());
     flush(id);
   }
@@ -111,6 +144,35 @@ Result<Index> Cluster::propose(std::uint64_t id, std::string_view payload) {
   auto r = core(id).propose(std::span<const Bytes>(&b, 1));
   flush(id);
   return r;
+}
+
+Result<void> Cluster::take_snapshot(std::uint64_t id) {
+  Server& s = servers_[id - 1];
+  Core& c = *s.core;
+  const Index at = c.applied_index();
+  auto term = c.log().term_at(at);
+  CORAFT_ASSERT(term.has_value(), at);
+  SnapshotMeta meta{at, *term, {}};
+  // The configuration in force at `at`: the last one applied, else the stored snapshot's, else
+  // the one the cluster started with.
+  auto config = Configuration::make(s.config.voters, {}, s.config.learners);
+  CORAFT_ASSERT(config.ok());
+  meta.configuration = s.durable.snapshot ? s.durable.snapshot->configuration : *config;
+  for (const Entry& e : s.applied) {
+    if (e.index <= at && e.type == EntryType::config) {
+      meta.configuration = *decode_configuration(e.payload.span());
+    }
+  }
+  std::vector<Entry> state;
+  for (const Entry& e : s.applied) {
+    if (e.index <= at) state.push_back(e);
+  }
+  auto r = c.snapshot_taken(meta);
+  if (!r) return r;
+  s.snapshot_entries = std::move(state);
+  s.durable.snapshot = meta;
+  flush(id);
+  return {};
 }
 
 std::optional<std::uint64_t> Cluster::leader() const {

@@ -22,6 +22,13 @@ struct Server {
   Config config;
   DurableState durable;
   std::vector<Entry> applied;  // everything this server applied, across restarts
+  // The state machine as of the stored snapshot (the entries it covers), and a received
+  // snapshot staged for installation.
+  std::vector<Entry> snapshot_entries;
+  std::vector<Entry> staged;
+  // Reads the core reported ready or dropped.
+  std::vector<ReadState> reads_ready;
+  std::vector<std::uint64_t> reads_dropped;
 };
 
 class Cluster {
@@ -53,6 +60,8 @@ class Cluster {
 
   std::deque<Message>& wire() { return wire_; }
   Result<Index> propose(std::uint64_t id, std::string_view payload);
+  // `id` snapshots its state machine at its applied index and reports it to its core.
+  Result<void> take_snapshot(std::uint64_t id);
   std::optional<std::uint64_t> leader() const;
 
  private:

@@ -421,10 +421,10 @@ TEST_CASE("malformed AppendEntries are refused without changing anything") {
   auto r = f.step({NodeId(1), NodeId(2), gap});
   CHECK(r.error().is(Errc::protocol_error));
   CHECK(f.term() == Term(0));
-  auto stranger = f.step({NodeId(9), NodeId(2), HeartbeatRequest{Term(1), Index(0), 0}});
-  CHECK(stranger.error().is(Errc::protocol_error));
-  auto transfer = f.step({NodeId(1), NodeId(2), TimeoutNow{Term(4)}});
-  CHECK(transfer.error().is(Errc::protocol_error));
+  auto nobody = f.step({no_node, NodeId(2), HeartbeatRequest{Term(1), Index(0), 0}});
+  CHECK(nobody.error().is(Errc::protocol_error));
+  auto itself = f.step({NodeId(2), NodeId(2), HeartbeatRequest{Term(1), Index(0), 0}});
+  CHECK(itself.error().is(Errc::protocol_error));
   CHECK(f.term() == Term(0));
   // Reference: §3.5
 }

@@ -56,6 +56,8 @@ inline std::vector<core::MessageBody> sample_messages() {
                                          pattern_payload(5000, 9), true});
   out.emplace_back(core::InstallSnapshotResponse{Term(10), Index(500), 9096, true, true});
   out.emplace_back(core::TimeoutNow{Term(11)});
+  out.emplace_back(core::ReadIndexRequest{Term(12), 777});
+  out.emplace_back(core::ReadIndexResponse{Term(12), 777, Index(345), true});
   return out;
 }
 
@@ -103,6 +105,13 @@ inline bool same(const core::InstallSnapshotResponse& a, const core::InstallSnap
 }
 inline bool same(const core::TimeoutNow& a, const core::TimeoutNow& b) {
   return a.term == b.term;
+}
+inline bool same(const core::ReadIndexRequest& a, const core::ReadIndexRequest& b) {
+  return a.term == b.term && a.context == b.context;
+}
+inline bool same(const core::ReadIndexResponse& a, const core::ReadIndexResponse& b) {
+  return a.term == b.term && a.context == b.context && a.read_index == b.read_index &&
+         a.success == b.success;
 }
 
 inline bool same(const core::MessageBody& a, const core::MessageBody& b) {

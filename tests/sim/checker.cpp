@@ -14,16 +14,17 @@ void Checker::on_leader(Term term, NodeId node, const core::RaftLog& log) {
   const auto t = static_cast<std::size_t>(term.value());
   if (leaders_.size() <= t) leaders_.resize(t + 1);
   if (leaders_[t] != no_node && leaders_[t] != node) {
-    fail(detail::concat("election safety: nodes ", leaders_[t], " and ", node,
-                        " both led term ", term));
+    fail(detail::concat("election safety: nodes ", leaders_[t], " and ", node, " both led term ",
+                        term));
     return;
   }
   leaders_[t] = node;
   for (std::size_t k = 0; k < committed_.size(); ++k) {
     const Index i(k + 1);
+    if (i <= log.offset()) continue;  // in the leader's snapshot, checked when it was made
     if (committed_[k].commit_term < term && !log.matches(i, committed_[k].term)) {
-      fail(detail::concat("leader completeness: leader ", node, " of term ", term,
-                          " lacks entry ", i, " committed in term ", committed_[k].commit_term));
+      fail(detail::concat("leader completeness: leader ", node, " of term ", term, " lacks entry ",
+                          i, " committed in term ", committed_[k].commit_term));
       return;
     }
   }
@@ -33,14 +34,14 @@ void Checker::on_leader_commit(Term term, const core::RaftLog& log) {
   const Index commit = log.commit_index();
   // Entries already recorded with a commit term at or below `term` need no update; terms of
   // committing leaders rarely decrease along the log, so the walk stops early.
-  for (Index i = commit; i.value() > 0; --i) {
+  for (Index i = commit; i > log.offset(); --i) {
     const auto k = static_cast<std::size_t>(i.value() - 1);
     const Entry& e = log.at(i);
     if (k < committed_.size() && committed_[k].commit_term.value() != 0) {
       Committed& c = committed_[k];
       if (c.term != e.term || c.type != e.type || !(c.payload == e.payload)) {
-        fail(detail::concat("state machine safety: the leader of term ", term, " committed (",
-                            i, ", term ", e.term, ") but (", i, ", term ", c.term,
+        fail(detail::concat("state machine safety: the leader of term ", term, " committed (", i,
+                            ", term ", e.term, ") but (", i, ", term ", c.term,
                             ") was committed before"));
         return;
       }
@@ -50,6 +51,16 @@ void Checker::on_leader_commit(Term term, const core::RaftLog& log) {
     }
     if (committed_.size() < k + 1) committed_.resize(k + 1);
     committed_[k] = Committed{e.term, e.type, e.payload, term};
+  }
+}
+
+void Checker::on_snapshot(NodeId node, const SnapshotMeta& meta) {
+  const auto k = static_cast<std::size_t>(meta.last_index.value() - 1);
+  if (k >= committed_.size() || committed_[k].commit_term.value() == 0 ||
+      committed_[k].term != meta.last_term) {
+    fail(detail::concat("snapshot safety: node ", node, " holds a snapshot ending at (",
+                        meta.last_index, ", term ", meta.last_term,
+                        ") that is not a committed entry"));
   }
 }
 
@@ -72,9 +83,11 @@ namespace {
 // Log Matching for one pair: find the highest index where both hold the same term; below it
 // the logs must be identical.
 bool logs_match(const core::RaftLog& a, const core::RaftLog& b, Index& bad) {
+  // Below either log's first entry, snapshots stand in for the entries.
+  const Index floor = std::max(a.offset(), b.offset());
   Index i = std::min(a.last_index(), b.last_index());
-  while (i.value() > 0 && !(*a.term_at(i) == *b.term_at(i))) --i;
-  for (; i.value() > 0; --i) {
+  while (i > floor && !(*a.term_at(i) == *b.term_at(i))) --i;
+  for (; i > floor; --i) {
     const Entry& x = a.at(i);
     const Entry& y = b.at(i);
     if (x.term != y.term || x.type != y.type || !(x.payload == y.payload)) {
@@ -100,13 +113,19 @@ void Checker::check_log_matching(const std::vector<const core::RaftLog*>& logs) 
   }
 }
 
-void Checker::check_durable(const std::vector<const std::vector<Entry>*>& durable_logs) {
-  const std::size_t need = nodes_ / 2 + 1;
+void Checker::check_durable(const std::vector<DurableView>& durable_logs, std::size_t need) {
   for (std::size_t k = 0; k < committed_.size(); ++k) {
     std::size_t holders = 0;
-    for (const auto* log : durable_logs) {
-      if (k < log->size() && (*log)[k].term == committed_[k].term &&
-          (*log)[k].payload == committed_[k].payload) {
+    for (const DurableView& d : durable_logs) {
+      const std::vector<Entry>& log = *d.entries;
+      if (k + 1 <= d.snapshot_index.value()) {
+        ++holders;
+        continue;
+      }
+      if (log.empty() || log.front().index.value() > k + 1) continue;
+      const std::size_t at = k + 1 - log.front().index.value();
+      if (at < log.size() && log[at].term == committed_[k].term &&
+          log[at].payload == committed_[k].payload) {
         ++holders;
       }
     }
@@ -181,8 +200,8 @@ void Checker::check_linearizable(const std::vector<OpRecord>& history) {
     const std::uint64_t floor = floor_at_invoke[slot];
     const bool ok = p.op->is_read ? p.op->value >= floor : p.op->value > floor;
     if (!ok) {
-      fail(detail::concat("linearizability: an op invoked at ", p.op->invoked_us,
-                          "us returned ", p.op->value, " after an earlier op returned ", floor));
+      fail(detail::concat("linearizability: an op invoked at ", p.op->invoked_us, "us returned ",
+                          p.op->value, " after an earlier op returned ", floor));
       return;
     }
     returned_max = std::max(returned_max, p.op->value);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <coraft/entry.hpp>
+#include <coraft/membership.hpp>
 #include <coraft/types.hpp>
 
 #include "core/raft_log.hpp"
@@ -20,6 +21,12 @@ struct OpRecord {
   bool done = false;
   std::uint64_t completed_us = 0;
   std::uint64_t value = 0;  // the counter after the increment, or the value read
+};
+
+// A server's durable log: the stored snapshot's last index (0 for none) and the stored entries.
+struct DurableView {
+  Index snapshot_index;
+  const std::vector<Entry>* entries;
 };
 
 class Checker {
@@ -41,7 +48,12 @@ class Checker {
   // Log Matching between every pair of logs: equal (index, term) implies equal prefixes.
   void check_log_matching(const std::vector<const core::RaftLog*>& logs);
   // Every committed entry is on the durable logs of a majority, so it survives crashes.
-  void check_durable(const std::vector<const std::vector<Entry>*>& durable_logs);
+  // An entry the stored snapshot covers counts as held. `need` is the number of servers that
+  // must hold it: a majority of the smallest voter set the cluster may have.
+  void check_durable(const std::vector<DurableView>& durable_logs, std::size_t need);
+  // A snapshot (taken or installed) covers only committed entries and agrees with them at its
+  // last index: snapshots never lose or change committed entries.
+  void on_snapshot(NodeId node, const SnapshotMeta& meta);
   // The client history is linearizable against a counter with increments and reads.
   void check_linearizable(const std::vector<OpRecord>& history);
 

@@ -18,7 +18,7 @@ int usage_error(const std::string& what) {
                "usage: coraft-sim --seeds N [--first-seed S] [--nodes 3|5|7] "
                "[--faults LIST|all|none]\n"
                "       coraft-sim --seed S [--nodes 3|5|7] [--faults LIST|all|none] [--trace]\n"
-               "faults: drop, dup, reorder, delay, partition, crash, torn\n",
+               "faults: drop, dup, reorder, delay, partition, crash, torn, transfer, reads\n",
                what.c_str());
   return 2;
 }
@@ -49,8 +49,8 @@ std::string parse(int argc, char** argv, Args& a) {
     std::string_view value = argv[++i];
     std::uint64_t v = 0;
     if (flag == "--seeds" || flag == "--first-seed" || flag == "--seed" || flag == "--nodes") {
-      if (!parse_u64(value, v)) return "flag " + std::string(flag) + ": '" +
-                                       std::string(value) + "' is not a number";
+      if (!parse_u64(value, v))
+        return "flag " + std::string(flag) + ": '" + std::string(value) + "' is not a number";
     }
     if (flag == "--seeds") {
       if (v == 0) return "--seeds must be at least 1";
@@ -99,16 +99,16 @@ int main(int argc, char** argv) {
                 static_cast<double>(r.sim_us) / 1e6, static_cast<unsigned long long>(r.digest));
     if (!r.ok) {
       ++failed;
-      std::printf("  failure: %s\n  reproduce with: coraft-sim --seed %llu --nodes %u --faults %s\n",
-                  r.failure.c_str(), static_cast<unsigned long long>(seed), a.options.nodes,
-                  faults.c_str());
+      std::printf(
+          "  failure: %s\n  reproduce with: coraft-sim --seed %llu --nodes %u --faults %s\n",
+          r.failure.c_str(), static_cast<unsigned long long>(seed), a.options.nodes,
+          faults.c_str());
     }
     std::fflush(stdout);
   }
   std::printf("coraft-sim: seeds=%llu failed=%llu ops=%llu faults=%llu sim_seconds=%.1f\n",
               static_cast<unsigned long long>(a.seeds), static_cast<unsigned long long>(failed),
-              static_cast<unsigned long long>(ops),
-              static_cast<unsigned long long>(faults_total),
+              static_cast<unsigned long long>(ops), static_cast<unsigned long long>(faults_total),
               static_cast<double>(sim_us) / 1e6);
   return failed > 0 ? 1 : 0;
 }

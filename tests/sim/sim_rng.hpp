@@ -31,7 +31,9 @@ class SimRng {
   // Uniform in [0, bound). Precondition: bound > 0.
   std::uint64_t below(std::uint64_t bound) noexcept { return next() % bound; }
   // Uniform in [lo, hi].
-  std::uint64_t range(std::uint64_t lo, std::uint64_t hi) noexcept { return lo + below(hi - lo + 1); }
+  std::uint64_t range(std::uint64_t lo, std::uint64_t hi) noexcept {
+    return lo + below(hi - lo + 1);
+  }
   // True with probability `p` per million.
   bool chance_ppm(std::uint64_t p) noexcept { return below(1'000'000) < p; }
 

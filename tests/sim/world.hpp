@@ -17,7 +17,18 @@ enum FaultBit : std::uint32_t {
   fault_partition = 1u << 4,
   fault_crash = 1u << 5,
   fault_torn = 1u << 6,
-  faults_all = (1u << 7) - 1,
+  // Leadership transfers to random voters at random times.
+  fault_transfer = 1u << 7,
+  // Client reads use ReadIndex (and, on some seeds, leases) instead of the log; reads sent to
+  // followers are forwarded to the leader.
+  fault_reads = 1u << 8,
+  // Servers snapshot their state machines and compact their logs at random times; lagging
+  // followers then receive snapshots.
+  fault_snapshot = 1u << 9,
+  // Membership changes: voters removed and added back (through joint consensus when several
+  // change), servers kept as learners, some of them promoted automatically.
+  fault_reconfig = 1u << 10,
+  faults_all = (1u << 11) - 1,
 };
 
 // "all", "none" or a comma-separated list of fault names. Returns false and sets `error` on an

@@ -1,0 +1,210 @@
+// Linearizable reads (ReadIndex, leases, follower reads), each as set up / act / check.
+#include <algorithm>
+
+#include <doctest/doctest.h>
+
+#include "harness.hpp"
+
+using namespace coraft;
+using namespace coraft::core;
+using namespace coraft::core::test;
+
+namespace {
+void settle(Cluster& c, std::uint64_t leader, int rounds = 3) {
+  for (int i = 0; i < rounds; ++i) {
+    c.tick(leader);
+    c.deliver_all();
+  }
+}
+
+std::size_t heartbeats_on_wire(Cluster& c) {
+  return static_cast<std::size_t>(std::count_if(c.wire().begin(), c.wire().end(), [](const Message& m) {
+    return std::holds_alternative<HeartbeatRequest>(m.body);
+  }));
+}
+
+bool ready(Cluster& c, std::uint64_t server, std::uint64_t id) {
+  const auto& r = c.server(server).reads_ready;
+  return std::any_of(r.begin(), r.end(), [&](const ReadState& s) { return s.id == id; });
+}
+
+Cluster leased(std::size_t n) {
+  return Cluster(n, [](Config& cfg) { cfg.lease_reads = true; });
+}
+}  // namespace
+
+TEST_CASE("a leader answers a read at its commit index once a heartbeat round confirms it") {
+  Cluster c(3);
+  c.elect(1);
+  settle(c, 1);
+  REQUIRE(c.propose(1, "x").ok());
+  settle(c, 1);
+  const Index commit = c.core(1).log().commit_index();
+  // Act
+  REQUIRE(c.core(1).read_index(7).ok());
+  c.flush(1);
+  // Check: not answered before the round; a heartbeat to each follower carries the round.
+  CHECK_FALSE(ready(c, 1, 7));
+  CHECK(heartbeats_on_wire(c) == 2);
+  c.deliver_all();
+  REQUIRE(ready(c, 1, 7));
+  CHECK(c.server(1).reads_ready.back().index == commit);
+  CHECK(c.core(1).log().last_index() == commit);  // no log write was needed
+  // Reference: §6.4
+}
+
+TEST_CASE("reads asked while a round is out share the next round") {
+  Cluster c(3);
+  c.elect(1);
+  settle(c, 1);
+  // Act: a first read starts a round; two more arrive while it is out.
+  REQUIRE(c.core(1).read_index(1).ok());
+  REQUIRE(c.core(1).read_index(2).ok());
+  REQUIRE(c.core(1).read_index(3).ok());
+  c.flush(1);
+  // Check: one round only so far.
+  CHECK(heartbeats_on_wire(c) == 2);
+  // Act: the first round completes. Check: read 1 is served; one round goes out for 2 and 3.
+  c.deliver_if([](const Message& m) { return std::holds_alternative<HeartbeatRequest>(m.body); });
+  c.deliver_if([](const Message& m) { return std::holds_alternative<HeartbeatResponse>(m.body); });
+  CHECK(ready(c, 1, 1));
+  CHECK_FALSE(ready(c, 1, 2));
+  CHECK(heartbeats_on_wire(c) == 2);
+  c.deliver_all();
+  CHECK(ready(c, 1, 2));
+  CHECK(ready(c, 1, 3));
+  // Reference: §6.4
+}
+
+TEST_CASE("a leader cut off from the majority never answers a read and drops it on stepping down") {
+  Cluster c(3);
+  c.elect(1);
+  settle(c, 1);
+  c.isolate(1);
+  // Act
+  REQUIRE(c.core(1).read_index(9).ok());
+  for (int i = 0; i < 30 && c.core(1).role() == Role::leader; ++i) {
+    c.tick(1);
+    c.deliver_all();
+  }
+  // Check
+  CHECK_FALSE(ready(c, 1, 9));
+  CHECK(c.core(1).role() == Role::follower);
+  CHECK(c.server(1).reads_dropped == std::vector<std::uint64_t>{9});
+  // Reference: §6.4
+}
+
+TEST_CASE("a new leader refuses reads until it commits an entry of its term") {
+  Cluster c(3);
+  auto votes = [](const Message& m) {
+    return std::holds_alternative<VoteRequest>(m.body) || std::holds_alternative<VoteResponse>(m.body);
+  };
+  while (c.core(1).role() == Role::follower) c.tick(1);
+  for (int i = 0; i < 4 && c.core(1).role() != Role::leader; ++i) c.deliver_if(votes);
+  REQUIRE(c.core(1).role() == Role::leader);
+  // Act / check
+  CHECK(c.core(1).read_index(1).error().is(Errc::overloaded));
+  settle(c, 1);
+  CHECK(c.core(1).read_index(1).ok());
+  // Reference: §6.4
+}
+
+TEST_CASE("a follower's read gets its read index from the leader") {
+  Cluster c(3);
+  c.elect(1);
+  settle(c, 1);
+  REQUIRE(c.propose(1, "x").ok());
+  settle(c, 1);
+  // Act
+  REQUIRE(c.core(2).read_index(5).ok());
+  c.flush(2);
+  // Check: the request goes to the leader; the answer carries the leader's commit index.
+  REQUIRE(c.wire().size() == 1);
+  CHECK(std::holds_alternative<ReadIndexRequest>(c.wire().front().body));
+  c.deliver_all();
+  REQUIRE(ready(c, 2, 5));
+  CHECK(c.server(2).reads_ready.back().index == c.core(1).log().commit_index());
+  // Check: a server that knows no leader refuses; a non-leader asked directly says no.
+  Core lone(test_config(3, 3), {});
+  CHECK(lone.read_index(1).error().is(Errc::not_leader));
+  REQUIRE(c.core(3).step({NodeId(2), NodeId(3), ReadIndexRequest{c.core(3).term(), 4}}).ok());
+  c.flush(3);
+  c.deliver_all();
+  CHECK(c.server(2).reads_dropped == std::vector<std::uint64_t>{4});
+  // Reference: §6.4.1
+}
+
+TEST_CASE("a lease read is answered at once within the lease and needs a round after it") {
+  Cluster c = leased(3);
+  c.elect(1);
+  settle(c, 1);
+  // Act / check: a quorum answered a heartbeat just now, so the read needs no round.
+  REQUIRE(c.core(1).read_index(1).ok());
+  c.flush(1);
+  CHECK(ready(c, 1, 1));
+  CHECK(heartbeats_on_wire(c) == 0);
+  // Act: no answers for election_ticks - drift ticks.
+  c.isolate(1);
+  const auto lease = c.core(1).config().election_ticks - c.core(1).config().lease_clock_drift_ticks;
+  c.tick(1, static_cast<int>(lease));
+  c.wire().clear();
+  REQUIRE(c.core(1).read_index(2).ok());
+  c.flush(1);
+  // Check: the lease expired; the read waits for a round.
+  CHECK_FALSE(ready(c, 1, 2));
+  CHECK(heartbeats_on_wire(c) == 2);
+  // Reference: §6.4.1
+}
+
+TEST_CASE("lease reads need CheckQuorum and a drift bound below the election timeout") {
+  Config cfg = test_config(1, 3);
+  cfg.lease_reads = true;
+  CHECK(cfg.validate().ok());
+  cfg.check_quorum = false;
+  CHECK(cfg.validate().error().is(Errc::invalid_argument));
+  cfg.check_quorum = true;
+  cfg.lease_clock_drift_ticks = cfg.election_ticks;
+  CHECK(cfg.validate().error().is(Errc::invalid_argument));
+  // Reference: §6.4.1
+}
+
+TEST_CASE("with lease reads a restarted voter honours a leader lease for an election timeout") {
+  Config cfg = test_config(2, 3);
+  cfg.lease_reads = true;
+  Core v(cfg, DurableState{HardState{Term(4), NodeId(1)}, {}});
+  // Act: a candidate asks at once after the start, and again an election timeout later.
+  REQUIRE(v.step({NodeId(3), NodeId(2), VoteRequest{Term(5), Index(0), Term(0), false, false}}).ok());
+  CHECK(v.term() == Term(4));
+  CHECK(v.vote() == NodeId(1));
+  for (std::uint32_t i = 0; i < cfg.election_ticks; ++i) v.tick();
+  (void)v.take_output();
+  REQUIRE(v.step({NodeId(3), NodeId(2), VoteRequest{Term(5), Index(0), Term(0), false, false}}).ok());
+  // Check
+  CHECK(v.vote() == NodeId(3));
+  // Check: a server that never saw a term cannot have supported a lease and votes at once.
+  Core fresh(cfg, {});
+  REQUIRE(fresh.step({NodeId(3), NodeId(2), VoteRequest{Term(5), Index(0), Term(0), false, false}}).ok());
+  CHECK(fresh.vote() == NodeId(3));
+  // Reference: §6.4.1
+}
+
+TEST_CASE("a leader that sent TimeoutNow serves no more lease reads") {
+  Cluster c = leased(3);
+  c.elect(1);
+  settle(c, 1);
+  // Act: the transfer goes out but TimeoutNow is lost; the transfer is given up.
+  REQUIRE(c.core(1).transfer_leadership(NodeId(2)).ok());
+  c.flush(1);
+  c.wire().clear();
+  c.tick(1, static_cast<int>(c.core(1).config().election_ticks) - 1);
+  c.deliver_all();
+  c.tick(1);
+  c.wire().clear();
+  REQUIRE(c.core(1).transfer_target() == no_node);
+  REQUIRE(c.core(1).read_index(3).ok());
+  c.flush(1);
+  // Check: a round is needed.
+  CHECK_FALSE(ready(c, 1, 3));
+  CHECK(heartbeats_on_wire(c) == 2);
+  // Reference: §3.10
+}

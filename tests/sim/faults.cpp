@@ -1,0 +1,445 @@
+// The simulated world's fault schedule, its phases (safety, healing, liveness) and the run.
+#include "world_impl.hpp"
+
+namespace coraft::sim {
+namespace impl {
+
+// ---- Faults ----
+
+void World::plan_faults() {
+  if (opt_.faults == 0) return;
+  const std::uint32_t count = faults_min + static_cast<std::uint32_t>(rng_.below(faults_extra));
+  for (std::uint32_t i = 0; i < count; ++i) {
+    schedule(rng_.range(500'000, safety_us - 2'000'000), Ev::fault);
+  }
+}
+
+NodeId World::pick_victim() {
+  // Half the time the leader: faults at the leader find the most interesting histories.
+  if (rng_.below(2)) {
+    for (Node& n : nodes_) {
+      if (n.up && n.core->role() == core::Role::leader) return n.id;
+    }
+  }
+  return NodeId(rng_.range(1, opt_.nodes));
+}
+
+void World::inject_fault() {
+  if (healing_) return;
+  std::vector<FaultBit> kinds;
+  for (FaultBit b : {fault_drop, fault_dup, fault_reorder, fault_delay, fault_partition,
+                     fault_crash, fault_torn, fault_transfer, fault_snapshot, fault_reconfig}) {
+    if (opt_.faults & b) kinds.push_back(b);
+  }
+  const FaultBit kind = kinds[rng_.below(kinds.size())];
+  // A third of the faults are brief: a server back within milliseconds still sees the messages
+  // sent before it crashed, which is when forgotten votes and acknowledgements do damage.
+  const Time duration =
+      rng_.below(3) == 0 ? rng_.range(1'000, 30'000) : rng_.range(300'000, 3'000'000);
+  ++faults_injected_;
+  mix(0xfa17 ^ kind);
+  switch (kind) {
+    case fault_drop:
+      drop_until_ = now_ + duration;
+      drop_ppm_ = rng_.range(50'000, 400'000);
+      trace("fault: drop ", drop_ppm_ / 10'000, "% for ", duration / 1000, "ms");
+      break;
+    case fault_dup:
+      dup_until_ = now_ + duration;
+      dup_ppm_ = rng_.range(50'000, 300'000);
+      trace("fault: duplicate ", dup_ppm_ / 10'000, "% for ", duration / 1000, "ms");
+      break;
+    case fault_reorder:
+      reorder_until_ = now_ + duration;
+      trace("fault: reorder for ", duration / 1000, "ms");
+      break;
+    case fault_delay:
+      delay_until_ = now_ + duration;
+      delay_max_us_ = rng_.range(20'000, 300'000);
+      trace("fault: delay up to ", delay_max_us_ / 1000, "ms for ", duration / 1000, "ms");
+      break;
+    case fault_transfer: transfer(); break;
+    case fault_reconfig: reconfig(); break;
+    case fault_snapshot:
+      if (!take_snapshot()) --faults_injected_;
+      break;
+    case fault_partition:
+      partition();
+      schedule(now_ + duration, Ev::heal_partition, 0, 0, partition_id_);
+      break;
+    case fault_crash:
+    case fault_torn: {
+      NodeId victim = pick_victim();
+      for (std::uint32_t k = 0; k < opt_.nodes && !node(victim).up; ++k) {
+        victim = NodeId(victim.value() % opt_.nodes + 1);
+      }
+      Node& n = node(victim);
+      if (!n.up) {
+        --faults_injected_;  // every server is down already
+        break;
+      }
+      const std::uint64_t when = rng_.below(3);
+      if (when != 0) {
+        // Strike at the next write of a term or vote, or just after the next election won.
+        (when == 1 ? n.crash_on_vote : n.crash_on_lead) = kind == fault_torn ? 2 : 1;
+        n.crash_down_us = rng_.below(2) ? rng_.range(100, 2'000) : duration;
+        trace("fault: n", n.id,
+              when == 1 ? " will crash while writing its next vote"
+                        : " will crash after its next election");
+        break;
+      }
+      crash(n, kind == fault_torn);
+      schedule(now_ + duration, Ev::restart, static_cast<std::uint32_t>(n.id.value()),
+               n.incarnation);
+      break;
+    }
+    default: break;
+  }
+}
+
+void World::partition() {
+  ++partition_id_;
+  const std::uint32_t n = opt_.nodes;
+  std::fill(blocked_.begin(), blocked_.end(), 0);
+  const std::uint64_t shape = rng_.below(4);
+  const std::size_t victim = pick_victim().value() - 1;
+  auto cut = [&](std::size_t a, std::size_t b) { blocked_[a * n + b] = 1; };
+  if (shape == 0 || shape == 1) {
+    // 0: one server isolated; 1: a random minority against the majority. Symmetric.
+    std::vector<std::uint8_t> side(n, 0);
+    if (shape == 0) {
+      side[victim] = 1;
+    } else {
+      const std::uint64_t minority = rng_.range(1, (n - 1) / 2);
+      for (std::uint64_t k = 0; k < minority; ++k) side[rng_.below(n)] = 1;
+    }
+    for (std::size_t a = 0; a < n; ++a) {
+      for (std::size_t b = 0; b < n; ++b) {
+        if (side[a] != side[b]) cut(a, b);
+      }
+    }
+    trace("fault: partition ", shape == 0 ? "isolate n" : "minority incl. n", victim + 1);
+  } else if (shape == 2) {
+    // Asymmetric: one server can send but not receive, or receive but not send.
+    const bool deaf = rng_.below(2) == 0;
+    for (std::size_t b = 0; b < n; ++b) {
+      if (b != victim) deaf ? cut(b, victim) : cut(victim, b);
+    }
+    trace("fault: partition n", victim + 1, deaf ? " cannot receive" : " cannot send");
+  } else {
+    // Random directed links.
+    for (std::size_t a = 0; a < n; ++a) {
+      for (std::size_t b = 0; b < n; ++b) {
+        if (a != b && rng_.below(3) == 0) cut(a, b);
+      }
+    }
+    trace("fault: partition of random links");
+  }
+}
+
+void World::transfer() {
+  for (Node& n : nodes_) {
+    if (!n.up || n.core->role() != core::Role::leader) continue;
+    const auto& voters = n.core->configuration().voters;
+    const NodeId target = voters[rng_.below(voters.size())];
+    trace("fault: n", n.id, " transfers leadership to n", target);
+    (void)n.core->transfer_leadership(target);  // refused when the target is the leader itself
+    after_input(n);
+    return;
+  }
+  --faults_injected_;  // no leader to transfer from
+}
+
+// With membership changes the voter set may shrink to a bare majority of the servers, and an
+// entry it commits is then held by a majority of that set only.
+std::size_t World::durable_quorum() const {
+  const std::size_t all = nodes_.size() / 2 + 1;
+  return (opt_.faults & fault_reconfig) ? all / 2 + 1 : all;
+}
+
+Configuration World::full_configuration() const {
+  std::vector<NodeId> all;
+  for (const Node& n : nodes_) all.push_back(n.id);
+  return *Configuration::make(all);
+}
+
+// The leader changes the membership: a random voter set of at least a majority of the servers;
+// each other server is removed or kept as a learner, which it promotes on its own half the time.
+void World::reconfig() {
+  for (Node& n : nodes_) {
+    if (!n.up || n.core->role() != core::Role::leader) continue;
+    const std::size_t total = nodes_.size();
+    const std::size_t want = total / 2 + 1 + rng_.below(total - total / 2);
+    std::vector<NodeId> ids = full_configuration().voters;
+    for (std::size_t k = ids.size(); k > 1; --k) std::swap(ids[k - 1], ids[rng_.below(k)]);
+    core::MembershipChange change;
+    change.voters.assign(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(want));
+    for (std::size_t k = want; k < total; ++k) {
+      if (rng_.below(2) == 0) continue;                        // removed
+      if (n.core->configuration().is_voter(ids[k])) continue;  // a voter leaves before learning
+      change.learners.push_back(ids[k]);
+      if (rng_.below(2) == 0) change.auto_promote.push_back(ids[k]);
+    }
+    auto r = n.core->change_membership(change);
+    trace("fault: n", n.id, " membership change to ", change.voters.size(), " voters, ",
+          change.learners.size(), " learners: ", r ? "accepted" : r.error().message());
+    after_input(n);
+    return;
+  }
+  --faults_injected_;  // no leader to ask
+}
+
+// After healing, the leader is asked until it agrees to make every server a voter again.
+void World::restore_membership() {
+  const Configuration full = full_configuration();
+  for (Node& n : nodes_) {
+    if (!n.up || n.core->role() != core::Role::leader) continue;
+    if (n.core->configuration() == full) return;
+    if (n.core->transfer_target() != no_node) return;
+    auto r = n.core->change_membership(core::MembershipChange{full.voters, {}, {}});
+    if (r) trace("heal: n", n.id, " restores the full membership at ", *r);
+    after_input(n);
+    return;
+  }
+}
+
+void World::heal() {
+  healing_ = true;
+  healed_at_ = now_;
+  std::fill(blocked_.begin(), blocked_.end(), 0);
+  drop_until_ = dup_until_ = reorder_until_ = delay_until_ = 0;
+  for (Node& n : nodes_) {
+    n.crash_on_vote = 0;
+    n.crash_on_lead = 0;
+    if (!n.up) start_node(n);
+  }
+  trace("heal: faults stop, network heals, all servers up");
+  mix(0x4ea1);
+}
+
+void World::audit() {
+  std::vector<const core::RaftLog*> logs;
+  for (const Node& n : nodes_) {
+    if (n.up) logs.push_back(&n.core->log());
+  }
+  checker_.check_log_matching(logs);
+}
+
+// Liveness holds once every client finished its operations after healing and every server
+// applied everything its leader holds.
+bool World::finished() const {
+  for (const Client& c : clients_) {
+    if (c.busy || c.after_heal < post_heal_ops) return false;
+  }
+  const Node* leader = nullptr;
+  for (const Node& n : nodes_) {
+    if (n.core->role() == core::Role::leader) leader = &n;
+  }
+  if (!leader || leader->core->configuration() != full_configuration()) return false;
+  const Index commit = leader->core->log().commit_index();
+  if (commit != leader->core->log().last_index()) return false;
+  for (const Node& n : nodes_) {
+    if (n.applied != commit) return false;
+  }
+  return true;
+}
+
+std::vector<DurableView> World::durable_logs() const {
+  std::vector<DurableView> logs;
+  for (const Node& n : nodes_) {
+    logs.push_back(DurableView{n.snap ? n.snap->last_index : Index(), &n.durable});
+  }
+  return logs;
+}
+
+void World::final_checks() {
+  audit();
+  checker_.check_durable(durable_logs(), durable_quorum());
+  checker_.check_linearizable(history_);
+}
+
+void World::dispatch(const Event& e) {
+  switch (e.kind) {
+    case Ev::tick: {
+      Node& n = node(NodeId(e.a));
+      if (!n.up || n.incarnation != e.b) return;
+      n.core->tick();
+      after_input(n);
+      schedule(now_ + tick_us, Ev::tick, e.a, e.b);
+      return;
+    }
+    case Ev::deliver: deliver(e.a); return;
+    case Ev::disk_done: {
+      Node& n = node(NodeId(e.a));
+      if (n.up && n.incarnation == e.b) disk_done(n);
+      return;
+    }
+    case Ev::restart: {
+      Node& n = node(NodeId(e.a));
+      if (!n.up && n.incarnation == e.b && !healing_) start_node(n);
+      return;
+    }
+    case Ev::client_next: client_next(e.a); return;
+    case Ev::client_request: client_request(e.a, e.b, NodeId(e.c)); return;
+    case Ev::propose_batch: {
+      Node& n = node(NodeId(e.a));
+      if (n.up && n.incarnation == e.b && !n.inbox.empty()) propose_batch(n);
+      return;
+    }
+    case Ev::client_ok: client_done(e.a, e.c, e.d); return;
+    case Ev::client_fail: {
+      Client& cl = clients_[e.a];
+      if (!cl.busy || cl.attempt != e.b) return;
+      cl.leader_guess = NodeId(e.c);
+      client_attempt(e.a, rng_.range(1'000, 20'000));
+      return;
+    }
+    case Ev::client_timeout: {
+      Client& cl = clients_[e.a];
+      if (!cl.busy || cl.attempt != e.b) return;
+      cl.leader_guess = no_node;
+      client_attempt(e.a, 0);
+      return;
+    }
+    case Ev::fault: inject_fault(); return;
+    case Ev::armed_crash: {
+      Node& n = node(NodeId(e.a));
+      std::uint8_t& armed = e.c == 1 ? n.crash_on_lead : n.crash_on_vote;
+      if (!n.up || n.incarnation != e.b || !armed || healing_) return;
+      const bool torn = armed == 2;
+      const Time down = n.crash_down_us;
+      crash(n, torn);
+      schedule(now_ + down, Ev::restart, e.a, n.incarnation);
+      return;
+    }
+    case Ev::heal_partition:
+      if (e.c == partition_id_ && !healing_) {
+        std::fill(blocked_.begin(), blocked_.end(), 0);
+        trace("fault: partition healed");
+      }
+      return;
+    case Ev::audit: on_audit(); return;
+    case Ev::snapshot_arrive: snapshot_arrive(e.a); return;
+  }
+}
+
+// The periodic audit also moves the run through its phases: heal once the safety phase is
+// over, stop once liveness holds, fail if it does not hold in time.
+void World::on_audit() {
+  audit();
+  // Snapshots are routine work rather than rare events: one server in two audits takes one.
+  if (!healing_ && (opt_.faults & fault_snapshot) && rng_.below(2) == 0) (void)take_snapshot();
+  if (!healing_ && now_ >= safety_us && (history_.size() >= ops_min || now_ >= safety_cap_us)) {
+    heal();
+  }
+  if (healing_) restore_membership();
+  if (healing_ && finished()) {
+    stop_ = true;
+    return;
+  }
+  if (healing_ && now_ - healed_at_ > liveness_us) {
+    std::uint64_t open = 0;
+    for (const Client& c : clients_) open += c.busy ? 1 : 0;
+    std::string servers;
+    for (const Node& n : nodes_) {
+      servers +=
+          detail::concat(" n", n.id, ":", core::to_string(n.core->role()), "/t", n.core->term(),
+                         "/applied=", n.applied, "/last=", n.core->log().last_index());
+    }
+    checker_failure_ = detail::concat("liveness: 10 s after healing, ", open,
+                                      " operations open, servers", servers);
+    stop_ = true;
+    return;
+  }
+  schedule(now_ + (healing_ ? audit_us / 10 : audit_us), Ev::audit);
+}
+
+SeedResult World::run() {
+  nodes_.resize(opt_.nodes);
+  for (std::uint32_t i = 0; i < opt_.nodes; ++i) nodes_[i].id = NodeId(i + 1);
+  link_clock_.assign(opt_.nodes * opt_.nodes, 0);
+  blocked_.assign(opt_.nodes * opt_.nodes, 0);
+  clients_.resize(clients);
+  for (Node& n : nodes_) start_node(n);
+  for (std::uint32_t c = 0; c < clients; ++c) {
+    schedule(rng_.range(0, think_max_us), Ev::client_next, c);
+  }
+  plan_faults();
+  schedule(audit_us, Ev::audit);
+  while (!stop_ && !queue_.empty() && !checker_.failed()) {
+    const Event e = queue_.top();
+    queue_.pop();
+    now_ = e.at;
+    mix(now_);
+    dispatch(e);
+  }
+  if (!checker_.failed() && checker_failure_.empty()) final_checks();
+  SeedResult r;
+  r.failure = checker_.failed() ? checker_.failure() : checker_failure_;
+  r.ok = r.failure.empty();
+  r.ops = ops_done_;
+  r.ops_invoked = history_.size();
+  r.faults = faults_injected_;
+  r.sim_us = now_;
+  r.committed = checker_.committed_count();
+  r.digest = digest_;
+  return r;
+}
+
+}  // namespace impl
+
+using impl::World;
+
+bool parse_faults(std::string_view text, std::uint32_t& mask, std::string& error) {
+  static constexpr std::pair<std::string_view, FaultBit> names[] = {
+      {"drop", fault_drop},           {"dup", fault_dup},
+      {"reorder", fault_reorder},     {"delay", fault_delay},
+      {"partition", fault_partition}, {"crash", fault_crash},
+      {"torn", fault_torn},           {"transfer", fault_transfer},
+      {"reads", fault_reads},         {"snapshot", fault_snapshot},
+      {"reconfig", fault_reconfig}};
+  if (text == "all") {
+    mask = faults_all;
+    return true;
+  }
+  mask = 0;
+  if (text == "none") return true;
+  while (!text.empty()) {
+    const auto comma = text.find(',');
+    const std::string_view name = text.substr(0, comma);
+    auto it = std::find_if(std::begin(names), std::end(names),
+                           [&](const auto& p) { return p.first == name; });
+    if (it == std::end(names)) {
+      error = "unknown fault '" + std::string(name) +
+              "' (known: drop, dup, reorder, delay, partition, crash, torn, transfer, reads, "
+              "snapshot, reconfig, all, none)";
+      return false;
+    }
+    mask |= it->second;
+    text = comma == std::string_view::npos ? std::string_view() : text.substr(comma + 1);
+  }
+  return true;
+}
+
+std::string faults_text(std::uint32_t mask) {
+  if (mask == faults_all) return "all";
+  if (mask == 0) return "none";
+  static constexpr const char* names[] = {"drop",      "dup",      "reorder", "delay",
+                                          "partition", "crash",    "torn",    "transfer",
+                                          "reads",     "snapshot", "reconfig"};
+  std::string out;
+  for (int b = 0; b < 11; ++b) {
+    if (mask & (1u << b)) {
+      if (!out.empty()) out += ',';
+      out += names[b];
+    }
+  }
+  return out;
+}
+
+SeedResult run_seed(std::uint64_t seed, const SimOptions& options) {
+  World w(seed, options);
+  return w.run();
+}
+
+}  // namespace coraft::sim

@@ -1,0 +1,355 @@
+// The simulated world's parts, shared by its source files: run parameters, event kinds, the
+// state of nodes and clients, and the World class that drives them. Internal to coraft-sim.
+#pragma once
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <optional>
+#include <queue>
+#include <string>
+#include <vector>
+
+#include <coraft/text.hpp>
+
+#include "checker.hpp"
+#include "core/core.hpp"
+#include "sim_rng.hpp"
+#include "world.hpp"
+
+namespace coraft::sim::impl {
+
+using Time = std::uint64_t;  // simulated microseconds
+
+// ---- Parameters of a run ----
+constexpr Time tick_us = 10'000;
+constexpr Time safety_us = 20'000'000;      // fault phase: at least this long...
+constexpr std::uint64_t ops_min = 500;      // ...and at least this many operations invoked
+constexpr Time safety_cap_us = 60'000'000;  // but never longer than this
+constexpr Time liveness_us = 10'000'000;    // after healing, everything must finish in this
+constexpr Time audit_us = 500'000;          // period of the log-matching audit
+constexpr std::uint32_t clients = 8;
+constexpr Time think_min_us = 1'000, think_max_us = 250'000;
+constexpr Time attempt_timeout_us = 400'000;
+constexpr Time client_hop_us = 100;  // client <-> server latency
+constexpr std::uint32_t faults_min = 8, faults_extra = 17;
+constexpr std::uint32_t post_heal_ops = 2;  // each client must complete this many after healing
+
+enum class Ev : std::uint8_t {
+  tick,
+  deliver,
+  disk_done,
+  restart,
+  client_next,
+  client_request,
+  propose_batch,
+  client_ok,
+  client_fail,
+  client_timeout,
+  fault,
+  armed_crash,
+  heal_partition,
+  audit,
+  snapshot_arrive,
+};
+
+struct Event {
+  Time at;
+  std::uint64_t seq;
+  Ev kind;
+  std::uint32_t a = 0;
+  std::uint32_t b = 0;
+  std::uint64_t c = 0;
+  std::uint64_t d = 0;
+};
+
+struct Later {
+  bool operator()(const Event& x, const Event& y) const noexcept {
+    return x.at != y.at ? x.at > y.at : x.seq > y.seq;
+  }
+};
+
+// The counter state machine, as a snapshot holds it.
+struct SmState {
+  std::uint64_t counter = 0;
+  std::vector<std::uint64_t> op_value;
+};
+
+// A snapshot on its way to a follower (the node layer's stream, modelled as one transfer).
+struct SnapshotStream {
+  NodeId from;
+  std::uint32_t from_incarnation;
+  NodeId to;
+  Term term;
+  SnapshotMeta meta;
+  SmState state;
+};
+
+struct DiskWrite {
+  std::optional<core::HardState> hard_state;
+  // A received snapshot made the stored one, with the state it holds.
+  std::optional<SnapshotMeta> install;
+  SmState install_state;
+  std::optional<Index> truncate_from;
+  std::vector<Entry> entries;
+  std::vector<core::Message> after;
+};
+
+struct Pending {
+  std::uint32_t client;
+  std::uint64_t op;
+};
+
+struct Waiting {
+  std::uint32_t client;
+  std::uint32_t attempt;
+  std::uint64_t op;
+};
+
+struct Node {
+  NodeId id;
+  bool up = true;
+  std::uint32_t incarnation = 0;
+  std::optional<core::Core> core;
+  // The disk: what is durable, and the writes in flight (completed in order).
+  core::HardState hard;
+  // Invariant: contiguous; starts at 1, or after the stored snapshot, or within it.
+  std::vector<Entry> durable;
+  std::optional<SnapshotMeta> snap;  // the stored snapshot and the state it holds
+  SmState snap_state;
+  SmState staged;  // a received snapshot, before the core accepts it
+  // The newest snapshot the core knows of (taken, or installed and maybe not yet stored).
+  Configuration applied_conf;  // the configuration as of the applied index
+  Term led_term;               // the last term this server led (this incarnation)
+  std::optional<SnapshotMeta> latest_snap;
+  SmState latest_state;
+  std::deque<DiskWrite> writes;
+  Time disk_busy_until = 0;
+  // The counter state machine, rebuilt from the log after a restart.
+  std::uint64_t counter = 0;
+  std::vector<std::uint64_t> op_value;  // by op id; 0 = not applied
+  Index applied;
+  std::map<Index, Pending> pending;        // proposals accepted here, by log index
+  std::vector<Waiting> inbox;              // requests waiting to be proposed as one batch
+  std::map<std::uint64_t, Pending> reads;  // reads asked of the core, by op id
+  std::multimap<Index, Pending> reads_waiting_apply;  // confirmed reads, by read index
+  // A crash armed to strike when this server next starts writing a new term or vote: the most
+  // dangerous moment for a vote (crash = 1, torn = 2), and how long to stay down.
+  std::uint8_t crash_on_vote = 0;
+  // A crash armed to strike within milliseconds of this server next winning an election, while
+  // its first entries are still in flight (crash = 1, torn = 2).
+  std::uint8_t crash_on_lead = 0;
+  Time crash_down_us = 0;
+};
+
+struct Client {
+  bool busy = false;
+  std::uint32_t after_heal = 0;  // operations invoked after healing
+  std::uint64_t op = 0;
+  std::uint32_t attempt = 0;
+  NodeId leader_guess;
+};
+
+enum : std::uint8_t { op_inc = 1, op_read = 2 };
+
+inline Bytes encode_op(std::uint8_t kind, std::uint64_t op) {
+  std::byte buf[9];
+  buf[0] = std::byte{kind};
+  for (int i = 0; i < 8; ++i) buf[1 + i] = static_cast<std::byte>(op >> (8 * i));
+  return Bytes::copy_of(std::span<const std::byte>(buf, 9));
+}
+
+inline bool decode_op(const Bytes& b, std::uint8_t& kind, std::uint64_t& op) {
+  if (b.size() != 9) return false;
+  kind = static_cast<std::uint8_t>(b[0]);
+  op = 0;
+  for (int i = 0; i < 8; ++i) op |= static_cast<std::uint64_t>(b[1 + i]) << (8 * i);
+  return true;
+}
+
+inline std::string describe(const core::MessageBody& b) {
+  using namespace core;
+  if (const auto* v = std::get_if<VoteRequest>(&b)) {
+    return detail::concat(v->pre_vote ? "PreVote" : "Vote", " term=", v->term,
+                          " last=", v->last_log_index, "/", v->last_log_term);
+  }
+  if (const auto* v = std::get_if<VoteResponse>(&b)) {
+    return detail::concat(v->pre_vote ? "PreVoteResponse" : "VoteResponse", " term=", v->term,
+                          v->granted ? " granted" : " rejected");
+  }
+  if (const auto* a = std::get_if<AppendRequest>(&b)) {
+    return detail::concat("Append term=", a->term, " prev=", a->prev_log_index, "/",
+                          a->prev_log_term, " n=", a->entries.size(), " commit=", a->leader_commit);
+  }
+  if (const auto* a = std::get_if<AppendResponse>(&b)) {
+    return detail::concat("AppendResponse term=", a->term, a->success ? " ok" : " reject",
+                          " match=", a->match_index, " last=", a->last_log_index,
+                          " hint=", a->conflict_index, "/", a->conflict_term);
+  }
+  if (const auto* h = std::get_if<HeartbeatRequest>(&b)) {
+    return detail::concat("Heartbeat term=", h->term, " commit=", h->leader_commit);
+  }
+  return detail::concat("HeartbeatResponse term=", term_of(b));
+}
+
+[[maybe_unused]] inline const char* body_name(const core::MessageBody& b) {
+  static const char* names[] = {
+      "VoteRequest", "VoteResponse",      "AppendRequest",    "AppendResponse",
+      "Heartbeat",   "HeartbeatResponse", "InstallSnapshot",  "InstallSnapshotResponse",
+      "TimeoutNow",  "ReadIndexRequest",  "ReadIndexResponse"};
+  return names[b.index()];
+}
+
+// Knobs drawn from the seed, so that different seeds exercise different corners of the
+// protocol: tight flow-control windows, tiny messages, slow disks, PreVote or CheckQuorum off.
+struct Knobs {
+  std::uint32_t election_ticks;
+  std::uint32_t heartbeat_ticks;
+  std::uint32_t inflight_msgs_max;
+  std::uint64_t inflight_bytes_max;
+  std::uint64_t append_bytes_max;
+  std::uint64_t pending_proposals_max;
+  std::uint64_t apply_entries_max;
+  std::uint32_t replicate_stall_ticks;
+  bool pre_vote;
+  bool check_quorum;
+  bool lease_reads;
+  std::uint64_t snapshot_trailing_entries;
+  Time disk_us_max;
+  Time think_max_us;
+
+  static Knobs draw(SimRng& rng) {
+    Knobs k;
+    k.election_ticks = static_cast<std::uint32_t>(rng.range(6, 15));
+    k.heartbeat_ticks = static_cast<std::uint32_t>(rng.range(1, k.election_ticks / 3));
+    static constexpr std::uint32_t msgs[] = {1, 2, 4, 8, 64};
+    static constexpr std::uint64_t bytes[] = {32, 256, 4096, 1u << 20};
+    static constexpr std::uint64_t append[] = {9, 40, 256, 1u << 16};
+    static constexpr std::uint64_t pending[] = {4, 32, 1024};
+    static constexpr std::uint64_t apply[] = {1, 8, 256};
+    static constexpr Time disk[] = {300, 2'000, 20'000};
+    static constexpr Time think[] = {30'000, 120'000, 250'000};
+    k.inflight_msgs_max = msgs[rng.below(5)];
+    k.inflight_bytes_max = bytes[rng.below(4)];
+    k.append_bytes_max = append[rng.below(4)];
+    k.pending_proposals_max = pending[rng.below(3)];
+    k.apply_entries_max = apply[rng.below(3)];
+    k.replicate_stall_ticks = static_cast<std::uint32_t>(rng.range(2, 15));
+    k.pre_vote = rng.below(8) != 0;
+    k.check_quorum = rng.below(8) != 0;
+    k.lease_reads = k.check_quorum && rng.below(2) == 0;
+    static constexpr std::uint64_t trailing[] = {0, 3, 50};
+    k.snapshot_trailing_entries = trailing[rng.below(3)];
+    k.disk_us_max = disk[rng.below(3)];
+    k.think_max_us = think[rng.below(3)];
+    return k;
+  }
+};
+
+class World {
+ public:
+  World(std::uint64_t seed, const SimOptions& o)
+      : seed_(seed), opt_(o), rng_(seed), knobs_(Knobs::draw(rng_)), checker_(o.nodes) {}
+
+  SeedResult run();
+
+ private:
+  // ---- Events ----
+  void schedule(Time at, Ev kind, std::uint32_t a = 0, std::uint32_t b = 0, std::uint64_t c = 0,
+                std::uint64_t d = 0) {
+    queue_.push(Event{at, seq_++, kind, a, b, c, d});
+  }
+  void dispatch(const Event& e);
+  void mix(std::uint64_t v) noexcept { digest_ = (digest_ ^ v) * 0x100000001b3ull; }
+  template <class... Args>
+  void trace(const Args&... args) {
+    if (!opt_.trace) return;
+    std::string line = detail::concat(args...);
+    std::fprintf(opt_.trace, "%9.6f %s\n", static_cast<double>(now_) / 1e6, line.c_str());
+  }
+
+  // ---- Nodes ----
+  core::Config config_for(const Node& n) const;
+  void start_node(Node& n);
+  void crash(Node& n, bool torn);
+  void drain(Node& n);
+  void handle_output(Node& n, core::Output& out);
+  void on_soft_state(Node& n, const core::SoftState& s);
+  void apply(Node& n, const Entry& e);
+  void disk_done(Node& n);
+  void after_input(Node& n);
+
+  // ---- Network ----
+  void net_send(core::Message m);
+  void deliver(std::uint32_t slot);
+  std::uint32_t park(core::Message m);
+
+  // ---- Clients ----
+  void client_next(std::uint32_t c);
+  void client_attempt(std::uint32_t c, Time delay);
+  void client_request(std::uint32_t c, std::uint32_t attempt, NodeId target);
+  void propose_batch(Node& n);
+  void client_done(std::uint32_t c, std::uint64_t op, std::uint64_t value);
+  void read_request(Node& n, const Waiting& w);
+  void handle_reads(Node& n, const core::Output& out);
+  void serve_reads(Node& n);
+  void transfer();
+  void reconfig();
+  void restore_membership();
+  Configuration full_configuration() const;
+  std::size_t durable_quorum() const;
+
+  // ---- Snapshots (snapshots.cpp) ----
+  bool take_snapshot();
+  void send_snapshots(Node& n, const core::Output& out);
+  void snapshot_arrive(std::uint32_t slot);
+  void install_snapshot(Node& n, const SnapshotMeta& meta, DiskWrite& w);
+  void store_write(Node& n, DiskWrite& w, std::size_t keep_entries, bool keep_truncate);
+  void restore_state_machine(Node& n);
+  std::vector<SnapshotStream> streams_;
+
+  // ---- Faults ----
+  void plan_faults();
+  void inject_fault();
+  NodeId pick_victim();
+  void partition();
+  void heal();
+  void audit();
+  void on_audit();
+  bool finished() const;
+  void final_checks();
+  std::vector<DurableView> durable_logs() const;
+
+  Node& node(NodeId id) { return nodes_[id.value() - 1]; }
+
+  std::uint64_t seed_;
+  SimOptions opt_;
+  SimRng rng_;
+  Knobs knobs_;
+  Checker checker_;
+  std::priority_queue<Event, std::vector<Event>, Later> queue_;
+  std::uint64_t seq_ = 0;
+  Time now_ = 0;
+  std::uint64_t digest_ = 0xcbf29ce484222325ull;
+  std::vector<Node> nodes_;
+  std::vector<Client> clients_;
+  std::vector<OpRecord> history_;
+  // Messages on the wire, parked in slots the delivery events name.
+  std::vector<std::optional<core::Message>> wire_;
+  std::vector<std::uint32_t> wire_free_;
+  std::vector<Time> link_clock_;       // FIFO per directed link unless reordering
+  std::vector<std::uint8_t> blocked_;  // [from * n + to]
+  std::uint64_t partition_id_ = 0;
+  // Network fault windows and their strength.
+  Time drop_until_ = 0, dup_until_ = 0, reorder_until_ = 0, delay_until_ = 0;
+  std::uint64_t drop_ppm_ = 0, dup_ppm_ = 0;
+  Time delay_max_us_ = 0;
+  bool healing_ = false;
+  Time healed_at_ = 0;
+  std::uint32_t faults_injected_ = 0;
+  std::uint64_t ops_done_ = 0;
+  bool stop_ = false;
+  std::string checker_failure_;  // failures found outside the Checker (liveness, protocol)
+};
+
+}  // namespace coraft::sim::impl
