@@ -12,14 +12,14 @@
 
 namespace {
 
+constexpr const char* usage_text =
+    "usage: coraft-sim --seeds N [--first-seed S] [--nodes 3|5|7] [--faults LIST|all|none]\n"
+    "       coraft-sim --seed S [--nodes 3|5|7] [--faults LIST|all|none] [--trace]\n"
+    "faults: drop, dup, reorder, delay, partition, crash, torn, transfer, reads, snapshot,\n"
+    "        reconfig\n";
+
 int usage_error(const std::string& what) {
-  std::fprintf(stderr,
-               "coraft-sim: %s\n"
-               "usage: coraft-sim --seeds N [--first-seed S] [--nodes 3|5|7] "
-               "[--faults LIST|all|none]\n"
-               "       coraft-sim --seed S [--nodes 3|5|7] [--faults LIST|all|none] [--trace]\n"
-               "faults: drop, dup, reorder, delay, partition, crash, torn, transfer, reads\n",
-               what.c_str());
+  std::fprintf(stderr, "coraft-sim: %s\n%s", what.c_str(), usage_text);
   return 2;
 }
 
@@ -33,6 +33,7 @@ struct Args {
   std::uint64_t first = 1;
   bool single = false;
   bool trace = false;
+  bool help = false;
   coraft::sim::SimOptions options;
 };
 
@@ -41,6 +42,10 @@ std::string parse(int argc, char** argv, Args& a) {
   bool have_seeds = false;
   for (int i = 1; i < argc; ++i) {
     std::string_view flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      a.help = true;
+      return {};
+    }
     if (flag == "--trace") {
       a.trace = true;
       continue;
@@ -82,6 +87,10 @@ std::string parse(int argc, char** argv, Args& a) {
 int main(int argc, char** argv) {
   Args a;
   if (std::string err = parse(argc, argv, a); !err.empty()) return usage_error(err);
+  if (a.help) {
+    std::fputs(usage_text, stdout);
+    return 0;
+  }
   if (a.trace) a.options.trace = stdout;
   const std::string faults = coraft::sim::faults_text(a.options.faults);
   std::uint64_t failed = 0, ops = 0, faults_total = 0, sim_us = 0;
