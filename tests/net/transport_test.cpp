@@ -456,7 +456,9 @@ TEST_CASE("connections with nothing to send stay open on keepalives across idle_
            p.a->inbound_connections() == 1 && p.b->inbound_connections() == 1;
   }));
   run_for(p.io, 4 * 300ms);
-  for (auto [node, peer] : {std::pair{&p.a, n2}, std::pair{&p.b, n1}}) {
+  for (const auto& side : {std::pair{&p.a, n2}, std::pair{&p.b, n1}}) {
+    auto* node = side.first;
+    const NodeId peer = side.second;
     CAPTURE(peer.value());
     auto stats = (*node)->peer_stats(peer);
     CHECK(stats.connected);

@@ -31,7 +31,7 @@ struct DurableView {
 
 class Checker {
  public:
-  explicit Checker(std::size_t nodes) : nodes_(nodes) {}
+  Checker() = default;
 
   [[nodiscard]] bool failed() const noexcept { return !failure_.empty(); }
   [[nodiscard]] const std::string& failure() const noexcept { return failure_; }
@@ -68,7 +68,6 @@ class Checker {
     Bytes payload;
     Term commit_term;  // the lowest term of a leader that committed it
   };
-  std::size_t nodes_;
   std::vector<NodeId> leaders_;       // by term; no_node when none seen
   std::vector<Committed> committed_;  // index i at [i - 1]
   std::string failure_;

@@ -249,7 +249,7 @@ struct Knobs {
 class World {
  public:
   World(std::uint64_t seed, const SimOptions& o)
-      : seed_(seed), opt_(o), rng_(seed), knobs_(Knobs::draw(rng_)), checker_(o.nodes) {}
+      : seed_(seed), opt_(o), rng_(seed), knobs_(Knobs::draw(rng_)) {}
 
   SeedResult run();
 
