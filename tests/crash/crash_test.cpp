@@ -8,6 +8,7 @@
 //   CORAFT_STORAGE_BACKEND=thread|uring   the disk path under test
 #include <doctest/doctest.h>
 
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,6 +34,11 @@ namespace {
 
 constexpr int appenders = 4;
 constexpr std::uint64_t kill_delay_us_max = 40000;
+// Most kills wait for the child's first acknowledgement, so that they land while it appends
+// whatever the build's speed (sanitizers slow start-up by an order of magnitude); one in
+// `early_kill_one_in` lands at any moment from the fork on, recovery included.
+constexpr std::uint64_t early_kill_one_in = 8;
+constexpr int first_ack_wait_ms_max = 10000;
 constexpr std::uint64_t keep_entries = 1000;
 constexpr std::uint64_t compact_above_entries = 4000;
 
@@ -126,9 +132,17 @@ CycleResult run_cycle(ChildMain child, const std::string& dir, std::uint64_t cyc
     _exit(7);
   }
   ::close(fds[1]);
+  CycleResult out;
+  if (rng() % early_kill_one_in != 0) {
+    pollfd pfd{fds[0], POLLIN, 0};
+    std::uint64_t first = 0;
+    if (::poll(&pfd, 1, first_ack_wait_ms_max) == 1 &&
+        ::read(fds[0], &first, sizeof first) == sizeof first) {
+      out.acked = first;
+    }
+  }
   std::this_thread::sleep_for(std::chrono::microseconds(rng() % kill_delay_us_max));
   ::kill(pid, SIGKILL);
-  CycleResult out;
   REQUIRE(::waitpid(pid, &out.status, 0) == pid);
   out.killed = WIFSIGNALED(out.status) && WTERMSIG(out.status) == SIGKILL;
   std::uint64_t v = 0;
