@@ -10,14 +10,6 @@ using namespace coraft::core;
 using namespace coraft::core::test;
 
 namespace {
-template <class T>
-std::vector<T> bodies(const std::vector<Message>& msgs) {
-  std::vector<T> out;
-  for (const Message& m : msgs) {
-    if (const T* b = std::get_if<T>(&m.body)) out.push_back(*b);
-  }
-  return out;
-}
 void no_pre_vote(Config& c) { c.pre_vote = false; }
 }  // namespace
 

@@ -182,4 +182,11 @@ std::optional<std::uint64_t> Cluster::leader() const {
   return std::nullopt;
 }
 
+void settle(Cluster& c, std::uint64_t leader, int rounds) {
+  for (int i = 0; i < rounds; ++i) {
+    c.tick(leader);
+    c.deliver_all();
+  }
+}
+
 }  // namespace coraft::core::test

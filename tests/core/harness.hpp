@@ -17,6 +17,16 @@ Config test_config(std::uint64_t id, std::size_t n);
 
 Bytes text(std::string_view s);
 
+// The bodies of type T among `msgs`, in order.
+template <class T>
+std::vector<T> bodies(const std::vector<Message>& msgs) {
+  std::vector<T> out;
+  for (const Message& m : msgs) {
+    if (const T* b = std::get_if<T>(&m.body)) out.push_back(*b);
+  }
+  return out;
+}
+
 struct Server {
   std::optional<Core> core;
   Config config;
@@ -70,5 +80,8 @@ class Cluster {
   std::deque<Message> wire_;
   std::vector<std::pair<std::uint64_t, std::uint64_t>> cut_;
 };
+
+// Lets `leader` tick `rounds` times, delivering every message after each tick.
+void settle(Cluster& c, std::uint64_t leader, int rounds = 3);
 
 }  // namespace coraft::core::test

@@ -24,12 +24,6 @@ Cluster cluster_of(std::size_t n, std::size_t voters) {
 }
 
 // Heartbeat rounds until everything sent is answered.
-void settle(Cluster& c, std::uint64_t leader, int rounds = 3) {
-  for (int i = 0; i < rounds; ++i) {
-    c.tick(leader);
-    c.deliver_all();
-  }
-}
 
 Entry config_entry(std::uint64_t index, std::uint64_t term, std::vector<NodeId> voters) {
   return Entry{Index(index), Term(term), EntryType::config,

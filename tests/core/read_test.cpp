@@ -10,12 +10,6 @@ using namespace coraft::core;
 using namespace coraft::core::test;
 
 namespace {
-void settle(Cluster& c, std::uint64_t leader, int rounds = 3) {
-  for (int i = 0; i < rounds; ++i) {
-    c.tick(leader);
-    c.deliver_all();
-  }
-}
 
 std::size_t heartbeats_on_wire(Cluster& c) {
   return static_cast<std::size_t>(std::count_if(c.wire().begin(), c.wire().end(), [](const Message& m) {

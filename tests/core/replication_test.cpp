@@ -8,14 +8,6 @@ using namespace coraft::core;
 using namespace coraft::core::test;
 
 namespace {
-template <class T>
-std::vector<T> bodies(const std::vector<Message>& msgs) {
-  std::vector<T> out;
-  for (const Message& m : msgs) {
-    if (const T* b = std::get_if<T>(&m.body)) out.push_back(*b);
-  }
-  return out;
-}
 
 // A core made leader of term 1 by hand: its vote requests answered, its no-op durable.
 Core manual_leader(Config cfg) {
