@@ -171,6 +171,24 @@ void verify(const std::string& dir, std::uint64_t cycle, std::uint64_t acked, st
   }
 }
 
+// Runs `cycles` kill cycles of `child` over one directory. After each, `check(cycle, acked)`
+// verifies what survived; `acked` is the highest acknowledgement so far, which `check` may
+// raise to what it found on disk. Returns how many kills followed a new acknowledgement.
+template <class Check>
+std::uint64_t kill_cycles(ChildMain child, const std::string& dir, std::uint64_t cycles,
+                          std::mt19937_64& rng, std::uint64_t& acked, Check check) {
+  std::uint64_t kills_after_ack = 0;
+  for (std::uint64_t c = 0; c < cycles; ++c) {
+    INFO("cycle ", c);
+    CycleResult r = run_cycle(child, dir, c, rng);
+    REQUIRE_MESSAGE(r.killed, "the child exited on its own with status ", r.status);
+    if (r.acked > acked) ++kills_after_ack;
+    acked = std::max(acked, r.acked);
+    check(c, acked);
+  }
+  return kills_after_ack;
+}
+
 }  // namespace
 
 TEST_CASE("every acknowledged entry survives SIGKILL at random moments") {
@@ -181,15 +199,9 @@ TEST_CASE("every acknowledged entry survives SIGKILL at random moments") {
   TempDir dir;
   std::uint64_t acked = 0;
   std::uint64_t torn = 0;
-  std::uint64_t kills_mid_append = 0;
-  for (std::uint64_t c = 0; c < cycles; ++c) {
-    INFO("cycle ", c);
-    CycleResult r = run_cycle(child_main, dir.path(), c, rng);
-    REQUIRE_MESSAGE(r.killed, "the child exited on its own with status ", r.status);
-    if (r.acked > acked) ++kills_mid_append;
-    acked = std::max(acked, r.acked);
-    verify(dir.path(), c, acked, torn);
-  }
+  std::uint64_t kills_mid_append =
+      kill_cycles(child_main, dir.path(), cycles, rng, acked,
+                  [&](std::uint64_t c, std::uint64_t& a) { verify(dir.path(), c, a, torn); });
   MESSAGE("cycles ", cycles, ", entries acknowledged ", acked, ", torn tails cut ", torn);
   CHECK(kills_mid_append > cycles / 4);
 }
@@ -201,26 +213,21 @@ TEST_CASE("every acknowledged hard-state save survives SIGKILL at random moments
   std::mt19937_64 rng(seed);
   TempDir dir;
   std::uint64_t acked = 0;
-  std::uint64_t kills_mid_save = 0;
-  for (std::uint64_t c = 0; c < cycles; ++c) {
-    INFO("cycle ", c);
-    CycleResult r = run_cycle(hard_state_child_main, dir.path(), c, rng);
-    REQUIRE_MESSAGE(r.killed, "the child exited on its own with status ", r.status);
-    if (r.acked > acked) ++kills_mid_save;
-    acked = std::max(acked, r.acked);
+  auto check = [&](std::uint64_t, std::uint64_t& a) {
     if (!std::filesystem::exists(dir.path() + "/hardstate")) {
-      REQUIRE(acked == 0);  // killed before the file was created
-      continue;
+      REQUIRE(a == 0);  // killed before the file was created
+      return;
     }
     auto hs = HardStateFile::open_read_only(dir.path());
     REQUIRE_MESSAGE(hs.ok(), "reopen failed: ", (hs.ok() ? "" : hs.error().message()));
     std::uint64_t term = hs->current().term.value();
     // At most one save is in flight: it may or may not have reached the disk.
-    REQUIRE_MESSAGE((term == acked || term == acked + 1), "acknowledged term ", acked,
-                    " but found ", term);
+    REQUIRE_MESSAGE((term == a || term == a + 1), "acknowledged term ", a, " but found ", term);
     REQUIRE(hs->current().voted_for == vote_for(term));
-    acked = term;
-  }
+    a = term;
+  };
+  std::uint64_t kills_mid_save =
+      kill_cycles(hard_state_child_main, dir.path(), cycles, rng, acked, check);
   MESSAGE("cycles ", cycles, ", last term ", acked);
   CHECK(kills_mid_save > cycles / 4);
 }
