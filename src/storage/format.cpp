@@ -1,5 +1,6 @@
 #include "storage/format.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <cstring>
@@ -192,11 +193,12 @@ SegmentScan scan_segment(std::span<const std::byte> file, Index last_wanted,
   Term term_prev(0);
   s.end_offset = pos;
   while (last_wanted == Index(0) || next <= last_wanted) {
-    if (pos + record_header_bytes <= file.size() &&
-        all_zero(file.data() + pos, record_header_bytes)) {
+    if (pos >= file.size()) break;
+    // A zero header ends the data; so do zero bytes too few to hold a header, the unused rest
+    // of a segment whose last record left less than a header's room.
+    if (all_zero(file.data() + pos, std::min<std::uint64_t>(record_header_bytes, file.size() - pos))) {
       break;
     }
-    if (pos >= file.size()) break;
     auto r = check_record(file, pos, next, payload_bytes_max, &why);
     if (r && r->term < term_prev) {
       r.reset();

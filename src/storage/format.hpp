@@ -36,7 +36,8 @@
 //     25  7  reserved, zero
 //     32  P  payload
 //     ..     zero padding up to the next multiple of 8
-//   The data of a segment ends at a record header of 32 zero bytes or at the end of the file.
+//   The data of a segment ends at a record header of 32 zero bytes, at zero bytes running to the
+//   end of the file when fewer than 32 remain, or at the end of the file.
 //
 // WRITING
 //   One batch at a time is in flight: a gathered write of consecutive records (and, for the

@@ -170,3 +170,31 @@ TEST_CASE("the repair option cuts the log at the first damaged record") {
   REQUIRE(log.ok());
   check_entries(**log, 63 + 10);
 }
+
+TEST_CASE("a full segment left open by a crash during rollover reopens, even with under a header of room left") {
+  // 62 records of 1032 bytes and one of 1496 after the 32-byte header leave 24 bytes of a
+  // 64 KiB segment: too few for another record header, so the next append rolls over.
+  TempDir dir;
+  {
+    asio::io_context io;
+    auto log = SegmentedLog::open(io.get_executor(), small_options(dir.path()));
+    REQUIRE(log.ok());
+    REQUIRE(run(io, (*log)->append(make_entries(1, 62, 1, payload_bytes))).ok());
+    REQUIRE(run(io, (*log)->append(make_entries(63, 63, 1, 1464))).ok());
+    REQUIRE(run(io, (*log)->append(make_entries(64, 70, 1, payload_bytes))).ok());
+  }
+  std::string full = closed_segment(dir.path(), 0);
+  REQUIRE(std::filesystem::path(full).filename() == closed_segment_name(Index(1), Index(63)));
+  REQUIRE(std::filesystem::file_size(full) - (segment_header_bytes + 62 * record_bytes + 1496) == 24);
+  // The crash came before the rename: the full segment still has an open name, older than the next.
+  std::filesystem::rename(full, dir.path() + "/" + open_segment_name(0));
+  asio::io_context io;
+  auto log = reopen(io, dir.path());
+  REQUIRE(log.ok());
+  CHECK_FALSE((*log)->recovery().torn_file.has_value());
+  CHECK((*log)->last_index() == Index(70));
+  auto e = (*log)->read(Index(63));
+  REQUIRE(e.ok());
+  CHECK(payload_matches(*e, 1464));
+  CHECK(payload_matches(*(*log)->read(Index(70)), payload_bytes));
+}

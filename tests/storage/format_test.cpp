@@ -104,3 +104,20 @@ TEST_CASE("a zero header is a prepared, unused segment") {
   CHECK(s.unused);
   CHECK_FALSE(s.problem.has_value());
 }
+
+TEST_CASE("a full segment may end in zero bytes too few to hold a record header") {
+  auto es = coraft::storage::test::make_entries(1, 5, 1, 40);
+  for (std::size_t slack : {8u, 24u}) {
+    auto f = segment_image(es, slack);
+    auto s = scan_segment(f, Index(0), 1 << 20);
+    CHECK_FALSE(s.problem.has_value());
+    CHECK(s.records.size() == 5);
+    CHECK(s.end_offset == f.size() - slack);
+    // Nonzero bytes in that slack are damage, found where the slack starts.
+    f[f.size() - 3] = std::byte{7};
+    auto d = scan_segment(f, Index(0), 1 << 20);
+    REQUIRE(d.problem.has_value());
+    CHECK(d.problem_offset == f.size() - slack);
+    CHECK(d.records.size() == 5);
+  }
+}
