@@ -10,13 +10,16 @@
 //   --prepare prewrite|fallocate   how the log prepares segments (default prewrite)
 //   --backend auto|uring|thread    the log's disk path
 //   --segment BYTES                segment size (default 64m)
+//   --direct BYTES                 the log's direct_bytes_max: batches whose block-aligned extent
+//                                  fits are written with O_DIRECT + RWF_DSYNC (default 64k, 0 off)
 //   --all-floors                   also measure 4 KiB appends into a fallocated file and with
 //                                  O_DIRECT into a pre-written one, and appends of the size of
 //                                  one log record, made on the calling thread, and the
 //                                  O_DIRECT small-append paths through io_uring (8 KiB aligned
 //                                  writes advancing 4 KiB: a 4 KiB record with its header
 //                                  rewrites the partial block before it), completed through an
-//                                  eventfd as the log's are
+//                                  eventfd as the log's are; and the log itself with every
+//                                  batch written buffered (direct_bytes_max 0)
 #include <fcntl.h>
 #include <liburing.h>
 #include <poll.h>
@@ -60,6 +63,7 @@ struct Options {
   storage::SegmentPrepare prepare = storage::SegmentPrepare::prewrite;
   storage::BackendKind backend = storage::BackendKind::automatic;
   std::uint64_t segment_bytes = 64ull << 20;
+  std::uint64_t direct_bytes = storage::LogOptions{}.direct_bytes_max;
   bool all_floors = false;
 };
 
@@ -228,8 +232,9 @@ class Floor {
   Latencies lat_;
 };
 
-storage::LogOptions log_options(const Options& o, const std::string& subdir) {
+storage::LogOptions log_options(const Options& o, const std::string& subdir, std::uint64_t direct) {
   storage::LogOptions lo;
+  lo.direct_bytes_max = static_cast<std::uint32_t>(direct);
   lo.dir = o.dir + "/" + subdir;
   lo.entry_bytes_max = static_cast<std::uint32_t>(std::max<std::uint64_t>(lo.entry_bytes_max, o.payload));
   lo.batch_bytes_max = static_cast<std::uint32_t>(
@@ -244,9 +249,9 @@ storage::LogOptions log_options(const Options& o, const std::string& subdir) {
 // The log under test, with C appenders run in slices.
 class LogRun {
  public:
-  LogRun(const Options& o, std::uint64_t inflight, std::string subdir)
-      : o_(o), inflight_(inflight), subdir_(std::move(subdir)) {
-    storage::LogOptions lo = log_options(o, subdir_);
+  LogRun(const Options& o, std::uint64_t inflight, std::string subdir, std::uint64_t direct)
+      : o_(o), inflight_(inflight), subdir_(std::move(subdir)), direct_(direct) {
+    storage::LogOptions lo = log_options(o, subdir_, direct_);
     std::filesystem::remove_all(lo.dir);
     auto log = storage::SegmentedLog::open(io_.get_executor(), lo);
     if (!log) {
@@ -264,7 +269,7 @@ class LogRun {
     base_ = log_->stats();
   }
   ~LogRun() {
-    std::string dir = log_options(o_, subdir_).dir;
+    std::string dir = log_options(o_, subdir_, direct_).dir;
     log_.reset();
     std::filesystem::remove_all(dir);
   }
@@ -284,6 +289,10 @@ class LogRun {
   [[nodiscard]] std::uint64_t entries() const { return entries_; }
   [[nodiscard]] std::uint64_t batches() const { return log_->stats().batches - base_.batches; }
   [[nodiscard]] std::uint64_t batched_entries() const { return log_->stats().entries - base_.entries; }
+  [[nodiscard]] double direct_share() const {
+    auto n = batches();
+    return n ? static_cast<double>(log_->stats().direct_batches - base_.direct_batches) / static_cast<double>(n) : 0;
+  }
   [[nodiscard]] double p_us(double p) { return lat_.percentile_us(p); }
   [[nodiscard]] std::string backend() const { return std::string(log_->backend_name()); }
 
@@ -307,6 +316,7 @@ class LogRun {
   const Options& o_;
   std::uint64_t inflight_;
   std::string subdir_;
+  std::uint64_t direct_;
   asio::io_context io_;
   std::unique_ptr<storage::SegmentedLog> log_;
   Bytes payload_;
@@ -319,7 +329,7 @@ class LogRun {
 
 int parse(int argc, char** argv, Options& o) {
   Flags f({{"payload", true}, {"inflight", true}, {"seconds", true}, {"dir", true}, {"json", false},
-           {"prepare", true}, {"backend", true}, {"segment", true}, {"all-floors", false}});
+           {"prepare", true}, {"backend", true}, {"segment", true}, {"direct", true}, {"all-floors", false}});
   if (auto err = f.parse(argc, argv); !err.empty()) {
     std::fprintf(stderr, "coraft-bench log: %s\n", err.c_str());
     return 2;
@@ -331,6 +341,7 @@ int parse(int argc, char** argv, Options& o) {
   o.json = f.has("json");
   o.all_floors = f.has("all-floors");
   o.segment_bytes = f.size("segment", o.segment_bytes);
+  o.direct_bytes = f.size("direct", o.direct_bytes);
   std::string prep = f.str("prepare", "prewrite");
   std::string backend = f.str("backend", "auto");
   const char* bad = nullptr;
@@ -341,6 +352,7 @@ int parse(int argc, char** argv, Options& o) {
   if (!f.has("payload") || o.payload > payload_bytes_max) bad = "--payload BYTES is required, at most 64m";
   if (!f.has("inflight") || o.inflight == 0 || o.inflight > inflight_max) bad = "--inflight C is required, 1..4096";
   if (o.seconds <= 0) bad = "--seconds must be positive";
+  if (o.direct_bytes % 4096 != 0 || o.direct_bytes > (1ull << 30)) bad = "--direct is a multiple of 4096, at most 1g";
   if (prep != "prewrite" && prep != "fallocate") bad = "--prepare is prewrite or fallocate";
   if (backend != "auto" && backend != "uring" && backend != "thread") bad = "--backend is auto, uring or thread";
   if (bad) {
@@ -383,17 +395,21 @@ int run_log(int argc, char** argv) {
       others.push_back(std::make_unique<Floor>(o.dir + "/floor-record", record, FloorKind::prewritten));
     }
   }
-  LogRun log(o, o.inflight, "log");
+  LogRun log(o, o.inflight, "log", o.direct_bytes);
+  // With --all-floors, the same log writing every batch buffered, for comparison.
+  std::optional<LogRun> buffered;
+  if (o.all_floors) buffered.emplace(o, o.inflight, "log-buffered", 0);
   // With several appenders, the same log with one appender runs alongside: the gain of group
   // commit is then a ratio between runs that saw the same disk.
   std::optional<LogRun> single;
-  if (o.inflight > 1) single.emplace(o, 1, "log-c1");
+  if (o.inflight > 1) single.emplace(o, 1, "log-c1", o.direct_bytes);
   while (log.seconds() < o.seconds) {
     double slice = std::min(slice_seconds, o.seconds - log.seconds() + 0.001);
     floor.run_slice(slice);
     if (bw) bw->run_slice(slice);
     for (auto& f : others) f->run_slice(slice);
     if (single) single->run_slice(slice);
+    if (buffered) buffered->run_slice(slice);
     log.run_slice(slice);
   }
   double ops = static_cast<double>(log.entries()) / log.seconds();
@@ -401,16 +417,20 @@ int run_log(int argc, char** argv) {
   double fsyncs = static_cast<double>(log.batches()) / log.seconds();
   double batch = log.batches() ? static_cast<double>(log.batched_entries()) / static_cast<double>(log.batches()) : 0;
   std::printf("log  payload %llu B, inflight %llu, %s, %s segments: %.0f entries/s, %.1f MB/s, %.0f fdatasyncs/s, "
-              "mean batch %.1f, latency p50 %.0f us p99 %.0f us p99.9 %.0f us\n",
+              "mean batch %.1f, %.0f%% of batches O_DIRECT, latency p50 %.0f us p99 %.0f us p99.9 %.0f us\n",
               static_cast<unsigned long long>(o.payload), static_cast<unsigned long long>(o.inflight),
               log.backend().c_str(), o.prepare == storage::SegmentPrepare::prewrite ? "pre-written" : "fallocated",
-              ops, mb, fsyncs, batch, log.p_us(50), log.p_us(99), log.p_us(99.9));
+              ops, mb, fsyncs, batch, log.direct_share() * 100, log.p_us(50), log.p_us(99), log.p_us(99.9));
   std::printf("floor  4 KiB pwrite+fdatasync into a pre-written file: %.0f fdatasyncs/s, p50 %.0f us, p99 %.0f us\n",
               floor.fsyncs_per_s(), floor.p_us(50), floor.p_us(99));
   double single_ops = single ? static_cast<double>(single->entries()) / single->seconds() : 0;
   if (single) {
     std::printf("log  the same with 1 appender: %.0f entries/s, latency p50 %.0f us: group commit gives %.1fx\n",
                 single_ops, single->p_us(50), ops / single_ops);
+  }
+  if (buffered) {
+    std::printf("log  the same, every batch buffered: %.0f entries/s, latency p50 %.0f us p99 %.0f us\n",
+                static_cast<double>(buffered->entries()) / buffered->seconds(), buffered->p_us(50), buffered->p_us(99));
   }
   for (auto& f : others) {
     if (is_uring(f->kind())) {
@@ -429,7 +449,8 @@ int run_log(int argc, char** argv) {
     JsonLine j;
     j.num("payload", static_cast<double>(o.payload)).num("inflight", static_cast<double>(o.inflight));
     j.str("backend", log.backend()).num("ops_per_s", ops).num("mb_per_s", mb).num("fsyncs_per_s", fsyncs);
-    j.num("mean_batch", batch).num("p50_us", log.p_us(50)).num("p99_us", log.p_us(99));
+    j.num("mean_batch", batch).num("direct_share", log.direct_share());
+    j.num("p50_us", log.p_us(50)).num("p99_us", log.p_us(99));
     j.num("p999_us", log.p_us(99.9)).num("floor_fsyncs_per_s", floor.fsyncs_per_s());
     j.num("floor_p50_us", floor.p_us(50)).num("floor_p99_us", floor.p_us(99));
     if (bw) j.num("floor_bw_mb_per_s", bw->mb_per_s());

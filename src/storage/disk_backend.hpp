@@ -1,7 +1,7 @@
-// How the log reaches the disk: a gathered write followed by fdatasync, completed on the
-// caller's executor. Two implementations: io_uring (the write linked to the fdatasync, the
-// completion signalled through an eventfd the event loop waits on) and a dedicated thread doing
-// pwritev + fdatasync for systems where io_uring cannot be set up.
+// How the log reaches the disk: a gathered write made durable, completed on the caller's
+// executor. Two implementations: io_uring (the completion signalled through an eventfd the
+// event loop waits on) and a dedicated thread doing pwritev for systems where io_uring cannot be
+// set up.
 #pragma once
 
 #include <sys/uio.h>
@@ -25,6 +25,13 @@ enum class BackendKind {
   thread,
 };
 
+// How a write is made durable.
+enum class Sync {
+  fdatasync,  // the write, then fdatasync (io_uring: a linked FSYNC request)
+  dsync,      // one write flagged RWF_DSYNC. On an O_DIRECT file the kernel can make it durable
+              // with a forced-unit-access write or one cache flush, with no second request
+};
+
 class DiskBackend {
  public:
   // Receives 0 or the errno of the first failed step. Runs on the executor given at creation.
@@ -32,10 +39,11 @@ class DiskBackend {
 
   virtual ~DiskBackend() = default;
 
-  // Writes `iov` at `offset` of `fd` (resuming after short writes), then fdatasyncs `fd`.
-  // Precondition: the memory `iov` describes stays valid and unchanged until `done` runs.
-  // Several operations may be in flight; each completes on its own.
-  virtual void write_sync(int fd, std::uint64_t offset, std::span<const iovec> iov, Done done) = 0;
+  // Writes `iov` at `offset` of `fd` (resuming after short writes) and makes it durable as
+  // `how` says. Precondition: the memory `iov` describes stays valid and unchanged until `done`
+  // runs. Several operations may be in flight; each completes on its own.
+  virtual void write_sync(int fd, std::uint64_t offset, std::span<const iovec> iov, Sync how,
+                          Done done) = 0;
 
   [[nodiscard]] virtual std::string_view name() const noexcept = 0;
 };

@@ -263,7 +263,7 @@ asio::awaitable<Result<void>> HardStateFile::save(HardState hs) {
   SlotBytes slot = encode_slot(st->version + 1, hs);
   iovec iov{slot.data(), slot.size()};
   State* raw = st.get();  // the backend, and so this callback, never outlive the state
-  st->backend->write_sync(st->fd.get(), target * slot_bytes, {&iov, 1},
+  st->backend->write_sync(st->fd.get(), target * slot_bytes, {&iov, 1}, Sync::fdatasync,
                           [raw, &w, target, hs](int err) { raw->finish(w, target, hs, err); });
   co_await wait_for(w);
   co_return std::move(*w.result);

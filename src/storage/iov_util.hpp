@@ -3,7 +3,9 @@
 
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <cstddef>
+#include <cstring>
 #include <span>
 #include <vector>
 
@@ -23,6 +25,24 @@ inline void advance_iov(std::vector<iovec>& iov, std::size_t n) {
   if (!iov.empty() && n > 0) {
     iov[0].iov_base = static_cast<char*>(iov[0].iov_base) + n;
     iov[0].iov_len -= n;
+  }
+}
+
+// Copies `len` bytes of what `iov` describes, starting `skip` bytes in, to `out`.
+// Precondition: skip + len <= iov_bytes(iov).
+inline void copy_from_iov(std::span<const iovec> iov, std::size_t skip, std::byte* out,
+                          std::size_t len) noexcept {
+  for (const iovec& v : iov) {
+    if (len == 0) return;
+    if (skip >= v.iov_len) {
+      skip -= v.iov_len;
+      continue;
+    }
+    std::size_t n = std::min(v.iov_len - skip, len);
+    std::memcpy(out, static_cast<const std::byte*>(v.iov_base) + skip, n);
+    out += n;
+    len -= n;
+    skip = 0;
   }
 }
 

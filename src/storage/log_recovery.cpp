@@ -129,7 +129,13 @@ Result<void> SegmentedLog::Impl::reuse_prepared(const std::vector<std::string>& 
     if (!size) return size.error();
     if (*size != opt.segment_bytes) continue;
     keep = k;
-    prepared = Prepared{unused[k], std::move(*fd)};
+    Fd direct_fd;
+    if (opt.direct_bytes_max > 0) {
+      std::string why;
+      direct_fd = open_direct(path(unused[k]), why);
+      if (!direct_fd.valid()) refuse_direct(why);
+    }
+    prepared = Prepared{unused[k], std::move(*fd), std::move(direct_fd)};
   }
   for (std::size_t k = 0; k < unused.size(); ++k) {
     if (keep && *keep == k) continue;

@@ -17,6 +17,7 @@
 
 #include <coraft/log.hpp>
 
+#include "storage/iov_util.hpp"
 #include "storage/segmented_log_impl.hpp"
 
 namespace coraft::storage {
@@ -36,8 +37,28 @@ asio::awaitable<void> wait_for(Request& r) {
   co_await r.timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
 }
 
+[[nodiscard]] constexpr std::uint64_t block_down(std::uint64_t x) noexcept {
+  return x & ~(direct_block_bytes - 1);
+}
+[[nodiscard]] constexpr std::uint64_t block_up(std::uint64_t x) noexcept {
+  return block_down(x + direct_block_bytes - 1);
+}
+
+std::unique_ptr<std::byte[], SegmentedLog::Impl::AlignedFree> aligned_buffer(std::size_t bytes) {
+  void* p = std::aligned_alloc(direct_block_bytes, bytes);
+  if (p == nullptr) throw std::bad_alloc();
+  return std::unique_ptr<std::byte[], SegmentedLog::Impl::AlignedFree>(static_cast<std::byte*>(p));
+}
+
+// A new segment file, and its O_DIRECT descriptor when one is wanted and allowed.
+struct PreparedFiles {
+  Fd fd;
+  Fd direct_fd;
+  std::string direct_refused;  // why the file system refused O_DIRECT
+};
+
 Result<void> prepare_file(const std::string& dir, const std::string& path, const LogOptions& opt,
-                          Fd& out) {
+                          bool want_direct, PreparedFiles& out) {
   auto fd = open_file(path, O_RDWR | O_CREAT | O_EXCL);
   if (!fd) return fd.error();
   int injected = opt.fault ? opt.fault(FaultPoint::prepare_segment) : 0;
@@ -61,11 +82,21 @@ Result<void> prepare_file(const std::string& dir, const std::string& path, const
     (void)remove_file(path);
     return r;
   }
-  out = std::move(*fd);
+  out.fd = std::move(*fd);
+  if (want_direct) out.direct_fd = open_direct(path, out.direct_refused);
   return {};
 }
 
 }  // namespace
+
+void SegmentedLog::Impl::AlignedFree::operator()(std::byte* p) const noexcept { std::free(p); }
+
+Fd open_direct(const std::string& path, std::string& why) {
+  auto fd = open_file(path, O_RDWR | O_DIRECT);
+  if (fd) return std::move(*fd);
+  why = fd.error().message();
+  return Fd();
+}
 
 SegmentedLog::Impl::~Impl() {
   *alive_token = false;
@@ -92,6 +123,7 @@ Result<void> SegmentedLog::Impl::check_options() const {
   }
   if (opt.open_files_max < 1) return bad("open_files_max must be at least 1");
   if (opt.queue_bytes_max < opt.entry_bytes_max) return bad("queue_bytes_max must be >= entry_bytes_max");
+  if (opt.direct_bytes_max % direct_block_bytes != 0) return bad("direct_bytes_max must be a multiple of 4096");
   return {};
 }
 
@@ -208,7 +240,9 @@ bool SegmentedLog::Impl::ensure_segment(std::uint64_t record_bytes) {
   s.name = prepared->name;
   s.open = true;
   s.fd = std::move(prepared->fd);
+  s.direct_fd = std::move(prepared->direct_fd);
   s.first = queue.front()->entries[queue.front()->submitted].index;
+  tail_valid = true;  // nothing written yet: the tail block holds no old bytes
   ++open_fds;
   prepared.reset();
   segments.push_back(std::move(s));
@@ -221,12 +255,16 @@ void SegmentedLog::Impl::start_prepare() {
   if (preparing || prepared) return;
   preparing = true;
   std::string name = open_segment_name(next_seq++);
-  auto fd = std::make_shared<Fd>();
-  worker->submit([dir = opt.dir, p = path(name), opt = opt, fd] { return prepare_file(dir, p, opt, *fd); },
-                 [this, name, fd](Result<void> r) {
+  auto files = std::make_shared<PreparedFiles>();
+  bool want_direct = staging && !direct_refused;
+  worker->submit([dir = opt.dir, p = path(name), opt = opt, want_direct, files] {
+                   return prepare_file(dir, p, opt, want_direct, *files);
+                 },
+                 [this, name, files, want_direct](Result<void> r) {
                    preparing = false;
                    if (r) {
-                     prepared = Prepared{name, std::move(*fd)};
+                     if (want_direct && !files->direct_fd.valid()) refuse_direct(files->direct_refused);
+                     prepared = Prepared{name, std::move(files->fd), std::move(files->direct_fd)};
                    } else {
                      log(LogLevel::error, "storage: ", r.error().message());
                      prepare_error = r.error();
@@ -242,6 +280,8 @@ void SegmentedLog::Impl::start_prepare() {
 void SegmentedLog::Impl::seal_active() {
   Segment* s = active;
   active = nullptr;
+  tail_valid = false;
+  s->direct_fd.reset();
   std::string old_path = path(s->name);
   if (s->recs.empty()) {
     segments.pop_back();
@@ -320,13 +360,66 @@ void SegmentedLog::Impl::start_batch() {
   }
   b.bytes = pos - b.offset;
   in_flight = true;
-  backend->write_sync(s.fd.get(), b.offset, b.iov, [this](int err) { on_batch_done(err); });
+  auto done = [this](int err) { on_batch_done(err); };
+  if (stage_direct(b)) {
+    backend->write_sync(s.direct_fd.get(), b.direct_offset, {&b.direct_iov, 1}, Sync::dsync, done);
+  } else {
+    backend->write_sync(s.fd.get(), b.offset, b.iov, Sync::fdatasync, done);
+  }
+}
+
+// Copies a small batch into the staging buffer as whole blocks: the tail block's old bytes,
+// the batch, zeros to the block boundary. False when the batch goes buffered instead.
+bool SegmentedLog::Impl::stage_direct(Batch& b) {
+  b.direct = false;
+  if (!staging || direct_refused || !tail_valid || !b.segment->direct_fd.valid()) return false;
+  std::uint64_t from = block_down(b.offset);
+  std::uint64_t to = block_up(b.offset + b.bytes);
+  if (to - from > opt.direct_bytes_max || to > opt.segment_bytes) return false;
+  std::size_t head = b.offset - from;
+  std::memcpy(staging.get(), tail.get(), head);
+  copy_from_iov(b.iov, 0, staging.get() + head, b.bytes);
+  std::memset(staging.get() + head + b.bytes, 0, to - from - head - b.bytes);
+  b.direct = true;
+  b.direct_offset = from;
+  b.direct_bytes = to - from;
+  b.direct_iov = {staging.get(), b.direct_bytes};
+  return true;
+}
+
+// After a durable batch: remembers the segment's bytes from its last block boundary to its end.
+void SegmentedLog::Impl::keep_tail(const Batch& b) {
+  std::uint64_t end = b.offset + b.bytes;
+  std::uint64_t t = block_down(end);
+  if (b.direct) {
+    std::memcpy(tail.get(), staging.get() + (t - b.direct_offset), end - t);
+  } else if (t >= b.offset || tail_valid) {
+    // Bytes before the batch in the same block are in the tail already.
+    std::uint64_t from = std::max(t, b.offset);
+    copy_from_iov(b.iov, from - b.offset, tail.get() + (from - t), end - from);
+  } else {
+    return;
+  }
+  tail_valid = true;
+}
+
+void SegmentedLog::Impl::refuse_direct(const std::string& why) {
+  if (direct_refused) return;
+  direct_refused = true;
+  log(LogLevel::warn, "storage: O_DIRECT writes refused (", why, "); every batch is written buffered");
 }
 
 void SegmentedLog::Impl::on_batch_done(int err) {
   in_flight = false;
   Batch& b = batch;
   if (err == 0 && opt.fault) err = opt.fault(FaultPoint::write_batch);
+  if (err == EINVAL && b.direct) {
+    // The file system will not take this O_DIRECT write: the batch goes again, buffered.
+    for (auto& [r, n] : b.parts) r->submitted -= n;
+    refuse_direct("EINVAL writing " + path(b.segment->name));
+    pump();
+    return;
+  }
   if (err != 0) {
     Error e = errno_error(err, "write and sync " + path(b.segment->name));
     log(LogLevel::error, "storage: ", e.message());
@@ -345,7 +438,9 @@ void SegmentedLog::Impl::on_batch_done(int err) {
   s.end = b.offset + b.bytes;
   last_index = s.last();
   if (was_empty) first_index = b.first;
+  if (staging) keep_tail(b);
   ++stats.batches;
+  stats.direct_batches += b.direct ? 1 : 0;
   stats.entries += b.recs.size();
   stats.bytes += b.bytes;
   queued_bytes -= b.queue_bytes;
@@ -400,12 +495,14 @@ void SegmentedLog::Impl::run_truncate(Request& r) {
   if (!segments.empty() && segments.back().last() >= from) {
     Segment& s = segments.back();
     if (&s == active) active = nullptr;
+    s.direct_fd.reset();
     s.recs.resize(from - s.first);
     std::string old_name = s.name;
     s.open = false;
     s.name = closed_segment_name(s.first, s.last());
     rename.emplace(path(old_name), path(s.name));
   }
+  if (active == nullptr) tail_valid = false;
   last_index = from - 1;
   if (segments.empty()) first_index = from;
   while (!cache.empty() && cache.back().index >= from) {
@@ -480,6 +577,10 @@ SegmentedLog::~SegmentedLog() = default;
 Result<std::unique_ptr<SegmentedLog>> SegmentedLog::open(asio::any_io_executor ex, LogOptions options) {
   auto impl = std::make_shared<Impl>(ex, std::move(options));
   if (auto r = impl->check_options(); !r) return r.error();
+  // A direct batch may rewrite bytes before the batch and zeros after it: its whole extent
+  // must fit in the tear window recovery allows (batch_bytes_max).
+  impl->opt.direct_bytes_max = static_cast<std::uint32_t>(
+      std::min<std::uint64_t>(impl->opt.direct_bytes_max, block_down(impl->opt.batch_bytes_max)));
   if (auto r = make_dirs(impl->opt.dir); !r) return r.error();
   if (auto r = impl->recover(); !r) return r.error();
   int setup_fault = impl->opt.fault ? impl->opt.fault(FaultPoint::uring_setup) : 0;
@@ -487,6 +588,10 @@ Result<std::unique_ptr<SegmentedLog>> SegmentedLog::open(asio::any_io_executor e
   if (!backend) return backend.error();
   impl->backend = std::move(*backend);
   impl->worker = std::make_unique<FileWorker>(ex);
+  if (impl->opt.direct_bytes_max > 0) {
+    impl->staging = aligned_buffer(impl->opt.direct_bytes_max);
+    impl->tail = aligned_buffer(direct_block_bytes);
+  }
   impl->last_queued = impl->last_index;
   impl->last_queued_term = impl->last_index >= impl->first_index
                                ? impl->segment_of(impl->last_index)->recs.back().term

@@ -5,6 +5,7 @@
 #include <sys/uio.h>
 
 #include <deque>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -16,6 +17,12 @@
 #include "storage/segmented_log.hpp"
 
 namespace coraft::storage {
+
+// O_DIRECT writes cover whole blocks of this size, from buffers aligned to it.
+inline constexpr std::uint64_t direct_block_bytes = 4096;
+
+// Opens `path` for O_DIRECT writes; an invalid Fd (and `why`) when the file system refuses.
+[[nodiscard]] Fd open_direct(const std::string& path, std::string& why);
 
 // Where one durable record lives.
 struct RecordRef {
@@ -33,6 +40,7 @@ struct Segment {
   std::vector<RecordRef> recs;
   std::uint64_t end = 0;  // next write offset (0 until the header is written)
   Fd fd;                  // read-write for the active segment, read-only otherwise; may be closed
+  Fd direct_fd;           // the active segment opened with O_DIRECT, when the file system allows
 
   [[nodiscard]] Index last() const noexcept { return first + recs.size() - 1; }
 };
@@ -62,6 +70,12 @@ struct Batch {
   Segment* segment = nullptr;
   std::uint64_t offset = 0;
   std::uint64_t bytes = 0;
+  // Written with O_DIRECT from the staging buffer: the whole blocks [direct_offset,
+  // direct_offset + direct_bytes), the first of them starting with the tail block's old bytes.
+  bool direct = false;
+  std::uint64_t direct_offset = 0;
+  std::size_t direct_bytes = 0;
+  iovec direct_iov{};
   std::uint64_t queue_bytes = 0;  // what the batch's entries count against queue_bytes_max
   Index first;
 };
@@ -95,6 +109,7 @@ struct SegmentedLog::Impl {
   struct Prepared {
     std::string name;
     Fd fd;
+    Fd direct_fd;
   };
   std::optional<Prepared> prepared;
   bool preparing = false;
@@ -102,6 +117,15 @@ struct SegmentedLog::Impl {
   std::uint64_t next_seq = 1;
 
   Batch batch;
+  // O_DIRECT writes: an aligned buffer of direct_bytes_max, and a copy of the active segment's
+  // bytes from its last block boundary up to its end (rewritten with the next direct batch).
+  struct AlignedFree {
+    void operator()(std::byte* p) const noexcept;
+  };
+  std::unique_ptr<std::byte[], AlignedFree> staging;
+  std::unique_ptr<std::byte[], AlignedFree> tail;
+  bool tail_valid = false;
+  bool direct_refused = false;  // the file system refused O_DIRECT: write buffered from now on
   std::deque<Entry> cache;
   std::uint64_t cache_bytes = 0;
   std::size_t open_fds = 0;
@@ -121,6 +145,9 @@ struct SegmentedLog::Impl {
   void pump();
   bool ensure_segment(std::uint64_t record_bytes);
   void start_batch();
+  [[nodiscard]] bool stage_direct(Batch& b);
+  void keep_tail(const Batch& b);
+  void refuse_direct(const std::string& why);
   void on_batch_done(int err);
   void start_prepare();
   void seal_active();

@@ -1,5 +1,6 @@
-// The fallback backend: one dedicated thread runs pwritev + fdatasync for each operation in
-// order and posts the completion back to the event loop. Also chooses between the backends.
+// The fallback backend: one dedicated thread runs pwritev + fdatasync (or pwritev2 with
+// RWF_DSYNC) for each operation in order and posts the completion back to the event loop. Also
+// chooses between the backends.
 #include <unistd.h>
 
 #include <atomic>
@@ -27,6 +28,7 @@ struct ThreadOp {
   int fd = -1;
   std::uint64_t offset = 0;
   std::vector<iovec> iov;
+  Sync how = Sync::fdatasync;
   DiskBackend::Done done;
 };
 
@@ -34,7 +36,8 @@ int write_all_and_sync(ThreadOp& op) {
   std::size_t remaining = iov_bytes(op.iov);
   while (remaining > 0) {
     int count = static_cast<int>(std::min<std::size_t>(op.iov.size(), IOV_MAX));
-    ssize_t n = ::pwritev(op.fd, op.iov.data(), count, static_cast<off_t>(op.offset));
+    int flags = op.how == Sync::dsync ? RWF_DSYNC : 0;
+    ssize_t n = ::pwritev2(op.fd, op.iov.data(), count, static_cast<off_t>(op.offset), flags);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return errno;
     if (n == 0) return EIO;
@@ -42,6 +45,7 @@ int write_all_and_sync(ThreadOp& op) {
     op.offset += static_cast<std::uint64_t>(n);
     remaining -= static_cast<std::size_t>(n);
   }
+  if (op.how == Sync::dsync) return 0;
   while (::fdatasync(op.fd) < 0) {
     if (errno != EINTR) return errno;
   }
@@ -63,10 +67,11 @@ class ThreadBackend final : public DiskBackend {
     *alive_ = false;
   }
 
-  void write_sync(int fd, std::uint64_t offset, std::span<const iovec> iov, Done done) override {
+  void write_sync(int fd, std::uint64_t offset, std::span<const iovec> iov, Sync how,
+                  Done done) override {
     {
       std::lock_guard lock(mu_);
-      queue_.push_back(ThreadOp{fd, offset, {iov.begin(), iov.end()}, std::move(done)});
+      queue_.push_back(ThreadOp{fd, offset, {iov.begin(), iov.end()}, how, std::move(done)});
     }
     cv_.notify_one();
   }

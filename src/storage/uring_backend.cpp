@@ -1,5 +1,6 @@
-// The io_uring backend: each operation is a WRITEV linked to an FSYNC(DATASYNC); the ring's
-// eventfd is wrapped in a stream_descriptor so completions resume work on the event loop.
+// The io_uring backend: each operation is a WRITEV linked to an FSYNC(DATASYNC), or one WRITEV
+// flagged RWF_DSYNC; the ring's eventfd is wrapped in a stream_descriptor so completions resume
+// work on the event loop.
 #include <liburing.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -24,6 +25,7 @@ struct UringOp {
   std::uint64_t offset = 0;
   std::vector<iovec> iov;
   std::size_t remaining = 0;
+  Sync how = Sync::fdatasync;
   DiskBackend::Done done;
   bool write_seen = false;  // the write's CQE arrived (always, unless skipped on success)
   bool sync_seen = false;
@@ -56,9 +58,11 @@ class UringBackend final : public DiskBackend {
     io_uring_queue_exit(&ring_);
   }
 
-  void write_sync(int fd, std::uint64_t offset, std::span<const iovec> iov, Done done) override {
+  void write_sync(int fd, std::uint64_t offset, std::span<const iovec> iov, Sync how,
+                  Done done) override {
     auto* op = new UringOp;
     op->fd = fd;
+    op->how = how;
     op->offset = offset;
     op->iov.assign(iov.begin(), iov.end());
     op->remaining = iov_bytes(iov);
@@ -75,13 +79,25 @@ class UringBackend final : public DiskBackend {
     return reinterpret_cast<UringOp*>(io_uring_cqe_get_data64(cqe) & ~std::uint64_t{1});
   }
 
-  // Queues the write and its linked fdatasync for every waiting op the ring has room for.
+  // Queues the write (and its linked fdatasync) for every waiting op the ring has room for.
   void submit_waiting() {
     bool queued = false;
     while (!waiting_.empty() && io_uring_sq_space_left(&ring_) >= 2) {
       UringOp* op = waiting_.front();
       waiting_.pop_front();
+      op->written = 0;
+      ++in_flight_;
+      queued = true;
       io_uring_sqe* w = io_uring_get_sqe(&ring_);
+      if (op->how == Sync::dsync) {
+        // One request, one completion: the write's own, which counts as the sync's too.
+        io_uring_prep_writev2(w, op->fd, op->iov.data(), static_cast<unsigned>(op->iov.size()),
+                              op->offset, RWF_DSYNC);
+        io_uring_sqe_set_data64(w, reinterpret_cast<std::uint64_t>(op));
+        op->write_seen = false;
+        op->sync_seen = true;
+        continue;
+      }
       io_uring_prep_writev(w, op->fd, op->iov.data(), static_cast<unsigned>(op->iov.size()),
                            op->offset);
       // A successful write needs no completion of its own: the fdatasync's says it all. A short
@@ -93,9 +109,6 @@ class UringBackend final : public DiskBackend {
       io_uring_sqe_set_data64(s, reinterpret_cast<std::uint64_t>(op) | 1);
       op->write_seen = false;
       op->sync_seen = false;
-      op->written = 0;
-      ++in_flight_;
-      queued = true;
     }
     if (queued) {
       int rc = io_uring_submit(&ring_);

@@ -54,6 +54,9 @@ LogOptions crash_options(const std::string& dir, std::uint64_t cycle) {
   o.batch_bytes_max = 64 << 10;
   o.cache_bytes_max = 0;
   o.prepare = cycle % 2 ? SegmentPrepare::fallocate : SegmentPrepare::prewrite;
+  // Every batch buffered, a mix of O_DIRECT and buffered batches, or nearly all O_DIRECT.
+  constexpr std::uint32_t direct_choices[] = {0, 16 << 10, 64 << 10};
+  o.direct_bytes_max = direct_choices[cycle % 3];
   return o;
 }
 
