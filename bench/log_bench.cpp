@@ -11,7 +11,9 @@
 //   --backend auto|uring|thread    the log's disk path
 //   --segment BYTES                segment size (default 64m)
 //   --direct BYTES                 the log's direct_bytes_max: batches whose block-aligned extent
-//                                  fits are written with O_DIRECT + RWF_DSYNC (default 64k, 0 off)
+//                                  fits are written with O_DIRECT (default 64k, 0 off)
+//   --direct-sync dsync|fdatasync  how those are made durable: RWF_DSYNC (default) or a linked
+//                                  fdatasync
 //   --all-floors                   also measure 4 KiB appends into a fallocated file and with
 //                                  O_DIRECT into a pre-written one, and appends of the size of
 //                                  one log record, made on the calling thread, and the
@@ -19,7 +21,8 @@
 //                                  writes advancing 4 KiB: a 4 KiB record with its header
 //                                  rewrites the partial block before it), completed through an
 //                                  eventfd as the log's are; and the log itself with every
-//                                  batch written buffered (direct_bytes_max 0)
+//                                  batch written buffered (direct_bytes_max 0), and with the
+//                                  other --direct-sync
 #include <fcntl.h>
 #include <liburing.h>
 #include <poll.h>
@@ -64,6 +67,7 @@ struct Options {
   storage::BackendKind backend = storage::BackendKind::automatic;
   std::uint64_t segment_bytes = 64ull << 20;
   std::uint64_t direct_bytes = storage::LogOptions{}.direct_bytes_max;
+  storage::Sync direct_sync = storage::LogOptions{}.direct_sync;
   bool all_floors = false;
 };
 
@@ -232,9 +236,18 @@ class Floor {
   Latencies lat_;
 };
 
-storage::LogOptions log_options(const Options& o, const std::string& subdir, std::uint64_t direct) {
+// How one log under test writes its batches.
+struct WriteMode {
+  std::uint64_t direct_bytes;
+  storage::Sync direct_sync;
+};
+
+const char* sync_name(storage::Sync s) { return s == storage::Sync::dsync ? "RWF_DSYNC" : "linked fdatasync"; }
+
+storage::LogOptions log_options(const Options& o, const std::string& subdir, WriteMode mode) {
   storage::LogOptions lo;
-  lo.direct_bytes_max = static_cast<std::uint32_t>(direct);
+  lo.direct_bytes_max = static_cast<std::uint32_t>(mode.direct_bytes);
+  lo.direct_sync = mode.direct_sync;
   lo.dir = o.dir + "/" + subdir;
   lo.entry_bytes_max = static_cast<std::uint32_t>(std::max<std::uint64_t>(lo.entry_bytes_max, o.payload));
   lo.batch_bytes_max = static_cast<std::uint32_t>(
@@ -249,9 +262,9 @@ storage::LogOptions log_options(const Options& o, const std::string& subdir, std
 // The log under test, with C appenders run in slices.
 class LogRun {
  public:
-  LogRun(const Options& o, std::uint64_t inflight, std::string subdir, std::uint64_t direct)
-      : o_(o), inflight_(inflight), subdir_(std::move(subdir)), direct_(direct) {
-    storage::LogOptions lo = log_options(o, subdir_, direct_);
+  LogRun(const Options& o, std::uint64_t inflight, std::string subdir, WriteMode mode)
+      : o_(o), inflight_(inflight), subdir_(std::move(subdir)), mode_(mode) {
+    storage::LogOptions lo = log_options(o, subdir_, mode_);
     std::filesystem::remove_all(lo.dir);
     auto log = storage::SegmentedLog::open(io_.get_executor(), lo);
     if (!log) {
@@ -269,7 +282,7 @@ class LogRun {
     base_ = log_->stats();
   }
   ~LogRun() {
-    std::string dir = log_options(o_, subdir_, direct_).dir;
+    std::string dir = log_options(o_, subdir_, mode_).dir;
     log_.reset();
     std::filesystem::remove_all(dir);
   }
@@ -316,7 +329,7 @@ class LogRun {
   const Options& o_;
   std::uint64_t inflight_;
   std::string subdir_;
-  std::uint64_t direct_;
+  WriteMode mode_;
   asio::io_context io_;
   std::unique_ptr<storage::SegmentedLog> log_;
   Bytes payload_;
@@ -329,7 +342,8 @@ class LogRun {
 
 int parse(int argc, char** argv, Options& o) {
   Flags f({{"payload", true}, {"inflight", true}, {"seconds", true}, {"dir", true}, {"json", false},
-           {"prepare", true}, {"backend", true}, {"segment", true}, {"direct", true}, {"all-floors", false}});
+           {"prepare", true}, {"backend", true}, {"segment", true}, {"direct", true}, {"direct-sync", true},
+           {"all-floors", false}});
   if (auto err = f.parse(argc, argv); !err.empty()) {
     std::fprintf(stderr, "coraft-bench log: %s\n", err.c_str());
     return 2;
@@ -342,6 +356,7 @@ int parse(int argc, char** argv, Options& o) {
   o.all_floors = f.has("all-floors");
   o.segment_bytes = f.size("segment", o.segment_bytes);
   o.direct_bytes = f.size("direct", o.direct_bytes);
+  std::string direct_sync = f.str("direct-sync", "dsync");
   std::string prep = f.str("prepare", "prewrite");
   std::string backend = f.str("backend", "auto");
   const char* bad = nullptr;
@@ -353,12 +368,14 @@ int parse(int argc, char** argv, Options& o) {
   if (!f.has("inflight") || o.inflight == 0 || o.inflight > inflight_max) bad = "--inflight C is required, 1..4096";
   if (o.seconds <= 0) bad = "--seconds must be positive";
   if (o.direct_bytes % 4096 != 0 || o.direct_bytes > (1ull << 30)) bad = "--direct is a multiple of 4096, at most 1g";
+  if (direct_sync != "dsync" && direct_sync != "fdatasync") bad = "--direct-sync is dsync or fdatasync";
   if (prep != "prewrite" && prep != "fallocate") bad = "--prepare is prewrite or fallocate";
   if (backend != "auto" && backend != "uring" && backend != "thread") bad = "--backend is auto, uring or thread";
   if (bad) {
     std::fprintf(stderr, "coraft-bench log: %s\n", bad);
     return 2;
   }
+  o.direct_sync = direct_sync == "dsync" ? storage::Sync::dsync : storage::Sync::fdatasync;
   o.prepare = prep == "prewrite" ? storage::SegmentPrepare::prewrite : storage::SegmentPrepare::fallocate;
   o.backend = backend == "uring"    ? storage::BackendKind::uring
               : backend == "thread" ? storage::BackendKind::thread
@@ -395,14 +412,21 @@ int run_log(int argc, char** argv) {
       others.push_back(std::make_unique<Floor>(o.dir + "/floor-record", record, FloorKind::prewritten));
     }
   }
-  LogRun log(o, o.inflight, "log", o.direct_bytes);
-  // With --all-floors, the same log writing every batch buffered, for comparison.
+  WriteMode mode{o.direct_bytes, o.direct_sync};
+  LogRun log(o, o.inflight, "log", mode);
+  // With --all-floors, the same log writing every batch buffered, and with the other way of
+  // making O_DIRECT batches durable, for comparison.
   std::optional<LogRun> buffered;
-  if (o.all_floors) buffered.emplace(o, o.inflight, "log-buffered", 0);
+  std::optional<LogRun> other_sync;
+  storage::Sync other = o.direct_sync == storage::Sync::dsync ? storage::Sync::fdatasync : storage::Sync::dsync;
+  if (o.all_floors) {
+    buffered.emplace(o, o.inflight, "log-buffered", WriteMode{0, o.direct_sync});
+    other_sync.emplace(o, o.inflight, "log-other-sync", WriteMode{o.direct_bytes, other});
+  }
   // With several appenders, the same log with one appender runs alongside: the gain of group
   // commit is then a ratio between runs that saw the same disk.
   std::optional<LogRun> single;
-  if (o.inflight > 1) single.emplace(o, 1, "log-c1", o.direct_bytes);
+  if (o.inflight > 1) single.emplace(o, 1, "log-c1", mode);
   while (log.seconds() < o.seconds) {
     double slice = std::min(slice_seconds, o.seconds - log.seconds() + 0.001);
     floor.run_slice(slice);
@@ -410,6 +434,7 @@ int run_log(int argc, char** argv) {
     for (auto& f : others) f->run_slice(slice);
     if (single) single->run_slice(slice);
     if (buffered) buffered->run_slice(slice);
+    if (other_sync) other_sync->run_slice(slice);
     log.run_slice(slice);
   }
   double ops = static_cast<double>(log.entries()) / log.seconds();
@@ -417,10 +442,10 @@ int run_log(int argc, char** argv) {
   double fsyncs = static_cast<double>(log.batches()) / log.seconds();
   double batch = log.batches() ? static_cast<double>(log.batched_entries()) / static_cast<double>(log.batches()) : 0;
   std::printf("log  payload %llu B, inflight %llu, %s, %s segments: %.0f entries/s, %.1f MB/s, %.0f fdatasyncs/s, "
-              "mean batch %.1f, %.0f%% of batches O_DIRECT, latency p50 %.0f us p99 %.0f us p99.9 %.0f us\n",
+              "mean batch %.1f, %.0f%% of batches O_DIRECT (%s), latency p50 %.0f us p99 %.0f us p99.9 %.0f us\n",
               static_cast<unsigned long long>(o.payload), static_cast<unsigned long long>(o.inflight),
               log.backend().c_str(), o.prepare == storage::SegmentPrepare::prewrite ? "pre-written" : "fallocated",
-              ops, mb, fsyncs, batch, log.direct_share() * 100, log.p_us(50), log.p_us(99), log.p_us(99.9));
+              ops, mb, fsyncs, batch, log.direct_share() * 100, sync_name(o.direct_sync), log.p_us(50), log.p_us(99), log.p_us(99.9));
   std::printf("floor  4 KiB pwrite+fdatasync into a pre-written file: %.0f fdatasyncs/s, p50 %.0f us, p99 %.0f us\n",
               floor.fsyncs_per_s(), floor.p_us(50), floor.p_us(99));
   double single_ops = single ? static_cast<double>(single->entries()) / single->seconds() : 0;
@@ -431,6 +456,9 @@ int run_log(int argc, char** argv) {
   if (buffered) {
     std::printf("log  the same, every batch buffered: %.0f entries/s, latency p50 %.0f us p99 %.0f us\n",
                 static_cast<double>(buffered->entries()) / buffered->seconds(), buffered->p_us(50), buffered->p_us(99));
+    std::printf("log  the same, O_DIRECT batches made durable with %s: %.0f entries/s, latency p50 %.0f us p99 %.0f us\n",
+                sync_name(other), static_cast<double>(other_sync->entries()) / other_sync->seconds(),
+                other_sync->p_us(50), other_sync->p_us(99));
   }
   for (auto& f : others) {
     if (is_uring(f->kind())) {
@@ -455,6 +483,7 @@ int run_log(int argc, char** argv) {
     j.num("floor_p50_us", floor.p_us(50)).num("floor_p99_us", floor.p_us(99));
     if (bw) j.num("floor_bw_mb_per_s", bw->mb_per_s());
     if (single) j.num("c1_ops_per_s", single_ops).num("c1_p50_us", single->p_us(50));
+    if (buffered) j.num("buffered_p50_us", buffered->p_us(50)).num("other_sync_p50_us", other_sync->p_us(50));
     std::printf("%s\n", j.text().c_str());
   }
   return 0;

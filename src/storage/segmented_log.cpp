@@ -362,7 +362,7 @@ void SegmentedLog::Impl::start_batch() {
   in_flight = true;
   auto done = [this](int err) { on_batch_done(err); };
   if (stage_direct(b)) {
-    backend->write_sync(s.direct_fd.get(), b.direct_offset, {&b.direct_iov, 1}, Sync::dsync, done);
+    backend->write_sync(s.direct_fd.get(), b.direct_offset, {&b.direct_iov, 1}, opt.direct_sync, done);
   } else {
     backend->write_sync(s.fd.get(), b.offset, b.iov, Sync::fdatasync, done);
   }

@@ -50,6 +50,8 @@ struct LogOptions {
   // 0 writes every batch buffered. A multiple of 4096; capped at batch_bytes_max. Where the file
   // system refuses O_DIRECT, every batch is written buffered (said once in the log).
   std::uint32_t direct_bytes_max = 64u << 10;
+  // How an O_DIRECT batch is made durable: RWF_DSYNC on the write, or a linked fdatasync.
+  Sync direct_sync = Sync::dsync;
   BackendKind backend = BackendKind::automatic;
   SegmentPrepare prepare = SegmentPrepare::prewrite;
   // Cut the log at the first damaged record instead of refusing to open.

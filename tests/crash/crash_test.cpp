@@ -57,6 +57,7 @@ LogOptions crash_options(const std::string& dir, std::uint64_t cycle) {
   // Every batch buffered, a mix of O_DIRECT and buffered batches, or nearly all O_DIRECT.
   constexpr std::uint32_t direct_choices[] = {0, 16 << 10, 64 << 10};
   o.direct_bytes_max = direct_choices[cycle % 3];
+  o.direct_sync = (cycle / 3) % 2 ? Sync::fdatasync : Sync::dsync;
   return o;
 }
 

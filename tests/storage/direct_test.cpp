@@ -15,7 +15,9 @@ using namespace coraft::storage::test;
 namespace {
 
 // Payload sizes that put record ends at many different offsets within a 4 KiB block.
-std::size_t size_of(std::uint64_t index) { return (index * 977) % 2500; }
+std::size_t size_of(std::uint64_t index) {
+  return (index * 977) % 2500;
+}
 
 std::vector<Entry> entries(std::uint64_t first, std::uint64_t last) {
   std::vector<Entry> out;
@@ -46,33 +48,41 @@ void check_reopened(const std::string& dir, std::uint64_t last) {
 
 }  // namespace
 
-TEST_CASE("small batches are written with O_DIRECT and read back the same, before and after reopening") {
-  TempDir dir;
-  std::uint64_t last = 0;
-  {
-    asio::io_context io;
-    // No batch below (three entries of at most 2.5 KiB) spans more than 12 KiB of blocks.
-    auto log = SegmentedLog::open(io.get_executor(), options(dir.path(), 16384));
-    REQUIRE(log.ok());
-    // Enough small batches to fill several 64 KiB segments.
-    for (std::uint64_t n = 1; last < 200; n = n % 3 + 1) {
-      REQUIRE(run(io, (*log)->append(entries(last + 1, last + n))).ok());
-      last += n;
+TEST_CASE(
+    "small batches are written with O_DIRECT and read back the same, before and after reopening") {
+  for (Sync how : {Sync::dsync, Sync::fdatasync}) {
+    CAPTURE(how == Sync::dsync ? "RWF_DSYNC" : "linked fdatasync");
+    TempDir dir;
+    std::uint64_t last = 0;
+    {
+      asio::io_context io;
+      // No batch below (three entries of at most 2.5 KiB) spans more than 12 KiB of blocks.
+      LogOptions o = options(dir.path(), 16384);
+      o.direct_sync = how;
+      auto log = SegmentedLog::open(io.get_executor(), o);
+      REQUIRE(log.ok());
+      // Enough small batches to fill several 64 KiB segments.
+      for (std::uint64_t n = 1; last < 200; n = n % 3 + 1) {
+        REQUIRE(run(io, (*log)->append(entries(last + 1, last + n))).ok());
+        last += n;
+      }
+      LogStats st = (*log)->stats();
+      CHECK(st.batches > 0);
+      CHECK(st.direct_batches == st.batches);
+      for (std::uint64_t i = 1; i <= last; ++i) {
+        auto e = (*log)->read(Index(i));
+        REQUIRE(e.ok());
+        CHECK(payload_matches(*e, size_of(i)));
+      }
     }
-    LogStats st = (*log)->stats();
-    CHECK(st.batches > 0);
-    CHECK(st.direct_batches == st.batches);
-    for (std::uint64_t i = 1; i <= last; ++i) {
-      auto e = (*log)->read(Index(i));
-      REQUIRE(e.ok());
-      CHECK(payload_matches(*e, size_of(i)));
-    }
+    CHECK(files_in(dir.path()).size() > 2);
+    check_reopened(dir.path(), last);
   }
-  CHECK(files_in(dir.path()).size() > 2);
-  check_reopened(dir.path(), last);
 }
 
-TEST_CASE("a batch too large for the staging buffer goes buffered, and the next direct batch keeps its bytes") {
+TEST_CASE(
+    "a batch too large for the staging buffer goes buffered, and the next direct batch keeps its "
+    "bytes") {
   TempDir dir;
   {
     asio::io_context io;
@@ -115,7 +125,9 @@ TEST_CASE("direct_bytes_max must be a multiple of 4096") {
   CHECK(log.error().detail.find("direct_bytes_max") != std::string::npos);
 }
 
-TEST_CASE("an O_DIRECT write the file system refuses is written again buffered, and later batches stay buffered") {
+TEST_CASE(
+    "an O_DIRECT write the file system refuses is written again buffered, and later batches stay "
+    "buffered") {
   TempDir dir;
   {
     asio::io_context io;
