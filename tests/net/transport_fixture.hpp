@@ -29,6 +29,7 @@ inline core::Message to(NodeId target, core::MessageBody body) {
   return {no_node, target, std::move(body)};
 }
 
+// The smallest message: a TimeoutNow for `target`.
 inline core::Message timeout_now(NodeId target, Term term = Term(1)) {
   return to(target, core::MessageBody(core::TimeoutNow{term}));
 }
