@@ -71,6 +71,13 @@ double Flags::real(std::string_view name, double fallback) const {
   return v;
 }
 
+int flag_error(std::string_view command, std::string_view message, std::string_view usage) {
+  std::string text = "coraft-bench " + std::string(command) + ": " + std::string(message) + "\n";
+  if (!usage.empty()) text += "usage: " + std::string(usage) + "\n";
+  std::fputs(text.c_str(), stderr);
+  return 2;
+}
+
 void Latencies::add(std::chrono::nanoseconds d) {
   ++seen_;
   sum_ns_ += static_cast<double>(d.count());
@@ -114,6 +121,8 @@ JsonLine& JsonLine::num(std::string_view k, double v) {
   body_.append(buf, static_cast<std::size_t>(n));
   return *this;
 }
+
+void JsonLine::print() const { std::printf("%s\n", text().c_str()); }
 
 JsonLine& JsonLine::str(std::string_view k, std::string_view v) {
   key(k);

@@ -35,6 +35,10 @@ class Flags {
   mutable std::string value_error_;
 };
 
+// Reports a bad command line: prints "coraft-bench <command>: <message>" to stderr, then
+// "usage: <usage>" when a usage line is given. Returns 2, the exit status for bad flags.
+int flag_error(std::string_view command, std::string_view message, std::string_view usage = {});
+
 // Collects latency samples up to a fixed count (later samples replace random earlier ones, so
 // the memory stays bounded however long the run) and reports percentiles.
 class Latencies {
@@ -61,6 +65,8 @@ class JsonLine {
   JsonLine& num(std::string_view key, double v);
   JsonLine& str(std::string_view key, std::string_view v);
   [[nodiscard]] std::string text() const { return "{" + body_ + "}"; }
+  // Prints text() and a newline on stdout.
+  void print() const;
 
  private:
   void key(std::string_view k);

@@ -96,9 +96,8 @@ int run(int argc, char** argv) {
   if (err.empty() && (nodes == 0 || nodes > 9)) err = "--nodes must be 1..9";
   if (err.empty() && (seconds <= 0 || seconds > 3600)) err = "--seconds must be in (0, 3600]";
   if (!err.empty()) {
-    std::fprintf(stderr, "coraft-bench core: %s\nusage: %s\n", err.c_str(),
-                 "coraft-bench core --payload BYTES [--nodes N] [--seconds T] [--json]");
-    return 2;
+    return flag_error("core", err,
+                      "coraft-bench core --payload BYTES [--nodes N] [--seconds T] [--json]");
   }
   // Every proposal shares one buffer: the core must never copy payloads.
   const Bytes body = Bytes::copy_of(std::string(payload, 'p'));
@@ -140,15 +139,15 @@ int run(int argc, char** argv) {
       static_cast<unsigned long long>(snapshot_every_entries),
       static_cast<unsigned long long>(log_entries_max));
   if (flags.has("json")) {
-    JsonLine j;
-    j.str("bench", "core")
+    JsonLine()
+        .str("bench", "core")
         .num("nodes", static_cast<double>(nodes))
         .num("payload_bytes", static_cast<double>(payload))
         .num("seconds", elapsed)
         .num("entries_per_s", rate)
         .num("payload_mb_per_s", rate * static_cast<double>(payload) / 1e6)
-        .num("messages_per_s", static_cast<double>(messages) / elapsed);
-    std::printf("%s\n", j.text().c_str());
+        .num("messages_per_s", static_cast<double>(messages) / elapsed)
+        .print();
   }
   return 0;
 }

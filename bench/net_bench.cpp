@@ -180,18 +180,13 @@ bool run_transports(std::size_t entries, std::size_t payload, double seconds, Co
 
 int run_net(int argc, char** argv) {
   Flags flags({{"payload", true}, {"entries", true}, {"seconds", true}, {"json", false}});
-  if (auto err = flags.parse(argc, argv); !err.empty()) {
-    std::fprintf(stderr, "coraft-bench net: %s\n", err.c_str());
-    return 2;
-  }
+  if (auto err = flags.parse(argc, argv); !err.empty()) return flag_error("net", err);
   std::size_t payload = flags.size("payload", 256);
   std::size_t entries = flags.size("entries", 64);
   double seconds = flags.real("seconds", 5);
-  if (!flags.value_error().empty() || entries == 0 || seconds <= 0) {
-    std::fprintf(stderr, "coraft-bench net: %s\n",
-                 flags.value_error().empty() ? "--entries and --seconds must be positive"
-                                             : flags.value_error().c_str());
-    return 2;
+  if (!flags.value_error().empty()) return flag_error("net", flags.value_error());
+  if (entries == 0 || seconds <= 0) {
+    return flag_error("net", "--entries and --seconds must be positive");
   }
   // The floor is the best of six short runs, three before and three after the transports run,
   // so that a burst of other load on the machine does not flatter the comparison.
@@ -222,8 +217,8 @@ int run_net(int argc, char** argv) {
   std::printf("  floor: raw loopback TCP %.3f GB/s (one stream), 64-byte round trip %.1f us\n",
               floor_gb, rtt_us);
   if (flags.has("json")) {
-    JsonLine j;
-    j.str("command", "net")
+    JsonLine()
+        .str("command", "net")
         .num("payload", static_cast<double>(payload))
         .num("entries", static_cast<double>(entries))
         .num("seconds", seconds)
@@ -231,8 +226,8 @@ int run_net(int argc, char** argv) {
         .num("entries_per_s", entries_per_s)
         .num("gb_per_s", gb_per_s)
         .num("floor_gb_per_s", floor_gb)
-        .num("floor_rtt_us", rtt_us);
-    std::printf("%s\n", j.text().c_str());
+        .num("floor_rtt_us", rtt_us)
+        .print();
   }
   return 0;
 }

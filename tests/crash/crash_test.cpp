@@ -175,48 +175,48 @@ void verify(const std::string& dir, std::uint64_t cycle, std::uint64_t acked, st
   }
 }
 
-// Runs `cycles` kill cycles of `child` over one directory. After each, `check(cycle, acked)`
-// verifies what survived; `acked` is the highest acknowledgement so far, which `check` may
-// raise to what it found on disk. Returns how many kills followed a new acknowledgement.
-template <class Check>
-std::uint64_t kill_cycles(ChildMain child, const std::string& dir, std::uint64_t cycles,
-                          std::mt19937_64& rng, std::uint64_t& acked, Check check) {
-  std::uint64_t kills_after_ack = 0;
-  for (std::uint64_t c = 0; c < cycles; ++c) {
-    INFO("cycle ", c);
-    CycleResult r = run_cycle(child, dir, c, rng);
-    REQUIRE_MESSAGE(r.killed, "the child exited on its own with status ", r.status);
-    if (r.acked > acked) ++kills_after_ack;
-    acked = std::max(acked, r.acked);
-    check(c, acked);
+// One run of kill cycles over one directory, its cycle count and seed taken from the
+// environment.
+struct KillRun {
+  std::uint64_t cycles = env_u64("CORAFT_CRASH_CYCLES", 200);
+  std::uint64_t seed = env_u64("CORAFT_CRASH_SEED", std::random_device{}());
+  std::mt19937_64 rng{seed};
+  TempDir dir;
+  // The highest acknowledgement so far.
+  std::uint64_t acked = 0;
+
+  // Runs the kill cycles of `child`. After each, `check(cycle, acked)` verifies what survived
+  // and may raise `acked` to what it found on disk. Returns how many kills followed a new
+  // acknowledgement.
+  template <class Check>
+  std::uint64_t kill_cycles(ChildMain child, Check check) {
+    std::uint64_t kills_after_ack = 0;
+    for (std::uint64_t c = 0; c < cycles; ++c) {
+      INFO("cycle ", c);
+      CycleResult r = run_cycle(child, dir.path(), c, rng);
+      REQUIRE_MESSAGE(r.killed, "the child exited on its own with status ", r.status);
+      if (r.acked > acked) ++kills_after_ack;
+      acked = std::max(acked, r.acked);
+      check(c, acked);
+    }
+    return kills_after_ack;
   }
-  return kills_after_ack;
-}
+};
 
 }  // namespace
 
-TEST_CASE("every acknowledged entry survives SIGKILL at random moments") {
-  std::uint64_t cycles = env_u64("CORAFT_CRASH_CYCLES", 200);
-  std::uint64_t seed = env_u64("CORAFT_CRASH_SEED", std::random_device{}());
+TEST_CASE_FIXTURE(KillRun, "every acknowledged entry survives SIGKILL at random moments") {
   INFO("reproduce with CORAFT_CRASH_SEED=", seed);
-  std::mt19937_64 rng(seed);
-  TempDir dir;
-  std::uint64_t acked = 0;
   std::uint64_t torn = 0;
-  std::uint64_t kills_mid_append =
-      kill_cycles(child_main, dir.path(), cycles, rng, acked,
-                  [&](std::uint64_t c, std::uint64_t& a) { verify(dir.path(), c, a, torn); });
+  std::uint64_t kills_mid_append = kill_cycles(
+      child_main, [&](std::uint64_t c, std::uint64_t& a) { verify(dir.path(), c, a, torn); });
   MESSAGE("cycles ", cycles, ", entries acknowledged ", acked, ", torn tails cut ", torn);
   CHECK(kills_mid_append > cycles / 4);
 }
 
-TEST_CASE("every acknowledged hard-state save survives SIGKILL at random moments") {
-  std::uint64_t cycles = env_u64("CORAFT_CRASH_CYCLES", 200);
-  std::uint64_t seed = env_u64("CORAFT_CRASH_SEED", std::random_device{}());
+TEST_CASE_FIXTURE(KillRun,
+                  "every acknowledged hard-state save survives SIGKILL at random moments") {
   INFO("reproduce with CORAFT_CRASH_SEED=", seed);
-  std::mt19937_64 rng(seed);
-  TempDir dir;
-  std::uint64_t acked = 0;
   auto check = [&](std::uint64_t, std::uint64_t& a) {
     if (!std::filesystem::exists(dir.path() + "/hardstate")) {
       REQUIRE(a == 0);  // killed before the file was created
@@ -230,8 +230,7 @@ TEST_CASE("every acknowledged hard-state save survives SIGKILL at random moments
     REQUIRE(hs->current().voted_for == vote_for(term));
     a = term;
   };
-  std::uint64_t kills_mid_save =
-      kill_cycles(hard_state_child_main, dir.path(), cycles, rng, acked, check);
+  std::uint64_t kills_mid_save = kill_cycles(hard_state_child_main, check);
   MESSAGE("cycles ", cycles, ", last term ", acked);
   CHECK(kills_mid_save > cycles / 4);
 }

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
 
 #include <doctest/doctest.h>
@@ -16,10 +17,6 @@ using namespace coraft::net::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-const NodeId n1(1);
-const NodeId n2(2);
-const NodeId n3(3);
 
 class Certificates {
  public:
@@ -87,8 +84,14 @@ TransportConfig tls_config(NodeId self, NodeId peer, std::optional<TlsConfig> tl
   return c;
 }
 
-core::Message timeout_now(NodeId target) {
-  return {no_node, target, core::MessageBody(core::TimeoutNow{Term(3)})};
+// Node 1 sends node 2 a message: `refused` must come to hold, and a while later nothing has
+// been delivered and node 1 is still not connected to node 2.
+void check_refused(Pair& p, const std::function<bool()>& refused) {
+  REQUIRE(p.a->send(timeout_now(n2)).ok());
+  REQUIRE(run_until(p.io, refused));
+  run_for(p.io, 100ms);
+  CHECK(p.b.inbox.empty());
+  CHECK(!p.a->peer_stats(n2).connected);
 }
 
 }  // namespace
@@ -96,68 +99,49 @@ core::Message timeout_now(NodeId target) {
 TEST_CASE("peers with certificates from the cluster CA talk over TLS") {
   const auto& certs = certificates();
   REQUIRE(certs.ok());
-  asio::io_context io;
-  TestNode a(io, tls_config(n1, n2, certs.config("node1")));
-  TestNode b(io, tls_config(n2, n1, certs.config("node2")));
-  REQUIRE(a->start().ok());
-  REQUIRE(b->start().ok());
-  introduce(a, n1, b, n2);
+  Pair p(tls_config(n1, n2, certs.config("node1")), tls_config(n2, n1, certs.config("node2")));
   auto samples = sample_messages();
-  for (const auto& m : samples) REQUIRE(a->send({no_node, n2, m}).ok());
-  REQUIRE(run_until(io, [&] { return b.inbox.size() == samples.size(); }));
-  for (std::size_t i = 0; i < samples.size(); ++i) CHECK(same(samples[i], b.inbox[i].body));
-  CHECK(a->peer_stats(n2).connected);
-  CHECK(stop_all(io, {&a, &b}));
+  for (const auto& m : samples) REQUIRE(p.a->send(to(n2, m)).ok());
+  REQUIRE(run_until(p.io, [&] { return p.b.inbox.size() == samples.size(); }));
+  for (std::size_t i = 0; i < samples.size(); ++i) CHECK(same(samples[i], p.b.inbox[i].body));
+  CHECK(p.a->peer_stats(n2).connected);
 }
 
 TEST_CASE("a certificate for node 2 used by a process claiming node 3 is refused on both sides") {
   const auto& certs = certificates();
   REQUIRE(certs.ok());
   LogRecorder logs;
-  asio::io_context io;
-  TestNode a(io, tls_config(n1, n3, certs.config("node1")));
-  // Signed by the cluster CA, but naming node 2.
-  TestNode impostor(io, tls_config(n3, n1, certs.config("node2")));
-  REQUIRE(a->start().ok());
-  REQUIRE(impostor->start().ok());
+  // Node 3 (b) is an impostor: its certificate is signed by the cluster CA but names node 2.
+  Pair p(tls_config(n1, n3, certs.config("node1")), tls_config(n3, n1, certs.config("node2")));
   CHECK(logs.contains("node 3: this node's certificate", "does not name it"));
-  introduce(a, n1, impostor, n3);
-  REQUIRE(a->send(timeout_now(n3)).ok());
-  REQUIRE(impostor->send(timeout_now(n1)).ok());
+  REQUIRE(p.a->send(timeout_now(n3)).ok());
+  REQUIRE(p.b->send(timeout_now(n1)).ok());
   std::string dialled =
-      "node 1: cannot connect to node 3 at 127.0.0.1:" + std::to_string(impostor->local_port()) +
-      ": ";
+      "node 1: cannot connect to node 3 at 127.0.0.1:" + std::to_string(p.b->local_port()) + ": ";
   // Accepting: the impostor's handshake claims node 3. Dialling: node 1 dialled node 3.
-  REQUIRE(run_until(io, [&] {
+  REQUIRE(run_until(p.io, [&] {
     return logs.contains("node 1: refused connection from",
                          "the peer's certificate does not name node 3") &&
            logs.contains(dialled, "the peer's certificate does not name node 3");
   }));
-  run_for(io, 100ms);
-  CHECK(a.inbox.empty());
-  CHECK(impostor.inbox.empty());
-  CHECK(!a->peer_stats(n3).connected);
-  CHECK(!impostor->peer_stats(n1).connected);
-  CHECK(a->inbound_connections() == 0);
-  CHECK(impostor->inbound_connections() == 0);
-  CHECK(stop_all(io, {&a, &impostor}));
+  run_for(p.io, 100ms);
+  CHECK(p.a.inbox.empty());
+  CHECK(p.b.inbox.empty());
+  CHECK(!p.a->peer_stats(n3).connected);
+  CHECK(!p.b->peer_stats(n1).connected);
+  CHECK(p.a->inbound_connections() == 0);
+  CHECK(p.b->inbound_connections() == 0);
 }
 
 TEST_CASE("a certificate naming its node only in the common name is accepted") {
   const auto& certs = certificates();
   REQUIRE(certs.ok());
-  asio::io_context io;
-  TestNode a(io, tls_config(n1, n2, certs.config("node1")));
-  TestNode b(io, tls_config(n2, n1, certs.config("node2-cn")));
-  REQUIRE(a->start().ok());
-  REQUIRE(b->start().ok());
-  introduce(a, n1, b, n2);
-  REQUIRE(a->send(timeout_now(n2)).ok());
-  REQUIRE(b->send(timeout_now(n1)).ok());
-  REQUIRE(run_until(io, [&] { return a.inbox.size() == 1 && b.inbox.size() == 1; }));
-  CHECK(a.inbox[0].from == n2);
-  CHECK(b.inbox[0].from == n1);
-  CHECK(stop_all(io, {&a, &b}));
+  Pair p(tls_config(n1, n2, certs.config("node1")), tls_config(n2, n1, certs.config("node2-cn")));
+  REQUIRE(p.a->send(timeout_now(n2)).ok());
+  REQUIRE(p.b->send(timeout_now(n1)).ok());
+  REQUIRE(run_until(p.io, [&] { return p.a.inbox.size() == 1 && p.b.inbox.size() == 1; }));
+  CHECK(p.a.inbox[0].from == n2);
+  CHECK(p.b.inbox[0].from == n1);
 }
 
 TEST_CASE("with a cluster name, certificates must carry the prefixed node name") {
@@ -170,31 +154,15 @@ TEST_CASE("with a cluster name, certificates must carry the prefixed node name")
   };
   CHECK(certificate_name(blue(n1, n2, "blue-node1").tls.value(), n2) == "blue-node-2");
   SUBCASE("prefixed names are accepted") {
-    asio::io_context io;
-    TestNode a(io, blue(n1, n2, "blue-node1"));
-    TestNode b(io, blue(n2, n1, "blue-node2"));
-    REQUIRE(a->start().ok());
-    REQUIRE(b->start().ok());
-    introduce(a, n1, b, n2);
-    REQUIRE(a->send(timeout_now(n2)).ok());
-    REQUIRE(run_until(io, [&] { return b.inbox.size() == 1; }));
-    CHECK(stop_all(io, {&a, &b}));
+    Pair p(blue(n1, n2, "blue-node1"), blue(n2, n1, "blue-node2"));
+    REQUIRE(p.a->send(timeout_now(n2)).ok());
+    REQUIRE(run_until(p.io, [&] { return p.b.inbox.size() == 1; }));
   }
   SUBCASE("a name without the prefix is refused") {
     LogRecorder logs;
-    asio::io_context io;
-    TestNode a(io, blue(n1, n2, "blue-node1"));
-    TestNode b(io, blue(n2, n1, "node2"));
-    REQUIRE(a->start().ok());
-    REQUIRE(b->start().ok());
-    introduce(a, n1, b, n2);
-    REQUIRE(a->send(timeout_now(n2)).ok());
-    REQUIRE(run_until(
-        io, [&] { return logs.contains("node 1: cannot connect to node 2", "'blue-node-2'"); }));
-    run_for(io, 100ms);
-    CHECK(b.inbox.empty());
-    CHECK(!a->peer_stats(n2).connected);
-    CHECK(stop_all(io, {&a, &b}));
+    Pair p(blue(n1, n2, "blue-node1"), blue(n2, n1, "node2"));
+    check_refused(
+        p, [&] { return logs.contains("node 1: cannot connect to node 2", "'blue-node-2'"); });
   }
 }
 
@@ -202,40 +170,21 @@ TEST_CASE("a peer whose certificate another CA signed is refused") {
   const auto& certs = certificates();
   REQUIRE(certs.ok());
   LogRecorder logs;
-  asio::io_context io;
   // The intruder trusts the cluster CA, but its own certificate comes from elsewhere.
-  TestNode a(io, tls_config(n1, n2, certs.config("intruder", "ca")));
-  TestNode b(io, tls_config(n2, n1, certs.config("node2")));
-  REQUIRE(a->start().ok());
-  REQUIRE(b->start().ok());
-  introduce(a, n1, b, n2);
-  REQUIRE(a->send(timeout_now(n2)).ok());
-  REQUIRE(run_until(io, [&] {
+  Pair p(tls_config(n1, n2, certs.config("intruder", "ca")),
+         tls_config(n2, n1, certs.config("node2")));
+  check_refused(p, [&] {
     return logs.contains("node 2: refused connection") && logs.contains("TLS handshake failed");
-  }));
-  run_for(io, 100ms);
-  CHECK(b.inbox.empty());
-  CHECK(!a->peer_stats(n2).connected);
-  CHECK(b->inbound_connections() == 0);
-  CHECK(stop_all(io, {&a, &b}));
+  });
+  CHECK(p.b->inbound_connections() == 0);
 }
 
 TEST_CASE("a plaintext peer is refused by a TLS node") {
   const auto& certs = certificates();
   REQUIRE(certs.ok());
   LogRecorder logs;
-  asio::io_context io;
-  TestNode a(io, tls_config(n1, n2, std::nullopt));
-  TestNode b(io, tls_config(n2, n1, certs.config("node2")));
-  REQUIRE(a->start().ok());
-  REQUIRE(b->start().ok());
-  introduce(a, n1, b, n2);
-  REQUIRE(a->send(timeout_now(n2)).ok());
-  REQUIRE(run_until(io, [&] { return logs.contains("TLS handshake failed"); }));
-  run_for(io, 100ms);
-  CHECK(b.inbox.empty());
-  CHECK(!a->peer_stats(n2).connected);
-  CHECK(stop_all(io, {&a, &b}));
+  Pair p(tls_config(n1, n2, std::nullopt), tls_config(n2, n1, certs.config("node2")));
+  check_refused(p, [&] { return logs.contains("TLS handshake failed"); });
 }
 
 TEST_CASE("start fails clearly when a TLS file cannot be loaded") {

@@ -1,10 +1,12 @@
-// Two-node transport setups and a raw TCP client for speaking bad protocol at a transport.
+// Transport setups (two introduced nodes, or one listening node) and a raw TCP client for
+// speaking bad protocol at a transport.
 #pragma once
 
 #include <memory>
 #include <optional>
 #include <vector>
 
+#include <doctest/doctest.h>
 #include <asio/connect.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/write.hpp>
@@ -15,6 +17,22 @@
 namespace coraft::net::test {
 
 inline constexpr std::uint64_t cluster = 0xc0ffee;
+
+// Nodes 1 and 2 run in the two-node setups. Node 3 is a configured peer that no transport runs:
+// raw clients speak as node 3, so that the real node 1's connection does not replace theirs.
+inline constexpr NodeId n1(1);
+inline constexpr NodeId n2(2);
+inline constexpr NodeId n3(3);
+
+// A message for `target` as a transport's caller hands it over (the sender is filled in).
+inline core::Message to(NodeId target, core::MessageBody body) {
+  return {no_node, target, std::move(body)};
+}
+
+// The smallest message: a TimeoutNow for `target`.
+inline core::Message timeout_now(NodeId target, Term term = Term(1)) {
+  return to(target, core::MessageBody(core::TimeoutNow{term}));
+}
 
 // A transport with its own inbox.
 struct TestNode {
@@ -57,6 +75,34 @@ inline bool stop_all(asio::io_context& io, std::initializer_list<TestNode*> node
   });
 }
 
+// Two started nodes, each pointed at the other's port; each knows the other as its first
+// configured peer (which need not be the id the other claims). Stops both when it goes.
+struct Pair {
+  asio::io_context io;
+  TestNode a;
+  TestNode b;
+  explicit Pair(const TransportConfig& ca = node_config(n1, {n2}),
+                const TransportConfig& cb = node_config(n2, {n1}))
+      : a(io, ca), b(io, cb) {
+    REQUIRE(a->start().ok());
+    REQUIRE(b->start().ok());
+    REQUIRE(!ca.peers.empty());
+    REQUIRE(!cb.peers.empty());
+    introduce(a, cb.peers.front().id, b, ca.peers.front().id);
+  }
+  ~Pair() { CHECK(stop_all(io, {&a, &b})); }
+};
+
+// One started node for raw clients to connect to; stops it when it goes.
+struct Listener {
+  asio::io_context io;
+  TestNode node;
+  explicit Listener(TransportConfig config) : node(io, std::move(config)) {
+    REQUIRE(node->start().ok());
+  }
+  ~Listener() { CHECK(stop_all(io, {&node})); }
+};
+
 // A plain TCP client on its own io_context, polled without blocking the transport's thread.
 class RawClient {
  public:
@@ -76,6 +122,14 @@ class RawClient {
   void send_handshake(NodeId sender, NodeId receiver, std::uint64_t cluster_id = cluster,
                       std::uint32_t version = protocol_version) {
     send(Handshake{version, cluster_id, sender, receiver});
+  }
+  // Sends a handshake and runs the transport's `io` until its reply arrives; true if the reply
+  // accepts the connection.
+  bool handshake(asio::io_context& io, NodeId sender, NodeId receiver) {
+    send_handshake(sender, receiver);
+    std::optional<HandshakeReply> answer;
+    run_until(io, [&] { return (answer = reply()).has_value(); });
+    return answer && answer->accepted;
   }
   // Reads what has arrived; true once the transport closed the connection.
   bool closed() {

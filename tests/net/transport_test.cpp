@@ -11,30 +11,20 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const NodeId n1(1);
-const NodeId n2(2);
-// A configured peer that never runs: raw clients speak as node 3, so that the real node 1's
-// connection does not replace theirs.
-const NodeId n3(3);
-
-core::Message to(NodeId target, core::MessageBody body) {
-  return {no_node, target, std::move(body)};
-}
-
-// Two started, introduced nodes, 1 and 2.
-struct Pair {
-  asio::io_context io;
-  TestNode a;
-  TestNode b;
-  explicit Pair(TransportConfig ca = node_config(n1, {n2}),
-                TransportConfig cb = node_config(n2, {n1}))
-      : a(io, std::move(ca)), b(io, std::move(cb)) {
-    REQUIRE(a->start().ok());
-    REQUIRE(b->start().ok());
-    introduce(a, n1, b, n2);
+// Node 2 listening, and a raw client it has accepted as node 3.
+struct AcceptedClient : Listener {
+  RawClient raw;
+  explicit AcceptedClient(TransportConfig config)
+      : Listener(std::move(config)), raw(node->local_port()) {
+    REQUIRE(raw.handshake(io, n3, n2));
   }
-  ~Pair() { CHECK(stop_all(io, {&a, &b})); }
 };
+
+TransportConfig idle_after(std::chrono::milliseconds idle_timeout) {
+  auto c = node_config(n2, {n3});
+  c.idle_timeout = idle_timeout;
+  return c;
+}
 
 }  // namespace
 
@@ -42,7 +32,7 @@ TEST_CASE("every message kind crosses a TCP connection intact") {
   Pair p;
   auto samples = sample_messages();
   for (const auto& m : samples) REQUIRE(p.a->send(to(n2, m)).ok());
-  REQUIRE(p.b->send(to(n1, core::MessageBody(core::TimeoutNow{Term(4)}))).ok());
+  REQUIRE(p.b->send(timeout_now(n1, Term(4))).ok());
   REQUIRE(
       run_until(p.io, [&] { return p.b.inbox.size() == samples.size() && p.a.inbox.size() == 1; }));
   for (std::size_t i = 0; i < samples.size(); ++i) {
@@ -59,7 +49,7 @@ TEST_CASE("every message kind crosses a TCP connection intact") {
 TEST_CASE("a peer of another cluster is refused at the handshake") {
   LogRecorder logs;
   Pair p(node_config(n1, {n2}, 999), node_config(n2, {n1}));
-  REQUIRE(p.a->send(to(n2, core::MessageBody(core::TimeoutNow{Term(1)}))).ok());
+  REQUIRE(p.a->send(timeout_now(n2)).ok());
   REQUIRE(run_until(p.io, [&] {
     return logs.contains("refused connection") && logs.contains("cluster id 999") &&
            logs.contains("the peer refused the handshake");
@@ -141,10 +131,7 @@ TEST_CASE("bad frames after the handshake close that connection and no other") {
   cb.limits.entries_per_frame_max = 16;
   Pair p(node_config(n1, {n2}), cb);
   RawClient raw(p.b->local_port());
-  raw.send_handshake(n3, n2);
-  std::optional<HandshakeReply> reply;
-  REQUIRE(run_until(p.io, [&] { return (reply = raw.reply()).has_value(); }));
-  REQUIRE(reply->accepted);
+  REQUIRE(raw.handshake(p.io, n3, n2));
 
   std::string expected;
   SUBCASE("an announced frame above frame_bytes_max") {
@@ -174,7 +161,7 @@ TEST_CASE("bad frames after the handshake close that connection and no other") {
   CHECK(logs.contains(expected));
   CHECK(p.b.inbox.empty());
   // The transport itself carries on: the real node 1 still gets through.
-  REQUIRE(p.a->send(to(n2, core::MessageBody(core::TimeoutNow{Term(2)}))).ok());
+  REQUIRE(p.a->send(timeout_now(n2, Term(2))).ok());
   REQUIRE(run_until(p.io, [&] { return p.b.inbox.size() == 1; }));
 }
 
@@ -183,8 +170,7 @@ TEST_CASE("a frame cut off by the connection closing is never delivered") {
   REQUIRE(run_until(p.io, [&] { return p.b->inbound_connections() == 1; }));  // node 1's own
   {
     RawClient raw(p.b->local_port());
-    raw.send_handshake(n3, n2);
-    REQUIRE(run_until(p.io, [&] { return raw.reply().has_value(); }));
+    REQUIRE(raw.handshake(p.io, n3, n2));
     REQUIRE(run_until(p.io, [&] { return p.b->inbound_connections() == 2; }));
     auto flat = encode(core::MessageBody(append_request(2, 500)), {})->flatten();
     flat.resize(flat.size() / 2);
@@ -203,13 +189,13 @@ TEST_CASE("the dialler reconnects after its peer restarts") {
   REQUIRE((*b)->start().ok());
   introduce(a, n1, *b, n2);
   std::uint16_t port = (*b)->local_port();
-  REQUIRE(a->send(to(n2, core::MessageBody(core::TimeoutNow{Term(1)}))).ok());
+  REQUIRE(a->send(timeout_now(n2)).ok());
   REQUIRE(run_until(io, [&] { return b->inbox.size() == 1; }));
 
   REQUIRE(stop_all(io, {b.get()}));
   b.reset();
   REQUIRE(run_until(io, [&] { return !a->peer_stats(n2).connected; }));
-  REQUIRE(a->send(to(n2, core::MessageBody(core::TimeoutNow{Term(2)}))).ok());
+  REQUIRE(a->send(timeout_now(n2, Term(2))).ok());
   run_for(io, 50ms);  // a few failed dials, with backoff
 
   auto config = node_config(n2, {n1});
@@ -238,9 +224,9 @@ TEST_CASE("a full send queue answers overloaded until the peer drains it") {
   REQUIRE(a->start().ok());
   a->set_peer_address(n2, "127.0.0.1", port);
   for (int i = 0; i < 8; ++i) {
-    REQUIRE(a->send(to(n2, core::MessageBody(core::TimeoutNow{Term(1)}))).ok());
+    REQUIRE(a->send(timeout_now(n2)).ok());
   }
-  auto refused = a->send(to(n2, core::MessageBody(core::TimeoutNow{Term(1)})));
+  auto refused = a->send(timeout_now(n2));
   REQUIRE(!refused.ok());
   CHECK(refused.error().is(Errc::overloaded));
   CHECK(a->peer_stats(n2).queued_messages == 8);
@@ -262,7 +248,7 @@ TEST_CASE("a full send queue answers overloaded until the peer drains it") {
   REQUIRE(b->start().ok());
   b->set_peer_address(n1, "127.0.0.1", a->local_port());
   REQUIRE(run_until(io, [&] { return room && b.inbox.size() == 8; }));
-  CHECK(a->send(to(n2, core::MessageBody(core::TimeoutNow{Term(1)}))).ok());
+  CHECK(a->send(timeout_now(n2)).ok());
   CHECK(stop_all(io, {&a, &b}));
 }
 
@@ -288,12 +274,12 @@ TEST_CASE("send refuses unknown peers, oversized messages and sends after stop")
   ca.limits.frame_bytes_max = 4096;
   TestNode a(io, ca);
   REQUIRE(a->start().ok());
-  auto unknown = a->send(to(NodeId(5), core::MessageBody(core::TimeoutNow{Term(1)})));
+  auto unknown = a->send(timeout_now(NodeId(5)));
   CHECK(unknown.error().is(Errc::invalid_argument));
   auto big = a->send(to(n2, core::MessageBody(append_request(1, 5000))));
   CHECK(big.error().is(Errc::too_large));
   a->stop();
-  auto late = a->send(to(n2, core::MessageBody(core::TimeoutNow{Term(1)})));
+  auto late = a->send(timeout_now(n2));
   CHECK(late.error().is(Errc::shutting_down));
   CHECK(run_until(io, [&] { return a->stopped(); }));
 }
@@ -337,13 +323,12 @@ TEST_CASE("a newer connection from a peer replaces its older one") {
   Pair p;
   REQUIRE(run_until(p.io, [&] { return p.b->inbound_connections() == 1; }));  // node 1's own
   RawClient raw(p.b->local_port());
-  raw.send_handshake(n1, n2);
-  REQUIRE(run_until(p.io, [&] { return raw.reply().has_value(); }));
+  REQUIRE(raw.handshake(p.io, n1, n2));
   // Node 1's real connection is the older one: it is closed, and node 1 dials again.
   REQUIRE(run_until(p.io, [&] { return logs.contains("a new connection from node 1 replaces"); }));
   REQUIRE(run_until(p.io, [&] { return raw.closed(); }));  // replaced by node 1's redial
   REQUIRE(run_until(p.io, [&] { return p.a->peer_stats(n2).connects >= 2; }));
-  REQUIRE(p.a->send(to(n2, core::MessageBody(core::TimeoutNow{Term(5)}))).ok());
+  REQUIRE(p.a->send(timeout_now(n2, Term(5))).ok());
   REQUIRE(run_until(p.io, [&] { return p.b.inbox.size() == 1; }));
   CHECK(p.b->inbound_connections() == 1);
 }
@@ -352,80 +337,52 @@ TEST_CASE("connections beyond inbound_connections_max are closed on arrival") {
   LogRecorder logs;
   auto cb = node_config(n2, {n1});
   cb.inbound_connections_max = 2;
-  asio::io_context io;
-  TestNode b(io, cb);
-  REQUIRE(b->start().ok());
-  RawClient first(b->local_port());
-  RawClient second(b->local_port());
-  run_for(io, 20ms);
-  RawClient third(b->local_port());
-  REQUIRE(run_until(io, [&] { return third.closed(); }));
+  Listener b(cb);
+  RawClient first(b.node->local_port());
+  RawClient second(b.node->local_port());
+  run_for(b.io, 20ms);
+  RawClient third(b.node->local_port());
+  REQUIRE(run_until(b.io, [&] { return third.closed(); }));
   CHECK(logs.contains("(inbound_connections_max)"));
   CHECK(!first.closed());
   CHECK(!second.closed());
-  CHECK(stop_all(io, {&b}));
 }
 
 TEST_CASE("a connection silent for idle_timeout after its handshake is closed") {
   LogRecorder logs;
-  auto cb = node_config(n2, {n3});
-  cb.idle_timeout = 100ms;
-  asio::io_context io;
-  TestNode b(io, cb);
-  REQUIRE(b->start().ok());
-  RawClient raw(b->local_port());
-  raw.send_handshake(n3, n2);
-  REQUIRE(run_until(io, [&] { return raw.reply().has_value(); }));
-  CHECK(raw.reply()->accepted);
-  REQUIRE(run_until(io, [&] {
-    return raw.closed() &&
+  AcceptedClient t(idle_after(100ms));
+  REQUIRE(run_until(t.io, [&] {
+    return t.raw.closed() &&
            logs.contains("closing connection from node 3", "nothing received for idle_timeout");
   }));
-  CHECK(b->inbound_connections() == 0);
-  CHECK(stop_all(io, {&b}));
+  CHECK(t.node->inbound_connections() == 0);
 }
 
 TEST_CASE("a connection that keeps receiving outlives idle_timeout") {
   LogRecorder logs;
-  auto cb = node_config(n2, {n3});
-  cb.idle_timeout = 400ms;
-  asio::io_context io;
-  TestNode b(io, cb);
-  REQUIRE(b->start().ok());
-  RawClient raw(b->local_port());
-  raw.send_handshake(n3, n2);
-  REQUIRE(run_until(io, [&] { return raw.reply().has_value(); }));
+  AcceptedClient t(idle_after(400ms));
   // Three idle_timeouts' worth of heartbeats, one every 25 ms.
   core::MessageBody heartbeat(core::HeartbeatRequest{Term(1), Index(0), 7});
   const std::vector<std::byte> frame = encode(std::move(heartbeat), CodecLimits{})->flatten();
   const std::size_t beats = 48;
   for (std::size_t i = 0; i < beats; ++i) {
-    raw.send(frame);
-    run_for(io, 25ms);
+    t.raw.send(frame);
+    run_for(t.io, 25ms);
   }
-  REQUIRE(run_until(io, [&] { return b.inbox.size() == beats; }));
-  CHECK(!raw.closed());
+  REQUIRE(run_until(t.io, [&] { return t.node.inbox.size() == beats; }));
+  CHECK(!t.raw.closed());
   CHECK(!logs.contains("nothing received for idle_timeout"));
-  CHECK(b->inbound_connections() == 1);
+  CHECK(t.node->inbound_connections() == 1);
   // Once the heartbeats stop, the same connection goes idle and is closed.
-  REQUIRE(run_until(io, [&] { return raw.closed(); }));
+  REQUIRE(run_until(t.io, [&] { return t.raw.closed(); }));
   CHECK(logs.contains("nothing received for idle_timeout"));
-  CHECK(stop_all(io, {&b}));
 }
 
 TEST_CASE("a zero idle_timeout leaves silent connections open") {
-  auto cb = node_config(n2, {n3});
-  cb.idle_timeout = 0ms;
-  asio::io_context io;
-  TestNode b(io, cb);
-  REQUIRE(b->start().ok());
-  RawClient raw(b->local_port());
-  raw.send_handshake(n3, n2);
-  REQUIRE(run_until(io, [&] { return raw.reply().has_value(); }));
-  run_for(io, 300ms);
-  CHECK(!raw.closed());
-  CHECK(b->inbound_connections() == 1);
-  CHECK(stop_all(io, {&b}));
+  AcceptedClient t(idle_after(0ms));
+  run_for(t.io, 300ms);
+  CHECK(!t.raw.closed());
+  CHECK(t.node->inbound_connections() == 1);
 }
 
 TEST_CASE("a dialler with keepalives disabled is closed when idle, dials again and delivers") {
@@ -435,11 +392,11 @@ TEST_CASE("a dialler with keepalives disabled is closed when idle, dials again a
   auto cb = node_config(n2, {n1});
   cb.idle_timeout = 100ms;
   Pair p(ca, cb);
-  REQUIRE(p.a->send(to(n2, core::MessageBody(core::TimeoutNow{Term(5)}))).ok());
+  REQUIRE(p.a->send(timeout_now(n2, Term(5))).ok());
   REQUIRE(run_until(p.io, [&] { return p.b.inbox.size() == 1; }));
   REQUIRE(run_until(p.io, [&] { return logs.contains("nothing received for idle_timeout"); }));
   REQUIRE(run_until(p.io, [&] { return p.a->peer_stats(n2).connects >= 2; }));
-  REQUIRE(p.a->send(to(n2, core::MessageBody(core::TimeoutNow{Term(6)}))).ok());
+  REQUIRE(p.a->send(timeout_now(n2, Term(6))).ok());
   REQUIRE(run_until(p.io, [&] { return p.b.inbox.size() == 2; }));
   CHECK(p.b.inbox[1].from == n1);
 }
@@ -474,45 +431,36 @@ TEST_CASE("connections with nothing to send stay open on keepalives across idle_
   CHECK(p.b.inbox.empty());
   CHECK(!logs.contains("nothing received for idle_timeout"));
   // The kept connection still carries messages.
-  REQUIRE(p.a->send(to(n2, core::MessageBody(core::TimeoutNow{Term(9)}))).ok());
+  REQUIRE(p.a->send(timeout_now(n2, Term(9))).ok());
   REQUIRE(run_until(p.io, [&] { return p.b.inbox.size() == 1; }));
   CHECK(p.a->peer_stats(n2).connects == 1);
 }
 
 TEST_CASE("keepalives between messages are skipped and the messages delivered") {
   LogRecorder logs;
-  asio::io_context io;
-  TestNode b(io, node_config(n2, {n3}));
-  REQUIRE(b->start().ok());
-  RawClient raw(b->local_port());
-  raw.send_handshake(n3, n2);
-  REQUIRE(run_until(io, [&] { return raw.reply().has_value(); }));
-  raw.send(Keepalive{});
-  raw.send(FrameBody(core::MessageBody(core::TimeoutNow{Term(3)})));
-  raw.send(Keepalive{});
-  raw.send(Keepalive{});
-  raw.send(FrameBody(core::MessageBody(core::TimeoutNow{Term(4)})));
-  REQUIRE(run_until(io, [&] { return b.inbox.size() == 2; }));
-  run_for(io, 20ms);
-  CHECK(b.inbox.size() == 2);
-  CHECK(b.inbox[0].from == n3);
-  CHECK(std::get<core::TimeoutNow>(b.inbox[1].body).term == Term(4));
-  CHECK(!raw.closed());
+  AcceptedClient t(node_config(n2, {n3}));
+  t.raw.send(Keepalive{});
+  t.raw.send(FrameBody(core::MessageBody(core::TimeoutNow{Term(3)})));
+  t.raw.send(Keepalive{});
+  t.raw.send(Keepalive{});
+  t.raw.send(FrameBody(core::MessageBody(core::TimeoutNow{Term(4)})));
+  REQUIRE(run_until(t.io, [&] { return t.node.inbox.size() == 2; }));
+  run_for(t.io, 20ms);
+  CHECK(t.node.inbox.size() == 2);
+  CHECK(t.node.inbox[0].from == n3);
+  CHECK(std::get<core::TimeoutNow>(t.node.inbox[1].body).term == Term(4));
+  CHECK(!t.raw.closed());
   CHECK(!logs.contains("closing connection"));
-  CHECK(stop_all(io, {&b}));
 }
 
 TEST_CASE("a keepalive in place of the handshake is refused") {
   LogRecorder logs;
-  asio::io_context io;
-  TestNode b(io, node_config(n2, {n3}));
-  REQUIRE(b->start().ok());
-  RawClient raw(b->local_port());
+  Listener b(node_config(n2, {n3}));
+  RawClient raw(b.node->local_port());
   raw.send(Keepalive{});
-  REQUIRE(run_until(io, [&] { return raw.closed(); }));
+  REQUIRE(run_until(b.io, [&] { return raw.closed(); }));
   CHECK(logs.contains("expected a handshake, received keepalive"));
-  CHECK(b->inbound_connections() == 0);
-  CHECK(stop_all(io, {&b}));
+  CHECK(b.node->inbound_connections() == 0);
 }
 
 TEST_CASE("start refuses a keepalive_interval that is not shorter than idle_timeout") {

@@ -16,16 +16,6 @@ using namespace coraft::storage::test;
 
 namespace {
 
-std::unique_ptr<SegmentedLog> open_log(asio::io_context& io, const LogOptions& o) {
-  auto log = SegmentedLog::open(io.get_executor(), o);
-  REQUIRE_MESSAGE(log.ok(), (log.ok() ? "" : log.error().message()));
-  return std::move(*log);
-}
-
-Result<void> append(asio::io_context& io, SegmentedLog& log, std::vector<Entry> es) {
-  return run(io, log.append(std::move(es)));
-}
-
 void check_range(SegmentedLog& log, std::uint64_t first, std::uint64_t last, std::size_t size) {
   for (std::uint64_t i = first; i <= last; ++i) {
     auto e = log.read(Index(i));
@@ -35,22 +25,64 @@ void check_range(SegmentedLog& log, std::uint64_t first, std::uint64_t last, std
   }
 }
 
-}  // namespace
-
-TEST_CASE("appended entries are readable with the same bytes, before and after reopening") {
+// A fresh log directory and the io_context its logs run on.
+struct LogTest {
   TempDir dir;
   asio::io_context io;
+
+  [[nodiscard]] LogOptions options() const { return small_options(dir.path()); }
+
+  std::unique_ptr<SegmentedLog> open_log(const LogOptions& o) {
+    auto log = SegmentedLog::open(io.get_executor(), o);
+    REQUIRE_MESSAGE(log.ok(), (log.ok() ? "" : log.error().message()));
+    return std::move(*log);
+  }
+  std::unique_ptr<SegmentedLog> open_log() { return open_log(options()); }
+
+  Result<void> append(SegmentedLog& log, std::vector<Entry> es) {
+    return run(io, log.append(std::move(es)));
+  }
+
+  // Appends entries 1..last (a multiple of ten) ten at a time, 1000 bytes each, in term 1: enough
+  // to fill several small segments.
+  void fill(SegmentedLog& log, std::uint64_t last) {
+    for (std::uint64_t i = 1; i <= last; i += 10) {
+      REQUIRE(append(log, make_entries(i, i + 9, 1, 1000)).ok());
+    }
+  }
+
+  // An entry as read back, and the payload buffer it was appended with.
+  struct ReadBack {
+    Entry entry;
+    Bytes appended;
+  };
+  // Appends entries 1..last of `size` bytes in term 1, then reads entry `index` back.
+  ReadBack append_and_read(SegmentedLog& log, std::uint64_t last, std::size_t size,
+                           std::uint64_t index) {
+    auto es = make_entries(1, last, 1, size);
+    Bytes appended = es[index - 1].payload;
+    REQUIRE(append(log, std::move(es)).ok());
+    auto e = log.read(Index(index));
+    REQUIRE(e.ok());
+    return {std::move(*e), appended};
+  }
+};
+
+}  // namespace
+
+TEST_CASE_FIXTURE(LogTest,
+                  "appended entries are readable with the same bytes, before and after reopening") {
   {
-    auto log = open_log(io, small_options(dir.path()));
+    auto log = open_log();
     CHECK(log->last_index() == Index(0));
-    REQUIRE(append(io, *log, make_entries(1, 10, 1, 100)).ok());
-    REQUIRE(append(io, *log, make_entries(11, 11, 2, 0)).ok());
+    REQUIRE(append(*log, make_entries(1, 10, 1, 100)).ok());
+    REQUIRE(append(*log, make_entries(11, 11, 2, 0)).ok());
     CHECK(log->first_index() == Index(1));
     CHECK(log->last_index() == Index(11));
     check_range(*log, 1, 10, 100);
     CHECK(log->term_at(Index(11)).value() == Term(2));
   }
-  auto log = open_log(io, small_options(dir.path()));
+  auto log = open_log();
   CHECK(log->last_index() == Index(11));
   check_range(*log, 1, 10, 100);
   auto noop = log->read(Index(11));
@@ -61,42 +93,29 @@ TEST_CASE("appended entries are readable with the same bytes, before and after r
   CHECK_FALSE(log->recovery().torn_file.has_value());
 }
 
-TEST_CASE("the cache hands back the appended payload buffer itself, not a copy") {
-  TempDir dir;
-  asio::io_context io;
-  auto log = open_log(io, small_options(dir.path()));
-  auto es = make_entries(1, 3, 1, 64);
-  Bytes original = es[1].payload;
-  REQUIRE(append(io, *log, std::move(es)).ok());
-  auto e = log->read(Index(2));
-  REQUIRE(e.ok());
-  CHECK(e->payload.shares_owner_with(original));
+TEST_CASE_FIXTURE(LogTest, "the cache hands back the appended payload buffer itself, not a copy") {
+  auto log = open_log();
+  auto r = append_and_read(*log, 3, 64, 2);
+  CHECK(r.entry.payload.shares_owner_with(r.appended));
 }
 
-TEST_CASE("reads past the bounded cache come from disk with the right bytes") {
-  TempDir dir;
-  asio::io_context io;
-  auto o = small_options(dir.path());
+TEST_CASE_FIXTURE(LogTest, "reads past the bounded cache come from disk with the right bytes") {
+  auto o = options();
   o.cache_bytes_max = 4096;
-  auto log = open_log(io, o);
-  auto es = make_entries(1, 100, 1, 500);
-  Bytes first = es[0].payload;
-  REQUIRE(append(io, *log, std::move(es)).ok());
-  auto e = log->read(Index(1));
-  REQUIRE(e.ok());
-  CHECK_FALSE(e->payload.shares_owner_with(first));
-  CHECK(payload_matches(*e, 500));
+  auto log = open_log(o);
+  auto r = append_and_read(*log, 100, 500, 1);
+  CHECK_FALSE(r.entry.payload.shares_owner_with(r.appended));
+  CHECK(payload_matches(r.entry, 500));
   auto range = log->read_range(Index(1), Index(100), 10 * 500);
   REQUIRE(range.ok());
   CHECK(range->size() == 10);
 }
 
-TEST_CASE("segments roll over at the configured size and are named by first and last index") {
-  TempDir dir;
-  asio::io_context io;
+TEST_CASE_FIXTURE(
+    LogTest, "segments roll over at the configured size and are named by first and last index") {
   {
-    auto log = open_log(io, small_options(dir.path()));
-    for (std::uint64_t i = 1; i <= 300; i += 10) REQUIRE(append(io, *log, make_entries(i, i + 9, 1, 1000)).ok());
+    auto log = open_log();
+    fill(*log, 300);
   }
   auto names = files_in(dir.path());
   std::size_t closed = 0;
@@ -104,15 +123,13 @@ TEST_CASE("segments roll over at the configured size and are named by first and 
   CHECK(closed >= 4);
   CHECK(names.front().rfind("00000000000000000001-", 0) == 0);
   for (const auto& n : names) CHECK(std::filesystem::file_size(dir.path() + "/" + n) <= (64u << 10));
-  auto log = open_log(io, small_options(dir.path()));
+  auto log = open_log();
   CHECK(log->last_index() == Index(300));
   check_range(*log, 1, 300, 1000);
 }
 
-TEST_CASE("concurrent appends are coalesced into fewer write batches") {
-  TempDir dir;
-  asio::io_context io;
-  auto log = open_log(io, small_options(dir.path()));
+TEST_CASE_FIXTURE(LogTest, "concurrent appends are coalesced into fewer write batches") {
+  auto log = open_log();
   int done = 0;
   for (std::uint64_t i = 1; i <= 50; ++i) {
     asio::co_spawn(io, log->append(make_entries(i, i, 1, 100)), [&](std::exception_ptr, Result<void> r) {
@@ -127,89 +144,78 @@ TEST_CASE("concurrent appends are coalesced into fewer write batches") {
   CHECK(log->stats().batches < 10);
 }
 
-TEST_CASE("an append that does not continue the log is refused") {
-  TempDir dir;
-  asio::io_context io;
-  auto log = open_log(io, small_options(dir.path()));
-  REQUIRE(append(io, *log, make_entries(1, 5, 2, 10)).ok());
-  SUBCASE("a gap") { CHECK(append(io, *log, make_entries(7, 8, 2, 10)).error().is(Errc::invalid_argument)); }
-  SUBCASE("an overlap") { CHECK(append(io, *log, make_entries(5, 6, 2, 10)).error().is(Errc::invalid_argument)); }
-  SUBCASE("a lower term") { CHECK(append(io, *log, make_entries(6, 6, 1, 10)).error().is(Errc::invalid_argument)); }
+TEST_CASE_FIXTURE(LogTest, "an append that does not continue the log is refused") {
+  auto log = open_log();
+  REQUIRE(append(*log, make_entries(1, 5, 2, 10)).ok());
+  SUBCASE("a gap") { CHECK(append(*log, make_entries(7, 8, 2, 10)).error().is(Errc::invalid_argument)); }
+  SUBCASE("an overlap") { CHECK(append(*log, make_entries(5, 6, 2, 10)).error().is(Errc::invalid_argument)); }
+  SUBCASE("a lower term") { CHECK(append(*log, make_entries(6, 6, 1, 10)).error().is(Errc::invalid_argument)); }
   SUBCASE("an entry over entry_bytes_max") {
-    CHECK(append(io, *log, make_entries(6, 6, 2, (8 << 10) + 1)).error().is(Errc::too_large));
+    CHECK(append(*log, make_entries(6, 6, 2, (8 << 10) + 1)).error().is(Errc::too_large));
   }
   CHECK(log->last_index() == Index(5));
-  CHECK(append(io, *log, make_entries(6, 6, 2, 10)).ok());
+  CHECK(append(*log, make_entries(6, 6, 2, 10)).ok());
 }
 
-TEST_CASE("an empty log accepts any first index and keeps it across reopening") {
-  TempDir dir;
-  asio::io_context io;
+TEST_CASE_FIXTURE(LogTest, "an empty log accepts any first index and keeps it across reopening") {
   {
-    auto log = open_log(io, small_options(dir.path()));
-    REQUIRE(append(io, *log, make_entries(1000, 1004, 3, 10)).ok());
+    auto log = open_log();
+    REQUIRE(append(*log, make_entries(1000, 1004, 3, 10)).ok());
   }
-  auto log = open_log(io, small_options(dir.path()));
+  auto log = open_log();
   CHECK(log->first_index() == Index(1000));
   CHECK(log->last_index() == Index(1004));
   check_range(*log, 1000, 1004, 10);
 }
 
-TEST_CASE("truncate_suffix removes entries within the open segment durably") {
-  TempDir dir;
-  asio::io_context io;
+TEST_CASE_FIXTURE(LogTest, "truncate_suffix removes entries within the open segment durably") {
   {
-    auto log = open_log(io, small_options(dir.path()));
-    REQUIRE(append(io, *log, make_entries(1, 10, 1, 100)).ok());
+    auto log = open_log();
+    REQUIRE(append(*log, make_entries(1, 10, 1, 100)).ok());
     REQUIRE(run(io, log->truncate_suffix(Index(6))).ok());
     CHECK(log->last_index() == Index(5));
     CHECK(log->read(Index(6)).error().is(Errc::invalid_argument));
-    REQUIRE(append(io, *log, make_entries(6, 8, 2, 50)).ok());
+    REQUIRE(append(*log, make_entries(6, 8, 2, 50)).ok());
   }
-  auto log = open_log(io, small_options(dir.path()));
+  auto log = open_log();
   CHECK(log->last_index() == Index(8));
   check_range(*log, 1, 5, 100);
   check_range(*log, 6, 8, 50);
   CHECK(log->term_at(Index(6)).value() == Term(2));
 }
 
-TEST_CASE("truncate_suffix across segment boundaries deletes later segments") {
-  TempDir dir;
-  asio::io_context io;
+TEST_CASE_FIXTURE(LogTest, "truncate_suffix across segment boundaries deletes later segments") {
   {
-    auto log = open_log(io, small_options(dir.path()));
-    for (std::uint64_t i = 1; i <= 200; i += 10) REQUIRE(append(io, *log, make_entries(i, i + 9, 1, 1000)).ok());
+    auto log = open_log();
+    fill(*log, 200);
     REQUIRE(run(io, log->truncate_suffix(Index(30))).ok());
     CHECK(log->last_index() == Index(29));
-    REQUIRE(append(io, *log, make_entries(30, 40, 2, 10)).ok());
+    REQUIRE(append(*log, make_entries(30, 40, 2, 10)).ok());
   }
-  auto log = open_log(io, small_options(dir.path()));
+  auto log = open_log();
   CHECK(log->last_index() == Index(40));
   check_range(*log, 1, 29, 1000);
   check_range(*log, 30, 40, 10);
 }
 
-TEST_CASE("truncating everything empties the log, which may restart at another index") {
-  TempDir dir;
-  asio::io_context io;
+TEST_CASE_FIXTURE(LogTest,
+                  "truncating everything empties the log, which may restart at another index") {
   {
-    auto log = open_log(io, small_options(dir.path()));
-    REQUIRE(append(io, *log, make_entries(1, 100, 1, 1000)).ok());
+    auto log = open_log();
+    REQUIRE(append(*log, make_entries(1, 100, 1, 1000)).ok());
     REQUIRE(run(io, log->truncate_suffix(Index(1))).ok());
     CHECK(log->last_index() < log->first_index());
-    REQUIRE(append(io, *log, make_entries(500, 501, 4, 10)).ok());
+    REQUIRE(append(*log, make_entries(500, 501, 4, 10)).ok());
   }
-  auto log = open_log(io, small_options(dir.path()));
+  auto log = open_log();
   CHECK(log->first_index() == Index(500));
   CHECK(log->last_index() == Index(501));
 }
 
-TEST_CASE("compact_prefix deletes whole segments covered by the snapshot index") {
-  TempDir dir;
-  asio::io_context io;
+TEST_CASE_FIXTURE(LogTest, "compact_prefix deletes whole segments covered by the snapshot index") {
   {
-    auto log = open_log(io, small_options(dir.path()));
-    for (std::uint64_t i = 1; i <= 300; i += 10) REQUIRE(append(io, *log, make_entries(i, i + 9, 1, 1000)).ok());
+    auto log = open_log();
+    fill(*log, 300);
     auto before = files_in(dir.path()).size();
     REQUIRE(run(io, log->compact_prefix(Index(150))).ok());
     CHECK(files_in(dir.path()).size() < before);
@@ -218,23 +224,21 @@ TEST_CASE("compact_prefix deletes whole segments covered by the snapshot index")
     CHECK(log->read(Index(1)).error().is(Errc::invalid_argument));
     check_range(*log, log->first_index().value(), 300, 1000);
   }
-  auto log = open_log(io, small_options(dir.path()));
+  auto log = open_log();
   CHECK(log->first_index() <= Index(151));
   CHECK(log->last_index() == Index(300));
   check_range(*log, 151, 300, 1000);
 }
 
-TEST_CASE("reading many segments keeps at most open_files_max of them open") {
-  TempDir dir;
-  asio::io_context io;
+TEST_CASE_FIXTURE(LogTest, "reading many segments keeps at most open_files_max of them open") {
   {
-    auto log = open_log(io, small_options(dir.path()));
-    for (std::uint64_t i = 1; i <= 400; i += 10) REQUIRE(append(io, *log, make_entries(i, i + 9, 1, 1000)).ok());
+    auto log = open_log();
+    fill(*log, 400);
   }
-  auto o = small_options(dir.path());
+  auto o = options();
   o.open_files_max = 3;
   o.cache_bytes_max = 0;
-  auto log = open_log(io, o);
+  auto log = open_log(o);
   // Closed segment files this process holds open.
   auto closed_segment_fds = [&] {
     std::size_t n = 0;
@@ -257,124 +261,117 @@ TEST_CASE("reading many segments keeps at most open_files_max of them open") {
   CHECK(most <= 3);
 }
 
-TEST_CASE("a full disk while preparing a segment fails the append with disk_full and loses nothing") {
-  TempDir dir;
-  asio::io_context io;
-  auto o = small_options(dir.path());
+TEST_CASE_FIXTURE(
+    LogTest,
+    "a full disk while preparing a segment fails the append with disk_full and loses nothing") {
+  auto o = options();
   auto full = std::make_shared<std::atomic<bool>>(false);
   o.fault = [full](FaultPoint p) { return p == FaultPoint::prepare_segment && full->load() ? ENOSPC : 0; };
   {
-    auto log = open_log(io, o);
-    REQUIRE(append(io, *log, make_entries(1, 10, 1, 1000)).ok());
+    auto log = open_log(o);
+    REQUIRE(append(*log, make_entries(1, 10, 1, 1000)).ok());
     full->store(true);
     Result<void> r;
     std::uint64_t next = 11;
-    for (int k = 0; k < 20 && r.ok(); ++k, next += 10) r = append(io, *log, make_entries(next, next + 9, 1, 1000));
+    for (int k = 0; k < 20 && r.ok(); ++k, next += 10) r = append(*log, make_entries(next, next + 9, 1, 1000));
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().is(Errc::disk_full));
     Index last = log->last_index();
     check_range(*log, 1, last.value(), 1000);
     full->store(false);
-    REQUIRE(append(io, *log, make_entries(last.value() + 1, last.value() + 10, 1, 1000)).ok());
+    REQUIRE(append(*log, make_entries(last.value() + 1, last.value() + 10, 1, 1000)).ok());
     CHECK(log->last_index() == last + 10);
   }
-  auto log = open_log(io, small_options(dir.path()));
+  auto log = open_log();
   check_range(*log, 1, log->last_index().value(), 1000);
 }
 
-TEST_CASE("a failed batch write reports disk_full, is not acknowledged, and the log continues") {
-  TempDir dir;
-  asio::io_context io;
-  auto o = small_options(dir.path());
+TEST_CASE_FIXTURE(
+    LogTest, "a failed batch write reports disk_full, is not acknowledged, and the log continues") {
+  auto o = options();
   auto fail_next = std::make_shared<std::atomic<bool>>(false);
   o.fault = [fail_next](FaultPoint p) {
     return p == FaultPoint::write_batch && fail_next->exchange(false) ? ENOSPC : 0;
   };
   {
-    auto log = open_log(io, o);
-    REQUIRE(append(io, *log, make_entries(1, 5, 1, 100)).ok());
+    auto log = open_log(o);
+    REQUIRE(append(*log, make_entries(1, 5, 1, 100)).ok());
     fail_next->store(true);
-    auto r = append(io, *log, make_entries(6, 10, 1, 100));
+    auto r = append(*log, make_entries(6, 10, 1, 100));
     CHECK(r.error().is(Errc::disk_full));
     CHECK(log->last_index() == Index(5));
     check_range(*log, 1, 5, 100);
-    REQUIRE(append(io, *log, make_entries(6, 7, 2, 30)).ok());
+    REQUIRE(append(*log, make_entries(6, 7, 2, 30)).ok());
   }
-  auto log = open_log(io, small_options(dir.path()));
+  auto log = open_log();
   CHECK(log->last_index() == Index(7));
   check_range(*log, 1, 5, 100);
   check_range(*log, 6, 7, 30);
 }
 
-TEST_CASE("the backend option selects the fallback thread") {
-  TempDir dir;
-  asio::io_context io;
-  auto o = small_options(dir.path());
+TEST_CASE_FIXTURE(LogTest, "the backend option selects the fallback thread") {
+  auto o = options();
   o.backend = BackendKind::thread;
-  auto log = open_log(io, o);
+  auto log = open_log(o);
   CHECK(log->backend_name() == "thread");
-  REQUIRE(append(io, *log, make_entries(1, 3, 1, 10)).ok());
+  REQUIRE(append(*log, make_entries(1, 3, 1, 10)).ok());
   check_range(*log, 1, 3, 10);
 }
 
-TEST_CASE("fallocated segments work like pre-written ones") {
-  TempDir dir;
-  asio::io_context io;
-  auto o = small_options(dir.path());
+TEST_CASE_FIXTURE(LogTest, "fallocated segments work like pre-written ones") {
+  auto o = options();
   o.prepare = SegmentPrepare::fallocate;
   {
-    auto log = open_log(io, o);
-    for (std::uint64_t i = 1; i <= 200; i += 10) REQUIRE(append(io, *log, make_entries(i, i + 9, 1, 1000)).ok());
+    auto log = open_log(o);
+    fill(*log, 200);
   }
-  auto log = open_log(io, o);
+  auto log = open_log(o);
   check_range(*log, 1, 200, 1000);
 }
 
-TEST_CASE("inconsistent options are refused") {
-  TempDir dir;
-  asio::io_context io;
-  auto o = small_options(dir.path());
+TEST_CASE_FIXTURE(LogTest, "inconsistent options are refused") {
+  auto o = options();
   o.batch_bytes_max = 100;
   auto log = SegmentedLog::open(io.get_executor(), o);
   CHECK(log.error().is(Errc::invalid_argument));
 }
 
-TEST_CASE("a restart writes into the segment prepared before it instead of preparing a new one") {
-  TempDir dir;
-  asio::io_context io;
+TEST_CASE_FIXTURE(
+    LogTest,
+    "a restart writes into the segment prepared before it instead of preparing a new one") {
   std::string prepared;
   {
-    auto log = open_log(io, small_options(dir.path()));
-    REQUIRE(append(io, *log, make_entries(1, 3, 1, 100)).ok());
+    auto log = open_log();
+    REQUIRE(append(*log, make_entries(1, 3, 1, 100)).ok());
   }
   for (const auto& n : files_in(dir.path())) {
     auto h = read_bytes(dir.path() + "/" + n, 0, 8);
     if (n.rfind("open-", 0) == 0 && h[0] == std::byte{0}) prepared = n;
   }
   REQUIRE_FALSE(prepared.empty());
-  auto log = open_log(io, small_options(dir.path()));
-  REQUIRE(append(io, *log, make_entries(4, 4, 1, 100)).ok());
+  auto log = open_log();
+  REQUIRE(append(*log, make_entries(4, 4, 1, 100)).ok());
   auto h = read_bytes(dir.path() + "/" + prepared, 0, 8);
   CHECK(h[0] == std::byte{'c'});
 }
 
-TEST_CASE("when io_uring cannot be set up the log runs on the fallback thread and says so once") {
+TEST_CASE_FIXTURE(
+    LogTest,
+    "when io_uring cannot be set up the log runs on the fallback thread and says so once") {
   std::string saved = std::getenv("CORAFT_STORAGE_BACKEND") ? std::getenv("CORAFT_STORAGE_BACKEND") : "";
   ::unsetenv("CORAFT_STORAGE_BACKEND");
   std::vector<std::string> lines;
   set_log_sink([&](LogLevel, std::string_view line) { lines.emplace_back(line); });
-  TempDir dir1;
   TempDir dir2;
-  asio::io_context io;
-  auto o1 = small_options(dir1.path());
+  auto o1 = options();
   o1.fault = [](FaultPoint p) { return p == FaultPoint::uring_setup ? ENOSYS : 0; };
   auto o2 = o1;
   o2.dir = dir2.path();
-  auto log1 = open_log(io, o1);
-  auto log2 = open_log(io, o2);
+  auto log1 = open_log(o1);
+  auto log2 = open_log(o2);
   CHECK(log1->backend_name() == "thread");
   CHECK(log2->backend_name() == "thread");
-  REQUIRE(append(io, *log1, make_entries(1, 2, 1, 10)).ok());
+  REQUIRE(append(*log1, make_entries(1, 2, 1, 10)).ok());
   check_range(*log1, 1, 2, 10);
   std::size_t said = 0;
   for (const auto& l : lines) said += l.find("pwritev + fdatasync") != std::string::npos ? 1 : 0;
@@ -392,12 +389,12 @@ TEST_CASE("when io_uring cannot be set up the log runs on the fallback thread an
   if (!saved.empty()) ::setenv("CORAFT_STORAGE_BACKEND", saved.c_str(), 1);
 }
 
-TEST_CASE("appends beyond queue_bytes_max are refused with overloaded and memory does not grow") {
-  TempDir dir;
-  asio::io_context io;
-  auto o = small_options(dir.path());
+TEST_CASE_FIXTURE(
+    LogTest,
+    "appends beyond queue_bytes_max are refused with overloaded and memory does not grow") {
+  auto o = options();
   o.queue_bytes_max = 10 << 10;
-  auto log = open_log(io, o);
+  auto log = open_log(o);
   std::vector<Result<void>> results(3);
   for (std::uint64_t i = 1; i <= 3; ++i) {
     asio::co_spawn(io, log->append(make_entries(i, i, 1, 6000)),
@@ -408,5 +405,5 @@ TEST_CASE("appends beyond queue_bytes_max are refused with overloaded and memory
   CHECK(results[1].error().is(Errc::overloaded));
   CHECK(results[2].error().is(Errc::invalid_argument));  // index 3 no longer follows index 1
   CHECK(log->last_index() == Index(1));
-  CHECK(append(io, *log, make_entries(2, 2, 1, 6000)).ok());
+  CHECK(append(*log, make_entries(2, 2, 1, 6000)).ok());
 }
