@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -63,6 +64,19 @@ Result<Fd> open_file(const std::string& path, int flags, int mode) {
   int fd = ::open(path.c_str(), flags | O_CLOEXEC, mode);
   if (fd < 0) return errno_error(errno, "open " + path);
   return Fd(fd);
+}
+
+Result<Fd> lock_file(const std::string& path) {
+  auto fd = open_file(path, O_RDWR | O_CREAT);
+  if (!fd) return fd.error();
+  while (::flock(fd->get(), LOCK_EX | LOCK_NB) < 0) {
+    if (errno == EINTR) continue;
+    if (errno == EWOULDBLOCK) {
+      return Error(Errc::storage_io, path + " is locked: another log has this directory open");
+    }
+    return errno_error(errno, "flock " + path);
+  }
+  return fd;
 }
 
 Result<std::vector<std::string>> list_dir(const std::string& dir) {

@@ -42,6 +42,10 @@ class Fd {
 [[nodiscard]] Result<void> make_dirs(const std::string& dir);
 [[nodiscard]] Result<void> fsync_dir(const std::string& dir);
 [[nodiscard]] Result<Fd> open_file(const std::string& path, int flags, int mode = 0644);
+// Opens (creating) `path` and takes an exclusive flock on it, held until the Fd closes. Fails
+// with storage_io, naming the file, when another open file description holds it (another
+// process, or the same process through another open).
+[[nodiscard]] Result<Fd> lock_file(const std::string& path);
 // Every regular file name in `dir`.
 [[nodiscard]] Result<std::vector<std::string>> list_dir(const std::string& dir);
 [[nodiscard]] Result<std::uint64_t> file_size(int fd, const std::string& path);

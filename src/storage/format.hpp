@@ -8,6 +8,7 @@
 //                                           a closed segment holding exactly the entries
 //                                           F..L (decimal, 20 digits each)
 //     hardstate                             see hard_state.hpp
+//     lock                                  empty; an open log holds an exclusive flock on it
 //     snapshots/                            see snapshot_store.hpp
 //   Every create, rename and delete of a file is followed by an fsync of the directory.
 //

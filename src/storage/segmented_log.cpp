@@ -582,6 +582,9 @@ Result<std::unique_ptr<SegmentedLog>> SegmentedLog::open(asio::any_io_executor e
   impl->opt.direct_bytes_max = static_cast<std::uint32_t>(
       std::min<std::uint64_t>(impl->opt.direct_bytes_max, block_down(impl->opt.batch_bytes_max)));
   if (auto r = make_dirs(impl->opt.dir); !r) return r.error();
+  auto lock = lock_file(join_path(impl->opt.dir, "lock"));
+  if (!lock) return lock.error();
+  impl->dir_lock = std::move(*lock);
   if (auto r = impl->recover(); !r) return r.error();
   int setup_fault = impl->opt.fault ? impl->opt.fault(FaultPoint::uring_setup) : 0;
   auto backend = make_disk_backend(ex, impl->opt.backend, setup_fault);

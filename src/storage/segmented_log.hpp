@@ -81,8 +81,9 @@ class SegmentedLog {
  public:
   // Opens the log in options.dir (created if missing), verifying every record. Blocks: call it
   // before the event loop's hot path starts. Fails with storage_corrupt naming file and offset
-  // when damage is found that is not a torn tail (unless options.repair), and invalid_argument
-  // for inconsistent options.
+  // when damage is found that is not a torn tail (unless options.repair), invalid_argument
+  // for inconsistent options, and storage_io when another open log holds the directory (an
+  // exclusive flock on the file `lock` in it, kept until the log is destroyed).
   [[nodiscard]] static Result<std::unique_ptr<SegmentedLog>> open(asio::any_io_executor ex,
                                                                   LogOptions options);
   // Fails every waiting call with shutting_down (their coroutines resume on the executor) and

@@ -86,6 +86,7 @@ struct SegmentedLog::Impl {
 
   asio::any_io_executor ex;
   LogOptions opt;
+  Fd dir_lock;  // the directory's lock file, held while the log is open
   std::unique_ptr<DiskBackend> backend;
   std::unique_ptr<FileWorker> worker;
 

@@ -407,3 +407,21 @@ TEST_CASE_FIXTURE(
   CHECK(log->last_index() == Index(1));
   CHECK(append(*log, make_entries(2, 2, 1, 6000)).ok());
 }
+
+TEST_CASE("a second log on the same directory is refused while the first is open") {
+  TempDir dir;
+  asio::io_context io;
+  auto first = SegmentedLog::open(io.get_executor(), small_options(dir.path()));
+  REQUIRE(first.ok());
+  REQUIRE(run(io, (*first)->append(make_entries(1, 3, 1, 100))).ok());
+  auto second = SegmentedLog::open(io.get_executor(), small_options(dir.path()));
+  REQUIRE_FALSE(second.ok());
+  CHECK(second.error().is(Errc::storage_io));
+  CHECK(second.error().detail.find(dir.path() + "/lock") != std::string::npos);
+  // The first log is untouched and keeps working; once it closes, the directory opens again.
+  REQUIRE(run(io, (*first)->append(make_entries(4, 4, 1, 100))).ok());
+  first->reset();
+  auto third = SegmentedLog::open(io.get_executor(), small_options(dir.path()));
+  REQUIRE(third.ok());
+  CHECK((*third)->last_index() == Index(4));
+}
