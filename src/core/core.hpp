@@ -101,8 +101,9 @@ class Core {
   // Output's reads_ready (or reads_dropped). A leader answers after one heartbeat round
   // confirms it still leads (every read asked while a round is out joins the next round), or
   // at once within its lease when Config::lease_reads is set; a follower forwards the read to
-  // its leader. Fails with not_leader when no leader is known, overloaded if this leader has
-  // not committed an entry of its term yet or holds reads_pending_max reads.
+  // its leader. A new leader holds reads until it commits an entry of its term (before that
+  // it does not know the commit index). Fails with not_leader when no leader is known,
+  // overloaded when this leader holds reads_pending_max reads.
   Result<void> read_index(std::uint64_t id);
   // The state machine applied every committed entry up to `index`.
   void applied(Index index);
@@ -168,6 +169,9 @@ class Core {
       std::uint64_t seq;
     };
     std::deque<PendingRead> reads;
+    // Reads that arrived before this leader committed an entry of its term, in arrival order.
+    // Invariant: empty once the commit index is in this term.
+    std::vector<PendingRead> reads_held;
     // Heartbeat rounds: the last sent, and when (in this leader's ticks) recent ones went out.
     std::uint64_t heartbeat_seq = 0;
     std::deque<std::pair<std::uint64_t, std::uint64_t>> heartbeat_sent;
@@ -227,6 +231,7 @@ class Core {
   // read.cpp: linearizable reads.
   [[nodiscard]] Result<void> leader_read(Leader& leader, std::uint64_t id, NodeId origin);
   void release_reads(Leader& leader);
+  void admit_held_reads(Leader& leader);
   void answer_read(const Leader::PendingRead& r);
   [[nodiscard]] std::uint64_t quorum_round(Leader& leader) const;
   [[nodiscard]] bool lease_valid(Leader& leader) const;

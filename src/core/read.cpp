@@ -23,12 +23,14 @@ Result<void> Core::read_index(std::uint64_t id) {
 }
 
 Result<void> Core::leader_read(Leader& leader, std::uint64_t id, NodeId origin) {
-  // Until it commits an entry of its term, a new leader does not know the commit index (§6.4).
-  if (!log_.matches(log_.commit_index(), term_)) {
-    return Error(Errc::overloaded, "read: this leader has not committed in its term yet");
-  }
-  if (leader.reads.size() >= config_.reads_pending_max) {
+  if (leader.reads.size() + leader.reads_held.size() >= config_.reads_pending_max) {
     return Error(Errc::overloaded, "read: reads_pending_max reached");
+  }
+  // Until it commits an entry of its term, a new leader does not know the commit index (§6.4):
+  // the read waits for that commit (its no-op's, normally).
+  if (!log_.matches(log_.commit_index(), term_)) {
+    leader.reads_held.push_back({id, origin, Index(), 0});
+    return {};
   }
   const Index index = log_.commit_index();
   if (lease_valid(leader)) {
@@ -51,6 +53,18 @@ void Core::answer_read(const Leader::PendingRead& r) {
     reads_ready_.push_back(ReadState{r.id, r.index});
   } else {
     send(r.origin, ReadIndexResponse{term_, r.id, r.index, true});
+  }
+}
+
+// After a commit: once the commit index is in this term, the held reads take it as their read
+// index and join the next heartbeat round, in the order they arrived.
+void Core::admit_held_reads(Leader& leader) {
+  if (leader.reads_held.empty() || !log_.matches(log_.commit_index(), term_)) return;
+  std::vector<Leader::PendingRead> held = std::move(leader.reads_held);
+  leader.reads_held.clear();
+  for (const Leader::PendingRead& r : held) {
+    const auto admitted = leader_read(leader, r.id, r.origin);
+    CORAFT_ASSERT(admitted.ok(), "a held read fits: it was counted when it arrived", r.id);
   }
 }
 
@@ -116,13 +130,16 @@ void Core::handle_read_index_response(const ReadIndexResponse& r) {
 }
 
 void Core::drop_reads(Leader& leader) {
-  for (const Leader::PendingRead& r : leader.reads) {
+  auto drop = [&](const Leader::PendingRead& r) {
     if (r.origin == config_.id) {
       reads_dropped_.push_back(r.id);
     } else {
       send(r.origin, ReadIndexResponse{term_, r.id, Index(), false});
     }
-  }
+  };
+  for (const Leader::PendingRead& r : leader.reads_held) drop(r);
+  for (const Leader::PendingRead& r : leader.reads) drop(r);
+  leader.reads_held.clear();
   leader.reads.clear();
 }
 

@@ -205,6 +205,7 @@ bool Core::maybe_commit(Leader& leader) {
   if (q <= log_.commit_index() || q > log_.last_index() || !log_.matches(q, term_)) return false;
   log_.commit_to(q);
   after_commit(leader);
+  admit_held_reads(leader);
   return true;
 }
 
@@ -219,6 +220,8 @@ void Core::check_leader_invariants(const Leader& leader) const {
     CORAFT_ASSERT(pr.inflights.count() <= config_.inflight_msgs_max, pr.id);
     CORAFT_ASSERT(pr.state == Progress::State::replicate || pr.inflights.count() == 0, pr.id);
   }
+  CORAFT_ASSERT(leader.reads_held.empty() || !log_.matches(log_.commit_index(), term_),
+                leader.reads_held.size(), log_.commit_index());
 }
 
 }  // namespace coraft::core

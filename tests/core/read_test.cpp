@@ -88,18 +88,60 @@ TEST_CASE("a leader cut off from the majority never answers a read and drops it 
   // Reference: §6.4
 }
 
-TEST_CASE("a new leader refuses reads until it commits an entry of its term") {
-  Cluster c(3);
+namespace {
+
+// Elects server 1 and stops before anything else moves: its no-op is appended, not committed.
+void elect_uncommitted(Cluster& c) {
   auto votes = [](const Message& m) {
     return std::holds_alternative<VoteRequest>(m.body) || std::holds_alternative<VoteResponse>(m.body);
   };
   while (c.core(1).role() == Role::follower) c.tick(1);
   for (int i = 0; i < 4 && c.core(1).role() != Role::leader; ++i) c.deliver_if(votes);
   REQUIRE(c.core(1).role() == Role::leader);
-  // Act / check
-  CHECK(c.core(1).read_index(1).error().is(Errc::overloaded));
+  REQUIRE(c.core(1).log().commit_index() < c.core(1).log().last_index());
+}
+
+}  // namespace
+
+TEST_CASE("a new leader holds reads until it commits an entry of its term, then answers them at that index") {
+  Cluster c(3);
+  elect_uncommitted(c);
+  // Act: a local read and a follower's forwarded read arrive before the no-op commits.
+  REQUIRE(c.core(1).read_index(1).ok());
+  REQUIRE(c.core(1).step({NodeId(2), NodeId(1), ReadIndexRequest{c.core(1).term(), 2}}).ok());
+  c.flush(1);
+  // Check: neither is answered nor refused yet.
+  CHECK_FALSE(ready(c, 1, 1));
+  CHECK(c.server(1).reads_dropped.empty());
+  // Act: the no-op commits and the heartbeat round completes.
   settle(c, 1);
-  CHECK(c.core(1).read_index(1).ok());
+  // Check: both are answered at the commit index of the new term, which covers the no-op.
+  const Index noop = c.core(1).log().commit_index();
+  REQUIRE(c.core(1).log().matches(noop, c.core(1).term()));
+  REQUIRE(ready(c, 1, 1));
+  CHECK(c.server(1).reads_ready.back().index == noop);
+  REQUIRE(ready(c, 2, 2));
+  CHECK(c.server(2).reads_ready.back().index == noop);
+  // Reference: §6.4
+}
+
+TEST_CASE("reads held by a new leader are dropped if it steps down before committing, and count toward the limit") {
+  Cluster c(3, [](Config& cfg) { cfg.reads_pending_max = 2; });
+  elect_uncommitted(c);
+  REQUIRE(c.core(1).read_index(1).ok());
+  REQUIRE(c.core(1).read_index(2).ok());
+  // Check: the limit covers held reads.
+  CHECK(c.core(1).read_index(3).error().is(Errc::overloaded));
+  // Act: cut off, the leader steps down before its no-op commits.
+  c.isolate(1);
+  for (int i = 0; i < 30 && c.core(1).role() == Role::leader; ++i) {
+    c.tick(1);
+    c.deliver_all();
+  }
+  // Check
+  REQUIRE(c.core(1).role() == Role::follower);
+  CHECK(c.server(1).reads_dropped == std::vector<std::uint64_t>{1, 2});
+  CHECK(c.server(1).reads_ready.empty());
   // Reference: §6.4
 }
 
