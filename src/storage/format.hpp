@@ -9,6 +9,8 @@
 //                                           F..L (decimal, 20 digits each)
 //     hardstate                             see hard_state.hpp
 //     lock                                  empty; an open log holds an exclusive flock on it
+//                                           (its creation needs no directory fsync: nothing
+//                                           is read from it)
 //     snapshots/                            see snapshot_store.hpp
 //   Every create, rename and delete of a file is followed by an fsync of the directory.
 //
@@ -47,7 +49,7 @@
 //   previous one is durable, so at any moment at most one batch, in the newest segment, may be
 //   partly on disk.
 //   A small batch (its extent rounded out to 4 KiB blocks within the writer's direct_bytes_max)
-//   is written with O_DIRECT + RWF_DSYNC as whole blocks: the first block starts with the
+//   is written with O_DIRECT as whole blocks, made durable by RWF_DSYNC or a linked fdatasync: the first block starts with the
 //   segment's bytes already on disk before the batch, rewritten unchanged, and the last ends
 //   with zeros over the prepared file's zeros. That extent never exceeds the tear window, so a
 //   crash during it leaves a torn batch as described below; the bytes before the batch read the
@@ -78,7 +80,8 @@
 //   - Any other damage refuses to open, with an error naming the file and offset. With the
 //     repair option the log is instead cut at the first bad record: later segments are deleted
 //     and the damaged one is truncated.
-//   - Every open segment holding data is then closed under its F-L name, so writing always
+//   - Every open segment holding data is fsynced (a killed writer may have left its last batch
+//     in the page cache only), then closed under its F-L name, so writing always
 //     resumes in a fresh segment. Of the prepared, never written segments, the newest of the
 //     configured size is kept to be written next; the others are deleted.
 #pragma once

@@ -206,6 +206,11 @@ Result<HardStateFile> HardStateFile::open(asio::any_io_executor ex, const std::s
   auto fd = missing ? create(dir, st->path) : open_file(st->path, O_RDWR);
   if (!fd) return fd.error();
   st->fd = std::move(*fd);
+  // A process killed between a slot's write and its fsync leaves that slot in the page cache
+  // only: make it durable before believing it (acting on an undurable vote could vote twice).
+  if (!missing) {
+    if (auto r = sync_file(st->fd.get(), st->path); !r) return r.error();
+  }
   if (auto r = st->load(); !r) return r.error();
   auto backend = make_disk_backend(std::move(ex), options.backend);
   if (!backend) return backend.error();

@@ -118,6 +118,15 @@ Result<LogDirScan> scan_log_dir(const std::string& dir) {
   return out;
 }
 
+Result<void> SegmentedLog::Impl::sync_segment(const std::string& p) {
+  if (int injected = opt.fault ? opt.fault(FaultPoint::recovery_sync) : 0; injected != 0) {
+    return errno_error(injected, "fsync " + p);
+  }
+  auto fd = open_file(p, O_RDONLY);
+  if (!fd) return fd.error();
+  return sync_file(fd->get(), p);
+}
+
 // Keeps the newest unused prepared segment of the configured size as the next one to write
 // (sparing a restart the work of preparing it again) and deletes the others.
 Result<void> SegmentedLog::Impl::reuse_prepared(const std::vector<std::string>& unused) {
@@ -132,8 +141,9 @@ Result<void> SegmentedLog::Impl::reuse_prepared(const std::vector<std::string>& 
     Fd direct_fd;
     if (opt.direct_bytes_max > 0) {
       std::string why;
-      direct_fd = open_direct(path(unused[k]), why);
-      if (!direct_fd.valid()) refuse_direct(why);
+      int err = 0;
+      direct_fd = open_direct(path(unused[k]), err, why);
+      if (!direct_fd.valid()) no_direct_fd(err, why);
     }
     prepared = Prepared{unused[k], std::move(*fd), std::move(direct_fd)};
   }
@@ -174,7 +184,9 @@ Result<void> SegmentedLog::Impl::recover() {
       f.parsed.open = true;  // renamed below under its true last index
     }
   }
-  // Close every open segment under its real name; drop the empty and unused ones.
+  // Close every open segment under its real name; drop the empty and unused ones. A writer
+  // killed mid-batch may have left records in the page cache only: each open segment is synced
+  // before its records are believed, and before its closed name says they are all there.
   for (ScannedSegment& f : s.segments) {
     if (!f.parsed.open) continue;
     if (f.scan.records.empty()) {
@@ -182,6 +194,7 @@ Result<void> SegmentedLog::Impl::recover() {
       f.name.clear();
       continue;
     }
+    if (auto r = sync_segment(path(f.name)); !r) return r;
     std::string closed = closed_segment_name(f.first(), f.last());
     if (closed != f.name) {
       if (auto r = rename_file(path(f.name), path(closed)); !r) return r;

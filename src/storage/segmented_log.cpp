@@ -54,7 +54,8 @@ std::unique_ptr<std::byte[], SegmentedLog::Impl::AlignedFree> aligned_buffer(std
 struct PreparedFiles {
   Fd fd;
   Fd direct_fd;
-  std::string direct_refused;  // why the file system refused O_DIRECT
+  int direct_errno = 0;        // why O_DIRECT could not be opened
+  std::string direct_refused;
 };
 
 Result<void> prepare_file(const std::string& dir, const std::string& path, const LogOptions& opt,
@@ -83,7 +84,7 @@ Result<void> prepare_file(const std::string& dir, const std::string& path, const
     return r;
   }
   out.fd = std::move(*fd);
-  if (want_direct) out.direct_fd = open_direct(path, out.direct_refused);
+  if (want_direct) out.direct_fd = open_direct(path, out.direct_errno, out.direct_refused);
   return {};
 }
 
@@ -91,10 +92,11 @@ Result<void> prepare_file(const std::string& dir, const std::string& path, const
 
 void SegmentedLog::Impl::AlignedFree::operator()(std::byte* p) const noexcept { std::free(p); }
 
-Fd open_direct(const std::string& path, std::string& why) {
-  auto fd = open_file(path, O_RDWR | O_DIRECT);
-  if (fd) return std::move(*fd);
-  why = fd.error().message();
+Fd open_direct(const std::string& path, int& err, std::string& why) {
+  int fd = ::open(path.c_str(), O_RDWR | O_DIRECT | O_CLOEXEC);
+  if (fd >= 0) return Fd(fd);
+  err = errno;
+  why = errno_error(err, "open O_DIRECT " + path).message();
   return Fd();
 }
 
@@ -263,7 +265,7 @@ void SegmentedLog::Impl::start_prepare() {
                  [this, name, files, want_direct](Result<void> r) {
                    preparing = false;
                    if (r) {
-                     if (want_direct && !files->direct_fd.valid()) refuse_direct(files->direct_refused);
+                     if (want_direct && !files->direct_fd.valid()) no_direct_fd(files->direct_errno, files->direct_refused);
                      prepared = Prepared{name, std::move(files->fd), std::move(files->direct_fd)};
                    } else {
                      log(LogLevel::error, "storage: ", r.error().message());
@@ -362,6 +364,12 @@ void SegmentedLog::Impl::start_batch() {
   in_flight = true;
   auto done = [this](int err) { on_batch_done(err); };
   if (stage_direct(b)) {
+    if (int injected = opt.fault ? opt.fault(FaultPoint::direct_write) : 0; injected != 0) {
+      asio::post(ex, [this, alive = alive_token, injected] {
+        if (*alive) on_batch_done(injected);
+      });
+      return;
+    }
     backend->write_sync(s.direct_fd.get(), b.direct_offset, {&b.direct_iov, 1}, opt.direct_sync, done);
   } else {
     backend->write_sync(s.fd.get(), b.offset, b.iov, Sync::fdatasync, done);
@@ -403,6 +411,13 @@ void SegmentedLog::Impl::keep_tail(const Batch& b) {
   tail_valid = true;
 }
 
+// A segment without an O_DIRECT descriptor is written buffered. Only a file system that refuses
+// O_DIRECT turns it off for good; other failures (out of descriptors, memory) cost one segment.
+void SegmentedLog::Impl::no_direct_fd(int err, const std::string& why) {
+  if (err == EINVAL || err == EOPNOTSUPP) return refuse_direct(why);
+  log(LogLevel::warn, "storage: ", why, "; this segment is written buffered");
+}
+
 void SegmentedLog::Impl::refuse_direct(const std::string& why) {
   if (direct_refused) return;
   direct_refused = true;
@@ -413,10 +428,10 @@ void SegmentedLog::Impl::on_batch_done(int err) {
   in_flight = false;
   Batch& b = batch;
   if (err == 0 && opt.fault) err = opt.fault(FaultPoint::write_batch);
-  if (err == EINVAL && b.direct) {
+  if ((err == EINVAL || err == EOPNOTSUPP) && b.direct) {
     // The file system will not take this O_DIRECT write: the batch goes again, buffered.
     for (auto& [r, n] : b.parts) r->submitted -= n;
-    refuse_direct("EINVAL writing " + path(b.segment->name));
+    refuse_direct(std::string(std::strerror(err)) + " writing " + path(b.segment->name));
     pump();
     return;
   }

@@ -28,6 +28,8 @@ enum class FaultPoint {
   prepare_segment,  // creating and sizing a new segment file
   write_batch,      // a batch's write + fdatasync (the injected errno replaces the outcome)
   uring_setup,      // setting up io_uring on open (an injected errno makes it fail)
+  direct_write,     // before an O_DIRECT batch is sent: the injected errno fails it unwritten
+  recovery_sync,    // syncing a segment found open, during recovery on open
 };
 
 enum class SegmentPrepare {
@@ -45,10 +47,12 @@ struct LogOptions {
   std::uint64_t cache_bytes_max = 64ull << 20;   // recent entries kept in memory (payload + 64 each)
   std::uint32_t open_files_max = 64;             // segment files held open for reading
   // A batch whose 4 KiB-aligned extent fits in this many bytes is copied into an aligned buffer
-  // of this size and written with O_DIRECT + RWF_DSYNC, which reaches the disk sooner than a
-  // buffered write and fdatasync; larger batches are written from the payloads' own buffers.
-  // 0 writes every batch buffered. A multiple of 4096; capped at batch_bytes_max. Where the file
-  // system refuses O_DIRECT, every batch is written buffered (said once in the log).
+  // of this size and written with O_DIRECT (made durable as direct_sync says), which reaches
+  // the disk sooner than a buffered write and fdatasync; larger batches are written from the
+  // payloads' own buffers. 0 writes every batch buffered. A multiple of 4096; capped at
+  // batch_bytes_max. Where the file system refuses O_DIRECT (EINVAL or EOPNOTSUPP), every batch
+  // is written buffered (said once in the log). The writer holds two descriptors for each of
+  // the active and the prepared segment, besides open_files_max.
   std::uint32_t direct_bytes_max = 64u << 10;
   // How an O_DIRECT batch is made durable: RWF_DSYNC on the write, or a linked fdatasync.
   Sync direct_sync = Sync::dsync;
@@ -71,7 +75,7 @@ struct RecoveryReport {
 };
 
 struct LogStats {
-  std::uint64_t batches = 0;  // write + fdatasync pairs of appended entries
+  std::uint64_t batches = 0;  // durable writes of appended entries
   std::uint64_t entries = 0;
   std::uint64_t bytes = 0;    // bytes written by those batches, headers included
   std::uint64_t direct_batches = 0;  // of those batches, the ones written with O_DIRECT

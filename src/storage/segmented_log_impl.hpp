@@ -21,8 +21,8 @@ namespace coraft::storage {
 // O_DIRECT writes cover whole blocks of this size, from buffers aligned to it.
 inline constexpr std::uint64_t direct_block_bytes = 4096;
 
-// Opens `path` for O_DIRECT writes; an invalid Fd (and `why`) when the file system refuses.
-[[nodiscard]] Fd open_direct(const std::string& path, std::string& why);
+// Opens `path` for O_DIRECT writes; an invalid Fd, with the errno and a description, on failure.
+[[nodiscard]] Fd open_direct(const std::string& path, int& err, std::string& why);
 
 // Where one durable record lives.
 struct RecordRef {
@@ -136,6 +136,7 @@ struct SegmentedLog::Impl {
   // log_recovery.cpp
   [[nodiscard]] Result<void> recover();
   [[nodiscard]] Result<void> reuse_prepared(const std::vector<std::string>& unused);
+  [[nodiscard]] Result<void> sync_segment(const std::string& p);
 
   // segmented_log.cpp
   [[nodiscard]] Result<void> check_options() const;
@@ -149,6 +150,7 @@ struct SegmentedLog::Impl {
   [[nodiscard]] bool stage_direct(Batch& b);
   void keep_tail(const Batch& b);
   void refuse_direct(const std::string& why);
+  void no_direct_fd(int err, const std::string& why);
   void on_batch_done(int err);
   void start_prepare();
   void seal_active();

@@ -65,15 +65,13 @@ Result<SnapshotStore> SnapshotStore::open(const std::string& dir, std::uint32_t 
   if (auto r = make_dirs(s.dir_); !r) return r.error();
   auto names = list_dir(s.dir_);
   if (!names) return names.error();
-  bool removed = false;
   for (const std::string& n : *names) {
     if (!ends_with(n, ".tmp")) continue;
     if (auto r = remove_file(join_path(s.dir_, n)); !r) return r.error();
-    removed = true;
   }
-  if (removed) {
-    if (auto r = fsync_dir(s.dir_); !r) return r.error();
-  }
+  // A process killed between a snapshot's rename and the directory fsync leaves the new name in
+  // the page cache only: make it durable before the snapshot is believed (and the log compacted).
+  if (auto r = fsync_dir(s.dir_); !r) return r.error();
   return s;
 }
 

@@ -41,9 +41,13 @@ class UringBackend final : public DiskBackend {
 
   ~UringBackend() override {
     *alive_ = false;
+    // Every request must complete before the memory it writes from may be freed: an O_DIRECT
+    // write reads its buffer while the device works.
     while (in_flight_ > 0) {
       io_uring_cqe* cqe = nullptr;
-      if (io_uring_wait_cqe(&ring_, &cqe) < 0) break;
+      int rc = io_uring_wait_cqe(&ring_, &cqe);
+      if (rc == -EINTR) continue;
+      CORAFT_ASSERT(rc == 0, "waiting for io_uring completions at shutdown failed", rc, in_flight_);
       auto* op = op_of(cqe);
       bool done = record(op, cqe);
       io_uring_cqe_seen(&ring_, cqe);
