@@ -209,7 +209,9 @@ Result<HardStateFile> HardStateFile::open(asio::any_io_executor ex, const std::s
   // A process killed between a slot's write and its fsync leaves that slot in the page cache
   // only: make it durable before believing it (acting on an undurable vote could vote twice).
   if (!missing) {
-    if (auto r = sync_file(st->fd.get(), st->path); !r) return r.error();
+    int injected = options.open_sync_fault ? options.open_sync_fault() : 0;
+    auto r = injected ? Result<void>(errno_error(injected, "fsync " + st->path)) : sync_file(st->fd.get(), st->path);
+    if (!r) return r.error();
   }
   if (auto r = st->load(); !r) return r.error();
   auto backend = make_disk_backend(std::move(ex), options.backend);

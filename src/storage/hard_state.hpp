@@ -47,6 +47,8 @@ struct HardStateOptions {
   // Test seam: called when a save's write + fdatasync completes; a nonzero errno replaces the
   // outcome.
   std::function<int()> fault;
+  // Test seam: called before an existing file is synced on open; a nonzero errno fails the sync.
+  std::function<int()> open_sync_fault;
 };
 
 class HardStateFile {

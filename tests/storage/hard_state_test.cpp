@@ -196,3 +196,27 @@ TEST_CASE("both slots damaged refuses to open, naming the file and offset") {
     CHECK(hs.error().detail.find(path + " offset 0") != std::string::npos);
   }
 }
+
+TEST_CASE("an existing hard state file is synced on open before it is believed") {
+  TempDir dir;
+  asio::io_context io;
+  int syncs = 0;
+  HardStateOptions failing;
+  failing.open_sync_fault = [&syncs] {
+    ++syncs;
+    return EIO;
+  };
+  {
+    // A new file is created durably; there is nothing older to sync.
+    auto hs = open_hs(io, dir.path(), failing);
+    CHECK(syncs == 0);
+    REQUIRE(save(io, hs, {Term(6), NodeId(2)}).ok());
+  }
+  auto refused = HardStateFile::open(io.get_executor(), dir.path(), failing);
+  REQUIRE_FALSE(refused.ok());
+  CHECK(syncs == 1);
+  CHECK(refused.error().is(Errc::storage_io));
+  CHECK(refused.error().detail.find(dir.path() + "/hardstate") != std::string::npos);
+  auto hs = open_hs(io, dir.path());
+  CHECK(hs.current() == HardState{Term(6), NodeId(2)});
+}
