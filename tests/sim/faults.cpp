@@ -244,12 +244,25 @@ bool World::finished() const {
   return true;
 }
 
+DurableView World::durable_view(const Node& n) {
+  return DurableView{n.snap ? n.snap->last_index : Index(), &n.durable,
+                     n.snap ? n.snap->last_term : Term()};
+}
+
 std::vector<DurableView> World::durable_logs() const {
   std::vector<DurableView> logs;
-  for (const Node& n : nodes_) {
-    logs.push_back(DurableView{n.snap ? n.snap->last_index : Index(), &n.durable});
-  }
+  for (const Node& n : nodes_) logs.push_back(durable_view(n));
   return logs;
+}
+
+void World::check_electable() {
+  views_.clear();
+  for (const Node& n : nodes_) {
+    const bool up = n.up && n.core.has_value();
+    views_.push_back(ServerView{n.id, up, up ? &n.core->log() : nullptr,
+                                up ? &n.core->configuration() : nullptr, durable_view(n)});
+  }
+  checker_.check_electable(views_);
 }
 
 void World::final_checks() {

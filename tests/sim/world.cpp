@@ -38,6 +38,7 @@ void World::start_node(Node& n) {
            n.incarnation);
   trace("n", n.id, " start term=", n.core->term(), " log=", n.core->log().last_index());
   mix(0x51a7 ^ n.id.value());
+  check_electable();
 }
 
 void World::crash(Node& n, bool torn) {
@@ -64,6 +65,7 @@ void World::crash(Node& n, bool torn) {
   trace("n", n.id, torn ? " crash (torn)" : " crash", " durable=", n.durable.size());
   mix(0xc4a5 ^ n.id.value());
   checker_.check_durable(durable_logs(), durable_quorum());
+  check_electable();
 }
 
 void World::after_input(Node& n) {
@@ -74,6 +76,7 @@ void World::after_input(Node& n) {
                    (n.led_term == n.core->term() && n.led_term.value() != 0);
   if (led) checker_.on_leader_commit(n.core->term(), n.core->log());
   drain(n);
+  check_electable();
 }
 
 void World::drain(Node& n) {
@@ -233,6 +236,8 @@ void World::net_send(core::Message m) {
   if (opt_.trace) {
     trace("n", m.from, " -> n", m.to, " ", describe(m.body));
   }
+  const Node& sender = node(m.from);
+  checker_.on_send(m, sender.hard, durable_view(sender));
   mix(0x5e4d ^ (m.from.value() << 8) ^ (m.to.value() << 16) ^ (m.body.index() << 24) ^
       (core::term_of(m.body).value() << 32));
   if (now_ < drop_until_ && rng_.chance_ppm(drop_ppm_)) return;

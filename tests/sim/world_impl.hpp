@@ -319,6 +319,10 @@ class World {
   bool finished() const;
   void final_checks();
   std::vector<DurableView> durable_logs() const;
+  static DurableView durable_view(const Node& n);
+  // Leader Completeness for elections still to come (Checker::check_electable).
+  void check_electable();
+  std::vector<ServerView> views_;  // scratch space for check_electable
 
   Node& node(NodeId id) { return nodes_[id.value() - 1]; }
 
