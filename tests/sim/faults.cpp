@@ -64,6 +64,8 @@ void World::inject_fault() {
       if (!take_snapshot()) --faults_injected_;
       break;
     case fault_partition:
+      // Half the partitions play the history of thesis Figure 3.7 instead.
+      if (rng_.below(2) == 0 && orphan_leaders()) break;
       partition();
       schedule(now_ + duration, Ev::heal_partition, 0, 0, partition_id_);
       break;
@@ -95,6 +97,35 @@ void World::inject_fault() {
     }
     default: break;
   }
+}
+
+// Cuts every link to and from `victim` until the partition heals `duration` from now.
+void World::isolate(NodeId victim, Time duration) {
+  ++partition_id_;
+  std::fill(blocked_.begin(), blocked_.end(), 0);
+  const std::size_t n = opt_.nodes, v = victim.value() - 1;
+  for (std::size_t k = 0; k < n; ++k) {
+    if (k != v) blocked_[k * n + v] = blocked_[v * n + k] = 1;
+  }
+  schedule(now_ + duration, Ev::heal_partition, 0, 0, partition_id_);
+}
+
+// The shape of thesis Figure 3.7, where a leader that commits an earlier term's entry by
+// counting replicas loses it: the leader is cut off while it still accepts proposals (its
+// entries stay on its own log), the next leader is cut off the moment it wins (its first
+// entries stay on its log), and the first one rejoins the rest at that moment. When it leads
+// again it replicates its old entries, and the second leader could still be elected over them
+// until an entry of the new term is replicated too. Returns false when there is no leader.
+bool World::orphan_leaders() {
+  for (Node& n : nodes_) {
+    if (!n.up || n.core->role() != core::Role::leader) continue;
+    isolate(n.id, rng_.range(1'000'000, 3'000'000));
+    orphan_first_ = n.id;
+    orphan_term_ = n.core->term();
+    trace("fault: leader n", n.id, " isolated; the next leader will be isolated as it wins");
+    return true;
+  }
+  return false;
 }
 
 void World::partition() {
@@ -207,6 +238,7 @@ void World::heal() {
   healing_ = true;
   healed_at_ = now_;
   std::fill(blocked_.begin(), blocked_.end(), 0);
+  orphan_first_ = no_node;
   drop_until_ = dup_until_ = reorder_until_ = delay_until_ = 0;
   for (Node& n : nodes_) {
     n.crash_on_vote = 0;
@@ -327,6 +359,7 @@ void World::dispatch(const Event& e) {
     }
     case Ev::heal_partition:
       if (e.c == partition_id_ && !healing_) {
+        orphan_first_ = no_node;
         std::fill(blocked_.begin(), blocked_.end(), 0);
         trace("fault: partition healed");
       }

@@ -313,6 +313,8 @@ class World {
   void inject_fault();
   NodeId pick_victim();
   void partition();
+  void isolate(NodeId victim, Time duration);
+  bool orphan_leaders();
   void heal();
   void audit();
   void on_audit();
@@ -344,6 +346,9 @@ class World {
   std::vector<Time> link_clock_;       // FIFO per directed link unless reordering
   std::vector<std::uint8_t> blocked_;  // [from * n + to]
   std::uint64_t partition_id_ = 0;
+  // orphan_leaders(): the isolated leader, and its term, while the next leader is awaited.
+  NodeId orphan_first_;
+  Term orphan_term_;
   // Network fault windows and their strength.
   Time drop_until_ = 0, dup_until_ = 0, reorder_until_ = 0, delay_until_ = 0;
   std::uint64_t drop_ppm_ = 0, dup_ppm_ = 0;
