@@ -287,7 +287,24 @@ std::vector<DurableView> World::durable_logs() const {
   return logs;
 }
 
-void World::check_electable() {
+void World::check_electable(Node* changed) {
+  // The answer depends only on the newest committed entry and, for every server, on whether it
+  // is up, the ends of its logs and its configuration. Between crashes and restarts only the
+  // server that took an input can have moved: skip the check when it did not.
+  if (changed) {
+    const DurableView d = durable_view(*changed);
+    const core::RaftLog& log = changed->core->log();
+    const std::array<std::uint64_t, 8> seen{checker_.committed_count(),
+                                            d.last_index().value(),
+                                            d.last_term().value(),
+                                            log.last_index().value(),
+                                            log.last_term().value(),
+                                            log.offset().value(),
+                                            changed->core->configuration_index().value(),
+                                            changed->incarnation};
+    if (seen == changed->electable_seen) return;
+    changed->electable_seen = seen;
+  }
   views_.clear();
   for (const Node& n : nodes_) {
     const bool up = n.up && n.core.has_value();

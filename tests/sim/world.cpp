@@ -76,7 +76,7 @@ void World::after_input(Node& n) {
                    (n.led_term == n.core->term() && n.led_term.value() != 0);
   if (led) checker_.on_leader_commit(n.core->term(), n.core->log());
   drain(n);
-  check_electable();
+  if (n.up) check_electable(&n);
 }
 
 void World::drain(Node& n) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <deque>
 #include <map>
 #include <optional>
@@ -140,6 +141,8 @@ struct Node {
   // its first entries are still in flight (crash = 1, torn = 2).
   std::uint8_t crash_on_lead = 0;
   Time crash_down_us = 0;
+  // What World::check_electable last saw of this server after one of its inputs.
+  std::array<std::uint64_t, 8> electable_seen{};
 };
 
 struct Client {
@@ -322,8 +325,9 @@ class World {
   void final_checks();
   std::vector<DurableView> durable_logs() const;
   static DurableView durable_view(const Node& n);
-  // Leader Completeness for elections still to come (Checker::check_electable).
-  void check_electable();
+  // Leader Completeness for elections still to come (Checker::check_electable), after an input
+  // to `changed` or, without one, after a crash or a restart.
+  void check_electable(Node* changed = nullptr);
   std::vector<ServerView> views_;  // scratch space for check_electable
 
   Node& node(NodeId id) { return nodes_[id.value() - 1]; }
