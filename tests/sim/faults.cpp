@@ -111,21 +111,49 @@ void World::isolate(NodeId victim, Time duration) {
 }
 
 // The shape of thesis Figure 3.7, where a leader that commits an earlier term's entry by
-// counting replicas loses it: the leader is cut off while it still accepts proposals (its
-// entries stay on its own log), the next leader is cut off the moment it wins (its first
-// entries stay on its log), and the first one rejoins the rest at that moment. When it leads
-// again it replicates its old entries, and the second leader could still be elected over them
-// until an entry of the new term is replicated too. Returns false when there is no leader.
+// counting replicas loses it. The leader is cut off while it still accepts proposals (its new
+// entries stay on its own log); the next leader is cut off the moment it wins (its first entries
+// stay on its log) and the first one rejoins the others. If the first one leads again, it
+// replicates its old entries and is cut off the moment its commit index moves, while the second
+// rejoins: whatever it committed must survive the second leader's return. Returns false when
+// there is no leader.
 bool World::orphan_leaders() {
   for (Node& n : nodes_) {
     if (!n.up || n.core->role() != core::Role::leader) continue;
     isolate(n.id, rng_.range(1'000'000, 3'000'000));
-    orphan_first_ = n.id;
-    orphan_term_ = n.core->term();
+    orphans_ = Orphans{Orphans::first_cut, n.id, n.core->term(), Index()};
     trace("fault: leader n", n.id, " isolated; the next leader will be isolated as it wins");
     return true;
   }
   return false;
+}
+
+void World::orphans_on_lead(Node& n, Term term) {
+  if (term <= orphans_.term) return;
+  if (orphans_.stage == Orphans::first_cut && n.id != orphans_.first) {
+    isolate(n.id, rng_.range(1'000'000, 3'000'000));
+    orphans_.stage = Orphans::second_cut;
+    orphans_.term = term;
+    trace("fault: n", n.id, " isolated as it wins term ", term, "; n", orphans_.first,
+          " rejoins");
+  } else if (orphans_.stage == Orphans::second_cut && n.id == orphans_.first) {
+    orphans_.stage = Orphans::first_back;
+    orphans_.term = term;
+    orphans_.commit = n.core->log().commit_index();
+  } else {
+    orphans_.stage = Orphans::idle;
+  }
+}
+
+void World::orphans_on_commit(Node& n) {
+  if (n.id != orphans_.first || n.core->role() != core::Role::leader ||
+      n.core->term() != orphans_.term || n.core->log().commit_index() <= orphans_.commit) {
+    return;
+  }
+  orphans_.stage = Orphans::idle;
+  isolate(n.id, rng_.range(1'000'000, 3'000'000));
+  trace("fault: n", n.id, " isolated as it first commits in term ", n.core->term(),
+        "; the others rejoin");
 }
 
 void World::partition() {
@@ -238,7 +266,7 @@ void World::heal() {
   healing_ = true;
   healed_at_ = now_;
   std::fill(blocked_.begin(), blocked_.end(), 0);
-  orphan_first_ = no_node;
+  orphans_.stage = Orphans::idle;
   drop_until_ = dup_until_ = reorder_until_ = delay_until_ = 0;
   for (Node& n : nodes_) {
     n.crash_on_vote = 0;
@@ -376,7 +404,7 @@ void World::dispatch(const Event& e) {
     }
     case Ev::heal_partition:
       if (e.c == partition_id_ && !healing_) {
-        orphan_first_ = no_node;
+        orphans_.stage = Orphans::idle;
         std::fill(blocked_.begin(), blocked_.end(), 0);
         trace("fault: partition healed");
       }

@@ -75,6 +75,7 @@ void World::after_input(Node& n) {
   const bool led = n.core->role() == core::Role::leader ||
                    (n.led_term == n.core->term() && n.led_term.value() != 0);
   if (led) checker_.on_leader_commit(n.core->term(), n.core->log());
+  if (orphans_.stage == Orphans::first_back) orphans_on_commit(n);
   drain(n);
   if (n.up) check_electable(&n);
 }
@@ -164,13 +165,7 @@ void World::on_soft_state(Node& n, const core::SoftState& s) {
   if (s.role == core::Role::leader) n.led_term = s.term;
   if (s.role == core::Role::leader) {
     checker_.on_leader(s.term, n.id, n.core->log());
-    if (orphan_first_ != no_node && n.id != orphan_first_ && s.term > orphan_term_) {
-      // The second step of orphan_leaders(): this leader's first entries go nowhere, and the
-      // first leader rejoins the others.
-      orphan_first_ = no_node;
-      isolate(n.id, rng_.range(1'000'000, 3'000'000));
-      trace("fault: n", n.id, " isolated as it wins term ", s.term);
-    }
+    if (orphans_.stage != Orphans::idle) orphans_on_lead(n, s.term);
     if (n.crash_on_lead) {
       schedule(now_ + rng_.range(1, 3'000), Ev::armed_crash,
                static_cast<std::uint32_t>(n.id.value()), n.incarnation, 1);

@@ -318,6 +318,8 @@ class World {
   void partition();
   void isolate(NodeId victim, Time duration);
   bool orphan_leaders();
+  void orphans_on_lead(Node& n, Term term);
+  void orphans_on_commit(Node& n);
   void heal();
   void audit();
   void on_audit();
@@ -350,9 +352,13 @@ class World {
   std::vector<Time> link_clock_;       // FIFO per directed link unless reordering
   std::vector<std::uint8_t> blocked_;  // [from * n + to]
   std::uint64_t partition_id_ = 0;
-  // orphan_leaders(): the isolated leader, and its term, while the next leader is awaited.
-  NodeId orphan_first_;
-  Term orphan_term_;
+  // The steps of orphan_leaders() still to come.
+  struct Orphans {
+    enum Stage : std::uint8_t { idle, first_cut, second_cut, first_back } stage = idle;
+    NodeId first;  // the leader cut off first
+    Term term;     // the term of the last leader cut off
+    Index commit;  // the first leader's commit index when it led again
+  } orphans_;
   // Network fault windows and their strength.
   Time drop_until_ = 0, dup_until_ = 0, reorder_until_ = 0, delay_until_ = 0;
   std::uint64_t drop_ppm_ = 0, dup_ppm_ = 0;
