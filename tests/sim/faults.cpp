@@ -71,6 +71,10 @@ void World::inject_fault() {
       break;
     case fault_crash:
     case fault_torn: {
+      if (kind == fault_crash && rng_.below(4) == 0) {
+        forget_votes();
+        break;
+      }
       NodeId victim = pick_victim();
       for (std::uint32_t k = 0; k < opt_.nodes && !node(victim).up; ++k) {
         victim = NodeId(victim.value() % opt_.nodes + 1);
@@ -97,6 +101,20 @@ void World::inject_fault() {
     }
     default: break;
   }
+}
+
+// Every server but the leader will crash just after it starts writing a vote for another
+// server, and come back within milliseconds without it; the next leader is cut off as it wins.
+// A candidate that counted a vote before it was durable then leads while the voters, back at
+// their earlier term, may elect a second leader in the same term (thesis §3.8).
+void World::forget_votes() {
+  for (Node& n : nodes_) {
+    if (!n.up || n.core->role() == core::Role::leader) continue;
+    n.crash_on_grant = 1;
+    n.crash_down_us = rng_.range(100, 2'000);
+  }
+  isolate_next_leader_ = true;
+  trace("fault: every follower will forget its next vote; the next leader will be isolated");
 }
 
 // Cuts every link to and from `victim` until the partition heals `duration` from now.
@@ -267,10 +285,12 @@ void World::heal() {
   healed_at_ = now_;
   std::fill(blocked_.begin(), blocked_.end(), 0);
   orphans_.stage = Orphans::idle;
+  isolate_next_leader_ = false;
   drop_until_ = dup_until_ = reorder_until_ = delay_until_ = 0;
   for (Node& n : nodes_) {
     n.crash_on_vote = 0;
     n.crash_on_lead = 0;
+    n.crash_on_grant = 0;
     if (!n.up) start_node(n);
   }
   trace("heal: faults stop, network heals, all servers up");
@@ -394,7 +414,8 @@ void World::dispatch(const Event& e) {
     case Ev::fault: inject_fault(); return;
     case Ev::armed_crash: {
       Node& n = node(NodeId(e.a));
-      std::uint8_t& armed = e.c == 1 ? n.crash_on_lead : n.crash_on_vote;
+      std::uint8_t& armed =
+          e.c == 1 ? n.crash_on_lead : (e.c == 2 ? n.crash_on_grant : n.crash_on_vote);
       if (!n.up || n.incarnation != e.b || !armed || healing_) return;
       const bool torn = armed == 2;
       const Time down = n.crash_down_us;

@@ -54,6 +54,7 @@ void World::crash(Node& n, bool torn) {
   n.writes.clear();
   n.crash_on_vote = 0;
   n.crash_on_lead = 0;
+  n.crash_on_grant = 0;
   n.core.reset();
   n.up = false;
   ++n.incarnation;
@@ -100,6 +101,11 @@ void World::handle_output(Node& n, core::Output& out) {
              n.incarnation);
     if (out.hard_state && n.crash_on_vote) {
       schedule(now_ + 1, Ev::armed_crash, static_cast<std::uint32_t>(n.id.value()), n.incarnation);
+    }
+    if (out.hard_state && n.crash_on_grant && out.hard_state->vote != no_node &&
+        out.hard_state->vote != n.id) {
+      schedule(now_ + 1, Ev::armed_crash, static_cast<std::uint32_t>(n.id.value()), n.incarnation,
+               2);
     }
   }
   for (core::Message& m : out.messages) net_send(std::move(m));
@@ -166,6 +172,11 @@ void World::on_soft_state(Node& n, const core::SoftState& s) {
   if (s.role == core::Role::leader) {
     checker_.on_leader(s.term, n.id, n.core->log());
     if (orphans_.stage != Orphans::idle) orphans_on_lead(n, s.term);
+    if (isolate_next_leader_ && !healing_) {
+      isolate_next_leader_ = false;
+      isolate(n.id, rng_.range(300'000, 2'000'000));
+      trace("fault: n", n.id, " isolated as it wins term ", s.term);
+    }
     if (n.crash_on_lead) {
       schedule(now_ + rng_.range(1, 3'000), Ev::armed_crash,
                static_cast<std::uint32_t>(n.id.value()), n.incarnation, 1);

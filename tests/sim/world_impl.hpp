@@ -140,6 +140,8 @@ struct Node {
   // A crash armed to strike within milliseconds of this server next winning an election, while
   // its first entries are still in flight (crash = 1, torn = 2).
   std::uint8_t crash_on_lead = 0;
+  // A crash armed to strike when this server next starts writing a vote for another server.
+  std::uint8_t crash_on_grant = 0;
   Time crash_down_us = 0;
   // What World::check_electable last saw of this server after one of its inputs.
   std::array<std::uint64_t, 8> electable_seen{};
@@ -318,6 +320,7 @@ class World {
   void partition();
   void isolate(NodeId victim, Time duration);
   bool orphan_leaders();
+  void forget_votes();
   void orphans_on_lead(Node& n, Term term);
   void orphans_on_commit(Node& n);
   void heal();
@@ -359,6 +362,7 @@ class World {
     Term term;     // the term of the last leader cut off
     Index commit;  // the first leader's commit index when it led again
   } orphans_;
+  bool isolate_next_leader_ = false;  // forget_votes()
   // Network fault windows and their strength.
   Time drop_until_ = 0, dup_until_ = 0, reorder_until_ = 0, delay_until_ = 0;
   std::uint64_t drop_ppm_ = 0, dup_ppm_ = 0;
