@@ -79,8 +79,8 @@ void Checker::check_electable(const std::vector<ServerView>& servers) {
       return voters.empty() || votes > voters.size() / 2;
     };
     if (majority(x.configuration->voters) && majority(x.configuration->outgoing_voters)) {
-      fail(detail::concat("leader completeness: n", x.id, " lacks committed entry ", c,
-                          " (term ", t, ") but its log, ending at ", log.last_index(), " (term ",
+      fail(detail::concat("leader completeness: n", x.id, " lacks committed entry ", c, " (term ",
+                          t, ") but its log, ending at ", log.last_index(), " (term ",
                           log.last_term(), "), could win a majority of votes"));
       return;
     }

@@ -39,7 +39,7 @@ struct DurableView {
 struct ServerView {
   NodeId id;
   bool up = false;
-  const core::RaftLog* log = nullptr;         // the core's log; set when up
+  const core::RaftLog* log = nullptr;            // the core's log; set when up
   const Configuration* configuration = nullptr;  // the core's configuration; set when up
   DurableView durable;
 };

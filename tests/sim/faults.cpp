@@ -152,8 +152,7 @@ void World::orphans_on_lead(Node& n, Term term) {
     isolate(n.id, rng_.range(1'000'000, 3'000'000));
     orphans_.stage = Orphans::second_cut;
     orphans_.term = term;
-    trace("fault: n", n.id, " isolated as it wins term ", term, "; n", orphans_.first,
-          " rejoins");
+    trace("fault: n", n.id, " isolated as it wins term ", term, "; n", orphans_.first, " rejoins");
   } else if (orphans_.stage == Orphans::second_cut && n.id == orphans_.first) {
     orphans_.stage = Orphans::first_back;
     orphans_.term = term;
