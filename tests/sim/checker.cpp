@@ -59,29 +59,36 @@ bool may_grant(const ServerView& voter, Index last, Term term) {
 
 }  // namespace
 
-void Checker::check_electable(const std::vector<ServerView>& servers) {
+void Checker::check_electable(const std::vector<ServerView>& servers, NodeId only) {
   if (committed_.empty()) return;
   const Index c(committed_.size());
   const Term t = committed_.back().term;
+  const auto find = [&](NodeId id) -> const ServerView* {
+    const auto k = static_cast<std::size_t>(id.value() - 1);
+    if (k < servers.size() && servers[k].id == id) return &servers[k];
+    for (const ServerView& v : servers) {
+      if (v.id == id) return &v;
+    }
+    return nullptr;
+  };
   for (const ServerView& x : servers) {
-    if (!x.up || !x.configuration->is_voter(x.id)) continue;
+    if (!x.up || (only != no_node && x.id != only)) continue;
     const core::RaftLog& log = *x.log;
-    if (c <= log.offset() || log.matches(c, t)) continue;
+    if (c <= log.offset() || log.matches(c, t) || !x.configuration->is_voter(x.id)) continue;
+    const Index last = log.last_index();
+    const Term term = log.last_term();
     const auto majority = [&](const std::vector<NodeId>& voters) {
       std::size_t votes = 0;
       for (NodeId y : voters) {
-        for (const ServerView& v : servers) {
-          if (v.id == y && (y == x.id || may_grant(v, log.last_index(), log.last_term()))) {
-            ++votes;
-          }
-        }
+        const ServerView* v = find(y);
+        if (y == x.id || (v && may_grant(*v, last, term))) ++votes;
       }
       return voters.empty() || votes > voters.size() / 2;
     };
     if (majority(x.configuration->voters) && majority(x.configuration->outgoing_voters)) {
       fail(detail::concat("leader completeness: n", x.id, " lacks committed entry ", c, " (term ",
-                          t, ") but its log, ending at ", log.last_index(), " (term ",
-                          log.last_term(), "), could win a majority of votes"));
+                          t, ") but its log, ending at ", last, " (term ", term,
+                          "), could win a majority of votes"));
       return;
     }
   }

@@ -79,7 +79,8 @@ class Checker {
   // from servers whose logs, in memory or on disk, are no more up to date than its own. A
   // committed entry is only safe when this holds; an entry committed too early (thesis
   // Figure 3.7) breaks it at once, before any later leader overwrites the entry.
-  void check_electable(const std::vector<ServerView>& servers);
+  // With `only` set, only that server is considered as a candidate.
+  void check_electable(const std::vector<ServerView>& servers, NodeId only = no_node);
   // The client history is linearizable against a counter with increments and reads.
   void check_linearizable(const std::vector<OpRecord>& history);
 

@@ -336,29 +336,38 @@ std::vector<DurableView> World::durable_logs() const {
 
 void World::check_electable(Node* changed) {
   // The answer depends only on the newest committed entry and, for every server, on whether it
-  // is up, the ends of its logs and its configuration. Between crashes and restarts only the
-  // server that took an input can have moved: skip the check when it did not.
+  // is up, how up to date its logs are and its configuration. Between crashes and restarts only
+  // the server that took an input can have moved. Only if it became less up to date as a voter
+  // (on disk or in memory) or changed its configuration can another server have become
+  // electable; if it moved only as a candidate, it alone needs checking.
+  NodeId only;
+  const std::uint64_t committed = checker_.committed_count();
   if (changed) {
     const DurableView d = durable_view(*changed);
     const core::RaftLog& log = changed->core->log();
-    const std::array<std::uint64_t, 8> seen{checker_.committed_count(),
-                                            d.last_index().value(),
-                                            d.last_term().value(),
-                                            log.last_index().value(),
-                                            log.last_term().value(),
-                                            log.offset().value(),
-                                            changed->core->configuration_index().value(),
-                                            changed->incarnation};
-    if (seen == changed->electable_seen) return;
+    using Position = std::pair<std::uint64_t, std::uint64_t>;  // (last term, last index)
+    const Position memory{log.last_term().value(), log.last_index().value()};
+    const Position disk{d.last_term().value(), d.last_index().value()};
+    Node::ElectableSeen seen{std::min(memory, disk), memory, log.offset().value(),
+                             changed->core->configuration_index().value(), changed->incarnation};
+    const Node::ElectableSeen old = changed->electable_seen;
     changed->electable_seen = seen;
+    const bool all = committed != electable_committed_ || seen.voter < old.voter ||
+                     seen.configuration != old.configuration ||
+                     seen.incarnation != old.incarnation;
+    if (!all) {
+      if (seen.candidate == old.candidate && seen.offset == old.offset) return;
+      only = changed->id;
+    }
   }
+  electable_committed_ = committed;
   views_.clear();
   for (const Node& n : nodes_) {
     const bool up = n.up && n.core.has_value();
     views_.push_back(ServerView{n.id, up, up ? &n.core->log() : nullptr,
                                 up ? &n.core->configuration() : nullptr, durable_view(n)});
   }
-  checker_.check_electable(views_);
+  checker_.check_electable(views_, only);
 }
 
 void World::final_checks() {

@@ -3,12 +3,12 @@
 #pragma once
 
 #include <algorithm>
-#include <array>
 #include <deque>
 #include <map>
 #include <optional>
 #include <queue>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <coraft/text.hpp>
@@ -143,8 +143,13 @@ struct Node {
   // A crash armed to strike when this server next starts writing a vote for another server.
   std::uint8_t crash_on_grant = 0;
   Time crash_down_us = 0;
-  // What World::check_electable last saw of this server after one of its inputs.
-  std::array<std::uint64_t, 8> electable_seen{};
+  // What World::check_electable last saw of this server after one of its inputs: how up to
+  // date it is as a voter and as a candidate (last term, last index), its log's offset, its
+  // configuration's index and its incarnation.
+  struct ElectableSeen {
+    std::pair<std::uint64_t, std::uint64_t> voter, candidate;
+    std::uint64_t offset = 0, configuration = 0, incarnation = 0;
+  } electable_seen;
 };
 
 struct Client {
@@ -334,6 +339,7 @@ class World {
   // to `changed` or, without one, after a crash or a restart.
   void check_electable(Node* changed = nullptr);
   std::vector<ServerView> views_;  // scratch space for check_electable
+  std::uint64_t electable_committed_ = 0;  // the committed entries at its last full check
 
   Node& node(NodeId id) { return nodes_[id.value() - 1]; }
 
