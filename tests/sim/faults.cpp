@@ -353,8 +353,7 @@ void World::check_electable(Node* changed) {
     const Node::ElectableSeen old = changed->electable_seen;
     changed->electable_seen = seen;
     const bool all = committed != electable_committed_ || seen.voter < old.voter ||
-                     seen.configuration != old.configuration ||
-                     seen.incarnation != old.incarnation;
+                     seen.configuration != old.configuration || seen.incarnation != old.incarnation;
     if (!all) {
       if (seen.candidate == old.candidate && seen.offset == old.offset) return;
       only = changed->id;

@@ -338,7 +338,7 @@ class World {
   // Leader Completeness for elections still to come (Checker::check_electable), after an input
   // to `changed` or, without one, after a crash or a restart.
   void check_electable(Node* changed = nullptr);
-  std::vector<ServerView> views_;  // scratch space for check_electable
+  std::vector<ServerView> views_;          // scratch space for check_electable
   std::uint64_t electable_committed_ = 0;  // the committed entries at its last full check
 
   Node& node(NodeId id) { return nodes_[id.value() - 1]; }
