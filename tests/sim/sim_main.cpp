@@ -29,7 +29,7 @@
 //    with `send` instead of `send_after_persist` for its AppendResponse): every seed fails at
 //    its first replication (Checker::on_send, "append durability").
 //  - Votes granted without the election restriction (Core::handle_vote_request without
-//    `log_.candidate_up_to_date`, thesis §3.6.1): 822 of 2000, 87 and 96 of 200, 263 of 500
+//    `log_.candidate_up_to_date`, thesis §3.6.1): 822 of 2000, 86 and 96 of 200, 263 of 500
 //    seeds (75, 11, 9 and 52 of the sanitizer runs' seeds), mostly by Leader Completeness when
 //    a leader without a committed entry is elected.
 //
