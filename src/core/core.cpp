@@ -136,7 +136,17 @@ void Core::tick() {
 
 void Core::tick_election() {
   ++election_elapsed_;
-  if (election_elapsed_ >= randomized_timeout_ && is_voter(config_.id)) campaign();
+  if (election_elapsed_ >= randomized_timeout_ && may_campaign()) campaign();
+}
+
+// A voter campaigns. So does a voter removed by a configuration not known to be committed
+// (thesis §4.2.2): its log may be the only one the others can vote for, as when a leader that
+// removed itself is cut off just after appending the final configuration of a joint change;
+// elected, it commits its removal and steps down.
+bool Core::may_campaign() const {
+  if (is_voter(config_.id)) return true;
+  return conf_index_ > log_.commit_index() &&
+         config_at(Index(conf_index_.value() - 1)).is_voter(config_.id);
 }
 
 Result<void> Core::step(Message m) {

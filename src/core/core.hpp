@@ -192,6 +192,7 @@ class Core {
   void request_votes(bool pre_vote, bool transfer);
   void reset_election_timer();
   void tick_election();
+  [[nodiscard]] bool may_campaign() const;
   void tick_leader(Leader& leader);
   [[nodiscard]] bool in_leader_lease() const noexcept;
   [[nodiscard]] bool step_term(const Message& m);

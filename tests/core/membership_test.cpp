@@ -269,3 +269,48 @@ TEST_CASE("a snapshot records the configuration and a restart from it uses it") 
   CHECK(c.core(1).configuration().voters == ids({1, 2, 3, 4}));
   // Reference: §5.1
 }
+
+TEST_CASE("a leader cut off as it leaves a joint configuration without it is elected again") {
+  // Set up: voters {1,3} with learner 2; leader 3 swaps itself for 2 through a joint
+  // configuration (new {1,2}, old {1,3}).
+  Cluster c(3, [](Config& cfg) {
+    cfg.voters = ids({1, 3});
+    cfg.learners = ids({2});
+  });
+  c.elect(3);
+  settle(c, 3);
+  auto at = c.core(3).change_membership({ids({1, 2}), {}, {}});
+  REQUIRE(at.ok());
+  REQUIRE(c.core(3).configuration().joint());
+  // Act: 1 and 2 store the joint entry; 3 hears their answers, commits it and appends the final
+  // configuration, but nothing it sends from then on arrives.
+  c.flush(3);
+  c.deliver_if([](const Message& m) { return std::holds_alternative<AppendRequest>(m.body); });
+  c.flush(1);
+  c.flush(2);
+  c.cut(3, 1);
+  c.cut(3, 2);
+  c.deliver_all();
+  REQUIRE(c.core(3).log().commit_index() >= *at);
+  REQUIRE(c.core(3).configuration().voters == ids({1, 2}));
+  REQUIRE_FALSE(c.core(3).configuration().joint());
+  REQUIRE(c.core(1).configuration().joint());
+  REQUIRE(c.core(1).log().commit_index() < *at);
+  // Act: 3 restarts, a follower; the links come back and time passes. 1 and 2 need 3's vote
+  // (old set {1,3}), and 3 refuses them: its log is longer.
+  c.crash(3);
+  c.restart(3);
+  c.heal();
+  std::optional<std::uint64_t> leader;
+  for (int i = 0; i < 400 && !(leader == 1u || leader == 2u); ++i) {
+    for (std::uint64_t id = 1; id <= 3; ++id) c.tick(id);
+    c.deliver_all();
+    leader = c.leader();
+  }
+  // Check: 3 campaigned, committed the final configuration and stepped down; 1 or 2 leads it.
+  REQUIRE((leader == 1u || leader == 2u));
+  CHECK(c.core(*leader).configuration().voters == ids({1, 2}));
+  CHECK_FALSE(c.core(*leader).configuration().joint());
+  CHECK(c.core(3).role() == Role::follower);
+  // Reference: §4.2.2, §4.3
+}

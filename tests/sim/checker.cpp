@@ -10,6 +10,90 @@ void Checker::fail(std::string what) {
   if (failure_.empty()) failure_ = std::move(what);
 }
 
+Index DurableView::last_index() const noexcept {
+  return entries->empty() ? snapshot_index : entries->back().index;
+}
+
+Term DurableView::last_term() const noexcept {
+  return entries->empty() ? snapshot_term : entries->back().term;
+}
+
+void Checker::on_send(const core::Message& m, const core::HardState& hard,
+                      const DurableView& durable) {
+  using namespace core;
+  if (const auto* v = std::get_if<VoteResponse>(&m.body); v && v->granted && !v->pre_vote) {
+    if (hard.term != v->term || hard.vote != m.to) {
+      fail(detail::concat("vote durability: n", m.from, " granted its vote in term ", v->term,
+                          " to n", m.to, " while its disk holds term ", hard.term, " vote n",
+                          hard.vote));
+    }
+  } else if (const auto* r = std::get_if<VoteRequest>(&m.body); r && !r->pre_vote) {
+    if (hard.term != r->term || hard.vote != m.from) {
+      fail(detail::concat("vote durability: n", m.from, " asked for votes in term ", r->term,
+                          " while its disk holds term ", hard.term, " vote n", hard.vote));
+    }
+  } else if (const auto* a = std::get_if<AppendResponse>(&m.body); a && a->success) {
+    if (a->match_index > durable.last_index()) {
+      fail(detail::concat("append durability: n", m.from, " acknowledged entries up to ",
+                          a->match_index, " while its disk holds entries up to ",
+                          durable.last_index()));
+    }
+  } else if (const auto* s = std::get_if<InstallSnapshotResponse>(&m.body); s && s->success) {
+    if (s->last_index > durable.last_index()) {
+      fail(detail::concat("snapshot durability: n", m.from, " acknowledged a snapshot up to ",
+                          s->last_index, " while its disk holds entries up to ",
+                          durable.last_index()));
+    }
+  }
+}
+
+namespace {
+
+// Whether `voter` may grant a vote to a candidate whose log ends at (last, term): its log on
+// disk (what it restarts with) or in memory is no more up to date (§3.6.1).
+bool may_grant(const ServerView& voter, Index last, Term term) {
+  const auto behind = [&](Index l, Term t) { return term > t || (term == t && last >= l); };
+  if (behind(voter.durable.last_index(), voter.durable.last_term())) return true;
+  return voter.up && behind(voter.log->last_index(), voter.log->last_term());
+}
+
+}  // namespace
+
+void Checker::check_electable(const std::vector<ServerView>& servers, NodeId only) {
+  if (committed_.empty()) return;
+  const Index c(committed_.size());
+  const Term t = committed_.back().term;
+  const auto find = [&](NodeId id) -> const ServerView* {
+    const auto k = static_cast<std::size_t>(id.value() - 1);
+    if (k < servers.size() && servers[k].id == id) return &servers[k];
+    for (const ServerView& v : servers) {
+      if (v.id == id) return &v;
+    }
+    return nullptr;
+  };
+  for (const ServerView& x : servers) {
+    if (!x.up || (only != no_node && x.id != only)) continue;
+    const core::RaftLog& log = *x.log;
+    if (c <= log.offset() || log.matches(c, t) || !x.configuration->is_voter(x.id)) continue;
+    const Index last = log.last_index();
+    const Term term = log.last_term();
+    const auto majority = [&](const std::vector<NodeId>& voters) {
+      std::size_t votes = 0;
+      for (NodeId y : voters) {
+        const ServerView* v = find(y);
+        if (y == x.id || (v && may_grant(*v, last, term))) ++votes;
+      }
+      return voters.empty() || votes > voters.size() / 2;
+    };
+    if (majority(x.configuration->voters) && majority(x.configuration->outgoing_voters)) {
+      fail(detail::concat("leader completeness: n", x.id, " lacks committed entry ", c, " (term ",
+                          t, ") but its log, ending at ", last, " (term ", term,
+                          "), could win a majority of votes"));
+      return;
+    }
+  }
+}
+
 void Checker::on_leader(Term term, NodeId node, const core::RaftLog& log) {
   const auto t = static_cast<std::size_t>(term.value());
   if (leaders_.size() <= t) leaders_.resize(t + 1);

@@ -10,6 +10,8 @@
 #include <coraft/membership.hpp>
 #include <coraft/types.hpp>
 
+#include "core/message.hpp"
+#include "core/output.hpp"
 #include "core/raft_log.hpp"
 
 namespace coraft::sim {
@@ -27,6 +29,19 @@ struct OpRecord {
 struct DurableView {
   Index snapshot_index;
   const std::vector<Entry>* entries;
+  Term snapshot_term = Term();
+  // The last stored entry, or the snapshot's last entry without one.
+  [[nodiscard]] Index last_index() const noexcept;
+  [[nodiscard]] Term last_term() const noexcept;
+};
+
+// What the checker sees of one server when it asks who could still win an election.
+struct ServerView {
+  NodeId id;
+  bool up = false;
+  const core::RaftLog* log = nullptr;            // the core's log; set when up
+  const Configuration* configuration = nullptr;  // the core's configuration; set when up
+  DurableView durable;
 };
 
 class Checker {
@@ -54,6 +69,18 @@ class Checker {
   // A snapshot (taken or installed) covers only committed entries and agrees with them at its
   // last index: snapshots never lose or change committed entries.
   void on_snapshot(NodeId node, const SnapshotMeta& meta);
+  // Every message that promises something durable is sent only once it is durable on its
+  // sender (thesis §3.8): a granted vote and a candidate's request for votes carry the hard
+  // state the sender stored, an acknowledgement of entries or of a snapshot covers only what
+  // the sender's disk holds. `hard` and `durable` are the sender's disk at the send.
+  void on_send(const core::Message& m, const core::HardState& hard, const DurableView& durable);
+  // Leader Completeness for every election still to come: no voter that lacks the newest
+  // committed entry could gather a majority of votes (in each voter set of its configuration)
+  // from servers whose logs, in memory or on disk, are no more up to date than its own. A
+  // committed entry is only safe when this holds; an entry committed too early (thesis
+  // Figure 3.7) breaks it at once, before any later leader overwrites the entry.
+  // With `only` set, only that server is considered as a candidate.
+  void check_electable(const std::vector<ServerView>& servers, NodeId only = no_node);
   // The client history is linearizable against a counter with increments and reads.
   void check_linearizable(const std::vector<OpRecord>& history);
 

@@ -64,11 +64,17 @@ void World::inject_fault() {
       if (!take_snapshot()) --faults_injected_;
       break;
     case fault_partition:
+      // Half the partitions play the history of thesis Figure 3.7 instead.
+      if (rng_.below(2) == 0 && orphan_leaders()) break;
       partition();
       schedule(now_ + duration, Ev::heal_partition, 0, 0, partition_id_);
       break;
     case fault_crash:
     case fault_torn: {
+      if (kind == fault_crash && rng_.below(4) == 0) {
+        forget_votes();
+        break;
+      }
       NodeId victim = pick_victim();
       for (std::uint32_t k = 0; k < opt_.nodes && !node(victim).up; ++k) {
         victim = NodeId(victim.value() % opt_.nodes + 1);
@@ -95,6 +101,76 @@ void World::inject_fault() {
     }
     default: break;
   }
+}
+
+// Every server but the leader will crash just after it starts writing a vote for another
+// server, and come back within milliseconds without it; the next leader is cut off as it wins.
+// A candidate that counted a vote before it was durable then leads while the voters, back at
+// their earlier term, may elect a second leader in the same term (thesis §3.8).
+void World::forget_votes() {
+  for (Node& n : nodes_) {
+    if (!n.up || n.core->role() == core::Role::leader) continue;
+    n.crash_on_grant = 1;
+    n.crash_down_us = rng_.range(100, 2'000);
+  }
+  isolate_next_leader_ = true;
+  trace("fault: every follower will forget its next vote; the next leader will be isolated");
+}
+
+// Cuts every link to and from `victim` until the partition heals `duration` from now.
+void World::isolate(NodeId victim, Time duration) {
+  ++partition_id_;
+  std::fill(blocked_.begin(), blocked_.end(), 0);
+  const std::size_t n = opt_.nodes, v = victim.value() - 1;
+  for (std::size_t k = 0; k < n; ++k) {
+    if (k != v) blocked_[k * n + v] = blocked_[v * n + k] = 1;
+  }
+  schedule(now_ + duration, Ev::heal_partition, 0, 0, partition_id_);
+}
+
+// The shape of thesis Figure 3.7, where a leader that commits an earlier term's entry by
+// counting replicas loses it. The leader is cut off while it still accepts proposals (its new
+// entries stay on its own log); the next leader is cut off the moment it wins (its first entries
+// stay on its log) and the first one rejoins the others. If the first one leads again, it
+// replicates its old entries and is cut off the moment its commit index moves, while the second
+// rejoins: whatever it committed must survive the second leader's return. Returns false when
+// there is no leader.
+bool World::orphan_leaders() {
+  for (Node& n : nodes_) {
+    if (!n.up || n.core->role() != core::Role::leader) continue;
+    isolate(n.id, rng_.range(1'000'000, 3'000'000));
+    orphans_ = Orphans{Orphans::first_cut, n.id, n.core->term(), Index()};
+    trace("fault: leader n", n.id, " isolated; the next leader will be isolated as it wins");
+    return true;
+  }
+  return false;
+}
+
+void World::orphans_on_lead(Node& n, Term term) {
+  if (term <= orphans_.term) return;
+  if (orphans_.stage == Orphans::first_cut && n.id != orphans_.first) {
+    isolate(n.id, rng_.range(1'000'000, 3'000'000));
+    orphans_.stage = Orphans::second_cut;
+    orphans_.term = term;
+    trace("fault: n", n.id, " isolated as it wins term ", term, "; n", orphans_.first, " rejoins");
+  } else if (orphans_.stage == Orphans::second_cut && n.id == orphans_.first) {
+    orphans_.stage = Orphans::first_back;
+    orphans_.term = term;
+    orphans_.commit = n.core->log().commit_index();
+  } else {
+    orphans_.stage = Orphans::idle;
+  }
+}
+
+void World::orphans_on_commit(Node& n) {
+  if (n.id != orphans_.first || n.core->role() != core::Role::leader ||
+      n.core->term() != orphans_.term || n.core->log().commit_index() <= orphans_.commit) {
+    return;
+  }
+  orphans_.stage = Orphans::idle;
+  isolate(n.id, rng_.range(1'000'000, 3'000'000));
+  trace("fault: n", n.id, " isolated as it first commits in term ", n.core->term(),
+        "; the others rejoin");
 }
 
 void World::partition() {
@@ -207,10 +283,13 @@ void World::heal() {
   healing_ = true;
   healed_at_ = now_;
   std::fill(blocked_.begin(), blocked_.end(), 0);
+  orphans_.stage = Orphans::idle;
+  isolate_next_leader_ = false;
   drop_until_ = dup_until_ = reorder_until_ = delay_until_ = 0;
   for (Node& n : nodes_) {
     n.crash_on_vote = 0;
     n.crash_on_lead = 0;
+    n.crash_on_grant = 0;
     if (!n.up) start_node(n);
   }
   trace("heal: faults stop, network heals, all servers up");
@@ -244,12 +323,50 @@ bool World::finished() const {
   return true;
 }
 
+DurableView World::durable_view(const Node& n) {
+  return DurableView{n.snap ? n.snap->last_index : Index(), &n.durable,
+                     n.snap ? n.snap->last_term : Term()};
+}
+
 std::vector<DurableView> World::durable_logs() const {
   std::vector<DurableView> logs;
-  for (const Node& n : nodes_) {
-    logs.push_back(DurableView{n.snap ? n.snap->last_index : Index(), &n.durable});
-  }
+  for (const Node& n : nodes_) logs.push_back(durable_view(n));
   return logs;
+}
+
+void World::check_electable(Node* changed) {
+  // The answer depends only on the newest committed entry and, for every server, on whether it
+  // is up, how up to date its logs are and its configuration. Between crashes and restarts only
+  // the server that took an input can have moved. Only if it became less up to date as a voter
+  // (on disk or in memory) or changed its configuration can another server have become
+  // electable; if it moved only as a candidate, it alone needs checking.
+  NodeId only;
+  const std::uint64_t committed = checker_.committed_count();
+  if (changed) {
+    const DurableView d = durable_view(*changed);
+    const core::RaftLog& log = changed->core->log();
+    using Position = std::pair<std::uint64_t, std::uint64_t>;  // (last term, last index)
+    const Position memory{log.last_term().value(), log.last_index().value()};
+    const Position disk{d.last_term().value(), d.last_index().value()};
+    Node::ElectableSeen seen{std::min(memory, disk), memory, log.offset().value(),
+                             changed->core->configuration_index().value(), changed->incarnation};
+    const Node::ElectableSeen old = changed->electable_seen;
+    changed->electable_seen = seen;
+    const bool all = committed != electable_committed_ || seen.voter < old.voter ||
+                     seen.configuration != old.configuration || seen.incarnation != old.incarnation;
+    if (!all) {
+      if (seen.candidate == old.candidate && seen.offset == old.offset) return;
+      only = changed->id;
+    }
+  }
+  electable_committed_ = committed;
+  views_.clear();
+  for (const Node& n : nodes_) {
+    const bool up = n.up && n.core.has_value();
+    views_.push_back(ServerView{n.id, up, up ? &n.core->log() : nullptr,
+                                up ? &n.core->configuration() : nullptr, durable_view(n)});
+  }
+  checker_.check_electable(views_, only);
 }
 
 void World::final_checks() {
@@ -304,7 +421,8 @@ void World::dispatch(const Event& e) {
     case Ev::fault: inject_fault(); return;
     case Ev::armed_crash: {
       Node& n = node(NodeId(e.a));
-      std::uint8_t& armed = e.c == 1 ? n.crash_on_lead : n.crash_on_vote;
+      std::uint8_t& armed =
+          e.c == 1 ? n.crash_on_lead : (e.c == 2 ? n.crash_on_grant : n.crash_on_vote);
       if (!n.up || n.incarnation != e.b || !armed || healing_) return;
       const bool torn = armed == 2;
       const Time down = n.crash_down_us;
@@ -314,6 +432,7 @@ void World::dispatch(const Event& e) {
     }
     case Ev::heal_partition:
       if (e.c == partition_id_ && !healing_) {
+        orphans_.stage = Orphans::idle;
         std::fill(blocked_.begin(), blocked_.end(), 0);
         trace("fault: partition healed");
       }
@@ -327,8 +446,10 @@ void World::dispatch(const Event& e) {
 // over, stop once liveness holds, fail if it does not hold in time.
 void World::on_audit() {
   audit();
-  // Snapshots are routine work rather than rare events: one server in two audits takes one.
-  if (!healing_ && (opt_.faults & fault_snapshot) && rng_.below(2) == 0) (void)take_snapshot();
+  // Snapshots are routine work rather than rare events: one server in two audits takes one
+  // (after healing, when audits come ten times as often, one in twenty), so that a leader can
+  // catch up a follower far behind by snapshot rather than entry by entry.
+  if ((opt_.faults & fault_snapshot) && rng_.below(healing_ ? 20 : 2) == 0) (void)take_snapshot();
   if (!healing_ && now_ >= safety_us && (history_.size() >= ops_min || now_ >= safety_cap_us)) {
     heal();
   }

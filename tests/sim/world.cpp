@@ -38,6 +38,7 @@ void World::start_node(Node& n) {
            n.incarnation);
   trace("n", n.id, " start term=", n.core->term(), " log=", n.core->log().last_index());
   mix(0x51a7 ^ n.id.value());
+  check_electable();
 }
 
 void World::crash(Node& n, bool torn) {
@@ -53,6 +54,7 @@ void World::crash(Node& n, bool torn) {
   n.writes.clear();
   n.crash_on_vote = 0;
   n.crash_on_lead = 0;
+  n.crash_on_grant = 0;
   n.core.reset();
   n.up = false;
   ++n.incarnation;
@@ -64,6 +66,7 @@ void World::crash(Node& n, bool torn) {
   trace("n", n.id, torn ? " crash (torn)" : " crash", " durable=", n.durable.size());
   mix(0xc4a5 ^ n.id.value());
   checker_.check_durable(durable_logs(), durable_quorum());
+  check_electable();
 }
 
 void World::after_input(Node& n) {
@@ -73,7 +76,9 @@ void World::after_input(Node& n) {
   const bool led = n.core->role() == core::Role::leader ||
                    (n.led_term == n.core->term() && n.led_term.value() != 0);
   if (led) checker_.on_leader_commit(n.core->term(), n.core->log());
+  if (orphans_.stage == Orphans::first_back) orphans_on_commit(n);
   drain(n);
+  if (n.up) check_electable(&n);
 }
 
 void World::drain(Node& n) {
@@ -96,6 +101,11 @@ void World::handle_output(Node& n, core::Output& out) {
              n.incarnation);
     if (out.hard_state && n.crash_on_vote) {
       schedule(now_ + 1, Ev::armed_crash, static_cast<std::uint32_t>(n.id.value()), n.incarnation);
+    }
+    if (out.hard_state && n.crash_on_grant && out.hard_state->vote != no_node &&
+        out.hard_state->vote != n.id) {
+      schedule(now_ + 1, Ev::armed_crash, static_cast<std::uint32_t>(n.id.value()), n.incarnation,
+               2);
     }
   }
   for (core::Message& m : out.messages) net_send(std::move(m));
@@ -161,6 +171,12 @@ void World::on_soft_state(Node& n, const core::SoftState& s) {
   if (s.role == core::Role::leader) n.led_term = s.term;
   if (s.role == core::Role::leader) {
     checker_.on_leader(s.term, n.id, n.core->log());
+    if (orphans_.stage != Orphans::idle) orphans_on_lead(n, s.term);
+    if (isolate_next_leader_ && !healing_) {
+      isolate_next_leader_ = false;
+      isolate(n.id, rng_.range(300'000, 2'000'000));
+      trace("fault: n", n.id, " isolated as it wins term ", s.term);
+    }
     if (n.crash_on_lead) {
       schedule(now_ + rng_.range(1, 3'000), Ev::armed_crash,
                static_cast<std::uint32_t>(n.id.value()), n.incarnation, 1);
@@ -233,6 +249,8 @@ void World::net_send(core::Message m) {
   if (opt_.trace) {
     trace("n", m.from, " -> n", m.to, " ", describe(m.body));
   }
+  const Node& sender = node(m.from);
+  checker_.on_send(m, sender.hard, durable_view(sender));
   mix(0x5e4d ^ (m.from.value() << 8) ^ (m.to.value() << 16) ^ (m.body.index() << 24) ^
       (core::term_of(m.body).value() << 32));
   if (now_ < drop_until_ && rng_.chance_ppm(drop_ppm_)) return;

@@ -14,7 +14,12 @@ enum FaultBit : std::uint32_t {
   fault_dup = 1u << 1,
   fault_reorder = 1u << 2,
   fault_delay = 1u << 3,
+  // Network partitions; half of them cut off one leader after another in the shape of thesis
+  // Figure 3.7 (World::orphan_leaders).
   fault_partition = 1u << 4,
+  // Crashes that lose what is not durable, at random or at the most dangerous moments (writing
+  // a vote, just after winning an election); a quarter of them make every follower forget its
+  // next vote (World::forget_votes).
   fault_crash = 1u << 5,
   fault_torn = 1u << 6,
   // Leadership transfers to random voters at random times.

@@ -8,6 +8,7 @@
 #include <optional>
 #include <queue>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <coraft/text.hpp>
@@ -139,7 +140,16 @@ struct Node {
   // A crash armed to strike within milliseconds of this server next winning an election, while
   // its first entries are still in flight (crash = 1, torn = 2).
   std::uint8_t crash_on_lead = 0;
+  // A crash armed to strike when this server next starts writing a vote for another server.
+  std::uint8_t crash_on_grant = 0;
   Time crash_down_us = 0;
+  // What World::check_electable last saw of this server after one of its inputs: how up to
+  // date it is as a voter and as a candidate (last term, last index), its log's offset, its
+  // configuration's index and its incarnation.
+  struct ElectableSeen {
+    std::pair<std::uint64_t, std::uint64_t> voter, candidate;
+    std::uint64_t offset = 0, configuration = 0, incarnation = 0;
+  } electable_seen;
 };
 
 struct Client {
@@ -313,12 +323,23 @@ class World {
   void inject_fault();
   NodeId pick_victim();
   void partition();
+  void isolate(NodeId victim, Time duration);
+  bool orphan_leaders();
+  void forget_votes();
+  void orphans_on_lead(Node& n, Term term);
+  void orphans_on_commit(Node& n);
   void heal();
   void audit();
   void on_audit();
   bool finished() const;
   void final_checks();
   std::vector<DurableView> durable_logs() const;
+  static DurableView durable_view(const Node& n);
+  // Leader Completeness for elections still to come (Checker::check_electable), after an input
+  // to `changed` or, without one, after a crash or a restart.
+  void check_electable(Node* changed = nullptr);
+  std::vector<ServerView> views_;          // scratch space for check_electable
+  std::uint64_t electable_committed_ = 0;  // the committed entries at its last full check
 
   Node& node(NodeId id) { return nodes_[id.value() - 1]; }
 
@@ -340,6 +361,14 @@ class World {
   std::vector<Time> link_clock_;       // FIFO per directed link unless reordering
   std::vector<std::uint8_t> blocked_;  // [from * n + to]
   std::uint64_t partition_id_ = 0;
+  // The steps of orphan_leaders() still to come.
+  struct Orphans {
+    enum Stage : std::uint8_t { idle, first_cut, second_cut, first_back } stage = idle;
+    NodeId first;  // the leader cut off first
+    Term term;     // the term of the last leader cut off
+    Index commit;  // the first leader's commit index when it led again
+  } orphans_;
+  bool isolate_next_leader_ = false;  // forget_votes()
   // Network fault windows and their strength.
   Time drop_until_ = 0, dup_until_ = 0, reorder_until_ = 0, delay_until_ = 0;
   std::uint64_t drop_ppm_ = 0, dup_ppm_ = 0;

@@ -1,0 +1,149 @@
+// The simulator's durability and electability checks, on hand-built states: each must report
+// the broken shape it exists for and accept the correct one next to it.
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "sim/checker.hpp"
+
+namespace coraft::sim {
+namespace {
+
+using core::AppendResponse;
+using core::HardState;
+using core::Message;
+using core::VoteRequest;
+using core::VoteResponse;
+
+std::vector<Entry> entries(std::initializer_list<std::uint64_t> terms) {
+  std::vector<Entry> out;
+  for (std::uint64_t t : terms) {
+    out.push_back(Entry{Index(out.size() + 1), Term(t), EntryType::noop, Bytes()});
+  }
+  return out;
+}
+
+bool mentions(const Checker& c, const std::string& what) {
+  return c.failure().find(what) != std::string::npos;
+}
+
+const std::vector<Entry> no_entries;
+const DurableView empty_disk{Index(), &no_entries};
+
+TEST_CASE("a granted vote may leave only once the voter's disk holds it") {
+  const Message grant{NodeId(2), NodeId(1), VoteResponse{Term(3), true, false}};
+  Checker ok;
+  ok.on_send(grant, HardState{Term(3), NodeId(1)}, empty_disk);
+  CHECK_FALSE(ok.failed());
+
+  Checker older_term;
+  older_term.on_send(grant, HardState{Term(2), NodeId(1)}, empty_disk);
+  CHECK(mentions(older_term, "vote durability: n2 granted its vote in term 3 to n1"));
+
+  Checker other_vote;
+  other_vote.on_send(grant, HardState{Term(3), NodeId(3)}, empty_disk);
+  CHECK(other_vote.failed());
+
+  // A pre-vote changes nothing on disk, and a refusal promises nothing.
+  Checker pre_and_refusal;
+  pre_and_refusal.on_send(Message{NodeId(2), NodeId(1), VoteResponse{Term(3), true, true}},
+                          HardState{Term(2), no_node}, empty_disk);
+  pre_and_refusal.on_send(Message{NodeId(2), NodeId(1), VoteResponse{Term(3), false, false}},
+                          HardState{Term(2), no_node}, empty_disk);
+  CHECK_FALSE(pre_and_refusal.failed());
+}
+
+TEST_CASE("a candidate asks for votes only once its own vote is durable") {
+  const Message ask{NodeId(1), NodeId(2), VoteRequest{Term(4), Index(), Term(), false, false}};
+  Checker ok;
+  ok.on_send(ask, HardState{Term(4), NodeId(1)}, empty_disk);
+  CHECK_FALSE(ok.failed());
+  Checker early;
+  early.on_send(ask, HardState{Term(3), NodeId(1)}, empty_disk);
+  CHECK(mentions(early, "vote durability: n1 asked for votes in term 4"));
+}
+
+TEST_CASE("an acknowledgement covers only entries on the follower's disk") {
+  const std::vector<Entry> four = entries({1, 1, 1, 1});
+  const DurableView disk{Index(), &four};
+  const auto ack = [](std::uint64_t match) {
+    return Message{NodeId(2), NodeId(1),
+                   AppendResponse{Term(1), true, Index(match), Index(match), Term(), Index()}};
+  };
+  Checker ok;
+  ok.on_send(ack(4), HardState{Term(1), no_node}, disk);
+  CHECK_FALSE(ok.failed());
+  Checker ahead;
+  ahead.on_send(ack(5), HardState{Term(1), no_node}, disk);
+  CHECK(mentions(ahead, "append durability: n2 acknowledged entries up to 5"));
+  // Entries a stored snapshot covers count as held.
+  Checker snapshot;
+  snapshot.on_send(ack(9), HardState{Term(1), no_node},
+                   DurableView{Index(9), &no_entries, Term(1)});
+  CHECK_FALSE(snapshot.failed());
+}
+
+// Thesis Figure 3.7 with three servers: n1 led term 2 and wrote (2, term 2) alone; n2 led term 3
+// and wrote (2, term 3) alone; n1, leading term 4, has sent (2, term 2) to n3 and appended its
+// own (3, term 4).
+struct Figure37 {
+  core::RaftLog n1{entries({1, 2, 4})};
+  core::RaftLog n2{entries({1, 3})};
+  std::vector<Entry> n1_disk = entries({1, 2, 4});
+  std::vector<Entry> n2_disk = entries({1, 3});
+  std::vector<Entry> n3_disk = entries({1, 2});
+  core::RaftLog n3{entries({1, 2})};
+  Configuration conf = *Configuration::make({NodeId(1), NodeId(2), NodeId(3)});
+
+  std::vector<ServerView> views() const {
+    return {ServerView{NodeId(1), true, &n1, &conf, DurableView{Index(), &n1_disk}},
+            ServerView{NodeId(2), true, &n2, &conf, DurableView{Index(), &n2_disk}},
+            ServerView{NodeId(3), true, &n3, &conf, DurableView{Index(), &n3_disk}}};
+  }
+};
+
+TEST_CASE("an earlier term's entry committed by counting replicas is reported at once") {
+  Figure37 f;
+  f.n1.commit_to(Index(2));  // (2, term 2) is on n1 and n3, a majority, but n2 can still win
+  Checker c;
+  c.on_leader_commit(Term(4), f.n1);
+  REQUIRE_FALSE(c.failed());
+  c.check_electable(f.views());
+  CHECK(mentions(c, "leader completeness: n2 lacks committed entry 2 (term 2)"));
+  // Asked about n3 only, the checker finds nothing: n3 holds the entry.
+  Checker only;
+  only.on_leader_commit(Term(4), f.n1);
+  only.check_electable(f.views(), NodeId(3));
+  CHECK_FALSE(only.failed());
+}
+
+TEST_CASE(
+    "an entry of the leader's term on a majority's disks leaves no electable server without it") {
+  Figure37 f;
+  f.n3_disk = entries({1, 2, 4});
+  f.n3 = core::RaftLog(entries({1, 2, 4}));
+  f.n1.commit_to(Index(3));
+  Checker c;
+  c.on_leader_commit(Term(4), f.n1);
+  c.check_electable(f.views());
+  CHECK_FALSE(c.failed());
+  // If n3 loses (3, term 4) from its memory and its disk, n2 could win again.
+  f.n3_disk = entries({1, 2});
+  f.n3 = core::RaftLog(entries({1, 2}));
+  c.check_electable(f.views());
+  CHECK(mentions(c, "leader completeness: n2 lacks committed entry 3 (term 4)"));
+}
+
+TEST_CASE("a server that is not a voter is never a candidate") {
+  Figure37 f;
+  f.conf = *Configuration::make({NodeId(1), NodeId(3)}, {}, {NodeId(2)});
+  f.n1.commit_to(Index(2));
+  Checker c;
+  c.on_leader_commit(Term(4), f.n1);
+  c.check_electable(f.views());
+  CHECK_FALSE(c.failed());
+}
+
+}  // namespace
+}  // namespace coraft::sim
