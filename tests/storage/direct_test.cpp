@@ -158,11 +158,15 @@ TEST_CASE("an O_DIRECT write the file system refuses is written again buffered, 
   }
 }
 
-TEST_CASE("other errors of an O_DIRECT write fail the append like those of a buffered one") {
+namespace {
+
+// Opens a log whose `point` always fails with `err` and checks that the first append fails with
+// storage_io and leaves the log empty.
+void check_failed_append(std::uint32_t direct_bytes_max, FaultPoint point, int err) {
   TempDir dir;
   asio::io_context io;
-  LogOptions o = options(dir.path(), 8192);
-  o.fault = [](FaultPoint p) { return p == FaultPoint::direct_write ? EIO : 0; };
+  LogOptions o = options(dir.path(), direct_bytes_max);
+  o.fault = [point, err](FaultPoint p) { return p == point ? err : 0; };
   auto log = SegmentedLog::open(io.get_executor(), o);
   REQUIRE(log.ok());
   auto r = run(io, (*log)->append(entries(1, 1)));
@@ -171,17 +175,14 @@ TEST_CASE("other errors of an O_DIRECT write fail the append like those of a buf
   CHECK((*log)->last_index() == Index(0));
 }
 
+}  // namespace
+
+TEST_CASE("other errors of an O_DIRECT write fail the append like those of a buffered one") {
+  check_failed_append(8192, FaultPoint::direct_write, EIO);
+}
+
 TEST_CASE("an EINVAL from a buffered batch still fails the append") {
-  TempDir dir;
-  asio::io_context io;
-  LogOptions o = options(dir.path(), 0);
-  o.fault = [](FaultPoint p) { return p == FaultPoint::write_batch ? EINVAL : 0; };
-  auto log = SegmentedLog::open(io.get_executor(), o);
-  REQUIRE(log.ok());
-  auto r = run(io, (*log)->append(entries(1, 1)));
-  REQUIRE_FALSE(r.ok());
-  CHECK(r.error().is(Errc::storage_io));
-  CHECK((*log)->last_index() == Index(0));
+  check_failed_append(0, FaultPoint::write_batch, EINVAL);
 }
 
 TEST_CASE("an open segment found on open is synced before its records are believed") {
