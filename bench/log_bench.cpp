@@ -11,7 +11,7 @@
 //   --backend auto|uring|thread    the log's disk path
 //   --segment BYTES                segment size (default 64m)
 //   --direct BYTES                 the log's direct_bytes_max: batches whose block-aligned extent
-//                                  fits are written with O_DIRECT (default 64k, 0 off)
+//                                  fits are written with O_DIRECT (default 16m, 0 off)
 //   --direct-sync dsync|fdatasync  how those are made durable: RWF_DSYNC (default) or a linked
 //                                  fdatasync
 //   --all-floors                   also measure 4 KiB appends into a fallocated file and with
