@@ -6,26 +6,10 @@
 #include <cstring>
 
 #include "storage/crc32c.hpp"
+#include "storage/le_bytes.hpp"
 
 namespace coraft::storage {
 namespace {
-
-void put32(std::byte* p, std::uint32_t v) noexcept {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<std::byte>(v >> (8 * i));
-}
-void put64(std::byte* p, std::uint64_t v) noexcept {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<std::byte>(v >> (8 * i));
-}
-std::uint32_t get32(const std::byte* p) noexcept {
-  std::uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<std::uint8_t>(p[i]);
-  return v;
-}
-std::uint64_t get64(const std::byte* p) noexcept {
-  std::uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<std::uint8_t>(p[i]);
-  return v;
-}
 
 bool all_zero(const std::byte* p, std::size_t n) noexcept {
   for (std::size_t i = 0; i < n; ++i) {

@@ -15,6 +15,7 @@
 #include <coraft/log.hpp>
 
 #include "storage/crc32c.hpp"
+#include "storage/le_bytes.hpp"
 
 namespace coraft::storage {
 namespace {
@@ -23,15 +24,6 @@ constexpr char magic[8] = {'c', 'o', 'r', 'a', 'f', 't', 'H', 'S'};
 constexpr std::size_t slot_used_bytes = 64;
 
 using SlotBytes = std::array<std::byte, HardStateFile::slot_bytes>;
-
-void put64(std::byte* p, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<std::byte>(v >> (8 * i));
-}
-std::uint64_t get64(const std::byte* p) {
-  std::uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<std::uint8_t>(p[i]);
-  return v;
-}
 
 std::uint32_t slot_crc(const std::byte* slot) {
   std::byte copy[slot_used_bytes];

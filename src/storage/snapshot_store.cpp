@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "storage/crc32c.hpp"
+#include "storage/le_bytes.hpp"
 
 namespace coraft::storage {
 namespace {
@@ -15,23 +16,6 @@ namespace {
 constexpr std::size_t header_bytes = 64;
 constexpr char magic[8] = {'c', 'o', 'r', 'a', 'f', 't', 'S', 'N'};
 constexpr std::uint32_t version = 1;
-
-void put32(std::byte* p, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<std::byte>(v >> (8 * i));
-}
-void put64(std::byte* p, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<std::byte>(v >> (8 * i));
-}
-std::uint32_t get32(const std::byte* p) {
-  std::uint32_t v = 0;
-  for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<std::uint8_t>(p[i]);
-  return v;
-}
-std::uint64_t get64(const std::byte* p) {
-  std::uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<std::uint8_t>(p[i]);
-  return v;
-}
 
 std::uint32_t header_crc(const std::byte* h) {
   std::byte copy[header_bytes];
