@@ -48,12 +48,13 @@
 //   a segment and never spans more than the tear window. The next batch starts only after the
 //   previous one is durable, so at any moment at most one batch, in the newest segment, may be
 //   partly on disk.
-//   A small batch (its extent rounded out to 4 KiB blocks within the writer's direct_bytes_max)
-//   is written with O_DIRECT as whole blocks, made durable by RWF_DSYNC or a linked fdatasync: the first block starts with the
-//   segment's bytes already on disk before the batch, rewritten unchanged, and the last ends
-//   with zeros over the prepared file's zeros. That extent never exceeds the tear window, so a
-//   crash during it leaves a torn batch as described below; the bytes before the batch read the
-//   same whichever of their old or new copy survives.
+//   A batch whose extent, rounded out to 4 KiB blocks, fits the writer's direct_bytes_max is
+//   written with O_DIRECT as whole blocks, made durable by RWF_DSYNC or a linked fdatasync:
+//   the first block starts with the segment's bytes already on disk before the batch,
+//   rewritten unchanged, and the last ends with zeros over the prepared file's zeros. That
+//   extent never exceeds the tear window, so a crash during it leaves a torn batch as described
+//   below; the bytes before the batch read the same whichever of their old or new copy
+//   survives.
 //   When a segment is full it is renamed to its closed name F-L. Truncating a suffix renames
 //   the segment holding the new last entry to F-L with the smaller L (deleting later segments
 //   first, newest first), so bytes past L in a closed segment are never read. Compaction

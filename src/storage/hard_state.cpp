@@ -202,8 +202,8 @@ Result<HardStateFile> HardStateFile::open(asio::any_io_executor ex, const std::s
   // only: make it durable before believing it (acting on an undurable vote could vote twice).
   if (!missing) {
     int injected = options.open_sync_fault ? options.open_sync_fault() : 0;
-    auto r = injected ? Result<void>(errno_error(injected, "fsync " + st->path)) : sync_file(st->fd.get(), st->path);
-    if (!r) return r.error();
+    if (injected != 0) return errno_error(injected, "fsync " + st->path);
+    if (auto r = sync_file(st->fd.get(), st->path); !r) return r.error();
   }
   if (auto r = st->load(); !r) return r.error();
   auto backend = make_disk_backend(std::move(ex), options.backend);

@@ -139,7 +139,7 @@ Result<void> SegmentedLog::Impl::reuse_prepared(const std::vector<std::string>& 
     if (*size != opt.segment_bytes) continue;
     keep = k;
     Fd direct_fd;
-    if (opt.direct_bytes_max > 0) {
+    if (direct_wanted()) {
       std::string why;
       int err = 0;
       direct_fd = open_direct(path(unused[k]), err, why);

@@ -258,14 +258,16 @@ void SegmentedLog::Impl::start_prepare() {
   preparing = true;
   std::string name = open_segment_name(next_seq++);
   auto files = std::make_shared<PreparedFiles>();
-  bool want_direct = staging && !direct_refused;
+  bool want_direct = direct_wanted();
   worker->submit([dir = opt.dir, p = path(name), opt = opt, want_direct, files] {
                    return prepare_file(dir, p, opt, want_direct, *files);
                  },
                  [this, name, files, want_direct](Result<void> r) {
                    preparing = false;
                    if (r) {
-                     if (want_direct && !files->direct_fd.valid()) no_direct_fd(files->direct_errno, files->direct_refused);
+                     if (want_direct && !files->direct_fd.valid()) {
+                       no_direct_fd(files->direct_errno, files->direct_refused);
+                     }
                      prepared = Prepared{name, std::move(files->fd), std::move(files->direct_fd)};
                    } else {
                      log(LogLevel::error, "storage: ", r.error().message());
@@ -380,7 +382,7 @@ void SegmentedLog::Impl::start_batch() {
 // the batch, zeros to the block boundary. False when the batch goes buffered instead.
 bool SegmentedLog::Impl::stage_direct(Batch& b) {
   b.direct = false;
-  if (!staging || direct_refused || !tail_valid || !b.segment->direct_fd.valid()) return false;
+  if (!direct_wanted() || !tail_valid || !b.segment->direct_fd.valid()) return false;
   std::uint64_t from = block_down(b.offset);
   std::uint64_t to = block_up(b.offset + b.bytes);
   if (to - from > opt.direct_bytes_max || to > opt.segment_bytes) return false;
@@ -390,8 +392,7 @@ bool SegmentedLog::Impl::stage_direct(Batch& b) {
   std::memset(staging.get() + head + b.bytes, 0, to - from - head - b.bytes);
   b.direct = true;
   b.direct_offset = from;
-  b.direct_bytes = to - from;
-  b.direct_iov = {staging.get(), b.direct_bytes};
+  b.direct_iov = {staging.get(), to - from};
   return true;
 }
 

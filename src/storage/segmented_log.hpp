@@ -50,10 +50,10 @@ struct LogOptions {
   // of this size and written with O_DIRECT (made durable as direct_sync says), which reaches
   // the disk sooner than a buffered write and fdatasync and, for large batches, at twice the
   // bandwidth (a buffered write copies into the page cache anyway); larger batches are written
-  // buffered from the payloads' own buffers. 0 writes every batch buffered. A multiple of 4096; capped at
-  // batch_bytes_max. Where the file system refuses O_DIRECT (EINVAL or EOPNOTSUPP), every batch
-  // is written buffered (said once in the log). The writer holds two descriptors for each of
-  // the active and the prepared segment, besides open_files_max.
+  // buffered from the payloads' own buffers. 0 writes every batch buffered. A multiple of
+  // 4096; capped at batch_bytes_max. Where the file system refuses O_DIRECT (EINVAL or
+  // EOPNOTSUPP), every batch is written buffered (said once in the log). The writer holds two
+  // descriptors for each of the active and the prepared segment, besides open_files_max.
   std::uint32_t direct_bytes_max = 16u << 20;
   // How an O_DIRECT batch is made durable: RWF_DSYNC on the write, or a linked fdatasync.
   Sync direct_sync = Sync::dsync;

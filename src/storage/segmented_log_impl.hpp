@@ -70,11 +70,10 @@ struct Batch {
   Segment* segment = nullptr;
   std::uint64_t offset = 0;
   std::uint64_t bytes = 0;
-  // Written with O_DIRECT from the staging buffer: the whole blocks [direct_offset,
-  // direct_offset + direct_bytes), the first of them starting with the tail block's old bytes.
+  // Written with O_DIRECT from the staging buffer: direct_iov holds the whole blocks starting
+  // at direct_offset, the first of them starting with the tail block's old bytes.
   bool direct = false;
   std::uint64_t direct_offset = 0;
-  std::size_t direct_bytes = 0;
   iovec direct_iov{};
   std::uint64_t queue_bytes = 0;  // what the batch's entries count against queue_bytes_max
   Index first;
@@ -127,6 +126,8 @@ struct SegmentedLog::Impl {
   std::unique_ptr<std::byte[], AlignedFree> tail;
   bool tail_valid = false;
   bool direct_refused = false;  // the file system refused O_DIRECT: write buffered from now on
+  // Whether new segments get an O_DIRECT descriptor and batches may use it.
+  [[nodiscard]] bool direct_wanted() const noexcept { return opt.direct_bytes_max > 0 && !direct_refused; }
   std::deque<Entry> cache;
   std::uint64_t cache_bytes = 0;
   std::size_t open_fds = 0;
