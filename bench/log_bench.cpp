@@ -344,10 +344,7 @@ int parse(int argc, char** argv, Options& o) {
   Flags f({{"payload", true}, {"inflight", true}, {"seconds", true}, {"dir", true}, {"json", false},
            {"prepare", true}, {"backend", true}, {"segment", true}, {"direct", true}, {"direct-sync", true},
            {"all-floors", false}});
-  if (auto err = f.parse(argc, argv); !err.empty()) {
-    std::fprintf(stderr, "coraft-bench log: %s\n", err.c_str());
-    return 2;
-  }
+  if (auto err = f.parse(argc, argv); !err.empty()) return flag_error("log", err);
   o.payload = f.size("payload", 0);
   o.inflight = f.size("inflight", 0);
   o.seconds = f.real("seconds", 5);
@@ -360,10 +357,7 @@ int parse(int argc, char** argv, Options& o) {
   std::string prep = f.str("prepare", "prewrite");
   std::string backend = f.str("backend", "auto");
   const char* bad = nullptr;
-  if (!f.value_error().empty()) {
-    std::fprintf(stderr, "coraft-bench log: %s\n", f.value_error().c_str());
-    return 2;
-  }
+  if (!f.value_error().empty()) return flag_error("log", f.value_error());
   if (!f.has("payload") || o.payload > payload_bytes_max) bad = "--payload BYTES is required, at most 64m";
   if (!f.has("inflight") || o.inflight == 0 || o.inflight > inflight_max) bad = "--inflight C is required, 1..4096";
   if (o.seconds <= 0) bad = "--seconds must be positive";
@@ -371,10 +365,7 @@ int parse(int argc, char** argv, Options& o) {
   if (direct_sync != "dsync" && direct_sync != "fdatasync") bad = "--direct-sync is dsync or fdatasync";
   if (prep != "prewrite" && prep != "fallocate") bad = "--prepare is prewrite or fallocate";
   if (backend != "auto" && backend != "uring" && backend != "thread") bad = "--backend is auto, uring or thread";
-  if (bad) {
-    std::fprintf(stderr, "coraft-bench log: %s\n", bad);
-    return 2;
-  }
+  if (bad) return flag_error("log", bad);
   o.direct_sync = direct_sync == "dsync" ? storage::Sync::dsync : storage::Sync::fdatasync;
   o.prepare = prep == "prewrite" ? storage::SegmentPrepare::prewrite : storage::SegmentPrepare::fallocate;
   o.backend = backend == "uring"    ? storage::BackendKind::uring
