@@ -19,6 +19,8 @@ class Category final : public std::error_category {
       case Errc::transfer_in_progress: return "leadership transfer in progress";
       case Errc::config_change_pending: return "a membership change is already pending";
       case Errc::dropped: return "dropped by a leader change before it committed";
+      case Errc::outcome_unknown:
+        return "outcome unknown: leadership was lost after the entry was appended";
       case Errc::storage_io: return "storage I/O error";
       case Errc::storage_corrupt: return "storage is corrupt";
       case Errc::disk_full: return "disk full";
@@ -41,6 +43,19 @@ std::error_code make_error_code(Errc e) noexcept {
   return {static_cast<int>(e), error_category()};
 }
 
+bool Error::definite() const noexcept {
+  return !(is(Errc::timeout) || is(Errc::outcome_unknown) || is(Errc::cancelled));
+}
+
+bool Error::retryable() const noexcept {
+  for (Errc e :
+       {Errc::not_leader, Errc::overloaded, Errc::transfer_in_progress, Errc::config_change_pending,
+        Errc::disk_full, Errc::timeout, Errc::outcome_unknown, Errc::dropped}) {
+    if (is(e)) return true;
+  }
+  return false;
+}
+
 std::string Error::message() const {
   detail::Text t;
   t.add(code.message());
@@ -48,7 +63,9 @@ std::string Error::message() const {
     if (leader_hint == no_node) {
       t.add(" (leader unknown)");
     } else {
-      t.add(" (leader is node ").add(leader_hint).add(')');
+      t.add(" (leader is node ").add(leader_hint);
+      if (!leader_address.empty()) t.add(" at ").add(leader_address);
+      t.add(')');
     }
   }
   if (!detail.empty()) t.add(": ").add(detail);

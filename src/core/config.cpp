@@ -32,6 +32,7 @@ Result<void> Config::validate() const {
   if (append_bytes_max == 0 || entry_bytes_max == 0) {
     return bad("config: byte limits must be positive");
   }
+  if (append_entries_max == 0) return bad("config: append_entries_max must be positive");
   if (lease_reads && (!check_quorum || lease_clock_drift_ticks >= election_ticks)) {
     return bad(
         "config: lease_reads needs check_quorum and lease_clock_drift_ticks < "

@@ -41,6 +41,8 @@ struct Config {
   std::uint64_t inflight_bytes_max = 32u << 20;
   // Payload bytes one AppendEntries carries at most (it always carries at least one entry).
   std::uint64_t append_bytes_max = 1u << 20;
+  // Entries one AppendEntries carries at most (the peer codec bounds entries per frame too).
+  std::uint64_t append_entries_max = 8192;
   // A proposal's payload larger than this is refused with too_large.
   std::uint64_t entry_bytes_max = 1u << 20;
   // Entries appended by this leader but not yet committed; past it proposals get overloaded.

@@ -43,7 +43,9 @@ void Core::send_append(Leader& leader, Progress& pr) {
     Index end = prev;  // last entry included
     while (end < last) {
       const std::uint64_t size = log_.at(end + 1).payload.size();
-      if (end > prev && bytes + size > config_.append_bytes_max) break;
+      if (end > prev &&
+          (bytes + size > config_.append_bytes_max || end - prev >= config_.append_entries_max))
+        break;
       bytes += size;
       ++end;
     }

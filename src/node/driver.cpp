@@ -1,0 +1,477 @@
+// The driver: takes every input to the core, carries out each Output in the order output.hpp
+// gives, and runs the ticker, the durable writer and the applier as coroutines on the node's
+// executor.
+#include <algorithm>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/post.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <coraft/log.hpp>
+
+#include "node/node_impl.hpp"
+
+namespace coraft::detail {
+
+namespace {
+
+constexpr std::uint64_t entry_overhead_bytes = 64;
+
+}  // namespace
+
+Event::Event(const asio::any_io_executor& ex) : timer_(ex, Clock::time_point::max()) {}
+
+void Event::notify() {
+  pending_ = true;
+  timer_.cancel();
+}
+
+asio::awaitable<void> Event::wait() {
+  if (!pending_) {
+    timer_.expires_at(Clock::time_point::max());
+    co_await timer_.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+  }
+  pending_ = false;
+}
+
+void NodeImpl::spawn(asio::awaitable<void> a) {
+  ++coroutines_;
+  asio::co_spawn(ex_, std::move(a), [self = shared_from_this()](std::exception_ptr e) {
+    if (e) std::rethrow_exception(e);
+    --self->coroutines_;
+    self->idle_event_.notify();
+  });
+}
+
+// ---- Inputs and outputs ----
+
+void NodeImpl::drain() {
+  if (draining_ || !core_) return;
+  draining_ = true;
+  const Index conf_before = core_->configuration_index();
+  const Configuration conf_prev = core_->configuration();
+  while (core_->has_output()) handle(core_->take_output());
+  draining_ = false;
+  if (core_->configuration_index() != conf_before || core_->configuration() != conf_prev) {
+    learn_addresses(core_->configuration());
+    emit(NodeEvent{NodeEvent::Kind::configuration, role_of(soft_.role), soft_.term, soft_.leader,
+                   core_->configuration()});
+  }
+}
+
+void NodeImpl::handle(core::Output out) {
+  // Step 2 and 4: durable work, and messages that wait for it, go to the writer in order.
+  if (out.has_durable_work() || !out.messages_after_persist.empty()) {
+    CORAFT_ASSERT(!out.install_snapshot, "snapshot installation is not supported yet");
+    auto job = std::make_shared<WriteJob>();
+    job->hard_state = out.hard_state;
+    job->truncate_from = out.truncate_from;
+    if (out.truncate_from) fail_waiters_from(*out.truncate_from, Errc::dropped);
+    if (!out.entries.empty()) {
+      job->last = std::make_pair(out.entries.back().term, out.entries.back().index);
+      for (const Entry& e : out.entries) job->bytes += e.payload.size() + entry_overhead_bytes;
+    }
+    job->entries = std::move(out.entries);
+    job->after = std::move(out.messages_after_persist);
+    writes_.push_back(std::move(job));
+    write_event_.notify();
+  }
+  // Step 3: messages now, in parallel with the write.
+  for (core::Message& m : out.messages) send(std::move(m));
+  // Step 5: committed entries (already durable here) to the applier.
+  if (!out.committed.empty()) {
+    metrics_.commits += out.committed.size();
+    commit_seen_ = out.committed.back().index;
+    for (Entry& e : out.committed) to_apply_.push_back(std::move(e));
+    apply_event_.notify();
+  }
+  if (out.soft_state) on_soft_state(*out.soft_state);
+  for (const core::SnapshotSend& s : out.snapshot_sends) {
+    if (std::find(needs_snapshot_.begin(), needs_snapshot_.end(), s.to) == needs_snapshot_.end()) {
+      needs_snapshot_.push_back(s.to);
+      log(LogLevel::warn, "node ", config_.id, ": peer ", s.to,
+          " needs a snapshot to catch up (its entries are compacted away)");
+    }
+  }
+  for (const core::ReadState& r : out.reads_ready) {
+    auto it = reads_.find(r.id);
+    if (it == reads_.end()) continue;
+    it->second.index = r.index;
+    reads_by_index_.emplace(r.index, r.id);
+  }
+  for (std::uint64_t id : out.reads_dropped) {
+    auto it = reads_.find(id);
+    if (it == reads_.end()) continue;
+    auto done = std::move(it->second.done);
+    reads_.erase(it);
+    done(not_leader());
+  }
+  resolve_reads();
+}
+
+void NodeImpl::send(core::Message m) {
+  if (hooks_.drop_outgoing && hooks_.drop_outgoing(m)) return;
+  auto r = transport_->send(std::move(m));
+  if (r) {
+    ++metrics_.messages_sent;
+  } else {
+    // The peer's queue is full or the peer is gone: the core's retries recover the loss.
+    ++metrics_.messages_refused;
+  }
+}
+
+void NodeImpl::on_receive(core::Message m) {
+  if (!running() || !core_) return;
+  if (hooks_.drop_incoming && hooks_.drop_incoming(m)) return;
+  ++metrics_.messages_received;
+  last_contact_[m.from.value()] = Clock::now();
+  auto r = core_->step(std::move(m));
+  if (!r) log(LogLevel::debug, "node ", config_.id, ": message refused: ", r.error().message());
+  drain();
+}
+
+void NodeImpl::on_soft_state(const core::SoftState& s) {
+  const core::SoftState prev = soft_;
+  soft_ = s;
+  if (s.role != prev.role) {
+    if (s.role == core::Role::candidate) ++metrics_.elections;
+    emit(NodeEvent{NodeEvent::Kind::role, role_of(s.role), s.term, s.leader,
+                   core_->configuration()});
+  }
+  if (s.leader != prev.leader) {
+    ++metrics_.leader_changes;
+    emit(NodeEvent{NodeEvent::Kind::leader, role_of(s.role), s.term, s.leader,
+                   core_->configuration()});
+    if (s.leader != no_node && s.leader != config_.id) {
+      auto waiters = std::move(transfer_waiters_);
+      transfer_waiters_.clear();
+      for (auto& w : waiters) w.done(s.leader);
+    }
+  }
+  if (prev.role == core::Role::leader && s.role != core::Role::leader) {
+    needs_snapshot_.clear();
+    fail_unknown_after_commit();
+  }
+}
+
+// Proposals and configuration changes appended while leading whose commit is not known: their
+// fate is decided by the next leader.
+void NodeImpl::fail_unknown_after_commit() {
+  const Index commit = core_->log().commit_index();
+  for (auto it = proposals_.upper_bound(commit); it != proposals_.end();) {
+    ProposalWaiter w = std::move(it->second);
+    it = proposals_.erase(it);
+    proposal_bytes_ -= w.bytes;
+    if (w.batch) w.batch(Errc::outcome_unknown);
+    if (w.one) w.one(Errc::outcome_unknown);
+  }
+  std::erase_if(config_waiters_, [&](ConfigWaiter& w) {
+    if (w.index <= commit) return false;
+    w.done(Errc::outcome_unknown);
+    return true;
+  });
+}
+
+// The log no longer holds the entries at `from` and above: proposals there can never commit.
+void NodeImpl::fail_waiters_from(Index from, Errc code) {
+  // A batch that straddles `from` lost its tail, so it fails too.
+  auto it = proposals_.begin();
+  while (it != proposals_.end()) {
+    if (it->second.last < from) {
+      ++it;
+      continue;
+    }
+    ProposalWaiter w = std::move(it->second);
+    it = proposals_.erase(it);
+    proposal_bytes_ -= w.bytes;
+    if (w.batch) w.batch(code);
+    if (w.one) w.one(code);
+  }
+  std::erase_if(config_waiters_, [&](ConfigWaiter& w) {
+    if (w.index < from) return false;
+    w.done(code);
+    return true;
+  });
+}
+
+void NodeImpl::resolve_reads() {
+  while (!reads_by_index_.empty() && reads_by_index_.begin()->first <= applied_) {
+    const auto [index, id] = *reads_by_index_.begin();
+    reads_by_index_.erase(reads_by_index_.begin());
+    auto it = reads_.find(id);
+    if (it == reads_.end()) continue;
+    auto done = std::move(it->second.done);
+    reads_.erase(it);
+    ++metrics_.reads;
+    done(index);
+  }
+}
+
+void NodeImpl::sweep_timeouts(Clock::time_point now) {
+  for (auto it = reads_.begin(); it != reads_.end();) {
+    if (it->second.deadline > now) {
+      ++it;
+      continue;
+    }
+    auto done = std::move(it->second.done);
+    it = reads_.erase(it);
+    done(Error(Errc::timeout, "read_barrier: not confirmed within read_timeout"));
+  }
+  std::erase_if(transfer_waiters_, [&](TransferWaiter& w) {
+    if (w.deadline > now) return false;
+    w.done(Error(Errc::timeout, "transfer_leadership: no other leader within transfer_timeout"));
+    return true;
+  });
+}
+
+void NodeImpl::check_disk_stall(Clock::time_point now) {
+  if (config_.disk_stall_timeout.count() == 0 || soft_.role != core::Role::leader) return;
+  // The oldest write the writer started and the disk has not finished.
+  const WriteJob* oldest = nullptr;
+  for (std::size_t i = 0; i < writes_started_ && i < writes_.size(); ++i) {
+    if (!writes_[i]->done) {
+      oldest = writes_[i].get();
+      break;
+    }
+  }
+  if (!oldest || now - oldest->started < config_.disk_stall_timeout) {
+    stall_reported_ = false;
+    return;
+  }
+  if (stall_reported_ || core_->transfer_target() != no_node) return;
+  stall_reported_ = true;
+  // Hand leadership to the most up-to-date voter: a leader that cannot write cannot commit.
+  NodeId best;
+  Index best_match;
+  for (NodeId v : core_->configuration().voters) {
+    if (v == config_.id) continue;
+    const core::Progress* p = core_->progress(v);
+    if (p && (best == no_node || p->match_index > best_match)) {
+      best = v;
+      best_match = p->match_index;
+    }
+  }
+  log(LogLevel::error, "node ", config_.id, ": a log write has been outstanding for over ",
+      config_.disk_stall_timeout.count(), " ms; handing leadership to node ", best);
+  ++metrics_.disk_stall_stepdowns;
+  if (best != no_node) {
+    auto r = core_->transfer_leadership(best);
+    if (!r) log(LogLevel::warn, "node ", config_.id, ": transfer failed: ", r.error().message());
+    drain();
+  }
+}
+
+// ---- Coroutines ----
+
+asio::awaitable<void> NodeImpl::ticker() {
+  asio::steady_timer timer(ex_);
+  auto next = Clock::now();
+  while (!stopping_) {
+    next += config_.tick_interval;
+    timer.expires_at(next);
+    co_await timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+    if (stopping_) break;
+    const auto now = Clock::now();
+    if (now - next > 10 * config_.tick_interval) next = now;  // do not catch up a long pause
+    core_->tick();
+    drain();
+    sweep_timeouts(now);
+    check_disk_stall(now);
+    if (config_.snapshot_threshold_entries != 0 &&
+        applied_since_snapshot_ >= config_.snapshot_threshold_entries && !snapshot_requested_) {
+      snapshot_requested_ = true;
+      apply_event_.notify();
+    }
+  }
+}
+
+// Takes jobs in order. A hard-state save waits until every earlier append is durable, and every
+// later write waits for it, so the hard state and the log become durable in the order the core
+// handed them out. Appends and truncations are ordered by the log itself and overlap (group
+// commit).
+asio::awaitable<void> NodeImpl::writer() {
+  while (!stopping_) {
+    if (writes_started_ >= writes_.size()) {
+      co_await write_event_.wait();
+      continue;
+    }
+    std::shared_ptr<WriteJob> job = writes_[writes_started_];
+    if (job->hard_state) {
+      while (appends_in_flight_ > 0 && !stopping_) co_await written_event_.wait();
+      if (stopping_) break;
+      job->started = Clock::now();
+      ++writes_started_;
+      auto r = co_await durable_->save_hard_state(*job->hard_state);
+      if (!r) {
+        fail_stop(r.error());
+        break;
+      }
+      ++metrics_.hard_state_writes;
+    } else {
+      // Bound what waits for the disk; a lone job always goes.
+      while (appends_in_flight_ > 0 &&
+             append_bytes_in_flight_ + job->bytes > config_.log_queue_bytes_max && !stopping_) {
+        co_await written_event_.wait();
+      }
+      if (stopping_) break;
+      job->started = Clock::now();
+      ++writes_started_;
+    }
+    if (job->truncate_from) {
+      auto r = co_await durable_->truncate_suffix(*job->truncate_from);
+      if (!r) {
+        fail_stop(r.error());
+        break;
+      }
+    }
+    if (job->entries.empty()) {
+      job->done = true;
+      complete_writes();
+      continue;
+    }
+    ++appends_in_flight_;
+    append_bytes_in_flight_ += job->bytes;
+    spawn(append_job(job));
+  }
+}
+
+asio::awaitable<void> NodeImpl::append_job(std::shared_ptr<WriteJob> job) {
+  std::vector<Entry> entries = std::move(job->entries);
+  std::uint64_t payload = 0;
+  for (const Entry& e : entries) payload += e.payload.size();
+  const std::size_t count = entries.size();
+  for (;;) {
+    // Keep a copy for a retry after disk_full: the entries are shared views, so this is cheap.
+    auto r = co_await durable_->append(entries);
+    if (r) break;
+    if (r.error().is(Errc::disk_full) && !stopping_) {
+      if (!disk_full_) {
+        log(LogLevel::error, "node ", config_.id, ": disk full: ", r.error().message(),
+            "; proposals fail with disk_full until space returns");
+      }
+      disk_full_ = true;
+      asio::steady_timer t(ex_, std::chrono::milliseconds(100));
+      co_await t.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+      continue;
+    }
+    if (!stopping_) fail_stop(r.error());
+    --appends_in_flight_;
+    append_bytes_in_flight_ -= job->bytes;
+    written_event_.notify();
+    co_return;
+  }
+  if (disk_full_) log(LogLevel::info, "node ", config_.id, ": disk space returned");
+  disk_full_ = false;
+  ++metrics_.log_writes;
+  metrics_.log_entries += count;
+  metrics_.log_bytes += payload;
+  --appends_in_flight_;
+  append_bytes_in_flight_ -= job->bytes;
+  job->done = true;
+  written_event_.notify();
+  complete_writes();
+}
+
+// Acknowledges finished writes in order (step 4), then sends what waited for them.
+void NodeImpl::complete_writes() {
+  if (stopping_) return;
+  while (!writes_.empty() && writes_started_ > 0 && writes_.front()->done) {
+    std::shared_ptr<WriteJob> job = std::move(writes_.front());
+    writes_.pop_front();
+    --writes_started_;
+    if (job->last) core_->persisted(job->last->first, job->last->second);
+    for (core::Message& m : job->after) send(std::move(m));
+    drain();
+  }
+}
+
+asio::awaitable<void> NodeImpl::applier() {
+  std::vector<Command> commands;
+  std::vector<Bytes> replies;
+  std::vector<Entry> batch;
+  while (!stopping_) {
+    if (snapshot_requested_) {
+      snapshot_requested_ = false;
+      auto r = co_await take_snapshot();
+      auto waiters = std::move(snapshot_waiters_);
+      snapshot_waiters_.clear();
+      for (auto& w : waiters) w(r);
+      continue;
+    }
+    if (to_apply_.empty()) {
+      co_await apply_event_.wait();
+      continue;
+    }
+    batch.clear();
+    commands.clear();
+    replies.clear();
+    while (!to_apply_.empty() && batch.size() < config_.apply_batch_entries_max) {
+      batch.push_back(std::move(to_apply_.front()));
+      to_apply_.pop_front();
+    }
+    for (const Entry& e : batch) {
+      if (e.type == EntryType::normal) commands.push_back(Command{e.index, e.term, e.payload});
+    }
+    if (!commands.empty()) {
+      // Run the state machine on the apply thread, then come back.
+      co_await asio::post(apply_io_.get_executor(), asio::use_awaitable);
+      sm_.apply(commands, replies);
+      co_await asio::post(ex_, asio::use_awaitable);
+      CORAFT_ASSERT(replies.size() == commands.size(),
+                    "StateMachine::apply must give one reply "
+                    "per command",
+                    replies.size(), commands.size());
+      ++metrics_.apply_batches;
+      metrics_.applies += commands.size();
+    }
+    if (stopping_) break;
+    std::size_t reply = 0;
+    for (const Entry& e : batch) {
+      Bytes out;
+      if (e.type == EntryType::normal) out = std::move(replies[reply++]);
+      if (e.type == EntryType::config) {
+        auto conf = decode_configuration(e.payload.span());
+        if (conf) applied_conf_ = std::move(*conf);
+      }
+      // The waiter whose batch holds this index, if any.
+      auto it = proposals_.upper_bound(e.index);
+      if (it != proposals_.begin()) {
+        --it;
+        ProposalWaiter& w = it->second;
+        if (e.index <= w.last) {
+          if (e.term != w.term) {
+            ProposalWaiter gone = std::move(w);
+            proposals_.erase(it);
+            proposal_bytes_ -= gone.bytes;
+            if (gone.batch) gone.batch(Errc::dropped);
+            if (gone.one) gone.one(Errc::dropped);
+          } else {
+            w.replies.push_back(std::move(out));
+            if (e.index == w.last) {
+              ProposalWaiter fin = std::move(w);
+              const Index first = it->first;
+              proposals_.erase(it);
+              proposal_bytes_ -= fin.bytes;
+              if (fin.one) fin.one(Proposed{first, std::move(fin.replies.front())});
+              if (fin.batch) fin.batch(ProposedBatch{first, std::move(fin.replies)});
+            }
+          }
+        }
+      }
+      applied_ = e.index;
+      ++applied_since_snapshot_;
+    }
+    std::erase_if(config_waiters_, [&](ConfigWaiter& w) {
+      if (w.index > applied_ || applied_conf_.joint()) return false;
+      w.done(applied_conf_);
+      return true;
+    });
+    core_->applied(applied_);
+    drain();
+    resolve_reads();
+  }
+}
+
+}  // namespace coraft::detail

@@ -1,0 +1,587 @@
+// The node's public operations, start-up and shutdown.
+#include <algorithm>
+#include <cstring>
+#include <future>
+
+#include <asio/co_spawn.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/post.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <coraft/log.hpp>
+#include <coraft/text.hpp>
+
+#include "node/node_impl.hpp"
+#include "node/storage_port.hpp"
+
+namespace coraft {
+
+const char* to_string(NodeRole r) noexcept {
+  switch (r) {
+    case NodeRole::follower: return "follower";
+    case NodeRole::pre_candidate: return "pre_candidate";
+    case NodeRole::candidate: return "candidate";
+    case NodeRole::leader: return "leader";
+    case NodeRole::stopped: return "stopped";
+  }
+  return "unknown";
+}
+
+}  // namespace coraft
+
+namespace coraft::detail {
+
+namespace {
+
+// A snapshot being written through the store, as the state machine's sink.
+class StoreSink final : public SnapshotSink {
+ public:
+  explicit StoreSink(storage::SnapshotStore::Writer& w) : w_(w) {}
+  Result<void> write(std::span<const std::byte> data) override { return w_.write(data); }
+
+ private:
+  storage::SnapshotStore::Writer& w_;
+};
+
+class BytesSource final : public SnapshotSource {
+ public:
+  explicit BytesSource(Bytes b) : b_(std::move(b)) {}
+  Result<std::size_t> read(std::span<std::byte> out) override {
+    const std::size_t n = std::min(out.size(), b_.size() - pos_);
+    if (n > 0) std::memcpy(out.data(), b_.data() + pos_, n);
+    pos_ += n;
+    return n;
+  }
+  [[nodiscard]] std::uint64_t size() const noexcept override { return b_.size(); }
+
+ private:
+  Bytes b_;
+  std::size_t pos_ = 0;
+};
+
+}  // namespace
+
+NodeImpl::NodeImpl(asio::any_io_executor ex, NodeConfig config, StateMachine& sm, node::Hooks hooks)
+    : ex_(std::move(ex)),
+      config_(std::move(config)),
+      sm_(sm),
+      hooks_(std::move(hooks)),
+      write_event_(ex_),
+      written_event_(ex_),
+      apply_event_(ex_),
+      idle_event_(ex_) {
+  for (const ServerAddress& a : config_.peers) addresses_[a.id] = a;
+  addresses_[config_.id] = ServerAddress{config_.id, config_.listen_host, config_.listen_port};
+}
+
+NodeImpl::~NodeImpl() {
+  apply_work_.reset();
+  if (apply_thread_.joinable()) apply_thread_.join();
+}
+
+Result<void> NodeImpl::open() {
+  // Identity: a bootstrapped directory names its cluster; an empty one joins this one.
+  auto stored_id = node::read_cluster_id(config_.data_dir);
+  if (!stored_id) return stored_id.error();
+  if (*stored_id && **stored_id != config_.cluster_id) {
+    return Error(Errc::invalid_argument,
+                 concat("start: ", config_.data_dir, " belongs to cluster ", **stored_id,
+                        ", not cluster_id ", config_.cluster_id));
+  }
+  storage::LogOptions lo;
+  lo.dir = node::log_dir(config_.data_dir);
+  lo.segment_bytes = config_.segment_bytes;
+  lo.batch_bytes_max = static_cast<std::uint32_t>(
+      std::min<std::uint64_t>(lo.batch_bytes_max, config_.segment_bytes));
+  lo.direct_bytes_max = std::min(lo.direct_bytes_max, lo.batch_bytes_max);
+  lo.entry_bytes_max = config_.entry_bytes_max;
+  lo.queue_bytes_max = config_.log_queue_bytes_max;
+  lo.cache_bytes_max = config_.log_cache_bytes_max;
+  auto log = storage::SegmentedLog::open(ex_, lo);
+  if (!log) return log.error();
+  if (!*stored_id) {
+    auto w = node::write_cluster_id(config_.data_dir, config_.cluster_id);
+    if (!w) return w;
+  }
+  auto hs = storage::HardStateFile::open(ex_, lo.dir);
+  if (!hs) return hs.error();
+  auto store = storage::SnapshotStore::open(config_.data_dir);
+  if (!store) return store.error();
+  auto snap = store->load_latest(config_.snapshot_bytes_max);
+  if (!snap) return snap.error();
+
+  core::DurableState durable;
+  durable.hard_state = core::HardState{hs->current().term, hs->current().voted_for};
+  if (*snap) {
+    durable.snapshot = (*snap)->meta;
+    BytesSource source((*snap)->data);
+    auto restored = sm_.restore(source);
+    if (!restored) return restored;
+    applied_ = (*snap)->meta.last_index;
+    applied_conf_ = (*snap)->meta.configuration;
+  }
+  // Replay the stored log into the core.
+  const Index first = (*log)->first_index();
+  const Index last = (*log)->last_index();
+  Index from = first;
+  if (durable.snapshot && from.value() <= durable.snapshot->last_index.value()) {
+    from = Index(durable.snapshot->last_index.value() + 1);
+    // The core wants the log to start at or below the snapshot's next index.
+    if (first.value() <= durable.snapshot->last_index.value()) from = first;
+  }
+  while (from <= last && last.value() >= 1) {
+    auto chunk = (*log)->read_range(from, last, 64u << 20);
+    if (!chunk) return chunk.error();
+    for (Entry& e : *chunk) durable.entries.push_back(std::move(e));
+    from = Index(durable.entries.back().index.value() + 1);
+  }
+
+  core::Config c;
+  c.id = config_.id;
+  c.election_ticks = config_.election_ticks;
+  c.heartbeat_ticks = config_.heartbeat_ticks;
+  c.rng_seed = config_.seed != 0 ? config_.seed : 0x9e3779b97f4a7c15ull * (config_.id.value() + 1);
+  c.pre_vote = config_.pre_vote;
+  c.check_quorum = config_.check_quorum;
+  c.inflight_msgs_max = config_.inflight_messages_max;
+  c.inflight_bytes_max = config_.inflight_bytes_max;
+  c.append_bytes_max = config_.append_bytes_max;
+  c.append_entries_max = config_.append_entries_max;
+  c.entry_bytes_max = config_.entry_bytes_max;
+  c.pending_proposals_max = config_.pending_proposals_max;
+  c.apply_entries_max = config_.apply_lag_entries_max;
+  c.snapshot_trailing_entries = config_.snapshot_trailing_entries;
+  c.promotion_lag_entries_max = config_.promotion_lag_entries_max;
+  c.lease_reads = config_.lease_reads;
+  c.lease_clock_drift_ticks = config_.lease_clock_drift_ticks;
+  c.reads_pending_max = static_cast<std::uint32_t>(config_.reads_pending_max);
+  auto core = core::Core::make(c, std::move(durable));
+  if (!core) return core.error();
+  core_.emplace(std::move(*core));
+  soft_ = core::SoftState{core_->role(), core_->leader(), core_->term()};
+  if (applied_conf_.voters.empty()) applied_conf_ = core_->configuration();
+
+  durable_ = node::make_storage_durable(std::move(*log), std::move(*hs));
+  if (hooks_.wrap_durable) durable_ = hooks_.wrap_durable(std::move(durable_));
+
+  net::TransportConfig tc;
+  tc.cluster_id = config_.cluster_id;
+  tc.self = config_.id;
+  tc.listen_host = config_.listen_host;
+  tc.listen_port = config_.listen_port;
+  for (const auto& [id, a] : addresses_) {
+    if (id != config_.id) tc.peers.push_back(net::PeerAddress{id, a.host, a.port});
+  }
+  tc.limits.frame_bytes_max = config_.frame_bytes_max;
+  tc.send_queue_messages_max = config_.send_queue_messages_max;
+  tc.send_queue_bytes_max = config_.send_queue_bytes_max;
+  tc.seed = c.rng_seed;
+  if (config_.tls) {
+    tc.tls = net::TlsConfig{config_.tls->ca_file, config_.tls->cert_file, config_.tls->key_file,
+                            config_.tls->cluster_name};
+  }
+  auto& io = static_cast<asio::io_context&>(asio::query(ex_, asio::execution::context));
+  transport_ = std::make_unique<net::TcpTransport>(io, std::move(tc),
+                                                   [w = weak_from_this()](core::Message m) {
+                                                     if (auto self = w.lock())
+                                                       self->on_receive(std::move(m));
+                                                   });
+  auto started = transport_->start();
+  if (!started) return started;
+  listen_port_ = transport_->local_port();
+  addresses_[config_.id].port = listen_port_;
+
+  apply_work_.emplace(apply_io_.get_executor());
+  apply_thread_ = std::thread([this] { apply_io_.run(); });
+  started_ = true;
+  spawn(ticker());
+  spawn(writer());
+  spawn(applier());
+  drain();
+  return {};
+}
+
+void NodeImpl::learn_addresses(const Configuration& conf) {
+  for (NodeId id : conf.members()) {
+    if (id == config_.id) continue;
+    auto it = addresses_.find(id);
+    if (it == addresses_.end()) {
+      log(LogLevel::warn, "node ", config_.id, ": no address known for member ", id);
+      continue;
+    }
+    transport_->set_peer_address(id, it->second.host, it->second.port);
+  }
+}
+
+std::string NodeImpl::address_of(NodeId id) const {
+  auto it = addresses_.find(id);
+  if (it == addresses_.end()) return {};
+  return concat(it->second.host, ":", it->second.port);
+}
+
+Error NodeImpl::not_leader() const {
+  Error e = Error::not_leader(soft_.leader);
+  e.leader_address = address_of(soft_.leader);
+  return e;
+}
+
+void NodeImpl::emit(NodeEvent ev) {
+  for (auto& fn : observers_) fn(ev);
+}
+
+void NodeImpl::observe(std::function<void(const NodeEvent&)> fn) {
+  observers_.push_back(std::move(fn));
+}
+
+Result<void> NodeImpl::admit_proposal(std::uint64_t bytes, std::size_t count) const {
+  if (stopping_) return Errc::shutting_down;
+  if (disk_full_) return Error(Errc::disk_full, "the log's disk is full");
+  if (soft_.role != core::Role::leader) return not_leader();
+  if (count == 0) return Error(Errc::invalid_argument, "propose: no payload");
+  if (commit_seen_.value() > applied_.value() &&
+      commit_seen_.value() - applied_.value() >= config_.apply_lag_entries_max) {
+    return Error(Errc::overloaded, "apply_lag_entries_max: the state machine is behind");
+  }
+  if (proposal_bytes_ + bytes > config_.pending_proposal_bytes_max) {
+    return Error(Errc::overloaded, "pending_proposal_bytes_max reached");
+  }
+  return {};
+}
+
+void NodeImpl::propose(std::vector<Bytes> payloads, Completion<ProposedBatch> batch_done,
+                       Completion<Proposed> one_done, std::uint64_t op) {
+  auto fail = [&](Error e) {
+    ++metrics_.proposals_refused;
+    if (batch_done) batch_done(e);
+    if (one_done) one_done(std::move(e));
+  };
+  std::uint64_t bytes = 0;
+  for (const Bytes& b : payloads) bytes += b.size();
+  if (auto ok = admit_proposal(bytes, payloads.size()); !ok) return fail(ok.error());
+  auto first = core_->propose(payloads);
+  if (!first) {
+    Error e = first.error();
+    if (e.is(Errc::not_leader)) e.leader_address = address_of(e.leader_hint);
+    return fail(std::move(e));
+  }
+  metrics_.proposals += payloads.size();
+  ProposalWaiter w;
+  w.term = core_->term();
+  w.last = Index(first->value() + payloads.size() - 1);
+  w.op = op;
+  w.bytes = bytes;
+  w.batch = std::move(batch_done);
+  w.one = std::move(one_done);
+  proposal_bytes_ += bytes;
+  proposals_.emplace(*first, std::move(w));
+  drain();
+}
+
+void NodeImpl::read_barrier(Completion<Index> done, std::uint64_t op) {
+  if (stopping_) return done(Errc::shutting_down);
+  if (reads_.size() >= config_.reads_pending_max) {
+    return done(Error(Errc::overloaded, "reads_pending_max reached"));
+  }
+  auto r = core_->read_index(op);
+  if (!r) {
+    Error e = r.error();
+    if (e.is(Errc::not_leader)) e.leader_address = address_of(e.leader_hint);
+    return done(std::move(e));
+  }
+  reads_.emplace(op, ReadWaiter{op, Clock::now() + config_.read_timeout, Index(), std::move(done)});
+  drain();
+}
+
+void NodeImpl::change(std::vector<NodeId> voters, std::vector<NodeId> learners,
+                      std::vector<ServerAddress> addresses, std::vector<NodeId> auto_promote,
+                      Completion<Configuration> done) {
+  if (stopping_) return done(Errc::shutting_down);
+  if (soft_.role != core::Role::leader) return done(not_leader());
+  for (const ServerAddress& a : addresses) {
+    if (a.id == no_node || a.host.empty() || a.port == 0) {
+      return done(Error(Errc::invalid_argument, concat("membership: bad address for node ", a.id)));
+    }
+  }
+  for (const ServerAddress& a : addresses) addresses_[a.id] = a;
+  for (NodeId id : voters) {
+    if (!addresses_.count(id)) {
+      return done(Error(Errc::invalid_argument, concat("membership: no address for node ", id)));
+    }
+  }
+  for (NodeId id : learners) {
+    if (!addresses_.count(id)) {
+      return done(Error(Errc::invalid_argument, concat("membership: no address for node ", id)));
+    }
+  }
+  learn_addresses(Configuration{voters, {}, learners});
+  auto index = core_->change_membership(core::MembershipChange{voters, learners, auto_promote});
+  if (!index) {
+    Error e = index.error();
+    if (e.is(Errc::not_leader)) e.leader_address = address_of(e.leader_hint);
+    return done(std::move(e));
+  }
+  config_waiters_.push_back(ConfigWaiter{*index, core_->term(), std::move(done)});
+  drain();
+}
+
+void NodeImpl::single_change(ServerAddress server, int kind, Completion<Configuration> done) {
+  const Configuration& conf = core_->configuration();
+  if (conf.joint()) return done(Errc::config_change_pending);
+  std::vector<NodeId> voters = conf.voters;
+  std::vector<NodeId> learners = conf.learners;
+  std::vector<NodeId> promote;
+  const NodeId id = server.id;
+  auto erase = [](std::vector<NodeId>& v, NodeId x) { std::erase(v, x); };
+  std::vector<ServerAddress> addresses;
+  switch (kind) {
+    case 0:  // add_voter
+      erase(learners, id);
+      if (std::find(voters.begin(), voters.end(), id) == voters.end()) voters.push_back(id);
+      if (!server.host.empty()) addresses.push_back(server);
+      break;
+    case 1:  // add_learner
+    case 2:  // add_learner with auto-promotion
+      if (std::find(voters.begin(), voters.end(), id) != voters.end()) {
+        return done(Error(Errc::invalid_argument, concat("node ", id, " is already a voter")));
+      }
+      if (std::find(learners.begin(), learners.end(), id) == learners.end()) learners.push_back(id);
+      if (kind == 2) promote.push_back(id);
+      if (!server.host.empty()) addresses.push_back(server);
+      break;
+    default:  // remove
+      if (!conf.contains(id)) {
+        return done(Error(Errc::invalid_argument, concat("node ", id, " is not a member")));
+      }
+      erase(voters, id);
+      erase(learners, id);
+      break;
+  }
+  change(std::move(voters), std::move(learners), std::move(addresses), std::move(promote),
+         std::move(done));
+}
+
+void NodeImpl::transfer(std::optional<NodeId> target, Completion<NodeId> done) {
+  if (stopping_) return done(Errc::shutting_down);
+  if (soft_.role != core::Role::leader) return done(not_leader());
+  NodeId to = target.value_or(no_node);
+  if (to == no_node) {
+    Index best;
+    for (NodeId v : core_->configuration().voters) {
+      if (v == config_.id) continue;
+      const core::Progress* p = core_->progress(v);
+      if (p && (to == no_node || p->match_index > best)) {
+        to = v;
+        best = p->match_index;
+      }
+    }
+    if (to == no_node) return done(Error(Errc::invalid_argument, "no other voter to lead"));
+  }
+  auto r = core_->transfer_leadership(to);
+  if (!r) return done(r.error());
+  transfer_waiters_.push_back(
+      TransferWaiter{Clock::now() + config_.transfer_timeout, std::move(done)});
+  drain();
+}
+
+void NodeImpl::snapshot(Completion<Index> done) {
+  if (stopping_) return done(Errc::shutting_down);
+  snapshot_waiters_.push_back(std::move(done));
+  snapshot_requested_ = true;
+  apply_event_.notify();
+}
+
+// Runs inside the applier, between two apply batches, so the state machine's state is exactly
+// that after `applied_`.
+asio::awaitable<Result<Index>> NodeImpl::take_snapshot() {
+  if (applied_ <= core_->snapshot().last_index) {
+    co_return Error(Errc::invalid_argument, "snapshot: nothing applied since the last snapshot");
+  }
+  SnapshotMeta meta;
+  meta.last_index = applied_;
+  auto term = core_->log().term_at(applied_);
+  if (!term) co_return Error(Errc::invalid_argument, "snapshot: the applied entry is compacted");
+  meta.last_term = *term;
+  meta.configuration = applied_conf_;
+  Result<void> saved;
+  co_await asio::post(apply_io_.get_executor(), asio::use_awaitable);
+  {
+    auto store = storage::SnapshotStore::open(config_.data_dir);
+    if (!store) {
+      saved = store.error();
+    } else if (auto w = store->begin(meta); !w) {
+      saved = w.error();
+    } else {
+      StoreSink sink(*w);
+      saved = sm_.save(sink);
+      if (saved) {
+        auto fin = w->finish();
+        if (!fin) saved = fin.error();
+      }
+    }
+  }
+  co_await asio::post(ex_, asio::use_awaitable);
+  if (!saved) co_return saved.error();
+  auto taken = core_->snapshot_taken(meta);
+  if (!taken) co_return taken.error();
+  ++metrics_.snapshots;
+  applied_since_snapshot_ = 0;
+  drain();
+  const std::uint64_t trailing = config_.snapshot_trailing_entries;
+  if (meta.last_index.value() > trailing) {
+    auto compacted = co_await durable_->compact_prefix(Index(meta.last_index.value() - trailing));
+    if (!compacted)
+      log(LogLevel::warn, "node ", config_.id,
+          ": compaction failed: ", compacted.error().message());
+  }
+  co_return meta.last_index;
+}
+
+void NodeImpl::cancel(std::uint64_t op) {
+  for (auto it = proposals_.begin(); it != proposals_.end(); ++it) {
+    if (it->second.op != op) continue;
+    ProposalWaiter w = std::move(it->second);
+    proposals_.erase(it);
+    proposal_bytes_ -= w.bytes;
+    if (w.batch) w.batch(Errc::cancelled);
+    if (w.one) w.one(Errc::cancelled);
+    return;
+  }
+  auto it = reads_.find(op);
+  if (it != reads_.end()) {
+    auto done = std::move(it->second.done);
+    reads_.erase(it);
+    done(Errc::cancelled);
+  }
+}
+
+NodeStatus NodeImpl::status() const {
+  NodeStatus s;
+  s.id = config_.id;
+  s.failure = failure_;
+  if (!core_) return s;
+  s.role = stopping_ ? NodeRole::stopped : role_of(core_->role());
+  s.term = core_->term();
+  s.leader = core_->leader();
+  s.leader_address = address_of(s.leader);
+  s.commit = core_->log().commit_index();
+  s.applied = applied_;
+  s.last_log_index = core_->log().last_index();
+  s.snapshot_index = core_->snapshot().last_index;
+  s.configuration = core_->configuration();
+  const auto now = Clock::now();
+  for (NodeId id : s.configuration.members()) {
+    if (id == config_.id) continue;
+    PeerStatus p;
+    p.id = id;
+    p.address = address_of(id);
+    p.voter = s.configuration.is_voter(id);
+    if (const core::Progress* pr = core_->progress(id)) {
+      p.match = pr->match_index;
+      p.next = pr->next_index;
+      p.inflight_messages = pr->inflights.count();
+      p.inflight_bytes = pr->inflights.bytes();
+      p.replication = pr->state == core::Progress::State::probe       ? "probe"
+                      : pr->state == core::Progress::State::replicate ? "replicate"
+                                                                      : "snapshot";
+    }
+    p.needs_snapshot =
+        std::find(needs_snapshot_.begin(), needs_snapshot_.end(), id) != needs_snapshot_.end();
+    auto c = last_contact_.find(id.value());
+    if (c != last_contact_.end()) {
+      p.last_contact = std::chrono::duration_cast<std::chrono::milliseconds>(now - c->second);
+    }
+    s.peers.push_back(std::move(p));
+  }
+  return s;
+}
+
+NodeMetrics NodeImpl::metrics() const {
+  NodeMetrics m = metrics_;
+  if (!core_) return m;
+  m.term = core_->term().value();
+  m.commit_index = core_->log().commit_index().value();
+  m.applied_index = applied_.value();
+  m.pending_proposals = proposals_.size();
+  m.pending_proposal_bytes = proposal_bytes_;
+  m.pending_reads = reads_.size();
+  m.is_leader = core_->role() == core::Role::leader ? 1 : 0;
+  if (m.is_leader) {
+    const Index last = core_->log().last_index();
+    for (NodeId id : core_->configuration().members()) {
+      if (const core::Progress* p = core_->progress(id)) {
+        m.peer_lag.emplace_back(id, last.value() - p->match_index.value());
+      }
+    }
+  }
+  return m;
+}
+
+void NodeImpl::fail_stop(const Error& e) {
+  if (stopping_) return;
+  failure_ = e.message();
+  log(LogLevel::error, "node ", config_.id, ": stopping: the log could not be written: ", failure_);
+  stop(Completion<void>());
+}
+
+void NodeImpl::stop(Completion<void> done) {
+  if (stopping_) {
+    if (done) done(Result<void>());
+    return;
+  }
+  stopping_ = true;
+  spawn(stopper(std::move(done)));
+}
+
+asio::awaitable<void> NodeImpl::stopper(Completion<void> done) {
+  // Fail everything pending. Proposals are all in the log already: their outcome is unknown.
+  for (auto& [index, w] : proposals_) {
+    if (w.batch) w.batch(Errc::outcome_unknown);
+    if (w.one) w.one(Errc::outcome_unknown);
+  }
+  proposals_.clear();
+  proposal_bytes_ = 0;
+  for (auto& [id, r] : reads_) r.done(Errc::shutting_down);
+  reads_.clear();
+  reads_by_index_.clear();
+  for (auto& w : config_waiters_) w.done(Errc::outcome_unknown);
+  config_waiters_.clear();
+  for (auto& w : transfer_waiters_) w.done(Errc::shutting_down);
+  transfer_waiters_.clear();
+  for (auto& w : snapshot_waiters_) w(Errc::shutting_down);
+  snapshot_waiters_.clear();
+  write_event_.notify();
+  written_event_.notify();
+  apply_event_.notify();
+  // Wait for every other coroutine (appends in flight finish their writes).
+  while (coroutines_ > 1) {
+    co_await idle_event_.wait();
+    write_event_.notify();
+    written_event_.notify();
+    apply_event_.notify();
+  }
+  transport_->stop();
+  co_await transport_->shutdown();
+  durable_->close();
+  apply_work_.reset();
+  if (apply_thread_.joinable()) apply_thread_.join();
+  emit(NodeEvent{NodeEvent::Kind::stopped, NodeRole::stopped, soft_.term, no_node,
+                 core_->configuration()});
+  if (done) done(Result<void>());
+}
+
+void start_node(asio::any_io_executor ex, NodeConfig config, StateMachine& sm, node::Hooks hooks,
+                Completion<std::shared_ptr<Node>> done) {
+  asio::post(ex, [ex, config = std::move(config), &sm, hooks = std::move(hooks),
+                  done = std::move(done)]() mutable {
+    if (auto v = config.validate(); !v) return done(v.error());
+    auto impl = std::make_shared<NodeImpl>(ex, std::move(config), sm, std::move(hooks));
+    auto opened = impl->open();
+    if (!opened) {
+      if (impl->running()) impl->stop(Completion<void>());
+      return done(opened.error());
+    }
+    done(std::make_shared<Node>(std::move(impl)));
+  });
+}
+
+}  // namespace coraft::detail

@@ -1,0 +1,204 @@
+// The node's driver: one protocol core, its durable stream, its transport and its state machine,
+// all driven from one executor. Everything here runs on that executor unless it says otherwise.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+#include <asio/any_io_executor.hpp>
+#include <asio/awaitable.hpp>
+#include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+
+#include <coraft/node.hpp>
+
+#include "core/core.hpp"
+#include "net/transport.hpp"
+#include "node/ports.hpp"
+
+namespace coraft::detail {
+
+using Clock = std::chrono::steady_clock;
+
+inline NodeRole role_of(core::Role r) {
+  switch (r) {
+    case core::Role::follower: return NodeRole::follower;
+    case core::Role::pre_candidate: return NodeRole::pre_candidate;
+    case core::Role::candidate: return NodeRole::candidate;
+    case core::Role::leader: return NodeRole::leader;
+  }
+  return NodeRole::follower;
+}
+
+// A one-shot wake-up for a single waiting coroutine; a notify before the wait is not lost.
+class Event {
+ public:
+  explicit Event(const asio::any_io_executor& ex);
+  void notify();
+  asio::awaitable<void> wait();
+
+ private:
+  asio::steady_timer timer_;
+  bool pending_ = false;
+};
+
+class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
+ public:
+  NodeImpl(asio::any_io_executor ex, NodeConfig config, StateMachine& sm, node::Hooks hooks);
+  ~NodeImpl();
+
+  // Opens storage, restores the snapshot, replays the log and starts every coroutine.
+  Result<void> open();
+
+  // ---- Operations (on the executor) ----
+  void propose(std::vector<Bytes> payloads, Completion<ProposedBatch> batch_done,
+               Completion<Proposed> one_done, std::uint64_t op);
+  void read_barrier(Completion<Index> done, std::uint64_t op);
+  void change(std::vector<NodeId> voters, std::vector<NodeId> learners,
+              std::vector<ServerAddress> addresses, std::vector<NodeId> auto_promote,
+              Completion<Configuration> done);
+  void single_change(ServerAddress server, int kind, Completion<Configuration> done);
+  void transfer(std::optional<NodeId> target, Completion<NodeId> done);
+  void snapshot(Completion<Index> done);
+  [[nodiscard]] NodeStatus status() const;
+  [[nodiscard]] NodeMetrics metrics() const;
+  void stop(Completion<void> done);
+  void cancel(std::uint64_t op);
+  void observe(std::function<void(const NodeEvent&)> fn);
+
+  [[nodiscard]] std::uint16_t listen_port() const noexcept { return listen_port_; }
+  [[nodiscard]] NodeId id() const noexcept { return config_.id; }
+  [[nodiscard]] const asio::any_io_executor& executor() const noexcept { return ex_; }
+  [[nodiscard]] bool running() const noexcept { return started_ && !stopping_; }
+
+ private:
+  struct ProposalWaiter {
+    Term term;
+    Index last;
+    std::uint64_t op = 0;
+    std::uint64_t bytes = 0;
+    std::vector<Bytes> replies;
+    Completion<ProposedBatch> batch;
+    Completion<Proposed> one;
+  };
+  struct ReadWaiter {
+    std::uint64_t id = 0;
+    Clock::time_point deadline;
+    Index index;  // 0 until the core confirmed the read
+    Completion<Index> done;
+  };
+  struct ConfigWaiter {
+    Index index;
+    Term term;
+    Completion<Configuration> done;
+  };
+  struct TransferWaiter {
+    Clock::time_point deadline;
+    Completion<NodeId> done;
+  };
+  // One output's durable work, in the order outputs were taken.
+  struct WriteJob {
+    std::optional<core::HardState> hard_state;
+    std::optional<Index> truncate_from;
+    std::vector<Entry> entries;
+    std::optional<std::pair<Term, Index>> last;  // the last entry, to acknowledge
+    std::uint64_t bytes = 0;
+    std::vector<core::Message> after;
+    Clock::time_point started;
+    bool done = false;
+  };
+
+  // ---- The driver ----
+  void drain();
+  void handle(core::Output out);
+  void send(core::Message m);
+  void on_receive(core::Message m);
+  void on_soft_state(const core::SoftState& s);
+  void complete_writes();
+  void fail_stop(const Error& e);
+  void fail_waiters_from(Index from, Errc code);
+  void fail_unknown_after_commit();
+  void resolve_reads();
+  void sweep_timeouts(Clock::time_point now);
+  void check_disk_stall(Clock::time_point now);
+  void emit(NodeEvent ev);
+  void learn_addresses(const Configuration& conf);
+  [[nodiscard]] std::string address_of(NodeId id) const;
+  [[nodiscard]] Error not_leader() const;
+  [[nodiscard]] Result<void> admit_proposal(std::uint64_t bytes, std::size_t count) const;
+
+  asio::awaitable<void> ticker();
+  asio::awaitable<void> writer();
+  asio::awaitable<void> append_job(std::shared_ptr<WriteJob> job);
+  asio::awaitable<void> applier();
+  asio::awaitable<Result<Index>> take_snapshot();
+  asio::awaitable<void> stopper(Completion<void> done);
+  void spawn(asio::awaitable<void> a);
+
+  asio::any_io_executor ex_;
+  NodeConfig config_;
+  StateMachine& sm_;
+  node::Hooks hooks_;
+
+  std::optional<core::Core> core_;
+  std::unique_ptr<node::DurablePort> durable_;
+  std::unique_ptr<net::TcpTransport> transport_;
+  std::uint16_t listen_port_ = 0;
+  std::map<NodeId, ServerAddress> addresses_;
+
+  // The apply thread and its context.
+  asio::io_context apply_io_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> apply_work_;
+  std::thread apply_thread_;
+
+  Event write_event_;
+  Event written_event_;
+  Event apply_event_;
+  Event idle_event_;
+  std::deque<std::shared_ptr<WriteJob>> writes_;  // every job not yet acknowledged, in order
+  std::size_t writes_started_ = 0;                // of writes_, how many the writer took
+  std::uint64_t appends_in_flight_ = 0;
+  std::uint64_t append_bytes_in_flight_ = 0;
+  std::deque<Entry> to_apply_;
+  bool snapshot_requested_ = false;
+  std::vector<Completion<Index>> snapshot_waiters_;
+
+  std::map<Index, ProposalWaiter> proposals_;  // by first index
+  std::uint64_t proposal_bytes_ = 0;
+  std::unordered_map<std::uint64_t, ReadWaiter> reads_;
+  std::multimap<Index, std::uint64_t> reads_by_index_;
+  std::vector<ConfigWaiter> config_waiters_;
+  std::vector<TransferWaiter> transfer_waiters_;
+  std::vector<std::function<void(const NodeEvent&)>> observers_;
+
+  core::SoftState soft_;
+  Configuration applied_conf_;
+  Index applied_;
+  Index commit_seen_;
+  std::uint64_t applied_since_snapshot_ = 0;
+  std::unordered_map<std::uint64_t, Clock::time_point> last_contact_;
+  std::vector<NodeId> needs_snapshot_;
+  NodeMetrics metrics_;
+  bool draining_ = false;
+  bool started_ = false;
+  bool stopping_ = false;
+  bool disk_full_ = false;
+  bool stall_reported_ = false;
+  std::string failure_;
+  int coroutines_ = 0;
+};
+
+// For tests: start a node with hooks.
+void start_node(asio::any_io_executor ex, NodeConfig config, StateMachine& sm, node::Hooks hooks,
+                Completion<std::shared_ptr<Node>> done);
+
+}  // namespace coraft::detail

@@ -1,0 +1,386 @@
+// Whole nodes: real storage, real TCP on 127.0.0.1, three and five servers in one process.
+#include <atomic>
+#include <set>
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include "node/cluster.hpp"
+
+namespace coraft::test {
+namespace {
+
+// "prefix" followed by `i`.
+std::string numbered(std::string prefix, std::uint64_t i) {
+  prefix += std::to_string(i);
+  return prefix;
+}
+
+// Every running node applied the same `count` commands in the same order.
+bool converged(Cluster& c, std::size_t count) {
+  return eventually([&] {
+    std::optional<std::vector<std::pair<Index, std::string>>> first;
+    for (std::size_t i = 1; i <= c.size(); ++i) {
+      if (!c.running(NodeId(i))) continue;
+      auto a = c.machine(NodeId(i)).applied();
+      if (a.size() != count) return false;
+      if (!first) {
+        first = a;
+      } else if (*first != a) {
+        return false;
+      }
+    }
+    return true;
+  });
+}
+
+TEST_CASE("three nodes elect one leader and replicate proposals to every state machine") {
+  Cluster c(3);
+  c.start_all();
+  auto leader = c.leader();
+  REQUIRE(leader);
+  for (int i = 0; i < 50; ++i) {
+    auto r = c.propose(*leader, numbered("cmd-", i));
+    REQUIRE_MESSAGE(r.ok(), r.error().message());
+    CHECK(r->reply.chars() == "ok " + std::to_string(r->index.value()));
+  }
+  REQUIRE(converged(c, 50));
+  const auto applied = c.machine(*leader).applied();
+  CHECK(applied.front().second == "cmd-0");
+  CHECK(applied.back().second == "cmd-49");
+  const NodeStatus s = c.status(*leader);
+  CHECK(s.role == NodeRole::leader);
+  CHECK(s.commit >= applied.back().first);
+  CHECK(s.peers.size() == 2);
+  for (const PeerStatus& p : s.peers) CHECK(p.match >= applied.back().first);
+}
+
+TEST_CASE("a proposal on a follower fails with not_leader naming the leader and its address") {
+  Cluster c(3);
+  c.start_all();
+  auto leader = c.leader();
+  REQUIRE(leader);
+  const NodeId follower(leader->value() % 3 + 1);
+  auto r = c.propose(follower, "x");
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().is(Errc::not_leader));
+  CHECK(r.error().definite());
+  CHECK(r.error().retryable());
+  CHECK(r.error().leader_hint == *leader);
+  CHECK(r.error().leader_address == "127.0.0.1:" + std::to_string(c.config(*leader).listen_port));
+}
+
+TEST_CASE("a batch of proposals is applied in order with one reply each") {
+  Cluster c(3);
+  c.start_all();
+  auto leader = c.leader();
+  REQUIRE(leader);
+  std::vector<Bytes> batch;
+  for (int i = 0; i < 10; ++i) batch.push_back(Bytes::copy_of(numbered("b", i)));
+  auto r = c.node(*leader).propose(std::move(batch), asio::use_future).get();
+  REQUIRE(r.ok());
+  REQUIRE(r->replies.size() == 10);
+  for (std::size_t i = 0; i < 10; ++i) {
+    CHECK(r->replies[i].chars() == "ok " + std::to_string(r->first_index.value() + i));
+  }
+  REQUIRE(converged(c, 10));
+}
+
+TEST_CASE("every node restarted from disk keeps every acknowledged proposal") {
+  Cluster c(3);
+  c.start_all();
+  auto leader = c.leader();
+  REQUIRE(leader);
+  std::vector<std::string> acked;
+  for (int i = 0; i < 30; ++i) {
+    auto r = c.propose(*leader, numbered("before-", i));
+    REQUIRE(r.ok());
+    acked.push_back(numbered("before-", i));
+  }
+  for (std::size_t i = 1; i <= 3; ++i) c.stop(NodeId(i));
+  c.start_all();
+  leader = c.leader();
+  REQUIRE(leader);
+  // The new leader commits an entry of its term; then everything before it applies again.
+  auto r = c.propose(*leader, "after");
+  REQUIRE_MESSAGE(r.ok(), r.error().message());
+  acked.push_back("after");
+  REQUIRE(converged(c, acked.size()));
+  auto applied = c.machine(*leader).applied();
+  for (std::size_t i = 0; i < acked.size(); ++i) CHECK(applied[i].second == acked[i]);
+}
+
+TEST_CASE("read_barrier after a write sees it, on the leader and on a follower") {
+  Cluster c(3);
+  c.start_all();
+  auto leader = c.leader();
+  REQUIRE(leader);
+  auto w = c.propose(*leader, "written");
+  REQUIRE(w.ok());
+  for (std::size_t i = 1; i <= 3; ++i) {
+    auto r = c.node(NodeId(i)).read_barrier(asio::use_future).get();
+    REQUIRE_MESSAGE(r.ok(), r.error().message());
+    CHECK(*r >= w->index);
+    auto applied = c.machine(NodeId(i)).applied();
+    REQUIRE_FALSE(applied.empty());
+    CHECK(applied.back().second == "written");
+  }
+}
+
+TEST_CASE("leadership transfer hands the cluster to the chosen voter") {
+  Cluster c(3);
+  c.start_all();
+  auto leader = c.leader();
+  REQUIRE(leader);
+  const NodeId target(leader->value() % 3 + 1);
+  auto r = c.node(*leader).transfer_leadership(target, asio::use_future).get();
+  REQUIRE_MESSAGE(r.ok(), r.error().message());
+  CHECK(*r == target);
+  auto now = c.leader();
+  REQUIRE(now);
+  CHECK(*now == target);
+  auto p = c.propose(target, "after-transfer");
+  CHECK(p.ok());
+}
+
+TEST_CASE("the leader stopped under load loses no acknowledged proposal") {
+  Cluster c(3);
+  c.start_all();
+  auto leader = c.leader();
+  REQUIRE(leader);
+  std::mutex mu;
+  std::set<std::string> acked;
+  std::atomic<int> outstanding{0};
+  for (int i = 0; i < 200; ++i) {
+    const std::string text = numbered("load-", i);
+    ++outstanding;
+    c.node(*leader).propose(Bytes::copy_of(text), [&, text](Result<Proposed> r) {
+      if (r) {
+        std::lock_guard lock(mu);
+        acked.insert(text);
+      } else {
+        CHECK((r.error().is(Errc::outcome_unknown) || r.error().is(Errc::shutting_down) ||
+               r.error().is(Errc::overloaded) || r.error().is(Errc::not_leader)));
+      }
+      --outstanding;
+    });
+  }
+  std::this_thread::sleep_for(5ms);
+  c.stop(*leader);
+  REQUIRE(eventually([&] { return outstanding == 0; }));
+  auto next = c.leader();
+  REQUIRE(next);
+  CHECK(*next != *leader);
+  auto r = c.propose(*next, "after-failover");
+  REQUIRE_MESSAGE(r.ok(), r.error().message());
+  REQUIRE(eventually([&] {
+    auto applied = c.machine(*next).applied();
+    std::set<std::string> have;
+    for (auto& [i, t] : applied) have.insert(t);
+    std::lock_guard lock(mu);
+    for (const auto& a : acked) {
+      if (!have.count(a)) return false;
+    }
+    return have.count("after-failover") == 1;
+  }));
+}
+
+TEST_CASE("three servers grow to five and shrink back to three, new servers joining empty") {
+  Cluster c(5, 3);
+  for (std::size_t i = 1; i <= 3; ++i) REQUIRE(c.start(NodeId(i)).ok());
+  auto leader = c.leader();
+  REQUIRE(leader);
+  for (int i = 0; i < 20; ++i) REQUIRE(c.propose(*leader, numbered("a", i)).ok());
+  // Servers 4 and 5 start with empty directories: they join and learn everything.
+  REQUIRE(c.start(NodeId(4)).ok());
+  REQUIRE(c.start(NodeId(5)).ok());
+  for (std::size_t id : {4u, 5u}) {
+    auto r =
+        c.node(*leader)
+            .add_voter(ServerAddress{NodeId(id), "127.0.0.1", c.config(NodeId(id)).listen_port},
+                       asio::use_future)
+            .get();
+    REQUIRE_MESSAGE(r.ok(), r.error().message());
+    CHECK(r->is_voter(NodeId(id)));
+  }
+  CHECK(c.status(*leader).configuration.voters.size() == 5);
+  REQUIRE(c.propose(*leader, "five").ok());
+  REQUIRE(converged(c, 21));
+  // Shrink to the three servers that are not the current leader's two lowest peers.
+  std::vector<NodeId> remove;
+  for (std::size_t id = 1; id <= 5 && remove.size() < 2; ++id) {
+    if (NodeId(id) != *leader) remove.push_back(NodeId(id));
+  }
+  for (NodeId id : remove) {
+    auto r = c.node(*leader).remove_server(id, asio::use_future).get();
+    REQUIRE_MESSAGE(r.ok(), r.error().message());
+    CHECK_FALSE(r->contains(id));
+  }
+  for (NodeId id : remove) c.stop(id);
+  CHECK(c.status(*leader).configuration.voters.size() == 3);
+  REQUIRE(c.propose(*leader, "three").ok());
+  REQUIRE(converged(c, 22));
+}
+
+TEST_CASE("a joint change replaces two voters at once") {
+  Cluster c(5, 3);
+  for (std::size_t i = 1; i <= 5; ++i) REQUIRE(c.start(NodeId(i)).ok());
+  auto leader = c.leader();
+  REQUIRE(leader);
+  // A new leader takes membership changes once an entry of its term committed.
+  REQUIRE(c.propose(*leader, "first").ok());
+  std::vector<NodeId> voters{*leader, NodeId(4), NodeId(5)};
+  auto r = c.node(*leader).change_membership(voters, {}, {}, asio::use_future).get();
+  REQUIRE_MESSAGE(r.ok(), r.error().message());
+  CHECK_FALSE(r->joint());
+  CHECK(r->voters.size() == 3);
+  CHECK(r->is_voter(NodeId(4)));
+  CHECK(r->is_voter(NodeId(5)));
+  REQUIRE(c.propose(*leader, "joint-done").ok());
+}
+
+TEST_CASE("a learner added with auto-promotion becomes a voter") {
+  Cluster c(4, 3);
+  for (std::size_t i = 1; i <= 4; ++i) REQUIRE(c.start(NodeId(i)).ok());
+  auto leader = c.leader();
+  REQUIRE(leader);
+  for (int i = 0; i < 10; ++i) REQUIRE(c.propose(*leader, numbered("p", i)).ok());
+  auto r = c.node(*leader)
+               .add_learner(ServerAddress{NodeId(4), "127.0.0.1", c.config(NodeId(4)).listen_port},
+                            true, asio::use_future)
+               .get();
+  REQUIRE_MESSAGE(r.ok(), r.error().message());
+  CHECK(r->is_learner(NodeId(4)));
+  CHECK(eventually([&] { return c.status(*leader).configuration.is_voter(NodeId(4)); }));
+}
+
+TEST_CASE("callbacks from several threads all complete, each exactly once") {
+  Cluster c(3);
+  c.start_all();
+  auto leader = c.leader();
+  REQUIRE(leader);
+  std::atomic<int> ok{0};
+  std::atomic<int> calls{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 25; ++i) {
+        std::string text = "t";
+        text += std::to_string(t);
+        text += '-';
+        text += std::to_string(i);
+        c.node(*leader).propose(Bytes::copy_of(text), [&](Result<Proposed> r) {
+          ++calls;
+          if (r) ++ok;
+        });
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  REQUIRE(eventually([&] { return calls == 100; }));
+  CHECK(ok == 100);
+  REQUIRE(converged(c, 100));
+}
+
+TEST_CASE("coroutines await proposals and reads with use_awaitable") {
+  Cluster c(3);
+  c.start_all();
+  auto leader = c.leader();
+  REQUIRE(leader);
+  std::promise<std::string> done;
+  auto& node = c.node(*leader);
+  asio::co_spawn(
+      c.io(),
+      [&]() -> asio::awaitable<void> {
+        auto p = co_await node.propose(Bytes::copy_of("from-coroutine"), asio::use_awaitable);
+        if (!p) {
+          done.set_value(p.error().message());
+          co_return;
+        }
+        auto r = co_await node.read_barrier(asio::use_awaitable);
+        done.set_value(r && *r >= p->index ? "ok" : "read failed");
+      },
+      asio::detached);
+  CHECK(done.get_future().get() == "ok");
+}
+
+TEST_CASE("status and metrics describe the node") {
+  Cluster c(3);
+  c.start_all();
+  auto leader = c.leader();
+  REQUIRE(leader);
+  for (int i = 0; i < 5; ++i) REQUIRE(c.propose(*leader, "m").ok());
+  auto m = c.node(*leader).metrics(asio::use_future).get();
+  REQUIRE(m.ok());
+  CHECK(m->proposals == 5);
+  CHECK(m->is_leader == 1);
+  CHECK(m->applies >= 5);
+  CHECK(m->log_writes >= 1);
+  CHECK(m->peer_lag.size() == 2);
+  const std::string text = Node::metrics_text(*leader, *m);
+  CHECK(text.find("# TYPE coraft_proposals_total counter") != std::string::npos);
+  CHECK(text.find("coraft_proposals_total{node=\"" + std::to_string(leader->value()) + "\"} 5\n") !=
+        std::string::npos);
+  CHECK(text.find("coraft_peer_lag_entries{") != std::string::npos);
+}
+
+TEST_CASE("observers hear of the leader and of stopping") {
+  Cluster c(3);
+  c.start_all();
+  std::mutex mu;
+  std::vector<NodeEvent::Kind> kinds;
+  c.node(NodeId(1)).observe([&](const NodeEvent& e) {
+    std::lock_guard lock(mu);
+    kinds.push_back(e.kind);
+  });
+  REQUIRE(c.leader());
+  c.stop(NodeId(1));
+  std::lock_guard lock(mu);
+  REQUIRE_FALSE(kinds.empty());
+  CHECK(kinds.back() == NodeEvent::Kind::stopped);
+}
+
+TEST_CASE("a node refuses a data directory of another cluster and bad configurations") {
+  Cluster c(3);
+  NodeConfig bad = c.config(NodeId(1));
+  bad.cluster_id = 99;
+  auto r = c.start(NodeId(1), bad);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().detail.find("belongs to cluster") != std::string::npos);
+  NodeConfig zero = c.config(NodeId(1));
+  zero.heartbeat_ticks = zero.election_ticks;
+  r = c.start(NodeId(1), zero);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().detail.find("NodeConfig.heartbeat_ticks") != std::string::npos);
+}
+
+TEST_CASE("bootstrap refuses a directory that holds anything") {
+  Cluster c(1);
+  auto conf = Configuration::make({NodeId(1)});
+  auto r = bootstrap(c.data_dir(NodeId(1)), Cluster::cluster_id, NodeId(1), *conf);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().is(Errc::invalid_argument));
+}
+
+TEST_CASE("NodeConfig refuses limits that cannot work together, naming the field") {
+  NodeConfig c;
+  c.id = NodeId(1);
+  c.cluster_id = 1;
+  c.data_dir = "/tmp/x";
+  CHECK(c.validate().ok());
+  NodeConfig e = c;
+  e.append_entries_max = 100000;
+  REQUIRE_FALSE(e.validate().ok());
+  CHECK(e.validate().error().detail.find("append_entries_max") != std::string::npos);
+  NodeConfig f = c;
+  f.frame_bytes_max = 1u << 20;
+  REQUIRE_FALSE(f.validate().ok());
+  CHECK(f.validate().error().detail.find("frame_bytes_max") != std::string::npos);
+  NodeConfig p = c;
+  p.peers.push_back(ServerAddress{NodeId(2), "", 0});
+  CHECK(p.validate().error().detail.find("peers") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace coraft::test
