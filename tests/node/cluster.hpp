@@ -139,7 +139,9 @@ class Cluster {
   }
 
   [[nodiscard]] std::string data_dir(NodeId id) const {
-    return (dir_ / ("n" + std::to_string(id.value()))).string();
+    std::string name = "n";
+    name += std::to_string(id.value());
+    return (dir_ / name).string();
   }
 
   NodeConfig config(NodeId id) const {

@@ -1,1 +1,259 @@
+// Whole nodes under faults: a stalled disk, a failing disk, a full disk, a follower far behind,
+// and the zero-copy path from a received frame to the log writer.
+#include <atomic>
+
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/use_awaitable.hpp>
+
 #include "node/cluster.hpp"
+
+namespace coraft::test {
+namespace {
+
+// What a test makes one node's disk do.
+struct DiskFaults {
+  std::atomic<bool> stall{false};
+  std::atomic<int> fail{0};  // an Errc to fail appends with, 0 for none
+  std::atomic<int> appends{0};
+  std::atomic<int> failed{0};  // appends failed by `fail`
+  // Set when an append carried two or more normal entries whose payloads share one buffer.
+  std::atomic<bool> shared_buffers_seen{false};
+  std::atomic<bool> private_buffers_seen{false};
+};
+
+class FaultyDurable final : public node::DurablePort {
+ public:
+  FaultyDurable(std::unique_ptr<node::DurablePort> inner, asio::any_io_executor ex,
+                DiskFaults& faults)
+      : inner_(std::move(inner)), ex_(std::move(ex)), faults_(faults) {}
+
+  asio::awaitable<Result<void>> save_hard_state(core::HardState hs) override {
+    auto r = co_await inner_->save_hard_state(hs);
+    co_return r;
+  }
+  asio::awaitable<Result<void>> append(std::vector<Entry> entries) override {
+    while (faults_.stall) {
+      asio::steady_timer t(ex_, 5ms);
+      co_await t.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+    }
+    if (const int f = faults_.fail.load(); f != 0) {
+      ++faults_.failed;
+      co_return Error(static_cast<Errc>(f), "injected");
+    }
+    ++faults_.appends;
+    std::vector<const Entry*> normal;
+    for (const Entry& e : entries) {
+      if (e.type == EntryType::normal && !e.payload.empty()) normal.push_back(&e);
+    }
+    if (normal.size() >= 2) {
+      if (normal.front()->payload.shares_owner_with(normal.back()->payload)) {
+        faults_.shared_buffers_seen = true;
+      } else {
+        faults_.private_buffers_seen = true;
+      }
+    }
+    auto r = co_await inner_->append(std::move(entries));
+    co_return r;
+  }
+  asio::awaitable<Result<void>> truncate_suffix(Index from) override {
+    auto r = co_await inner_->truncate_suffix(from);
+    co_return r;
+  }
+  asio::awaitable<Result<void>> compact_prefix(Index upto) override {
+    auto r = co_await inner_->compact_prefix(upto);
+    co_return r;
+  }
+  void close() override { inner_->close(); }
+
+ private:
+  std::unique_ptr<node::DurablePort> inner_;
+  asio::any_io_executor ex_;
+  DiskFaults& faults_;
+};
+
+// Gives every node of `c` a faulty disk driven by faults[id - 1].
+void wrap_disks(Cluster& c, std::vector<DiskFaults>& faults) {
+  for (std::size_t i = 1; i <= c.size(); ++i) {
+    DiskFaults& f = faults[i - 1];
+    asio::any_io_executor ex = c.io().get_executor();
+    c.hooks(NodeId(i)).wrap_durable = [ex, &f](std::unique_ptr<node::DurablePort> inner) {
+      return std::make_unique<FaultyDurable>(std::move(inner), ex, f);
+    };
+  }
+}
+
+TEST_CASE("a leader whose disk stalls hands leadership to a healthy voter") {
+  Cluster c(3);
+  std::vector<DiskFaults> faults(3);
+  wrap_disks(c, faults);
+  c.start_all();
+  auto leader = c.leader();
+  REQUIRE(leader);
+  REQUIRE(c.propose(*leader, "before").ok());
+  faults[leader->value() - 1].stall = true;
+  std::promise<Result<Proposed>> stuck;
+  c.node(*leader).propose(Bytes::copy_of("stuck"),
+                          [&](Result<Proposed> r) { stuck.set_value(std::move(r)); });
+  // disk_stall_timeout is 500 ms in these tests.
+  const bool moved = eventually(
+      [&] {
+        for (std::size_t i = 1; i <= 3; ++i) {
+          if (NodeId(i) == *leader) continue;
+          if (c.status(NodeId(i)).role == NodeRole::leader) return true;
+        }
+        return false;
+      },
+      5s);
+  CHECK(moved);
+  auto m = c.node(*leader).metrics(asio::use_future).get();
+  CHECK(m->disk_stall_stepdowns >= 1);
+  faults[leader->value() - 1].stall = false;
+  auto r = stuck.get_future().get();
+  // Appended by the old leader, then leadership moved: the outcome is the new leader's call.
+  if (!r) CHECK(r.error().is(Errc::outcome_unknown));
+  auto next = c.leader();
+  REQUIRE(next);
+  CHECK(c.propose(*next, "after").ok());
+}
+
+TEST_CASE("a failed log write stops the node, and the others carry on") {
+  Cluster c(3);
+  std::vector<DiskFaults> faults(3);
+  wrap_disks(c, faults);
+  c.start_all();
+  auto leader = c.leader();
+  REQUIRE(leader);
+  REQUIRE(c.propose(*leader, "before").ok());
+  faults[leader->value() - 1].fail = static_cast<int>(Errc::storage_io);
+  auto r = c.propose(*leader, "fails");
+  REQUIRE_FALSE(r.ok());
+  CHECK((r.error().is(Errc::outcome_unknown) || r.error().is(Errc::shutting_down)));
+  REQUIRE(eventually([&] { return c.status(*leader).role == NodeRole::stopped; }));
+  CHECK(c.status(*leader).failure.find("injected") != std::string::npos);
+  auto refused = c.propose(*leader, "after-stop");
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().is(Errc::shutting_down));
+  // The two healthy servers elect a leader among themselves.
+  std::optional<NodeId> next;
+  REQUIRE(eventually([&] {
+    for (std::size_t i = 1; i <= 3; ++i) {
+      if (NodeId(i) != *leader && c.status(NodeId(i)).role == NodeRole::leader) {
+        next = NodeId(i);
+        return true;
+      }
+    }
+    return false;
+  }));
+  CHECK(c.propose(*next, "survivors").ok());
+}
+
+TEST_CASE("a full disk refuses proposals with disk_full and loses nothing once space returns") {
+  Cluster c(3);
+  std::vector<DiskFaults> faults(3);
+  wrap_disks(c, faults);
+  c.start_all();
+  auto leader = c.leader();
+  REQUIRE(leader);
+  REQUIRE(c.propose(*leader, "before").ok());
+  DiskFaults& f = faults[leader->value() - 1];
+  f.fail = static_cast<int>(Errc::disk_full);
+  std::promise<Result<Proposed>> pending;
+  c.node(*leader).propose(Bytes::copy_of("during"),
+                          [&](Result<Proposed> r) { pending.set_value(std::move(r)); });
+  // Once the write failed, new proposals are refused with the definite disk_full.
+  REQUIRE(eventually([&] { return f.failed > 0; }, 3s));
+  auto refused = c.propose(*leader, "refused");
+  REQUIRE_FALSE(refused.ok());
+  CHECK(refused.error().is(Errc::disk_full));
+  CHECK(refused.error().definite());
+  f.fail = 0;
+  auto r = pending.get_future().get();
+  REQUIRE_MESSAGE(r.ok(), r.error().message());
+  auto after = c.propose(*leader, "after");
+  REQUIRE_MESSAGE(after.ok(), after.error().message());
+  auto applied = c.machine(*leader).applied();
+  std::vector<std::string> texts;
+  for (auto& [i, t] : applied) texts.push_back(t);
+  CHECK(texts == std::vector<std::string>{"before", "during", "after"});
+}
+
+TEST_CASE("a follower far behind a leader with 16-byte entries catches up") {
+  Cluster c(3);
+  c.start_all();
+  auto leader = c.leader();
+  REQUIRE(leader);
+  const NodeId lagging(leader->value() % 3 + 1);
+  c.stop(lagging);
+  // 20,000 entries of 16 bytes: one AppendEntries of append_bytes_max would carry 65,536 of
+  // them, past what the peer codec accepts in one frame.
+  constexpr std::size_t total = 20000;
+  for (std::size_t b = 0; b < total / 1000; ++b) {
+    std::vector<Bytes> batch;
+    for (std::size_t i = 0; i < 1000; ++i) {
+      char text[17];
+      std::snprintf(text, sizeof text, "%016zu", b * 1000 + i);
+      batch.push_back(Bytes::copy_of(std::string_view(text, 16)));
+    }
+    auto r = c.node(*leader).propose(std::move(batch), asio::use_future).get();
+    REQUIRE_MESSAGE(r.ok(), r.error().message());
+  }
+  REQUIRE(c.start(lagging).ok());
+  CHECK(eventually([&] { return c.machine(lagging).count() == total; }, 20s));
+  CHECK(c.machine(lagging).applied() == c.machine(*leader).applied());
+}
+
+TEST_CASE("a follower writes payloads from the received frame's buffer, without copying them") {
+  Cluster c(3);
+  std::vector<DiskFaults> faults(3);
+  wrap_disks(c, faults);
+  c.start_all();
+  auto leader = c.leader();
+  REQUIRE(leader);
+  // Payloads made one by one have buffers of their own on the leader; on a follower, entries
+  // that arrived in one frame share that frame's buffer.
+  std::vector<Bytes> batch;
+  for (int i = 0; i < 64; ++i) batch.push_back(Bytes::copy_of(std::string(2048, 'a' + i % 26)));
+  REQUIRE(c.node(*leader).propose(std::move(batch), asio::use_future).get().ok());
+  for (std::size_t i = 1; i <= 3; ++i) {
+    if (NodeId(i) == *leader) {
+      CHECK(faults[i - 1].private_buffers_seen);
+      CHECK_FALSE(faults[i - 1].shared_buffers_seen);
+    } else {
+      CHECK(eventually([&] { return faults[i - 1].shared_buffers_seen.load(); }));
+    }
+  }
+}
+
+TEST_CASE(
+    "a slow state machine does not stop commits or heartbeats, and proposals get overloaded") {
+  Cluster c(3);
+  c.tweak = [](NodeConfig& cfg) { cfg.apply_lag_entries_max = 8; };
+  c.start_all();
+  auto leader = c.leader();
+  REQUIRE(leader);
+  REQUIRE(c.propose(*leader, "warm-up").ok());
+  c.machine(*leader).set_delay(1500ms);
+  std::vector<Bytes> many;
+  for (int i = 0; i < 20; ++i) many.push_back(Bytes::copy_of("x"));
+  auto first = c.node(*leader).propose(std::move(many), asio::use_future);
+  // The batch commits while the state machine is still busy with it.
+  REQUIRE(eventually(
+      [&] {
+        const NodeStatus s = c.status(*leader);
+        return s.commit.value() >= 21 && s.applied.value() < 21;
+      },
+      3s));
+  auto r = c.propose(*leader, "refused");
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().is(Errc::overloaded));
+  CHECK(r.error().definite());
+  // Heartbeats went on: the leader is still the leader after more than an election timeout.
+  std::this_thread::sleep_for(300ms);
+  CHECK(c.status(*leader).role == NodeRole::leader);
+  c.machine(*leader).set_delay(0ms);
+  CHECK(first.get().ok());
+}
+
+}  // namespace
+}  // namespace coraft::test
