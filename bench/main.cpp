@@ -10,6 +10,7 @@ namespace coraft::bench {
 int run_core(int argc, char** argv);
 int run_net(int argc, char** argv);
 int run_log(int argc, char** argv);
+int run_node(int argc, char** argv);
 }  // namespace coraft::bench
 
 using coraft::bench::Command;
@@ -20,6 +21,9 @@ const Command commands[] = {
     {"core", "core --payload BYTES [--nodes N] [--seconds T] [--json]", coraft::bench::run_core},
     {"net", "net --payload BYTES --entries N [--seconds T] [--json]", coraft::bench::run_net},
     {"log", "log --payload BYTES --inflight C [--seconds T] [--dir DIR] [--json]", coraft::bench::run_log},
+    {"node",
+     "node --payload BYTES --outstanding N [--nodes N] [--seconds T] [--dir DIR] [--json]",
+     coraft::bench::run_node},
     {nullptr, nullptr, nullptr},
 };
 
