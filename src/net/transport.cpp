@@ -94,26 +94,27 @@ asio::awaitable<void> expire(asio::steady_timer& deadline, Stream& s, bool& fire
   }
 }
 
-TcpTransport::Impl::Impl(asio::io_context& io_, TransportConfig config_, ReceiveHandler on_receive_)
-    : io(io_),
+TcpTransport::Impl::Impl(asio::any_io_executor ex_, TransportConfig config_,
+                         ReceiveHandler on_receive_)
+    : ex(std::move(ex_)),
       config(std::move(config_)),
       handshake_limits(config.limits),
       keepalive_interval(resolve_keepalive(config)),
       on_receive(std::move(on_receive_)),
-      acceptor(io_),
+      acceptor(ex),
       rng(config.seed ^ (config.self.value() * 0x9e3779b97f4a7c15ull)),
-      drained(io_) {
+      drained(ex) {
   handshake_limits.frame_bytes_max = handshake_frame_bytes_max;
   handshake_limits.segments_max = 4;
   init_event(drained);
   for (const PeerAddress& a : config.peers) {
-    if (a.id != config.self && a.id != no_node) peers.emplace(a.id, std::make_unique<Peer>(io, a));
+    if (a.id != config.self && a.id != no_node) peers.emplace(a.id, std::make_unique<Peer>(ex, a));
   }
 }
 
 void TcpTransport::Impl::spawn(asio::awaitable<void> a, const char* what) {
   ++live;
-  asio::co_spawn(io, std::move(a), [this, what](std::exception_ptr e) {
+  asio::co_spawn(ex, std::move(a), [this, what](std::exception_ptr e) {
     --live;
     if (e) {
       std::string text = "unknown exception";
@@ -170,7 +171,7 @@ asio::awaitable<void> TcpTransport::Impl::serve(std::list<Inbound>::iterator it)
   std::optional<Result<NodeId>> outcome;
   bool timed_out = false;
   {
-    asio::steady_timer deadline(io, config.handshake_timeout);
+    asio::steady_timer deadline(ex, config.handshake_timeout);
     co_await (accept_handshake(in, reader, outcome) || expire(deadline, *in.stream, timed_out));
   }
   if (!stopping && (timed_out || !outcome || !*outcome)) {
@@ -178,6 +179,9 @@ asio::awaitable<void> TcpTransport::Impl::serve(std::list<Inbound>::iterator it)
                                             : outcome->error().message();
     log(LogLevel::error, "net: node ", config.self, ": refused connection from ", in.remote, ": ",
         why);
+  } else if (!stopping && !find(**outcome)) {
+    log(LogLevel::info, "net: node ", config.self, ": closing connection from node ", **outcome,
+        " (", in.remote, "): it was removed as a peer during the handshake");
   } else if (!stopping) {
     in.sender = **outcome;
     supersede(in);
@@ -272,7 +276,7 @@ Result<void> TcpTransport::Impl::check_identity(const Stream& s, NodeId claimed)
 }
 
 asio::awaitable<void> TcpTransport::Impl::watch_idle(Inbound& in) {
-  asio::steady_timer timer(io);
+  asio::steady_timer timer(ex);
   for (;;) {
     timer.expires_at(in.last_received + config.idle_timeout);
     auto [ec] = co_await timer.async_wait(use_tuple);
@@ -306,7 +310,8 @@ asio::awaitable<void> TcpTransport::Impl::receive_loop(Inbound& in, FrameReader&
         co_return;
       }
       on_receive(core::Message{in.sender, config.self, std::move(*message)});
-      if (stopping) co_return;
+      // The handler may have stopped the transport or removed the sender.
+      if (stopping || !in.stream->is_open()) co_return;
     }
     auto [ec, n] = co_await in.stream->read_some(reader.prepare());
     if (ec) {
@@ -323,12 +328,16 @@ asio::awaitable<void> TcpTransport::Impl::receive_loop(Inbound& in, FrameReader&
 
 // ---- TcpTransport
 
+TcpTransport::TcpTransport(asio::any_io_executor ex, TransportConfig config,
+                           ReceiveHandler on_receive)
+    : impl_(std::make_unique<Impl>(std::move(ex), std::move(config), std::move(on_receive))) {}
+
 TcpTransport::TcpTransport(asio::io_context& io, TransportConfig config, ReceiveHandler on_receive)
-    : impl_(std::make_unique<Impl>(io, std::move(config), std::move(on_receive))) {}
+    : TcpTransport(io.get_executor(), std::move(config), std::move(on_receive)) {}
 
 TcpTransport::~TcpTransport() {
   CORAFT_REQUIRE(!impl_->started || (impl_->stopping && impl_->live == 0),
-                 "destroy a TcpTransport only after stop() and once its io_context ran its "
+                 "destroy a TcpTransport only after stop() and once its executor ran its "
                  "coroutines out (stopped() is true)",
                  impl_->live);
 }
@@ -365,7 +374,7 @@ Result<void> TcpTransport::start() {
   }
   m.started = true;
   m.spawn(m.accept_loop(), "acceptor");
-  for (auto& [id, peer] : m.peers) m.spawn(m.dial_loop(*peer), "dialler");
+  for (auto& [id, peer] : m.peers) m.start_dialling(*peer);
   return {};
 }
 
@@ -398,8 +407,10 @@ Result<void> TcpTransport::send(core::Message m) {
 }
 
 asio::awaitable<void> TcpTransport::writable(NodeId peer) {
-  Peer* p = impl_->find(peer);
-  while (p && !impl_->stopping && impl_->full(*p)) {
+  // Looked up again after every wait: the peer may have been removed meanwhile.
+  for (;;) {
+    Peer* p = impl_->find(peer);
+    if (!p || impl_->stopping || !impl_->full(*p)) co_return;
     co_await p->room.async_wait(use_tuple);
   }
 }
@@ -434,6 +445,42 @@ void TcpTransport::set_peer_address(NodeId peer, std::string host, std::uint16_t
   CORAFT_REQUIRE(p != nullptr, "set_peer_address for a node that is not a peer", peer);
   p->address.host = std::move(host);
   p->address.port = port;
+}
+
+void TcpTransport::add_peer(PeerAddress peer) {
+  Impl& t = *impl_;
+  CORAFT_REQUIRE(peer.id != no_node && peer.id != t.config.self,
+                 "add_peer needs the id of another node", peer.id, t.config.self);
+  if (Peer* known = t.find(peer.id)) {
+    known->address = std::move(peer);
+    return;
+  }
+  NodeId id = peer.id;
+  auto& added = t.peers.emplace(id, std::make_unique<Peer>(t.ex, std::move(peer))).first->second;
+  if (t.started && !t.stopping) t.start_dialling(*added);
+  log(LogLevel::info, "net: node ", t.config.self, ": node ", id, " is a peer now");
+}
+
+void TcpTransport::remove_peer(NodeId peer) {
+  Impl& t = *impl_;
+  auto it = t.peers.find(peer);
+  if (it == t.peers.end()) return;
+  std::unique_ptr<Peer> p = std::move(it->second);
+  t.peers.erase(it);
+  for (Inbound& in : t.inbound) {
+    if (in.sender == peer) in.stream->close();
+  }
+  log(LogLevel::info, "net: node ", t.config.self, ": node ", peer, " is no longer a peer (",
+      p->queue.size(), " queued messages dropped)");
+  p->room.cancel();  // writable() finds the peer gone and returns
+  if (!p->dialling) return;
+  // Its dial_loop still refers to it (and a write may still refer to its queued frames): wake
+  // the loop to end, and let it destroy the peer, queue and all, as it does.
+  p->removed = true;
+  if (p->stream) p->stream->close();
+  p->wake.cancel();
+  p->backoff.cancel();
+  t.retired.push_back(std::move(p));
 }
 
 TcpTransport::PeerStats TcpTransport::peer_stats(NodeId peer) const {

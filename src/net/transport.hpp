@@ -26,7 +26,9 @@
 //   holds more than send_queue_bytes_max + frame_bytes_max); past that it returns overloaded and
 //   writable() tells the caller when to try again. Queued frames survive a reconnect: frames whose
 //   write failed go out again, whole, on the next connection (Raft tolerates the duplicates).
-// - Everything runs on the one executor given: call every member from that executor's thread.
+// - Peers may be added and removed while it runs (add_peer, remove_peer).
+// - Everything runs on the one executor given: call every member from that executor's thread
+//   (or, for a strand, from within it).
 // - Bad input from the network closes that connection with a logged error and nothing else.
 #pragma once
 
@@ -39,6 +41,7 @@
 #include <string>
 #include <vector>
 
+#include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
 #include <asio/io_context.hpp>
 
@@ -49,6 +52,12 @@
 #include "net/codec.hpp"
 
 namespace coraft::net {
+
+struct PeerAddress {
+  NodeId id;
+  std::string host;  // a name or a numeric address
+  std::uint16_t port = 0;
+};
 
 class Transport {
  public:
@@ -63,12 +72,16 @@ class Transport {
   virtual asio::awaitable<void> writable(NodeId peer) = 0;
   // Closes every connection and cancels every coroutine; nothing is delivered afterwards.
   virtual void stop() = 0;
-};
-
-struct PeerAddress {
-  NodeId id;
-  std::string host;  // a name or a numeric address
-  std::uint16_t port = 0;
+  // stop(), then completes once every coroutine of the transport has finished.
+  virtual asio::awaitable<void> shutdown() = 0;
+  // Makes `peer` a peer from now on: messages may be sent to it (over a connection dialled to
+  // its address) and its connections are accepted. For a peer already known, only its address
+  // changes (used from the next dial on). Precondition: peer.id is neither no_node nor this node.
+  virtual void add_peer(PeerAddress peer) = 0;
+  // Forgets `peer`: its queued messages are dropped, its connections (both ways) closed, its
+  // writable() waiters released, and its handshakes refused from now on. Does nothing for an id
+  // that is not a peer.
+  virtual void remove_peer(NodeId peer) = 0;
 };
 
 // Mutual TLS: each side presents a certificate and must be shown one signed by the cluster CA
@@ -138,8 +151,10 @@ class TcpTransport final : public Transport {
     std::uint64_t keepalives_sent = 0;  // keepalive frames written
   };
 
+  // Every coroutine of the transport runs on `ex` (see "Everything runs on the one executor").
+  TcpTransport(asio::any_io_executor ex, TransportConfig config, ReceiveHandler on_receive);
   TcpTransport(asio::io_context& io, TransportConfig config, ReceiveHandler on_receive);
-  // Precondition: never started, or stopped() (stop(), then let the io_context run).
+  // Precondition: never started, or stopped() (stop(), then let the executor run).
   ~TcpTransport() override;
   TcpTransport(const TcpTransport&) = delete;
   TcpTransport& operator=(const TcpTransport&) = delete;
@@ -152,13 +167,15 @@ class TcpTransport final : public Transport {
   Result<void> send(core::Message m) override;
   asio::awaitable<void> writable(NodeId peer) override;
   void stop() override;
-  // stop(), then completes once every coroutine of the transport has finished.
-  [[nodiscard]] asio::awaitable<void> shutdown();
+  [[nodiscard]] asio::awaitable<void> shutdown() override;
+  void add_peer(PeerAddress peer) override;
+  void remove_peer(NodeId peer) override;
   // True once stop() was called and every coroutine has finished.
   [[nodiscard]] bool stopped() const;
 
-  // Where `peer` is dialled from the next attempt on.
+  // Where `peer` is dialled from the next attempt on. Precondition: `peer` is a peer.
   void set_peer_address(NodeId peer, std::string host, std::uint16_t port);
+  // Precondition: `peer` is a peer.
   [[nodiscard]] PeerStats peer_stats(NodeId peer) const;
   // Inbound connections that completed their handshake and are open.
   [[nodiscard]] std::size_t inbound_connections() const;

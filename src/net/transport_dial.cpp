@@ -20,9 +20,14 @@ using namespace asio::experimental::awaitable_operators;
 
 }  // namespace
 
+void TcpTransport::Impl::start_dialling(Peer& p) {
+  p.dialling = true;
+  spawn(dial_loop(p), "dialler");
+}
+
 asio::awaitable<void> TcpTransport::Impl::dial_loop(Peer& p) {
   unsigned attempt = 0;
-  while (!stopping) {
+  while (!stopping && !p.removed) {
     auto established = co_await establish(p);
     if (established) {
       attempt = 0;
@@ -32,7 +37,7 @@ asio::awaitable<void> TcpTransport::Impl::dial_loop(Peer& p) {
           p.address.host, ":", p.address.port, p.stream->tls() ? " (TLS)" : "");
       co_await (write_loop(p) || watch_close(p));
       p.connected = false;
-    } else if (!stopping) {
+    } else if (!stopping && !p.removed) {
       const Error& e = established.error();
       // A refused handshake is a configuration error worth shouting about every time; a peer
       // that is merely down is reported once per outage.
@@ -43,20 +48,25 @@ asio::awaitable<void> TcpTransport::Impl::dial_loop(Peer& p) {
           p.address.host, ":", p.address.port, ": ", e.message());
     }
     if (p.stream) p.stream->close();
-    if (stopping) break;
+    if (stopping || p.removed) break;
     p.backoff.expires_after(
         backoff_delay(attempt++, config.reconnect_delay_min, config.reconnect_delay_max, rng));
     co_await p.backoff.async_wait(use_tuple);
   }
   p.stream.reset();
+  p.dialling = false;
+  if (p.removed) {
+    // The last use of `p`: nothing else refers to a removed peer.
+    retired.remove_if([&](const std::unique_ptr<Peer>& r) { return r.get() == &p; });
+  }
 }
 
 asio::awaitable<Result<void>> TcpTransport::Impl::establish(Peer& p) {
-  p.stream = std::make_unique<Stream>(io.get_executor(), tls.get());
+  p.stream = std::make_unique<Stream>(ex, tls.get());
   std::optional<Result<void>> outcome;
   bool timed_out = false;
   {
-    asio::steady_timer deadline(io, config.handshake_timeout);
+    asio::steady_timer deadline(ex, config.handshake_timeout);
     co_await (dial(p, outcome) || expire(deadline, *p.stream, timed_out));
   }
   if (timed_out || !outcome) {
@@ -73,7 +83,7 @@ asio::awaitable<void> TcpTransport::Impl::dial(Peer& p, std::optional<Result<voi
   if (!ec) {
     endpoints.emplace_back(address, p.address.port);
   } else {
-    asio::ip::tcp::resolver resolver(io);
+    asio::ip::tcp::resolver resolver(ex);
     auto [rec, results] =
         co_await resolver.async_resolve(p.address.host, std::to_string(p.address.port), use_tuple);
     if (rec) {

@@ -33,8 +33,8 @@ inline constexpr std::size_t write_buffers_max = 1024;
 void init_event(asio::steady_timer& t);
 
 struct Peer {
-  explicit Peer(asio::io_context& io, PeerAddress a)
-      : address(std::move(a)), wake(io), room(io), backoff(io) {
+  explicit Peer(const asio::any_io_executor& ex, PeerAddress a)
+      : address(std::move(a)), wake(ex), room(ex), backoff(ex) {
     init_event(wake);
     init_event(room);
   }
@@ -47,6 +47,8 @@ struct Peer {
   asio::steady_timer room;     // event: the queue drained to half its limits
   asio::steady_timer backoff;  // the delay before the next dial
   bool connected = false;
+  bool dialling = false;  // its dial_loop is running
+  bool removed = false;   // remove_peer() took it out of `peers`; it is in `retired`
   std::uint64_t connects = 0;
   std::uint64_t frames_sent = 0;
   std::uint64_t keepalives_sent = 0;
@@ -61,7 +63,7 @@ struct Inbound {
 };
 
 struct TcpTransport::Impl {
-  Impl(asio::io_context& io, TransportConfig config, ReceiveHandler on_receive);
+  Impl(asio::any_io_executor ex, TransportConfig config, ReceiveHandler on_receive);
 
   // Runs `a` as a tracked coroutine; an exception escaping it is a bug and stops the process.
   void spawn(asio::awaitable<void> a, const char* what);
@@ -83,6 +85,7 @@ struct TcpTransport::Impl {
   asio::awaitable<void> watch_idle(Inbound& in);
 
   // transport_dial.cpp: the dialling side.
+  void start_dialling(Peer& p);
   asio::awaitable<void> dial_loop(Peer& p);
   asio::awaitable<Result<void>> establish(Peer& p);
   asio::awaitable<void> dial(Peer& p, std::optional<Result<void>>& out);
@@ -93,7 +96,7 @@ struct TcpTransport::Impl {
   asio::awaitable<bool> wait_for_frames(Peer& p, std::chrono::steady_clock::time_point& last_sent);
   asio::awaitable<void> watch_close(Peer& p);
 
-  asio::io_context& io;
+  asio::any_io_executor ex;
   TransportConfig config;
   CodecLimits handshake_limits;
   // config.keepalive_interval resolved (see TransportConfig); zero: no keepalives.
@@ -102,6 +105,8 @@ struct TcpTransport::Impl {
   std::unique_ptr<asio::ssl::context> tls;
   asio::ip::tcp::acceptor acceptor;
   std::map<NodeId, std::unique_ptr<Peer>> peers;
+  // Removed peers whose dial_loop has not finished yet; it destroys them as it ends.
+  std::list<std::unique_ptr<Peer>> retired;
   std::list<Inbound> inbound;
   std::mt19937_64 rng;
   asio::steady_timer drained;  // event: the last coroutine finished after stop()

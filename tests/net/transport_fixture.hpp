@@ -43,6 +43,10 @@ struct TestNode {
     transport = std::make_unique<TcpTransport>(
         io, std::move(config), [this](core::Message m) { inbox.push_back(std::move(m)); });
   }
+  TestNode(const asio::any_io_executor& ex, TransportConfig config) {
+    transport = std::make_unique<TcpTransport>(
+        ex, std::move(config), [this](core::Message m) { inbox.push_back(std::move(m)); });
+  }
   TcpTransport* operator->() { return transport.get(); }
 };
 

@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
+#include <asio/strand.hpp>
 
 #include "transport_fixture.hpp"
 
@@ -488,4 +489,133 @@ TEST_CASE("start refuses a keepalive_interval that is not shorter than idle_time
   TestNode u(io, unset);
   CHECK(u->start().ok());
   CHECK(stop_all(io, {&u}));
+}
+
+TEST_CASE("peers added at run time are dialled and accepted as senders") {
+  asio::io_context io;
+  TestNode a(io, node_config(n1, {}));
+  TestNode b(io, node_config(n2, {}));
+  REQUIRE(a->start().ok());
+  REQUIRE(b->start().ok());
+  CHECK(a->send(timeout_now(n2)).error().is(Errc::invalid_argument));
+  a->add_peer(PeerAddress{n2, "127.0.0.1", b->local_port()});
+  b->add_peer(PeerAddress{n1, "127.0.0.1", a->local_port()});
+  REQUIRE(a->send(timeout_now(n2, Term(3))).ok());
+  REQUIRE(b->send(timeout_now(n1, Term(4))).ok());
+  REQUIRE(run_until(io, [&] { return a.inbox.size() == 1 && b.inbox.size() == 1; }));
+  CHECK(b.inbox[0].from == n1);
+  CHECK(a.inbox[0].from == n2);
+  CHECK(a->peer_stats(n2).connects == 1);
+  CHECK(stop_all(io, {&a, &b}));
+}
+
+TEST_CASE("adding a known peer changes only its address") {
+  asio::io_context io;
+  TestNode b(io, node_config(n2, {n1}));
+  REQUIRE(b->start().ok());
+  // Node 1 starts with node 2 at port 0, which nothing can be dialled at.
+  TestNode a(io, node_config(n1, {n2}));
+  REQUIRE(a->start().ok());
+  b->set_peer_address(n1, "127.0.0.1", a->local_port());
+  REQUIRE(a->send(timeout_now(n2, Term(2))).ok());
+  run_for(io, 30ms);
+  CHECK(b.inbox.empty());
+  a->add_peer(PeerAddress{n2, "127.0.0.1", b->local_port()});
+  REQUIRE(run_until(io, [&] { return b.inbox.size() == 1; }));
+  // The queued message survived: the peer was updated, not replaced.
+  CHECK(core::term_of(b.inbox[0].body) == Term(2));
+  CHECK(stop_all(io, {&a, &b}));
+}
+
+TEST_CASE("a removed peer loses its queue and connections and is refused until added again") {
+  LogRecorder logs;
+  Pair p;
+  REQUIRE(p.a->send(timeout_now(n2)).ok());
+  REQUIRE(
+      run_until(p.io, [&] { return p.b.inbox.size() == 1 && p.b->inbound_connections() == 1; }));
+
+  p.b->remove_peer(n1);
+  CHECK(p.b->send(timeout_now(n1)).error().is(Errc::invalid_argument));
+  // Its inbound connection is closed, and node 1's redials are refused.
+  REQUIRE(run_until(p.io, [&] {
+    return p.b->inbound_connections() == 0 && logs.contains("the peer refused the handshake");
+  }));
+  REQUIRE(p.a->send(timeout_now(n2, Term(3))).ok());
+  run_for(p.io, 50ms);
+  CHECK(p.b.inbox.size() == 1);
+  RawClient raw(p.b->local_port());
+  CHECK(!raw.handshake(p.io, n1, n2));
+  p.b->remove_peer(n1);  // not a peer: nothing happens
+
+  p.b->add_peer(PeerAddress{n1, "127.0.0.1", p.a->local_port()});
+  REQUIRE(run_until(p.io, [&] { return p.b.inbox.size() == 2; }));
+  CHECK(core::term_of(p.b.inbox[1].body) == Term(3));
+  REQUIRE(p.b->send(timeout_now(n1, Term(4))).ok());
+  REQUIRE(run_until(p.io, [&] { return p.a.inbox.size() == 1; }));
+}
+
+TEST_CASE("removing a peer releases writable waiters and drops its queue") {
+  asio::io_context io;
+  auto ca = node_config(n1, {n2});  // node 2 at port 0: never connected
+  ca.send_queue_messages_max = 2;
+  TestNode a(io, ca);
+  REQUIRE(a->start().ok());
+  REQUIRE(a->send(timeout_now(n2)).ok());
+  REQUIRE(a->send(timeout_now(n2)).ok());
+  bool released = false;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        co_await a->writable(n2);
+        released = true;
+      },
+      asio::detached);
+  run_for(io, 30ms);
+  REQUIRE(!released);
+  a->remove_peer(n2);
+  REQUIRE(run_until(io, [&] { return released; }));
+  // Added again, it starts with an empty queue.
+  a->add_peer(PeerAddress{n2, "127.0.0.1", 0});
+  CHECK(a->peer_stats(n2).queued_messages == 0);
+  CHECK(a->send(timeout_now(n2)).ok());
+  CHECK(stop_all(io, {&a}));
+}
+
+TEST_CASE("peers may be removed and added before start") {
+  asio::io_context io;
+  TestNode b(io, node_config(n2, {}));
+  REQUIRE(b->start().ok());
+  TestNode a(io, node_config(n1, {n3}));
+  a->remove_peer(n3);
+  a->add_peer(PeerAddress{n2, "127.0.0.1", b->local_port()});
+  REQUIRE(a->start().ok());
+  b->add_peer(PeerAddress{n1, "127.0.0.1", a->local_port()});
+  CHECK(a->send(timeout_now(n3)).error().is(Errc::invalid_argument));
+  REQUIRE(a->send(timeout_now(n2)).ok());
+  REQUIRE(run_until(io, [&] { return b.inbox.size() == 1; }));
+  CHECK(stop_all(io, {&a, &b}));
+}
+
+TEST_CASE("a transport runs on any executor, a strand for one") {
+  asio::io_context io;
+  auto strand = asio::make_strand(io);
+  TestNode a(asio::any_io_executor(strand), node_config(n1, {n2}));
+  TestNode b(asio::any_io_executor(asio::make_strand(io)), node_config(n2, {n1}));
+  REQUIRE(a->start().ok());
+  REQUIRE(b->start().ok());
+  introduce(a, n1, b, n2);
+  REQUIRE(a->send(timeout_now(n2, Term(7))).ok());
+  REQUIRE(run_until(io, [&] { return b.inbox.size() == 1; }));
+  CHECK(b.inbox[0].from == n1);
+  bool done = false;
+  asio::co_spawn(
+      strand,
+      [&]() -> asio::awaitable<void> {
+        co_await a->shutdown();
+        done = true;
+      },
+      asio::detached);
+  REQUIRE(run_until(io, [&] { return done; }));
+  CHECK(a->stopped());
+  CHECK(stop_all(io, {&b}));
 }
