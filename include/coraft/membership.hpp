@@ -2,6 +2,7 @@
 #pragma once
 
 #include <span>
+#include <string>
 #include <vector>
 
 #include <coraft/bytes.hpp>
@@ -9,6 +10,15 @@
 #include <coraft/types.hpp>
 
 namespace coraft {
+
+// Where a member listens for its peers ("host:port"). Replicated with the configuration, so that
+// every server can reach members added after it started.
+struct MemberAddress {
+  NodeId id;
+  std::string address;
+
+  friend bool operator==(const MemberAddress&, const MemberAddress&) = default;
+};
 
 // A cluster configuration. During joint consensus (thesis §4.3) `outgoing_voters` holds the old
 // voter set and a decision needs a majority of both sets; otherwise it is empty.
@@ -18,6 +28,9 @@ struct Configuration {
   std::vector<NodeId> voters;
   std::vector<NodeId> outgoing_voters;
   std::vector<NodeId> learners;
+  // Addresses of members, sorted by id, at most one per member; may be empty (the node layer
+  // then relies on its configured address book).
+  std::vector<MemberAddress> addresses;
 
   [[nodiscard]] bool joint() const noexcept { return !outgoing_voters.empty(); }
   [[nodiscard]] bool is_voter(NodeId id) const noexcept;
@@ -25,6 +38,9 @@ struct Configuration {
   [[nodiscard]] bool contains(NodeId id) const noexcept { return is_voter(id) || is_learner(id); }
   // Every member once, sorted.
   [[nodiscard]] std::vector<NodeId> members() const;
+  // Replaces `addresses` with those of `from` that name members (the last one given for an id
+  // wins), sorted by id.
+  void set_addresses(const std::vector<MemberAddress>& from);
   // Sorts and deduplicates the lists; fails (invalid_argument) if the invariant cannot hold.
   [[nodiscard]] static Result<Configuration> make(std::vector<NodeId> voters,
                                                   std::vector<NodeId> outgoing_voters = {},

@@ -88,7 +88,10 @@ class Core {
   // entry of its own term yet (needed for safety, §4.1); with
   // invalid_argument if the result has no voter, or would turn a voter into a learner in one
   // step (remove it first), or asks to promote a server that is not a learner.
-  Result<Index> change_membership(const MembershipChange& change);
+  // `addresses` are recorded in the new configuration (those already recorded for members that
+  // stay are kept unless replaced).
+  Result<Index> change_membership(const MembershipChange& change,
+                                  const std::vector<MemberAddress>& addresses = {});
   // Hands leadership to the voter `target` (thesis §3.10): proposals and membership changes
   // are refused with transfer_in_progress from now on; the target is brought up to date and
   // then told to campaign at once (TimeoutNow). The transfer is given up, and proposals are
@@ -222,7 +225,8 @@ class Core {
   void sync_peers(Leader& leader);
   void after_commit(Leader& leader);
   void tick_promotions(Leader& leader);
-  [[nodiscard]] Result<Configuration> plan_change(const MembershipChange& change) const;
+  [[nodiscard]] Result<Configuration> plan_change(
+      const MembershipChange& change, const std::vector<MemberAddress>& addresses) const;
   [[nodiscard]] Index append_config(Leader& leader, const Configuration& conf);
   [[nodiscard]] VoteOutcome tally(const Candidate& c) const;
   [[nodiscard]] bool quorum_active(const Leader& leader) const;

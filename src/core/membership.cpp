@@ -77,7 +77,8 @@ Index Core::append_config(Leader& leader, const Configuration& conf) {
   return at;
 }
 
-Result<Configuration> Core::plan_change(const MembershipChange& change) const {
+Result<Configuration> Core::plan_change(const MembershipChange& change,
+                                        const std::vector<MemberAddress>& added) const {
   if (change.voters.empty()) return Error(Errc::invalid_argument, "membership: no voter");
   auto target = Configuration::make(change.voters, {}, change.learners);
   if (!target) return target.error();
@@ -97,11 +98,19 @@ Result<Configuration> Core::plan_change(const MembershipChange& change) const {
   for (NodeId v : target->voters) {
     if (!conf_.is_voter(v)) ++voter_changes;
   }
-  if (voter_changes <= 1) return target;  // one server at a time needs no joint phase (§4.1)
-  return Configuration::make(target->voters, conf_.voters, target->learners);
+  std::vector<MemberAddress> addresses = conf_.addresses;
+  addresses.insert(addresses.end(), added.begin(), added.end());
+  if (voter_changes <= 1) {  // one server at a time needs no joint phase (§4.1)
+    target->set_addresses(addresses);
+    return target;
+  }
+  auto joint = Configuration::make(target->voters, conf_.voters, target->learners);
+  if (joint) joint->set_addresses(addresses);
+  return joint;
 }
 
-Result<Index> Core::change_membership(const MembershipChange& change) {
+Result<Index> Core::change_membership(const MembershipChange& change,
+                                      const std::vector<MemberAddress>& addresses) {
   auto* l = std::get_if<Leader>(&state_);
   if (!l) return Error::not_leader(leader_);
   if (l->transfer_target != no_node) {
@@ -115,7 +124,7 @@ Result<Index> Core::change_membership(const MembershipChange& change) {
   if (!log_.matches(log_.commit_index(), term_)) {
     return Error(Errc::overloaded, "membership: this leader has not committed in its term yet");
   }
-  auto target = plan_change(change);
+  auto target = plan_change(change, addresses);
   if (!target) return target.error();
   for (NodeId id : change.auto_promote) {
     if (std::none_of(l->promotions.begin(), l->promotions.end(),
@@ -134,7 +143,9 @@ Result<Index> Core::change_membership(const MembershipChange& change) {
 // A committed joint configuration is left at once (§4.3).
 void Core::after_commit(Leader& leader) {
   if (conf_.joint() && log_.commit_index() >= conf_index_) {
-    (void)append_config(leader, Configuration{conf_.voters, {}, conf_.learners});
+    Configuration next{conf_.voters, {}, conf_.learners, {}};
+    next.set_addresses(conf_.addresses);
+    (void)append_config(leader, next);
   }
 }
 
@@ -155,6 +166,7 @@ void Core::tick_promotions(Leader& leader) {
     std::erase(next.learners, it->first);
     auto made = Configuration::make(next.voters, {}, next.learners);
     CORAFT_ASSERT(made.ok(), it->first);
+    made->set_addresses(conf_.addresses);
     leader.promotions.erase(it);
     (void)append_config(leader, *made);
     broadcast_append(leader);

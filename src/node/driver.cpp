@@ -50,14 +50,15 @@ void NodeImpl::spawn(asio::awaitable<void> a) {
 void NodeImpl::drain() {
   if (draining_ || !core_) return;
   draining_ = true;
-  const Index conf_before = core_->configuration_index();
-  const Configuration conf_prev = core_->configuration();
   while (core_->has_output()) handle(core_->take_output());
   draining_ = false;
-  if (core_->configuration_index() != conf_before || core_->configuration() != conf_prev) {
-    learn_addresses(core_->configuration());
+  // Inputs change the configuration as entries enter the log (§4.1), before any output.
+  if (core_->configuration_index() != seen_conf_index_ || core_->configuration() != seen_conf_) {
+    seen_conf_index_ = core_->configuration_index();
+    seen_conf_ = core_->configuration();
+    learn_addresses(seen_conf_);
     emit(NodeEvent{NodeEvent::Kind::configuration, role_of(soft_.role), soft_.term, soft_.leader,
-                   core_->configuration()});
+                   seen_conf_});
   }
 }
 

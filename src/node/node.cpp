@@ -194,6 +194,9 @@ Result<void> NodeImpl::open() {
   apply_work_.emplace(apply_io_.get_executor());
   apply_thread_ = std::thread([this] { apply_io_.run(); });
   started_ = true;
+  seen_conf_ = core_->configuration();
+  seen_conf_index_ = core_->configuration_index();
+  learn_addresses(seen_conf_);
   spawn(ticker());
   spawn(writer());
   spawn(applier());
@@ -201,16 +204,54 @@ Result<void> NodeImpl::open() {
   return {};
 }
 
+namespace {
+
+// "host:port" or "[v6]:port"; nullopt when malformed.
+std::optional<ServerAddress> parse_address(NodeId id, const std::string& text) {
+  const std::size_t colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 >= text.size()) return std::nullopt;
+  std::string host = text.substr(0, colon);
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  unsigned long port = 0;
+  for (char ch : text.substr(colon + 1)) {
+    if (ch < '0' || ch > '9') return std::nullopt;
+    port = port * 10 + static_cast<unsigned long>(ch - '0');
+    if (port > 65535) return std::nullopt;
+  }
+  if (port == 0) return std::nullopt;
+  return ServerAddress{id, std::move(host), static_cast<std::uint16_t>(port)};
+}
+
+}  // namespace
+
+// Members of `conf` become the transport's peers, at the address the configuration records or,
+// failing that, the one in the address book; servers no longer members are forgotten.
 void NodeImpl::learn_addresses(const Configuration& conf) {
-  for (NodeId id : conf.members()) {
+  for (const MemberAddress& a : conf.addresses) {
+    if (a.id == config_.id) continue;
+    if (auto parsed = parse_address(a.id, a.address)) {
+      addresses_[a.id] = std::move(*parsed);
+    } else {
+      log(LogLevel::warn, "node ", config_.id, ": the configuration's address for node ", a.id,
+          " is malformed");
+    }
+  }
+  std::vector<NodeId> members = conf.members();
+  for (NodeId id : members) {
     if (id == config_.id) continue;
     auto it = addresses_.find(id);
     if (it == addresses_.end()) {
       log(LogLevel::warn, "node ", config_.id, ": no address known for member ", id);
       continue;
     }
-    transport_->set_peer_address(id, it->second.host, it->second.port);
+    transport_->add_peer(net::PeerAddress{id, it->second.host, it->second.port});
   }
+  for (NodeId id : transport_members_) {
+    if (!std::binary_search(members.begin(), members.end(), id)) transport_->remove_peer(id);
+  }
+  transport_members_ = std::move(members);
 }
 
 std::string NodeImpl::address_of(NodeId id) const {
@@ -313,8 +354,15 @@ void NodeImpl::change(std::vector<NodeId> voters, std::vector<NodeId> learners,
       return done(Error(Errc::invalid_argument, concat("membership: no address for node ", id)));
     }
   }
-  learn_addresses(Configuration{voters, {}, learners});
-  auto index = core_->change_membership(core::MembershipChange{voters, learners, auto_promote});
+  std::vector<MemberAddress> recorded;
+  for (const auto& list : {voters, learners}) {
+    for (NodeId id : list) {
+      const ServerAddress& a = addresses_.at(id);
+      recorded.push_back(MemberAddress{id, concat(a.host, ":", a.port)});
+    }
+  }
+  auto index =
+      core_->change_membership(core::MembershipChange{voters, learners, auto_promote}, recorded);
   if (!index) {
     Error e = index.error();
     if (e.is(Errc::not_leader)) e.leader_address = address_of(e.leader_hint);

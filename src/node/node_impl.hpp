@@ -154,6 +154,7 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   std::unique_ptr<net::TcpTransport> transport_;
   std::uint16_t listen_port_ = 0;
   std::map<NodeId, ServerAddress> addresses_;
+  std::vector<NodeId> transport_members_;  // the members made the transport's peers, sorted
 
   // The apply thread and its context.
   asio::io_context apply_io_;
@@ -181,6 +182,9 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   std::vector<std::function<void(const NodeEvent&)>> observers_;
 
   core::SoftState soft_;
+  // The configuration last handed to learn_addresses() and observers.
+  Configuration seen_conf_;
+  Index seen_conf_index_;
   Configuration applied_conf_;
   Index applied_;
   Index commit_seen_;

@@ -82,10 +82,23 @@ class RecordingMachine final : public StateMachine {
   std::chrono::milliseconds delay_{0};
 };
 
+// A port below the kernel's ephemeral range (so no outgoing connection takes it between the
+// pick and the bind), that nothing listens on now. Spread by process id across parallel tests.
 inline std::uint16_t free_port() {
-  asio::io_context io;
-  asio::ip::tcp::acceptor a(io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  return a.local_endpoint().port();
+  static std::uint32_t next = 20000 + static_cast<std::uint32_t>(::getpid()) % 400 * 30;
+  for (int attempt = 0; attempt < 2000; ++attempt) {
+    const auto port = static_cast<std::uint16_t>(next);
+    next = next + 1 >= 32000 ? 20000 : next + 1;
+    asio::io_context io;
+    asio::ip::tcp::acceptor a(io);
+    asio::error_code ec;
+    a.open(asio::ip::tcp::v4(), ec);
+    a.set_option(asio::ip::tcp::acceptor::reuse_address(true), ec);
+    a.bind(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
+    if (!ec) return port;
+  }
+  FAIL("no free port below the ephemeral range");
+  return 0;
 }
 
 // Waits for `pred` up to `limit`, polling.

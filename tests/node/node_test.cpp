@@ -223,6 +223,39 @@ TEST_CASE("three servers grow to five and shrink back to three, new servers join
   REQUIRE(converged(c, 22));
 }
 
+TEST_CASE(
+    "servers added by one leader are reachable from the next, which never had their address") {
+  Cluster c(5, 3);
+  // The first three know only each other; the new servers know everybody.
+  c.tweak = [](NodeConfig& cfg) {
+    if (cfg.id.value() <= 3) {
+      std::erase_if(cfg.peers, [](const ServerAddress& a) { return a.id.value() > 3; });
+    }
+  };
+  for (std::size_t i = 1; i <= 5; ++i) REQUIRE(c.start(NodeId(i)).ok());
+  auto leader = c.leader();
+  REQUIRE(leader);
+  REQUIRE(c.propose(*leader, "first").ok());
+  for (std::size_t id : {4u, 5u}) {
+    const ServerAddress a{NodeId(id), "127.0.0.1", c.config(NodeId(id)).listen_port};
+    auto r = c.node(*leader).add_voter(a, asio::use_future).get();
+    REQUIRE_MESSAGE(r.ok(), r.error().message());
+  }
+  // Hand leadership to another of the first three, then cut the old leader off.
+  const NodeId next(leader->value() % 3 + 1);
+  auto t = c.node(*leader).transfer_leadership(next, asio::use_future).get();
+  REQUIRE_MESSAGE(t.ok(), t.error().message());
+  for (const PeerStatus& p : c.status(next).peers) CHECK_FALSE(p.address.empty());
+  c.stop(*leader);
+  for (int i = 0; i < 5; ++i) {
+    auto r = c.propose(next, numbered("n", i));
+    REQUIRE_MESSAGE(r.ok(), r.error().message());
+  }
+  // Servers 4 and 5 got them from a leader that learned their addresses from the log.
+  REQUIRE(eventually([&] { return c.machine(NodeId(4)).count() == 6; }));
+  REQUIRE(eventually([&] { return c.machine(NodeId(5)).count() == 6; }));
+}
+
 TEST_CASE("a joint change replaces two voters at once") {
   Cluster c(5, 3);
   for (std::size_t i = 1; i <= 5; ++i) REQUIRE(c.start(NodeId(i)).ok());

@@ -67,3 +67,27 @@ TEST_CASE("malformed configuration bytes are rejected, never over-read") {
   bad.push_back(std::byte{0});
   CHECK_FALSE(coraft::decode_configuration(bad).ok());
 }
+
+TEST_CASE("a configuration's member addresses survive encoding, and only members keep one") {
+  auto c = Configuration::make(ids({1, 2}), {}, ids({3}));
+  REQUIRE(c.ok());
+  c->set_addresses({{coraft::NodeId(2), "10.0.0.2:7000"},
+                    {coraft::NodeId(9), "not-a-member:1"},
+                    {coraft::NodeId(1), "old:1"},
+                    {coraft::NodeId(1), "h1:7000"},
+                    {coraft::NodeId(3), "[::1]:7003"}});
+  REQUIRE(c->addresses.size() == 3);
+  CHECK(c->addresses[0] == coraft::MemberAddress{coraft::NodeId(1), "h1:7000"});
+  CHECK(c->addresses[2].id == coraft::NodeId(3));
+  auto bytes = coraft::encode_configuration(*c);
+  CHECK(static_cast<int>(bytes[0]) == 2);
+  auto back = coraft::decode_configuration(bytes.span());
+  REQUIRE(back.ok());
+  CHECK(*back == *c);
+  for (std::size_t cut = 0; cut < bytes.size(); ++cut) {
+    CHECK_FALSE(coraft::decode_configuration(bytes.span().first(cut)).ok());
+  }
+  // Without addresses the encoding stays version 1, byte for byte.
+  auto plain = Configuration::make(ids({1, 2}), {}, ids({3}));
+  CHECK(static_cast<int>(coraft::encode_configuration(*plain)[0]) == 1);
+}
