@@ -2,6 +2,8 @@
 #include <atomic>
 #include <set>
 
+#include <asio/bind_cancellation_slot.hpp>
+#include <asio/cancellation_signal.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/use_awaitable.hpp>
@@ -413,6 +415,89 @@ TEST_CASE("NodeConfig refuses limits that cannot work together, naming the field
   NodeConfig p = c;
   p.peers.push_back(ServerAddress{NodeId(2), "", 0});
   CHECK(p.validate().error().detail.find("peers") != std::string::npos);
+}
+
+}  // namespace
+}  // namespace coraft::test
+
+namespace coraft::test {
+namespace {
+
+TEST_CASE("snapshot_now saves the state machine, compacts the log, and a restart restores it") {
+  Cluster c(3);
+  c.tweak = [](NodeConfig& cfg) { cfg.snapshot_trailing_entries = 5; };
+  c.start_all();
+  auto leader = c.leader();
+  REQUIRE(leader);
+  for (int i = 0; i < 40; ++i) REQUIRE(c.propose(*leader, numbered("s", i)).ok());
+  REQUIRE(converged(c, 40));
+  auto snap = c.node(*leader).snapshot_now(asio::use_future).get();
+  REQUIRE_MESSAGE(snap.ok(), snap.error().message());
+  CHECK(snap->value() >= 40);
+  CHECK(c.status(*leader).snapshot_index == *snap);
+  // Nothing applied since: a second snapshot has nothing to cover.
+  auto again = c.node(*leader).snapshot_now(asio::use_future).get();
+  REQUIRE_FALSE(again.ok());
+  CHECK(again.error().is(Errc::invalid_argument));
+  const auto before = c.machine(*leader).applied();
+  c.stop(*leader);
+  REQUIRE(c.start(*leader).ok());
+  // The state machine comes back from the snapshot before anything is re-applied.
+  CHECK(c.machine(*leader).applied() == before);
+  auto next = c.leader();
+  REQUIRE(next);
+  REQUIRE(c.propose(*next, "after-snapshot").ok());
+  REQUIRE(converged(c, 41));
+}
+
+TEST_CASE("recover forces a new configuration on the survivors of a lost majority") {
+  Cluster c(3);
+  c.start_all();
+  auto leader = c.leader();
+  REQUIRE(leader);
+  for (int i = 0; i < 5; ++i) REQUIRE(c.propose(*leader, numbered("r", i)).ok());
+  REQUIRE(converged(c, 5));
+  for (std::size_t i = 1; i <= 3; ++i) c.stop(NodeId(i));
+  // Servers 2 and 3 are lost for good; server 1 alone becomes the cluster.
+  auto alone = Configuration::make({NodeId(1)});
+  REQUIRE(recover(c.data_dir(NodeId(1)), *alone).ok());
+  CHECK_FALSE(recover(c.data_dir(NodeId(1)) + "-missing", *alone).ok());
+  REQUIRE(c.start(NodeId(1)).ok());
+  REQUIRE(eventually([&] { return c.status(NodeId(1)).role == NodeRole::leader; }));
+  auto r = c.propose(NodeId(1), "alone");
+  REQUIRE_MESSAGE(r.ok(), r.error().message());
+  CHECK(c.status(NodeId(1)).configuration.voters == std::vector<NodeId>{NodeId(1)});
+  auto applied = c.machine(NodeId(1)).applied();
+  REQUIRE(applied.size() == 6);
+  CHECK(applied.back().second == "alone");
+}
+
+TEST_CASE("a cancelled read_barrier completes with cancelled, once") {
+  Cluster c(3);
+  c.start_all();
+  auto leader = c.leader();
+  REQUIRE(leader);
+  // Stop both followers so that the leader's read cannot be confirmed, then cancel the read.
+  const NodeId cut = *leader;
+  asio::cancellation_signal signal;
+  std::promise<Result<Index>> got;
+  std::atomic<int> calls{0};
+  c.stop(NodeId(cut.value() % 3 + 1));
+  c.stop(NodeId((cut.value() + 1) % 3 + 1));
+  asio::post(c.io(), [&] {
+    c.node(cut).read_barrier(asio::bind_cancellation_slot(signal.slot(), [&](Result<Index> r) {
+      ++calls;
+      got.set_value(std::move(r));
+    }));
+  });
+  std::this_thread::sleep_for(50ms);
+  asio::post(c.io(), [&] { signal.emit(asio::cancellation_type::terminal); });
+  auto r = got.get_future().get();
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().is(Errc::cancelled));
+  CHECK_FALSE(r.error().definite());
+  std::this_thread::sleep_for(50ms);
+  CHECK(calls == 1);
 }
 
 }  // namespace
