@@ -1,6 +1,8 @@
 // Whole nodes under faults: a stalled disk, a failing disk, a full disk, a follower far behind,
 // and the zero-copy path from a received frame to the log writer.
 #include <atomic>
+#include <cstdlib>
+#include <fstream>
 
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/steady_timer.hpp>
@@ -253,6 +255,95 @@ TEST_CASE(
   CHECK(c.status(*leader).role == NodeRole::leader);
   c.machine(*leader).set_delay(0ms);
   CHECK(first.get().ok());
+}
+
+}  // namespace
+}  // namespace coraft::test
+
+namespace coraft::test {
+namespace {
+
+// Runs `openssl args` in `dir`; true on success.
+bool openssl(const std::string& dir, const std::string& args) {
+  const std::string cmd = "cd " + dir + " && openssl " + args + " >/dev/null 2>&1";
+  return std::system(cmd.c_str()) == 0;
+}
+
+TEST_CASE("a cluster over mutual TLS elects a leader and replicates") {
+  Cluster c(3);
+  const std::string dir = c.data_dir(NodeId(0)) + "-tls";
+  std::filesystem::create_directories(dir);
+  const std::string ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes ";
+  REQUIRE(openssl(dir, "req -x509 " + ec + "-days 2 -subj /CN=ca -keyout ca.key -out ca.crt"));
+  for (int i = 1; i <= 3; ++i) {
+    const std::string n = "node-" + std::to_string(i);
+    std::ofstream(dir + "/" + n + ".ext") << "subjectAltName=DNS:" << n << "\n";
+    REQUIRE(
+        openssl(dir, "req " + ec + "-subj /CN=" + n + " -keyout " + n + ".key -out " + n + ".csr"));
+    REQUIRE(openssl(dir, "x509 -req -days 2 -in " + n +
+                             ".csr -CA ca.crt -CAkey ca.key "
+                             "-CAcreateserial -out " +
+                             n + ".crt -extfile " + n + ".ext"));
+  }
+  c.tweak = [dir](NodeConfig& cfg) {
+    const std::string n = dir + "/node-" + std::to_string(cfg.id.value());
+    cfg.tls = NodeTls{dir + "/ca.crt", n + ".crt", n + ".key", ""};
+  };
+  c.start_all();
+  auto leader = c.leader();
+  REQUIRE(leader);
+  for (int i = 0; i < 10; ++i) REQUIRE(c.propose(*leader, "tls").ok());
+  for (std::size_t i = 1; i <= 3; ++i) {
+    CHECK(eventually([&] { return c.machine(NodeId(i)).count() == 10; }));
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("a follower cut off under full load leaves the leader's memory within its limits") {
+  Cluster c(3);
+  c.tweak = [](NodeConfig& cfg) {
+    cfg.pending_proposal_bytes_max = 4u << 20;
+    cfg.send_queue_bytes_max = 80u << 20;
+  };
+  c.start_all();
+  auto leader = c.leader();
+  REQUIRE(leader);
+  const NodeId paused(leader->value() % 3 + 1);
+  // The paused follower hears nothing and says nothing.
+  c.stop(paused);
+  const char* env = std::getenv("CORAFT_NODE_PAUSE_SECONDS");
+  const auto run_for = std::chrono::seconds(env ? std::atoi(env) : 3);
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> ok{0}, overloaded{0}, max_pending_bytes{0};
+  std::atomic<int> live{0};
+  const Bytes body = Bytes::copy_of(std::string(4096, 'm'));
+  std::function<void()> issue = [&] {
+    ++live;
+    c.node(*leader).propose(body, [&](Result<Proposed> r) {
+      if (r) ++ok;
+      if (!r && r.error().is(Errc::overloaded)) ++overloaded;
+      if (!stop) {
+        issue();
+      }
+      --live;
+    });
+  };
+  asio::post(c.io(), [&] {
+    for (int i = 0; i < 2048; ++i) issue();
+  });
+  const auto end = std::chrono::steady_clock::now() + run_for;
+  while (std::chrono::steady_clock::now() < end) {
+    auto m = c.node(*leader).metrics(asio::use_future).get();
+    max_pending_bytes = std::max<std::uint64_t>(max_pending_bytes, m->pending_proposal_bytes);
+    std::this_thread::sleep_for(20ms);
+  }
+  stop = true;
+  REQUIRE(eventually([&] { return live == 0; }));
+  CHECK(ok > 0);
+  CHECK(overloaded > 0);  // the limit was reached and refused, not grown past
+  CHECK(max_pending_bytes <= (4u << 20));
+  REQUIRE(c.start(paused).ok());
+  CHECK(eventually([&] { return c.machine(paused).count() == ok.load(); }, 20s));
 }
 
 }  // namespace
