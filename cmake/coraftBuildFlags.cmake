@@ -17,8 +17,10 @@ if(CORAFT_SANITIZE)
     # Asio's atomic_thread_fence draws a compile-time note under GCC's TSan; it is harmless.
     list(APPEND _san -Wno-tsan)
   endif()
-  add_compile_options(${_san})
-  add_link_options(-fsanitize=${CORAFT_SANITIZE})
+  # On coraft's own targets only (they all link coraft_build_flags); the library passes the
+  # link flag on to in-tree executables that link it.
+  target_compile_options(coraft_build_flags INTERFACE ${_san})
+  target_link_options(coraft_build_flags INTERFACE -fsanitize=${CORAFT_SANITIZE})
 endif()
 
 # Executables built here link mimalloc unless sanitizers are on.

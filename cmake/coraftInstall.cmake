@@ -34,6 +34,7 @@ else()
   set(CORAFT_PC_LIBS_PRIVATE "-lpthread")
 endif()
 # The prefix is found relative to the .pc file, so the installed tree may be moved.
-file(RELATIVE_PATH CORAFT_PC_UP /root/${CMAKE_INSTALL_LIBDIR}/pkgconfig /root)
+file(RELATIVE_PATH CORAFT_PC_UP ${PROJECT_BINARY_DIR}/${CMAKE_INSTALL_LIBDIR}/pkgconfig
+     ${PROJECT_BINARY_DIR})
 configure_file(${PROJECT_SOURCE_DIR}/cmake/coraft.pc.in ${PROJECT_BINARY_DIR}/coraft.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/coraft.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

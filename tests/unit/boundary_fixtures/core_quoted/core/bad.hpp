@@ -1,0 +1,1 @@
+#include "storage/segmented_log.hpp"

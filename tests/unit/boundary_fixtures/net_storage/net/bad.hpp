@@ -1,0 +1,1 @@
+#include "storage/hard_state.hpp"
