@@ -120,6 +120,10 @@ class Core {
   // the leader probes the follower right after the snapshot; on failure it probes again from
   // what the follower is known to hold, which sends a new snapshot if still needed.
   void report_snapshot(NodeId peer, bool success);
+  // The driver could not send to `peer` (its send queue refused a message, or it is not
+  // connected). A leader stops streaming to a follower in replicate state and probes it again
+  // from its match index, rather than waiting for the stall timeout.
+  void report_unreachable(NodeId peer);
 
   // ---- Output ----
   [[nodiscard]] bool has_output() const noexcept;

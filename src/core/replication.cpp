@@ -22,6 +22,13 @@ Progress* Core::find_progress(Leader& leader, NodeId id) noexcept {
 
 // Sends what the follower's state allows: one probe, or in replicate state as many messages as
 // the window holds, each carrying entries up to append_bytes_max.
+void Core::report_unreachable(NodeId peer) {
+  auto* l = std::get_if<Leader>(&state_);
+  if (!l) return;
+  Progress* pr = find_progress(*l, peer);
+  if (pr && pr->state == Progress::State::replicate) pr->become_probe();
+}
+
 void Core::send_append(Leader& leader, Progress& pr) {
   (void)leader;
   const Index last = log_.last_index();

@@ -114,12 +114,15 @@ void NodeImpl::handle(core::Output out) {
 
 void NodeImpl::send(core::Message m) {
   if (hooks_.drop_outgoing && hooks_.drop_outgoing(m)) return;
+  const NodeId to = m.to;
   auto r = transport_->send(std::move(m));
   if (r) {
     ++metrics_.messages_sent;
   } else {
-    // The peer's queue is full or the peer is gone: the core's retries recover the loss.
+    // The peer's queue is full or the peer is gone: the leader probes it again rather than
+    // streaming into a queue that drops (the drain loop takes what this produces).
     ++metrics_.messages_refused;
+    core_->report_unreachable(to);
   }
 }
 
