@@ -356,8 +356,12 @@ asio::awaitable<void> NodeImpl::append_job(std::shared_ptr<WriteJob> job) {
             "; proposals fail with disk_full until space returns");
       }
       disk_full_ = true;
-      asio::steady_timer t(ex_, std::chrono::milliseconds(100));
-      co_await t.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+      // Appends behind a full disk fail too; they are retried oldest first, so that each
+      // retry continues the log where the one before it ended.
+      do {
+        asio::steady_timer t(ex_, std::chrono::milliseconds(100));
+        co_await t.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+      } while (!stopping_ && earlier_append_pending(job.get()));
       continue;
     }
     if (!stopping_) fail_stop(r.error());
@@ -376,6 +380,14 @@ asio::awaitable<void> NodeImpl::append_job(std::shared_ptr<WriteJob> job) {
   job->done = true;
   written_event_.notify();
   complete_writes();
+}
+
+bool NodeImpl::earlier_append_pending(const WriteJob* job) const {
+  for (const auto& w : writes_) {
+    if (w.get() == job) return false;
+    if (!w->done) return true;
+  }
+  return false;
 }
 
 // Acknowledges finished writes in order (step 4), then sends what waited for them.

@@ -602,6 +602,8 @@ asio::awaitable<void> NodeImpl::stopper(Completion<void> done) {
   apply_event_.notify();
   // Wait for every other coroutine (appends in flight finish their writes).
   while (coroutines_ > 1) {
+    log(LogLevel::debug, "node ", config_.id, ": stopping, waiting for ", coroutines_ - 1,
+        " coroutines (", appends_in_flight_, " appends in flight)");
     co_await idle_event_.wait();
     write_event_.notify();
     written_event_.notify();

@@ -124,6 +124,8 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   void on_receive(core::Message m);
   void on_soft_state(const core::SoftState& s);
   void complete_writes();
+  // True while a write taken before `job` has not finished.
+  [[nodiscard]] bool earlier_append_pending(const WriteJob* job) const;
   void fail_stop(const Error& e);
   void fail_waiters_from(Index from, Errc code);
   void fail_unknown_after_commit();

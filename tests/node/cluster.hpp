@@ -201,8 +201,14 @@ class Cluster {
   void stop(NodeId id) {
     auto& n = nodes_[id.value() - 1];
     if (!n) return;
-    auto r = n->stop(asio::use_future).get();
-    CHECK(r.ok());
+    auto f = n->stop(asio::use_future);
+    // A stop that never completes is a bug: fail loudly instead of hanging the suite.
+    if (f.wait_for(30s) != std::future_status::ready) {
+      std::fprintf(stderr, "node %llu did not stop within 30 s\n",
+                   static_cast<unsigned long long>(id.value()));
+      std::abort();
+    }
+    CHECK(f.get().ok());
     n.reset();
   }
 

@@ -160,24 +160,42 @@ TEST_CASE("a full disk refuses proposals with disk_full and loses nothing once s
   REQUIRE(c.propose(*leader, "before").ok());
   DiskFaults& f = faults[leader->value() - 1];
   f.fail = static_cast<int>(Errc::disk_full);
-  std::promise<Result<Proposed>> pending;
-  c.node(*leader).propose(Bytes::copy_of("during"),
-                          [&](Result<Proposed> r) { pending.set_value(std::move(r)); });
+  // Several writes fail behind the full disk; each is retried, oldest first.
+  std::vector<std::promise<Result<Proposed>>> pending(5);
+  // Proposed together from the node's thread, so that all are admitted before the disk answers.
+  asio::post(c.io(), [&] {
+    for (std::size_t i = 0; i < pending.size(); ++i) {
+      std::string text = "during";
+      text += std::to_string(i);
+      c.node(*leader).propose(Bytes::copy_of(text), [&pending, i](Result<Proposed> r) {
+        pending[i].set_value(std::move(r));
+      });
+    }
+  });
   // Once the write failed, new proposals are refused with the definite disk_full.
   REQUIRE(eventually([&] { return f.failed > 0; }, 3s));
   auto refused = c.propose(*leader, "refused");
   REQUIRE_FALSE(refused.ok());
   CHECK(refused.error().is(Errc::disk_full));
   CHECK(refused.error().definite());
+  std::this_thread::sleep_for(300ms);
   f.fail = 0;
-  auto r = pending.get_future().get();
-  REQUIRE_MESSAGE(r.ok(), r.error().message());
-  auto after = c.propose(*leader, "after");
+  for (auto& p : pending) {
+    auto r = p.get_future().get();
+    REQUIRE_MESSAGE(r.ok(), r.error().message());
+  }
+  // A leader that cannot write hands leadership on after disk_stall_timeout: ask whoever leads.
+  auto now = c.leader();
+  REQUIRE(now);
+  auto after = c.propose(*now, "after");
   REQUIRE_MESSAGE(after.ok(), after.error().message());
-  auto applied = c.machine(*leader).applied();
-  std::vector<std::string> texts;
-  for (auto& [i, t] : applied) texts.push_back(t);
-  CHECK(texts == std::vector<std::string>{"before", "during", "after"});
+  for (std::size_t i = 1; i <= 3; ++i) {
+    REQUIRE(eventually([&] { return c.machine(NodeId(i)).count() == 7; }));
+    std::vector<std::string> texts;
+    for (auto& [index, t] : c.machine(NodeId(i)).applied()) texts.push_back(t);
+    CHECK(texts == std::vector<std::string>{"before", "during0", "during1", "during2", "during3",
+                                            "during4", "after"});
+  }
 }
 
 TEST_CASE("a follower far behind a leader with 16-byte entries catches up") {
