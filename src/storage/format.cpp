@@ -106,7 +106,9 @@ std::optional<SegmentName> parse_segment_name(std::string_view name) {
   return out;
 }
 
-std::string open_segment_name(std::uint64_t seq) { return "open-" + pad20(seq) + ".log"; }
+std::string open_segment_name(std::uint64_t seq) {
+  return "open-" + pad20(seq) + ".log";
+}
 
 std::string closed_segment_name(Index first, Index last) {
   return pad20(first.value()) + "-" + pad20(last.value()) + ".log";
@@ -180,7 +182,8 @@ SegmentScan scan_segment(std::span<const std::byte> file, Index last_wanted,
     if (pos >= file.size()) break;
     // A zero header ends the data; so do zero bytes too few to hold a header, the unused rest
     // of a segment whose last record left less than a header's room.
-    if (all_zero(file.data() + pos, std::min<std::uint64_t>(record_header_bytes, file.size() - pos))) {
+    if (all_zero(file.data() + pos,
+                 std::min<std::uint64_t>(record_header_bytes, file.size() - pos))) {
       break;
     }
     auto r = check_record(file, pos, next, payload_bytes_max, &why);

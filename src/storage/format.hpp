@@ -106,7 +106,9 @@ inline constexpr char segment_magic[8] = {'c', 'o', 'r', 'a', 'f', 't', 'L', 'G'
 // No record payload is ever larger than this, whatever the options say.
 inline constexpr std::uint32_t record_payload_bytes_limit = 1u << 30;
 
-[[nodiscard]] constexpr std::uint64_t pad8(std::uint64_t n) noexcept { return (n + 7) & ~std::uint64_t{7}; }
+[[nodiscard]] constexpr std::uint64_t pad8(std::uint64_t n) noexcept {
+  return (n + 7) & ~std::uint64_t{7};
+}
 // Bytes one record occupies on disk, padding included.
 [[nodiscard]] constexpr std::uint64_t record_disk_bytes(std::uint64_t payload) noexcept {
   return record_header_bytes + pad8(payload);
@@ -143,7 +145,7 @@ struct RecordInfo {
 
 // What scanning one segment's bytes found.
 struct SegmentScan {
-  bool unused = false;          // zero header: prepared, never written
+  bool unused = false;  // zero header: prepared, never written
   bool header_ok = false;
   SegmentHeader header;
   std::vector<RecordInfo> records;

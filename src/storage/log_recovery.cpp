@@ -54,7 +54,8 @@ Result<void> read_segments(const std::string& dir, LogDirScan& out,
       f.tail_dirty = f.scan.problem || !zero_from(file->bytes(), f.scan.end_offset);
       if (f.tail_dirty) scan_beyond_tear_window(file->bytes(), f.scan, record_payload_bytes_limit);
     } else if (f.scan.header.first_index != parsed->first) {
-      out.bad = LogDirScan::Bad{out.segments.size(), name, 16, "header first index differs from the name"};
+      out.bad = LogDirScan::Bad{out.segments.size(), name, 16,
+                                "header first index differs from the name"};
     }
     out.segments.push_back(std::move(f));
   }
@@ -69,15 +70,16 @@ void judge(LogDirScan& out, std::size_t k) {
     Index expect = out.segments[k - 1].last() + 1;
     if (f.first() != expect) {
       out.bad = LogDirScan::Bad{k, f.name, 0,
-                                "segment starts at index " + std::to_string(f.first().value()) + " but " +
-                                    std::to_string(expect.value()) +
+                                "segment starts at index " + std::to_string(f.first().value()) +
+                                    " but " + std::to_string(expect.value()) +
                                     " was expected (a segment is missing or stale)",
                                 true};
       return;
     }
   }
   if (!f.parsed.open || !f.tail_dirty) {
-    if (f.scan.problem) out.bad = LogDirScan::Bad{k, f.name, f.scan.problem_offset, *f.scan.problem};
+    if (f.scan.problem)
+      out.bad = LogDirScan::Bad{k, f.name, f.scan.problem_offset, *f.scan.problem};
     return;
   }
   std::uint64_t x = f.scan.problem ? f.scan.problem_offset : f.scan.end_offset;
@@ -165,7 +167,8 @@ Result<void> SegmentedLog::Impl::recover() {
     report.torn_file = path(s.torn->first);
     report.torn_offset = s.torn->second;
     log(LogLevel::warn, "storage: torn tail cut off: ", where(*report.torn_file, s.torn->second));
-    auto r = s.torn_header ? remove_file(*report.torn_file) : truncate_file(*report.torn_file, s.torn->second);
+    auto r = s.torn_header ? remove_file(*report.torn_file)
+                           : truncate_file(*report.torn_file, s.torn->second);
     if (!r) return r;
   }
   if (s.bad) {
@@ -210,7 +213,8 @@ Result<void> SegmentedLog::Impl::recover() {
     seg.first = f.first();
     seg.end = f.scan.end_offset;
     seg.recs.reserve(f.scan.records.size());
-    for (const RecordInfo& ri : f.scan.records) seg.recs.push_back({ri.offset, ri.term, ri.length, ri.type});
+    for (const RecordInfo& ri : f.scan.records)
+      seg.recs.push_back({ri.offset, ri.term, ri.length, ri.type});
     segments.push_back(std::move(seg));
   }
   report.segments = segments.size();

@@ -54,7 +54,7 @@ std::unique_ptr<std::byte[], SegmentedLog::Impl::AlignedFree> aligned_buffer(std
 struct PreparedFiles {
   Fd fd;
   Fd direct_fd;
-  int direct_errno = 0;        // why O_DIRECT could not be opened
+  int direct_errno = 0;  // why O_DIRECT could not be opened
   std::string direct_refused;
 };
 
@@ -90,7 +90,9 @@ Result<void> prepare_file(const std::string& dir, const std::string& path, const
 
 }  // namespace
 
-void SegmentedLog::Impl::AlignedFree::operator()(std::byte* p) const noexcept { std::free(p); }
+void SegmentedLog::Impl::AlignedFree::operator()(std::byte* p) const noexcept {
+  std::free(p);
+}
 
 Fd open_direct(const std::string& path, int& err, std::string& why) {
   int fd = ::open(path.c_str(), O_RDWR | O_DIRECT | O_CLOEXEC);
@@ -118,14 +120,17 @@ Result<void> SegmentedLog::Impl::check_options() const {
   if (opt.batch_bytes_max < segment_header_bytes + record_disk_bytes(opt.entry_bytes_max)) {
     return bad("batch_bytes_max must hold one entry of entry_bytes_max with its headers");
   }
-  if (opt.segment_bytes < opt.batch_bytes_max) return bad("segment_bytes must be >= batch_bytes_max");
+  if (opt.segment_bytes < opt.batch_bytes_max)
+    return bad("segment_bytes must be >= batch_bytes_max");
   if (opt.segment_bytes > (1ull << 40)) return bad("segment_bytes must be at most 1 TiB");
   if (opt.batch_entries_max == 0 || opt.batch_entries_max > batch_entries_limit) {
     return bad("batch_entries_max must be in 1.." + std::to_string(batch_entries_limit));
   }
   if (opt.open_files_max < 1) return bad("open_files_max must be at least 1");
-  if (opt.queue_bytes_max < opt.entry_bytes_max) return bad("queue_bytes_max must be >= entry_bytes_max");
-  if (opt.direct_bytes_max % direct_block_bytes != 0) return bad("direct_bytes_max must be a multiple of 4096");
+  if (opt.queue_bytes_max < opt.entry_bytes_max)
+    return bad("queue_bytes_max must be >= entry_bytes_max");
+  if (opt.direct_bytes_max % direct_block_bytes != 0)
+    return bad("direct_bytes_max must be a multiple of 4096");
   return {};
 }
 
@@ -188,7 +193,8 @@ void SegmentedLog::Impl::enqueue_append(Request& r) {
 
 void SegmentedLog::Impl::enqueue_truncate(Request& r) {
   if (failed) return complete(r, *failed);
-  if (r.from == Index(0)) return complete(r, Error(Errc::invalid_argument, "truncate from index 0"));
+  if (r.from == Index(0))
+    return complete(r, Error(Errc::invalid_argument, "truncate from index 0"));
   if (r.from <= last_queued) {
     last_queued = r.from - 1;
     last_queued_term = r.from > first_index ? queued_term_at(r.from - 1) : Term(0);
@@ -259,9 +265,8 @@ void SegmentedLog::Impl::start_prepare() {
   std::string name = open_segment_name(next_seq++);
   auto files = std::make_shared<PreparedFiles>();
   bool want_direct = direct_wanted();
-  worker->submit([dir = opt.dir, p = path(name), opt = opt, want_direct, files] {
-                   return prepare_file(dir, p, opt, want_direct, *files);
-                 },
+  worker->submit([dir = opt.dir, p = path(name), opt = opt, want_direct,
+                  files] { return prepare_file(dir, p, opt, want_direct, *files); },
                  [this, name, files, want_direct](Result<void> r) {
                    preparing = false;
                    if (r) {
@@ -290,25 +295,27 @@ void SegmentedLog::Impl::seal_active() {
   if (s->recs.empty()) {
     segments.pop_back();
     --open_fds;
-    worker->submit([old_path, dir = opt.dir]() -> Result<void> {
-                     auto r = remove_file(old_path);
-                     return r ? fsync_dir(dir) : r;
-                   },
-                   [](Result<void>) {});
+    worker->submit(
+        [old_path, dir = opt.dir]() -> Result<void> {
+          auto r = remove_file(old_path);
+          return r ? fsync_dir(dir) : r;
+        },
+        [](Result<void>) {});
     return;
   }
   s->open = false;
   s->name = closed_segment_name(s->first, s->last());
-  worker->submit([old_path, new_path = path(s->name), dir = opt.dir]() -> Result<void> {
-                   auto r = rename_file(old_path, new_path);
-                   return r ? fsync_dir(dir) : r;
-                 },
-                 [this](Result<void> r) {
-                   if (!r) {
-                     log(LogLevel::error, "storage: ", r.error().message());
-                     if (!failed) failed = r.error();
-                   }
-                 });
+  worker->submit(
+      [old_path, new_path = path(s->name), dir = opt.dir]() -> Result<void> {
+        auto r = rename_file(old_path, new_path);
+        return r ? fsync_dir(dir) : r;
+      },
+      [this](Result<void> r) {
+        if (!r) {
+          log(LogLevel::error, "storage: ", r.error().message());
+          if (!failed) failed = r.error();
+        }
+      });
 }
 
 void SegmentedLog::Impl::start_batch() {
@@ -337,13 +344,15 @@ void SegmentedLog::Impl::start_batch() {
       const Entry& e = r->entries[i];
       std::uint64_t rb = record_disk_bytes(e.payload.size());
       std::uint64_t span = pos + rb - b.offset;
-      if (n == opt.batch_entries_max || span > opt.batch_bytes_max || pos + rb > opt.segment_bytes) break;
+      if (n == opt.batch_entries_max || span > opt.batch_bytes_max || pos + rb > opt.segment_bytes)
+        break;
       if (n == 0) b.first = e.index;
       std::byte* slot = b.headers.data() + n * 40;
       std::memset(slot, 0, 8);
       encode_record_header(e, slot + 8);
       b.iov.push_back({slot + 8 - prev_pad, record_header_bytes + prev_pad});
-      if (!e.payload.empty()) b.iov.push_back({const_cast<std::byte*>(e.payload.data()), e.payload.size()});
+      if (!e.payload.empty())
+        b.iov.push_back({const_cast<std::byte*>(e.payload.data()), e.payload.size()});
       prev_pad = pad8(e.payload.size()) - e.payload.size();
       b.recs.push_back({pos, e.term, static_cast<std::uint32_t>(e.payload.size()), e.type});
       b.queue_bytes += e.payload.size() + cache_entry_overhead_bytes;
@@ -372,7 +381,8 @@ void SegmentedLog::Impl::start_batch() {
       });
       return;
     }
-    backend->write_sync(s.direct_fd.get(), b.direct_offset, {&b.direct_iov, 1}, opt.direct_sync, done);
+    backend->write_sync(s.direct_fd.get(), b.direct_offset, {&b.direct_iov, 1}, opt.direct_sync,
+                        done);
   } else {
     backend->write_sync(s.fd.get(), b.offset, b.iov, Sync::fdatasync, done);
   }
@@ -422,7 +432,8 @@ void SegmentedLog::Impl::no_direct_fd(int err, const std::string& why) {
 void SegmentedLog::Impl::refuse_direct(const std::string& why) {
   if (direct_refused) return;
   direct_refused = true;
-  log(LogLevel::warn, "storage: O_DIRECT writes refused (", why, "); every batch is written buffered");
+  log(LogLevel::warn, "storage: O_DIRECT writes refused (", why,
+      "); every batch is written buffered");
 }
 
 void SegmentedLog::Impl::on_batch_done(int err) {
@@ -590,7 +601,8 @@ SegmentedLog::SegmentedLog(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) 
 
 SegmentedLog::~SegmentedLog() = default;
 
-Result<std::unique_ptr<SegmentedLog>> SegmentedLog::open(asio::any_io_executor ex, LogOptions options) {
+Result<std::unique_ptr<SegmentedLog>> SegmentedLog::open(asio::any_io_executor ex,
+                                                         LogOptions options) {
   auto impl = std::make_shared<Impl>(ex, std::move(options));
   if (auto r = impl->check_options(); !r) return r.error();
   // A direct batch may rewrite bytes before the batch and zeros after it: its whole extent
@@ -669,12 +681,17 @@ asio::awaitable<Result<void>> SegmentedLog::compact_prefix(Index upto) {
   co_return std::move(req.result);
 }
 
-Index SegmentedLog::first_index() const noexcept { return impl_->first_index; }
-Index SegmentedLog::last_index() const noexcept { return impl_->last_index; }
+Index SegmentedLog::first_index() const noexcept {
+  return impl_->first_index;
+}
+Index SegmentedLog::last_index() const noexcept {
+  return impl_->last_index;
+}
 
 Result<Term> SegmentedLog::term_at(Index i) const {
   if (i < impl_->first_index || i > impl_->last_index) {
-    return Error(Errc::invalid_argument, "index " + std::to_string(i.value()) + " is not in the log");
+    return Error(Errc::invalid_argument,
+                 "index " + std::to_string(i.value()) + " is not in the log");
   }
   Segment* s = impl_->segment_of(i);
   return s->recs[i - s->first].term;
@@ -683,7 +700,8 @@ Result<Term> SegmentedLog::term_at(Index i) const {
 Result<Entry> SegmentedLog::read(Index i) {
   Impl& m = *impl_;
   if (i < m.first_index || i > m.last_index) {
-    return Error(Errc::invalid_argument, "index " + std::to_string(i.value()) + " is not in the log");
+    return Error(Errc::invalid_argument,
+                 "index " + std::to_string(i.value()) + " is not in the log");
   }
   if (!m.cache.empty() && i >= m.cache.front().index) return m.cache[i - m.cache.front().index];
   return m.read_disk(*m.segment_of(i), i);
@@ -702,8 +720,14 @@ Result<std::vector<Entry>> SegmentedLog::read_range(Index from, Index to, std::s
   return out;
 }
 
-const RecoveryReport& SegmentedLog::recovery() const noexcept { return impl_->report; }
-LogStats SegmentedLog::stats() const noexcept { return impl_->stats; }
-std::string_view SegmentedLog::backend_name() const noexcept { return impl_->backend->name(); }
+const RecoveryReport& SegmentedLog::recovery() const noexcept {
+  return impl_->report;
+}
+LogStats SegmentedLog::stats() const noexcept {
+  return impl_->stats;
+}
+std::string_view SegmentedLog::backend_name() const noexcept {
+  return impl_->backend->name();
+}
 
 }  // namespace coraft::storage

@@ -40,12 +40,12 @@ enum class SegmentPrepare {
 struct LogOptions {
   std::string dir;
   std::uint64_t segment_bytes = 64ull << 20;
-  std::uint32_t entry_bytes_max = 8u << 20;   // payload bytes of one entry
-  std::uint32_t batch_bytes_max = 16u << 20;  // bytes of one write batch (the tear window)
-  std::uint32_t batch_entries_max = 500;      // entries of one write batch (iovecs: 2 each)
+  std::uint32_t entry_bytes_max = 8u << 20;      // payload bytes of one entry
+  std::uint32_t batch_bytes_max = 16u << 20;     // bytes of one write batch (the tear window)
+  std::uint32_t batch_entries_max = 500;         // entries of one write batch (iovecs: 2 each)
   std::uint64_t queue_bytes_max = 256ull << 20;  // bytes waiting to be written (payload + 64 each)
-  std::uint64_t cache_bytes_max = 64ull << 20;   // recent entries kept in memory (payload + 64 each)
-  std::uint32_t open_files_max = 64;             // segment files held open for reading
+  std::uint64_t cache_bytes_max = 64ull << 20;  // recent entries kept in memory (payload + 64 each)
+  std::uint32_t open_files_max = 64;            // segment files held open for reading
   // A batch whose 4 KiB-aligned extent fits in this many bytes is copied into an aligned buffer
   // of this size and written with O_DIRECT (made durable as direct_sync says), which reaches
   // the disk sooner than a buffered write and fdatasync and, for large batches, at twice the
@@ -78,7 +78,7 @@ struct RecoveryReport {
 struct LogStats {
   std::uint64_t batches = 0;  // durable writes of appended entries
   std::uint64_t entries = 0;
-  std::uint64_t bytes = 0;    // bytes written by those batches, headers included
+  std::uint64_t bytes = 0;           // bytes written by those batches, headers included
   std::uint64_t direct_batches = 0;  // of those batches, the ones written with O_DIRECT
 };
 

@@ -48,7 +48,8 @@ struct Segment {
 // One caller waiting in append() or truncate_suffix(), living in that coroutine's frame.
 struct Request {
   enum class Kind { append, truncate };
-  explicit Request(const asio::any_io_executor& ex) : timer(ex, asio::steady_timer::time_point::max()) {}
+  explicit Request(const asio::any_io_executor& ex)
+      : timer(ex, asio::steady_timer::time_point::max()) {}
   Kind kind = Kind::append;
   std::vector<Entry> entries;
   std::size_t submitted = 0;  // entries handed to a batch
@@ -127,7 +128,9 @@ struct SegmentedLog::Impl {
   bool tail_valid = false;
   bool direct_refused = false;  // the file system refused O_DIRECT: write buffered from now on
   // Whether new segments get an O_DIRECT descriptor and batches may use it.
-  [[nodiscard]] bool direct_wanted() const noexcept { return opt.direct_bytes_max > 0 && !direct_refused; }
+  [[nodiscard]] bool direct_wanted() const noexcept {
+    return opt.direct_bytes_max > 0 && !direct_refused;
+  }
   std::deque<Entry> cache;
   std::uint64_t cache_bytes = 0;
   std::size_t open_fds = 0;

@@ -78,7 +78,8 @@ Result<SnapshotStore::Writer> SnapshotStore::begin(const SnapshotMeta& meta) {
   w.fd_ = std::move(*fd);
   std::byte zero[header_bytes] = {};
   if (auto r = pwrite_all(w.fd_.get(), zero, 0, w.tmp_path_); !r) return r.error();
-  if (auto r = pwrite_all(w.fd_.get(), w.config_.span(), header_bytes, w.tmp_path_); !r) return r.error();
+  if (auto r = pwrite_all(w.fd_.get(), w.config_.span(), header_bytes, w.tmp_path_); !r)
+    return r.error();
   w.crc_ = crc32c(w.config_.span());
   return w;
 }
@@ -129,7 +130,9 @@ Result<std::vector<SnapshotInfo>> SnapshotStore::list() const {
     std::uint64_t term = 0;
     auto a = std::from_chars(n.data() + 5, n.data() + 25, idx);
     auto b = std::from_chars(n.data() + 26, n.data() + 46, term);
-    if (a.ec != std::errc() || b.ec != std::errc() || a.ptr != n.data() + 25 || b.ptr != n.data() + 46) continue;
+    if (a.ec != std::errc() || b.ec != std::errc() || a.ptr != n.data() + 25 ||
+        b.ptr != n.data() + 46)
+      continue;
     out.push_back({SnapshotMeta{Index(idx), Term(term), {}}, join_path(dir_, n), 0});
   }
   std::sort(out.begin(), out.end(), [](const SnapshotInfo& x, const SnapshotInfo& y) {
@@ -152,11 +155,13 @@ Result<Snapshot> SnapshotStore::load(const std::string& path, std::uint64_t byte
   }
   std::uint64_t config_bytes = get32(h + 32);
   std::uint64_t data_bytes = get64(h + 40);
-  if (data_bytes > bytes_max) return Error(Errc::too_large, path + ": snapshot larger than bytes_max");
+  if (data_bytes > bytes_max)
+    return Error(Errc::too_large, path + ": snapshot larger than bytes_max");
   std::uint64_t expect = header_bytes + config_bytes + data_bytes;
   if (*size != expect) {
-    return corrupt(path, std::min(*size, expect),
-                   "file is " + std::to_string(*size) + " bytes, the header says " + std::to_string(expect));
+    return corrupt(
+        path, std::min(*size, expect),
+        "file is " + std::to_string(*size) + " bytes, the header says " + std::to_string(expect));
   }
   auto body = std::make_shared<std::vector<std::byte>>(config_bytes + data_bytes);
   if (auto r = pread_all(fd->get(), *body, header_bytes, path); !r) return r.error();

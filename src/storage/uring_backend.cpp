@@ -36,7 +36,9 @@ struct UringOp {
 class UringBackend final : public DiskBackend {
  public:
   UringBackend(asio::any_io_executor ex, io_uring ring, int efd)
-      : ring_(ring), efd_(ex, efd), alive_(std::make_shared<bool>(true)),
+      : ring_(ring),
+        efd_(ex, efd),
+        alive_(std::make_shared<bool>(true)),
         skip_write_cqe_((ring_.features & IORING_FEAT_CQE_SKIP) != 0) {}
 
   ~UringBackend() override {

@@ -122,7 +122,8 @@ TEST_CASE_FIXTURE(
   for (const auto& n : names) closed += n.rfind("open-", 0) == 0 ? 0 : 1;
   CHECK(closed >= 4);
   CHECK(names.front().rfind("00000000000000000001-", 0) == 0);
-  for (const auto& n : names) CHECK(std::filesystem::file_size(dir.path() + "/" + n) <= (64u << 10));
+  for (const auto& n : names)
+    CHECK(std::filesystem::file_size(dir.path() + "/" + n) <= (64u << 10));
   auto log = open_log();
   CHECK(log->last_index() == Index(300));
   check_range(*log, 1, 300, 1000);
@@ -132,10 +133,11 @@ TEST_CASE_FIXTURE(LogTest, "concurrent appends are coalesced into fewer write ba
   auto log = open_log();
   int done = 0;
   for (std::uint64_t i = 1; i <= 50; ++i) {
-    asio::co_spawn(io, log->append(make_entries(i, i, 1, 100)), [&](std::exception_ptr, Result<void> r) {
-      CHECK(r.ok());
-      ++done;
-    });
+    asio::co_spawn(io, log->append(make_entries(i, i, 1, 100)),
+                   [&](std::exception_ptr, Result<void> r) {
+                     CHECK(r.ok());
+                     ++done;
+                   });
   }
   io.run();
   CHECK(done == 50);
@@ -147,9 +149,15 @@ TEST_CASE_FIXTURE(LogTest, "concurrent appends are coalesced into fewer write ba
 TEST_CASE_FIXTURE(LogTest, "an append that does not continue the log is refused") {
   auto log = open_log();
   REQUIRE(append(*log, make_entries(1, 5, 2, 10)).ok());
-  SUBCASE("a gap") { CHECK(append(*log, make_entries(7, 8, 2, 10)).error().is(Errc::invalid_argument)); }
-  SUBCASE("an overlap") { CHECK(append(*log, make_entries(5, 6, 2, 10)).error().is(Errc::invalid_argument)); }
-  SUBCASE("a lower term") { CHECK(append(*log, make_entries(6, 6, 1, 10)).error().is(Errc::invalid_argument)); }
+  SUBCASE("a gap") {
+    CHECK(append(*log, make_entries(7, 8, 2, 10)).error().is(Errc::invalid_argument));
+  }
+  SUBCASE("an overlap") {
+    CHECK(append(*log, make_entries(5, 6, 2, 10)).error().is(Errc::invalid_argument));
+  }
+  SUBCASE("a lower term") {
+    CHECK(append(*log, make_entries(6, 6, 1, 10)).error().is(Errc::invalid_argument));
+  }
   SUBCASE("an entry over entry_bytes_max") {
     CHECK(append(*log, make_entries(6, 6, 2, (8 << 10) + 1)).error().is(Errc::too_large));
   }
@@ -246,7 +254,9 @@ TEST_CASE_FIXTURE(LogTest, "reading many segments keeps at most open_files_max o
       std::error_code ec;
       auto target = std::filesystem::read_symlink(e.path(), ec).string();
       bool segment = target.size() > 4 && target.substr(target.size() - 4) == ".log";
-      if (!ec && segment && target.rfind(dir.path(), 0) == 0 && target.find("open-") == std::string::npos) ++n;
+      if (!ec && segment && target.rfind(dir.path(), 0) == 0 &&
+          target.find("open-") == std::string::npos)
+        ++n;
     }
     return n;
   };
@@ -266,14 +276,17 @@ TEST_CASE_FIXTURE(
     "a full disk while preparing a segment fails the append with disk_full and loses nothing") {
   auto o = options();
   auto full = std::make_shared<std::atomic<bool>>(false);
-  o.fault = [full](FaultPoint p) { return p == FaultPoint::prepare_segment && full->load() ? ENOSPC : 0; };
+  o.fault = [full](FaultPoint p) {
+    return p == FaultPoint::prepare_segment && full->load() ? ENOSPC : 0;
+  };
   {
     auto log = open_log(o);
     REQUIRE(append(*log, make_entries(1, 10, 1, 1000)).ok());
     full->store(true);
     Result<void> r;
     std::uint64_t next = 11;
-    for (int k = 0; k < 20 && r.ok(); ++k, next += 10) r = append(*log, make_entries(next, next + 9, 1, 1000));
+    for (int k = 0; k < 20 && r.ok(); ++k, next += 10)
+      r = append(*log, make_entries(next, next + 9, 1, 1000));
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().is(Errc::disk_full));
     Index last = log->last_index();
@@ -358,7 +371,8 @@ TEST_CASE_FIXTURE(
 TEST_CASE_FIXTURE(
     LogTest,
     "when io_uring cannot be set up the log runs on the fallback thread and says so once") {
-  std::string saved = std::getenv("CORAFT_STORAGE_BACKEND") ? std::getenv("CORAFT_STORAGE_BACKEND") : "";
+  std::string saved =
+      std::getenv("CORAFT_STORAGE_BACKEND") ? std::getenv("CORAFT_STORAGE_BACKEND") : "";
   ::unsetenv("CORAFT_STORAGE_BACKEND");
   std::vector<std::string> lines;
   set_log_sink([&](LogLevel, std::string_view line) { lines.emplace_back(line); });

@@ -13,7 +13,8 @@ using namespace coraft::storage::test;
 namespace {
 
 SnapshotMeta meta(std::uint64_t index, std::uint64_t term) {
-  return SnapshotMeta{Index(index), Term(term), Configuration::make({NodeId(1), NodeId(2), NodeId(3)}).value()};
+  return SnapshotMeta{Index(index), Term(term),
+                      Configuration::make({NodeId(1), NodeId(2), NodeId(3)}).value()};
 }
 
 std::vector<std::byte> data_of(std::size_t n, int seed) {
@@ -22,7 +23,8 @@ std::vector<std::byte> data_of(std::size_t n, int seed) {
   return d;
 }
 
-Result<SnapshotInfo> write_snapshot(SnapshotStore& s, const SnapshotMeta& m, const std::vector<std::byte>& d) {
+Result<SnapshotInfo> write_snapshot(SnapshotStore& s, const SnapshotMeta& m,
+                                    const std::vector<std::byte>& d) {
   auto w = s.begin(m);
   if (!w) return w.error();
   std::span<const std::byte> rest(d);
@@ -57,8 +59,9 @@ TEST_CASE("an unfinished snapshot is never listed and is deleted on open") {
     REQUIRE(w.ok());
     REQUIRE(w->write(data_of(100, 2)).ok());
     // Simulate a crash: the temporary file stays behind.
-    std::filesystem::copy_file(dir.path() + "/snapshots/snap-00000000000000000050-00000000000000000001.snap.tmp",
-                               dir.path() + "/snapshots/left-behind.snap.tmp");
+    std::filesystem::copy_file(
+        dir.path() + "/snapshots/snap-00000000000000000050-00000000000000000001.snap.tmp",
+        dir.path() + "/snapshots/left-behind.snap.tmp");
   }
   CHECK(store->list()->empty());
   CHECK(store->load_latest(1 << 20)->has_value() == false);
@@ -70,7 +73,8 @@ TEST_CASE("an unfinished snapshot is never listed and is deleted on open") {
 TEST_CASE("old snapshots are pruned to the newest kept") {
   TempDir dir;
   auto store = SnapshotStore::open(dir.path(), 2);
-  for (std::uint64_t i = 1; i <= 4; ++i) REQUIRE(write_snapshot(*store, meta(i * 10, 1), data_of(10, 0)).ok());
+  for (std::uint64_t i = 1; i <= 4; ++i)
+    REQUIRE(write_snapshot(*store, meta(i * 10, 1), data_of(10, 0)).ok());
   auto all = store->list();
   REQUIRE(all->size() == 2);
   CHECK((*all)[0].meta.last_index == Index(40));

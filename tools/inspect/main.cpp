@@ -2,10 +2,10 @@
 //   coraft-inspect log DIR      lists the segments and their records (index, term, type, size)
 //   coraft-inspect verify DIR   checks every record CRC, the hard state and the snapshots;
 //                               exits 1 naming the file and offset of the first damage
+#include <sys/stat.h>
 #include <cstdio>
 #include <cstring>
 #include <string>
-#include <sys/stat.h>
 
 #include "storage/file_util.hpp"
 #include "storage/hard_state.hpp"
@@ -38,7 +38,8 @@ const char* type_name(EntryType t) {
 void print_damage(const LogDirScan& s, const std::string& dir) {
   if (s.torn) {
     std::printf("torn tail (cut off when the log opens): %s offset %llu\n",
-                join_path(dir, s.torn->first).c_str(), static_cast<unsigned long long>(s.torn->second));
+                join_path(dir, s.torn->first).c_str(),
+                static_cast<unsigned long long>(s.torn->second));
   }
   if (s.bad) {
     std::fprintf(stderr, "corrupt: %s offset %llu: %s\n", join_path(dir, s.bad->name).c_str(),
@@ -123,7 +124,8 @@ int verify(const std::string& dir) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc == 2 && (!std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h"))) return usage(stdout);
+  if (argc == 2 && (!std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")))
+    return usage(stdout);
   if (argc != 3) return usage(stderr);
   std::string cmd = argv[1];
   std::string dir = argv[2];
