@@ -1,5 +1,6 @@
 // Recovery of the segmented log on open: the rules are specified in format.hpp (RECOVERY).
 #include <fcntl.h>
+#include <unistd.h>
 
 #include <algorithm>
 
@@ -12,20 +13,17 @@ namespace coraft::storage {
 namespace {
 
 bool zero_from(std::span<const std::byte> f, std::uint64_t from) {
-  for (std::uint64_t i = from; i < f.size(); ++i) {
-    if (f[i] != std::byte{0}) return false;
-  }
-  return true;
+  return from >= f.size() || all_zero(f.subspan(from));
 }
 
 std::string where(const std::string& path, std::uint64_t offset) {
   return path + " offset " + std::to_string(offset);
 }
 
-// Reads every segment file in `dir`; fills segments (unordered), unused, max_seq and the
-// newest open segment with a damaged header.
+// Reads every segment file in `dir`; fills segments (unordered), unused, max_seq and the open
+// segments whose header is zero but which hold data (name, sequence number).
 Result<void> read_segments(const std::string& dir, LogDirScan& out,
-                           std::optional<std::pair<std::string, std::uint64_t>>& headerless) {
+                           std::vector<std::pair<std::string, std::uint64_t>>& zeroed) {
   auto names = list_dir(dir);
   if (!names) return names.error();
   std::sort(names->begin(), names->end());
@@ -35,25 +33,31 @@ Result<void> read_segments(const std::string& dir, LogDirScan& out,
     if (parsed->open) out.max_seq = std::max(out.max_seq, parsed->seq);
     auto file = MappedFile::open(join_path(dir, name));
     if (!file) return file.error();
-    ScannedSegment f{name, *parsed,
+    ScannedSegment f{name,
+                     *parsed,
                      scan_segment(file->bytes(), parsed->open ? Index(0) : parsed->last,
-                                  record_payload_bytes_limit)};
-    if (f.scan.unused) {
+                                  record_payload_bytes_limit),
+                     false,
+                     {}};
+    if (f.scan.unused && parsed->open) {
       out.unused.push_back(name);
       continue;
     }
+    if (f.scan.zero_header && parsed->open) {
+      zeroed.emplace_back(name, parsed->seq);
+      continue;
+    }
     if (!f.scan.header_ok) {
-      if (!parsed->open) {
-        out.bad = LogDirScan::Bad{out.segments.size(), name, 0, *f.scan.problem};
-        continue;
-      }
-      if (!headerless || headerless->second < parsed->seq) headerless.emplace(name, parsed->seq);
+      std::string why = f.scan.problem ? *f.scan.problem : "zero segment header";
+      // Listed as a gap at its place: repair deletes it with every later segment.
+      if (!out.bad)
+        out.bad = LogDirScan::Bad{out.segments.size(), name, 0, why + " in a closed segment", true};
       continue;
     }
     if (parsed->open) {
       f.tail_dirty = f.scan.problem || !zero_from(file->bytes(), f.scan.end_offset);
-      if (f.tail_dirty) scan_beyond_tear_window(file->bytes(), f.scan, record_payload_bytes_limit);
-    } else if (f.scan.header.first_index != parsed->first) {
+      if (f.tail_dirty) f.tail = judge_tail(file->bytes(), f.scan, record_payload_bytes_limit);
+    } else if (f.scan.header.first_index != parsed->first && !out.bad) {
       out.bad = LogDirScan::Bad{out.segments.size(), name, 16,
                                 "header first index differs from the name"};
     }
@@ -82,41 +86,58 @@ void judge(LogDirScan& out, std::size_t k) {
       out.bad = LogDirScan::Bad{k, f.name, f.scan.problem_offset, *f.scan.problem};
     return;
   }
-  std::uint64_t x = f.scan.problem ? f.scan.problem_offset : f.scan.end_offset;
-  std::string what = f.scan.problem ? *f.scan.problem : "nonzero bytes after the end of the data";
   if (!last) {
-    out.bad = LogDirScan::Bad{k, f.name, x, what + " in a segment that is not the newest"};
-  } else if (f.scan.later_record_offset) {
-    out.bad = LogDirScan::Bad{k, f.name, x,
-                              what + ", yet a valid later record follows at offset " +
-                                  std::to_string(*f.scan.later_record_offset)};
+    out.bad = LogDirScan::Bad{k, f.name, f.tail.offset,
+                              f.tail.why + " in a segment that is not the newest"};
+  } else if (!f.tail.torn) {
+    out.bad = LogDirScan::Bad{k, f.name, f.tail.offset, f.tail.why};
   } else {
-    out.torn.emplace(f.name, x);
+    out.torn.emplace(f.name, f.tail.offset);
+    out.torn_first = f.tail.first_cut;
   }
+}
+
+// An open segment with a zero header but data: its torn first batch if it is the newest and
+// its data can be that, else corruption.
+Result<void> judge_zeroed(const std::string& dir, LogDirScan& out, const std::string& name,
+                          std::uint64_t seq, std::uint32_t tear_window_bytes) {
+  bool newest = true;
+  for (const ScannedSegment& f : out.segments) {
+    if (f.parsed.open && f.parsed.seq > seq) newest = false;
+    tear_window_bytes = std::max(tear_window_bytes, f.scan.header.tear_window_bytes);
+  }
+  auto file = MappedFile::open(join_path(dir, name));
+  if (!file) return file.error();
+  Index expect = out.segments.empty() ? Index(0) : out.segments.back().last() + 1;
+  TailJudgement t =
+      judge_zero_header(file->bytes(), tear_window_bytes, expect, record_payload_bytes_limit);
+  if (newest && t.torn && !out.torn) {
+    out.torn.emplace(name, 0);
+    out.torn_header = true;
+    out.torn_first = t.first_cut;
+  } else {
+    out.bad = LogDirScan::Bad{out.segments.size(), name, 0,
+                              newest ? t.why
+                                     : "zero segment header, yet the file holds data, in a segment "
+                                       "that is not the newest"};
+  }
+  return {};
 }
 
 }  // namespace
 
-Result<LogDirScan> scan_log_dir(const std::string& dir) {
+Result<LogDirScan> scan_log_dir(const std::string& dir, std::uint32_t tear_window_bytes) {
   LogDirScan out;
-  std::optional<std::pair<std::string, std::uint64_t>> headerless;
-  if (auto r = read_segments(dir, out, headerless); !r) return r.error();
+  std::vector<std::pair<std::string, std::uint64_t>> zeroed;
+  if (auto r = read_segments(dir, out, zeroed); !r) return r.error();
   if (out.bad) return out;
   std::sort(out.segments.begin(), out.segments.end(),
             [](const ScannedSegment& a, const ScannedSegment& b) { return a.first() < b.first(); });
-  std::uint64_t newest_open_seq = 0;
-  for (const ScannedSegment& f : out.segments) {
-    if (f.parsed.open) newest_open_seq = std::max(newest_open_seq, f.parsed.seq);
-  }
-  if (headerless) {
-    if (headerless->second < newest_open_seq) {
-      out.bad = LogDirScan::Bad{out.segments.size(), headerless->first, 0, "bad segment header"};
-      return out;
-    }
-    out.torn.emplace(headerless->first, 0);
-    out.torn_header = true;
-  }
   for (std::size_t k = 0; k < out.segments.size() && !out.bad; ++k) judge(out, k);
+  for (const auto& [name, seq] : zeroed) {
+    if (out.bad) break;
+    if (auto r = judge_zeroed(dir, out, name, seq, tear_window_bytes); !r) return r.error();
+  }
   return out;
 }
 
@@ -159,14 +180,16 @@ Result<void> SegmentedLog::Impl::reuse_prepared(const std::vector<std::string>& 
 // Cuts the log at `bad` (LogOptions::repair): later segments are deleted, the damaged one is
 // truncated at the bad record and renamed under its new last index below.
 Result<void> SegmentedLog::Impl::recover() {
-  auto scanned = scan_log_dir(opt.dir);
+  auto scanned = scan_log_dir(opt.dir, opt.batch_bytes_max);
   if (!scanned) return scanned.error();
   LogDirScan& s = *scanned;
   next_seq = std::max(next_seq, s.max_seq + 1);
   if (s.torn && !(s.bad && s.bad->at < s.segments.size())) {
     report.torn_file = path(s.torn->first);
     report.torn_offset = s.torn->second;
-    log(LogLevel::warn, "storage: torn tail cut off: ", where(*report.torn_file, s.torn->second));
+    log(LogLevel::warn, "storage: torn tail cut off: ", where(*report.torn_file, s.torn->second),
+        " (the batch in flight at a crash, never acknowledged; entries from index ",
+        s.torn_first.value(), " on)");
     auto r = s.torn_header ? remove_file(*report.torn_file)
                            : truncate_file(*report.torn_file, s.torn->second);
     if (!r) return r;
@@ -180,6 +203,9 @@ Result<void> SegmentedLog::Impl::recover() {
     while (s.segments.size() > keep) {
       if (auto r = remove_file(path(s.segments.back().name)); !r) return r;
       s.segments.pop_back();
+    }
+    if (s.bad->gap && ::access(path(s.bad->name).c_str(), F_OK) == 0) {
+      if (auto r = remove_file(path(s.bad->name)); !r) return r;
     }
     if (!s.bad->gap) {
       ScannedSegment& f = s.segments.back();

@@ -337,6 +337,7 @@ void SegmentedLog::Impl::start_batch() {
   b.headers.resize(std::size_t{opt.batch_entries_max + 1} * 40);
   std::size_t n = 0;
   std::uint64_t prev_pad = 0;
+  std::uint32_t last_crc_head = 0;
   for (Request* r : queue) {
     if (r->kind != Request::Kind::append) break;
     std::size_t taken = 0;
@@ -349,7 +350,7 @@ void SegmentedLog::Impl::start_batch() {
       if (n == 0) b.first = e.index;
       std::byte* slot = b.headers.data() + n * 40;
       std::memset(slot, 0, 8);
-      encode_record_header(e, slot + 8);
+      last_crc_head = encode_record_header(e, static_cast<std::uint32_t>(n), slot + 8);
       b.iov.push_back({slot + 8 - prev_pad, record_header_bytes + prev_pad});
       if (!e.payload.empty())
         b.iov.push_back({const_cast<std::byte*>(e.payload.data()), e.payload.size()});
@@ -366,6 +367,7 @@ void SegmentedLog::Impl::start_batch() {
     if (r->submitted < r->entries.size()) break;
   }
   CORAFT_ASSERT(n > 0, "a batch must hold at least one record", s.end, opt.segment_bytes);
+  mark_batch_end(b.headers.data() + (n - 1) * 40 + 8, last_crc_head);
   if (prev_pad > 0) {
     std::byte* slot = b.headers.data() + n * 40;
     std::memset(slot, 0, 8);
