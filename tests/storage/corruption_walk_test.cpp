@@ -10,6 +10,7 @@
 #include <functional>
 
 #include "storage/format.hpp"
+#include "storage/hard_state.hpp"
 #include "storage/segmented_log.hpp"
 #include "storage_test_util.hpp"
 
@@ -272,5 +273,66 @@ TEST_CASE("walk: a closed segment renamed to claim fewer entries refuses to open
       next = dir.path() + "/" + closed[1];
     }
     expect_refusal(dir.path(), next, std::nullopt);
+  }
+}
+
+namespace {
+
+// The log of build_log (all in term 1, then entries 301..310 in term 2) with a hard state saved
+// as term 1 (slot 0) and then term 2 (slot 512).
+void build_with_hard_state(const std::string& dir) {
+  build_log(dir);
+  asio::io_context io;
+  auto hs = HardStateFile::open(io.get_executor(), dir);
+  REQUIRE(hs.ok());
+  REQUIRE(run(io, hs->save({Term(1), NodeId(1)})).ok());
+  REQUIRE(run(io, hs->save({Term(2), NodeId(3)})).ok());
+  auto log = SegmentedLog::open(io.get_executor(), small_options(dir));
+  REQUIRE(log.ok());
+  REQUIRE(run(io, (*log)->append(make_entries(301, 310, 2, payload_bytes))).ok());
+}
+
+// HardStateFile::open and coraft-inspect verify both refuse, naming the file and offset.
+void expect_hard_state_refusal(const std::string& dir, std::uint64_t offset) {
+  std::string where = dir + "/hardstate offset " + std::to_string(offset);
+  auto v = inspect_verify(dir);
+  CHECK(v.exit_code == 1);
+  CHECK_MESSAGE(v.output.find(where) != std::string::npos, v.output);
+  asio::io_context io;
+  auto hs = HardStateFile::open(io.get_executor(), dir);
+  REQUIRE_FALSE(hs.ok());
+  CHECK(hs.error().is(Errc::storage_corrupt));
+  CHECK_MESSAGE(hs.error().detail.find(where) != std::string::npos, hs.error().detail);
+}
+
+}  // namespace
+
+TEST_CASE("walk: hard-state damage never brings back an older term and vote the log contradicts") {
+  TempDir dir;
+  build_with_hard_state(dir.path());
+  std::string path = dir.path() + "/hardstate";
+  SUBCASE("the newest slot damaged, with entries of its term in the log") {
+    flip_byte(path, HardStateFile::slot_bytes + 17);
+    expect_hard_state_refusal(dir.path(), HardStateFile::slot_bytes);
+  }
+  SUBCASE("the whole file zeroed") {
+    write_bytes(path, 0, std::vector<std::byte>(2 * HardStateFile::slot_bytes));
+    expect_hard_state_refusal(dir.path(), 0);
+  }
+  SUBCASE("both slots damaged") {
+    flip_byte(path, 17);
+    flip_byte(path, HardStateFile::slot_bytes + 17);
+    expect_hard_state_refusal(dir.path(), 0);
+  }
+  SUBCASE("the older slot damaged: the newest state is kept, and verify still reports it") {
+    flip_byte(path, 17);
+    auto v = inspect_verify(dir.path());
+    CHECK(v.exit_code == 1);
+    CHECK(v.output.find("damaged slot at " + path + " offset 0") != std::string::npos);
+    asio::io_context io;
+    auto hs = HardStateFile::open(io.get_executor(), dir.path());
+    REQUIRE(hs.ok());
+    CHECK(hs->current() == HardState{Term(2), NodeId(3)});
+    CHECK(hs->damaged_slot() == 0u);
   }
 }
