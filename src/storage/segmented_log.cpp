@@ -236,7 +236,7 @@ bool SegmentedLog::Impl::ensure_segment(std::uint64_t record_bytes) {
     if (prepare_error) {
       Error e = *prepare_error;
       prepare_error.reset();
-      fail_queue(e);
+      abandon_queue(e, false);
       return false;
     }
     start_prepare();
@@ -454,11 +454,12 @@ void SegmentedLog::Impl::on_batch_done(int err) {
     log(LogLevel::error, "storage: ", e.message());
     for (auto& [r, n] : b.parts) r->submitted -= n;
     if (err == ENOSPC) {
-      seal_active();  // bytes past the last durable record of a closed segment are never read
+      // Bytes past the last durable record of a closed segment are never read.
+      abandon_queue(e, true);
     } else {
       failed = e;  // the page cache can no longer be trusted to match the disk
+      fail_queue(e);
     }
-    fail_queue(e);
     return;
   }
   Segment& s = *b.segment;
@@ -506,57 +507,101 @@ void SegmentedLog::Impl::cache_add(const Entry& e) {
   }
 }
 
-// Cuts the log before `r.from`: deletes the later segments newest first, renames the segment
-// that keeps the new last entry to its shorter closed name, then syncs the directory. The
-// writer waits (busy) until this is durable, so no later batch can land before it.
-void SegmentedLog::Impl::run_truncate(Request& r) {
-  Index from = r.from;
-  if (from > last_index) return complete(r, {});
-  std::vector<std::string> remove;
-  std::optional<std::pair<std::string, std::string>> rename;
-  while (!segments.empty() && segments.back().first >= from) {
-    Segment& s = segments.back();
-    if (&s == active) active = nullptr;
-    if (s.fd.valid()) --open_fds;
-    remove.push_back(path(s.name));
-    segments.pop_back();
+// Cuts the log before `from` in memory (nothing when from > last_index) and, with
+// `close_active`, closes the active segment too (renamed to its closed name, or deleted when it
+// holds nothing). Returns the file work that makes this durable: the later segments deleted
+// newest first, then the segment keeping the new last entry renamed to its shorter closed name.
+SegmentedLog::Impl::CutPlan SegmentedLog::Impl::cut_memory(Index from, bool close_active) {
+  CutPlan plan;
+  if (from <= last_index) {
+    while (!segments.empty() && segments.back().first >= from) {
+      Segment& s = segments.back();
+      if (&s == active) active = nullptr;
+      if (s.fd.valid()) --open_fds;
+      plan.remove.push_back(path(s.name));
+      segments.pop_back();
+    }
+    if (!segments.empty() && segments.back().last() >= from) {
+      Segment& s = segments.back();
+      if (&s == active) active = nullptr;
+      s.direct_fd.reset();
+      s.recs.resize(from - s.first);
+      std::string old_name = s.name;
+      s.open = false;
+      s.name = closed_segment_name(s.first, s.last());
+      plan.rename.emplace(path(old_name), path(s.name));
+    }
+    last_index = from - 1;
+    if (segments.empty()) first_index = from;
+    while (!cache.empty() && cache.back().index >= from) {
+      cache_bytes -= cache.back().payload.size() + cache_entry_overhead_bytes;
+      cache.pop_back();
+    }
   }
-  if (!segments.empty() && segments.back().last() >= from) {
-    Segment& s = segments.back();
-    if (&s == active) active = nullptr;
+  if (close_active && active != nullptr) {
+    Segment& s = *active;
+    active = nullptr;
     s.direct_fd.reset();
-    s.recs.resize(from - s.first);
-    std::string old_name = s.name;
-    s.open = false;
-    s.name = closed_segment_name(s.first, s.last());
-    rename.emplace(path(old_name), path(s.name));
+    if (s.recs.empty()) {
+      if (s.fd.valid()) --open_fds;
+      plan.remove.push_back(path(s.name));
+      segments.pop_back();
+    } else {
+      std::string old_name = s.name;
+      s.open = false;
+      s.name = closed_segment_name(s.first, s.last());
+      plan.rename.emplace(path(old_name), path(s.name));
+    }
   }
   if (active == nullptr) tail_valid = false;
-  last_index = from - 1;
-  if (segments.empty()) first_index = from;
-  while (!cache.empty() && cache.back().index >= from) {
-    cache_bytes -= cache.back().payload.size() + cache_entry_overhead_bytes;
-    cache.pop_back();
-  }
+  return plan;
+}
+
+// Runs a cut's file work; the writer waits (busy) until it is durable, so no later batch can
+// land before it.
+void SegmentedLog::Impl::run_cut(CutPlan plan, std::function<void(Result<void>)> done) {
   busy = true;
-  side_waiters.push_back(&r);
   worker->submit(
-      [remove, rename, dir = opt.dir]() -> Result<void> {
-        for (const std::string& p : remove) {
+      [plan = std::move(plan), dir = opt.dir]() -> Result<void> {
+        for (const std::string& p : plan.remove) {
           if (auto x = remove_file(p); !x) return x;
         }
-        if (rename) {
-          if (auto x = rename_file(rename->first, rename->second); !x) return x;
+        if (plan.rename) {
+          if (auto x = rename_file(plan.rename->first, plan.rename->second); !x) return x;
         }
         return fsync_dir(dir);
       },
-      [this, &r](Result<void> res) {
+      [this, done = std::move(done)](Result<void> res) {
         busy = false;
-        std::erase(side_waiters, &r);
         if (!res && !failed) failed = res.error();
-        complete(r, std::move(res));
+        done(std::move(res));
         pump();
       });
+}
+
+void SegmentedLog::Impl::run_truncate(Request& r) {
+  if (r.from > last_index) return complete(r, {});
+  CutPlan plan = cut_memory(r.from, false);
+  side_waiters.push_back(&r);
+  run_cut(std::move(plan), [this, &r](Result<void> res) {
+    std::erase(side_waiters, &r);
+    complete(r, std::move(res));
+  });
+}
+
+// Fails every queued request with `e` after undoing what the failed append at the front of the
+// queue already made durable, so that it fails whole; with `close_active` the active segment
+// (which may hold bytes of the failed batch past its last record) is closed first. The
+// requests fail once that is durable, before anything else is written.
+void SegmentedLog::Impl::abandon_queue(const Error& e, bool close_active) {
+  Index from = last_index + 1;
+  if (!queue.empty() && queue.front()->kind == Request::Kind::append &&
+      queue.front()->durable > 0) {
+    from = queue.front()->entries.front().index;
+  }
+  if (!close_active && from > last_index) return fail_queue(e);
+  CutPlan plan = cut_memory(from, close_active);
+  run_cut(std::move(plan), [this, e](Result<void> res) { fail_queue(res ? e : res.error()); });
 }
 
 Segment* SegmentedLog::Impl::segment_of(Index i) {

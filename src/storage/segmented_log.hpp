@@ -100,8 +100,11 @@ class SegmentedLog {
   // Resolves when `entries` are durable. They must continue the log: consecutive indexes from
   // last index + 1 (counting appends still in flight), terms >= 1 and non-decreasing. An empty
   // log accepts any first index. Errors: too_large (an entry over entry_bytes_max), overloaded
-  // (queue_bytes_max reached), invalid_argument, disk_full (nothing of the failed batch is
-  // acknowledged; the log stays readable and consistent), storage_io.
+  // (queue_bytes_max reached), invalid_argument, disk_full, storage_io.
+  // A disk_full append is all-or-nothing: none of its entries stay in the log (any of them
+  // already written in earlier batches are cut, durably, before the error is returned), so
+  // last_index() is what it was before the call and the same entries may be appended again.
+  // Appends queued behind it fail with disk_full too. The log stays readable and writable.
   [[nodiscard]] asio::awaitable<Result<void>> append(std::vector<Entry> entries);
 
   // Removes the entries from `from` on, durably, after the appends queued before it.

@@ -5,6 +5,7 @@
 #include <sys/uio.h>
 
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -158,7 +159,14 @@ struct SegmentedLog::Impl {
   void on_batch_done(int err);
   void start_prepare();
   void seal_active();
+  struct CutPlan {
+    std::vector<std::string> remove;
+    std::optional<std::pair<std::string, std::string>> rename;
+  };
+  [[nodiscard]] CutPlan cut_memory(Index from, bool close_active);
+  void run_cut(CutPlan plan, std::function<void(Result<void>)> done);
   void run_truncate(Request& r);
+  void abandon_queue(const Error& e, bool close_active);
   void cache_add(const Entry& e);
   [[nodiscard]] std::string path(const std::string& name) const { return join_path(opt.dir, name); }
   [[nodiscard]] Segment* segment_of(Index i);

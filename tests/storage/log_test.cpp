@@ -322,6 +322,96 @@ TEST_CASE_FIXTURE(
   check_range(*log, 6, 7, 30);
 }
 
+namespace {
+
+// Whether any open-N segment in `dir` holds a nonzero byte (an open segment holding data).
+bool open_segment_with_data(const std::string& dir) {
+  for (const auto& n : files_in(dir)) {
+    if (n.rfind("open-", 0) != 0) continue;
+    auto size = std::filesystem::file_size(dir + "/" + n);
+    auto b = read_bytes(dir + "/" + n, 0, size);
+    if (std::any_of(b.begin(), b.end(), [](std::byte x) { return x != std::byte{0}; })) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE_FIXTURE(LogTest,
+                  "an append failing with disk_full after some of its batches were written leaves "
+                  "none of its entries, durably, and the same append succeeds when retried") {
+  auto o = options();
+  o.batch_entries_max = 4;  // an append of 10 entries takes three batches
+  auto batches = std::make_shared<std::atomic<int>>(0);
+  auto fail_at = std::make_shared<std::atomic<int>>(-1);
+  o.fault = [batches, fail_at](FaultPoint p) {
+    if (p != FaultPoint::write_batch) return 0;
+    return batches->fetch_add(1) + 1 == fail_at->load() ? ENOSPC : 0;
+  };
+  std::string copy;
+  TempDir snapshot_dir;
+  {
+    auto log = open_log(o);
+    REQUIRE(append(*log, make_entries(1, 5, 1, 100)).ok());
+    SUBCASE("the second batch fails") {
+      fail_at->store(batches->load() + 2);
+    }
+    SUBCASE("the third batch fails") {
+      fail_at->store(batches->load() + 3);
+    }
+    auto r = append(*log, make_entries(6, 15, 1, 100));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().is(Errc::disk_full));
+    CHECK(log->last_index() == Index(5));
+    check_range(*log, 1, 5, 100);
+    CHECK_FALSE(log->read(Index(6)).ok());
+    // By the time the failure is returned the cut is durable and the segment that took the
+    // failed batch is closed: a crash now (a copy of the directory) reopens to entry 5.
+    CHECK_FALSE(open_segment_with_data(dir.path()));
+    std::filesystem::copy(dir.path(), snapshot_dir.path(),
+                          std::filesystem::copy_options::recursive |
+                              std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::remove(snapshot_dir.path() + "/lock");
+    REQUIRE(append(*log, make_entries(6, 15, 1, 100)).ok());
+    CHECK(log->last_index() == Index(15));
+  }
+  {
+    asio::io_context io2;
+    auto crashed = SegmentedLog::open(io2.get_executor(), small_options(snapshot_dir.path()));
+    REQUIRE(crashed.ok());
+    CHECK((*crashed)->last_index() == Index(5));
+  }
+  auto log = open_log();
+  CHECK(log->last_index() == Index(15));
+  check_range(*log, 1, 15, 100);
+}
+
+TEST_CASE_FIXTURE(LogTest,
+                  "a full disk while preparing the next segment fails a spanning append whole") {
+  auto o = options();
+  auto full = std::make_shared<std::atomic<bool>>(false);
+  o.fault = [full](FaultPoint p) {
+    return p == FaultPoint::prepare_segment && full->load() ? ENOSPC : 0;
+  };
+  {
+    auto log = open_log(o);
+    REQUIRE(append(*log, make_entries(1, 50, 1, 1000)).ok());  // most of the first segment
+    full->store(true);
+    // 51..63 fill the first segment and 64..126 the second (prepared at open); 127.. need a
+    // third, which cannot be prepared.
+    auto r = append(*log, make_entries(51, 140, 1, 1000));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().is(Errc::disk_full));
+    CHECK(log->last_index() == Index(50));
+    CHECK_FALSE(log->read(Index(51)).ok());
+    full->store(false);
+    REQUIRE(append(*log, make_entries(51, 140, 1, 1000)).ok());
+  }
+  auto log = open_log();
+  CHECK(log->last_index() == Index(140));
+  check_range(*log, 1, 140, 1000);
+}
+
 TEST_CASE_FIXTURE(LogTest, "the backend option selects the fallback thread") {
   auto o = options();
   o.backend = BackendKind::thread;
