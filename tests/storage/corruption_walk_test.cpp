@@ -12,6 +12,7 @@
 #include "storage/format.hpp"
 #include "storage/hard_state.hpp"
 #include "storage/segmented_log.hpp"
+#include "storage/snapshot_store.hpp"
 #include "storage_test_util.hpp"
 
 using namespace coraft;
@@ -334,5 +335,44 @@ TEST_CASE("walk: hard-state damage never brings back an older term and vote the 
     REQUIRE(hs.ok());
     CHECK(hs->current() == HardState{Term(2), NodeId(3)});
     CHECK(hs->damaged_slot() == 0u);
+  }
+}
+
+TEST_CASE("walk: snapshot damage is refused by the store and by coraft-inspect verify") {
+  TempDir dir;
+  build_log(dir.path());
+  auto store = SnapshotStore::open(dir.path());
+  REQUIRE(store.ok());
+  SnapshotMeta meta{Index(200), Term(1),
+                    Configuration::make({NodeId(1), NodeId(2), NodeId(3)}).value()};
+  auto w = store->begin(meta);
+  REQUIRE(w.ok());
+  std::vector<std::byte> data(5000, std::byte{7});
+  REQUIRE(w->write(data).ok());
+  auto info = w->finish();
+  REQUIRE(info.ok());
+  auto expect = [&](const std::string& path, std::uint64_t offset) {
+    std::string where = path + " offset " + std::to_string(offset);
+    auto v = inspect_verify(dir.path());
+    CHECK(v.exit_code == 1);
+    CHECK_MESSAGE(v.output.find(where) != std::string::npos, v.output);
+    auto s = store->load_latest(1 << 20);
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.error().is(Errc::storage_corrupt));
+    CHECK_MESSAGE(s.error().detail.find(where) != std::string::npos, s.error().detail);
+  };
+  SUBCASE("a name claiming a later index than the header") {
+    std::string renamed =
+        dir.path() + "/snapshots/snap-00000000000000000250-00000000000000000001.snap";
+    std::filesystem::rename(info->path, renamed);
+    expect(renamed, 16);
+  }
+  SUBCASE("a flipped header byte") {
+    flip_byte(info->path, 17);
+    expect(info->path, 0);
+  }
+  SUBCASE("a flipped data byte") {
+    flip_byte(info->path, 4000);
+    expect(info->path, 64);
   }
 }

@@ -104,3 +104,31 @@ TEST_CASE("a truncated or damaged snapshot is reported with file and offset") {
     CHECK(store->load_latest(100).error().is(Errc::too_large));
   }
 }
+
+TEST_CASE("a snapshot whose name disagrees with its header is reported with file and offset") {
+  TempDir dir;
+  auto store = SnapshotStore::open(dir.path());
+  auto info = write_snapshot(*store, meta(70, 2), data_of(3000, 5));
+  REQUIRE(info.ok());
+  for (auto [index, term] : {std::pair{90, 2}, std::pair{70, 3}}) {
+    CAPTURE(index);
+    CAPTURE(term);
+    std::string renamed =
+        dir.path() + "/snapshots/snap-" + std::string(20 - std::to_string(index).size(), '0') +
+        std::to_string(index) + "-" + std::string(20 - std::to_string(term).size(), '0') +
+        std::to_string(term) + ".snap";
+    std::filesystem::rename(info->path, renamed);
+    auto all = store->list();
+    REQUIRE(all.ok());
+    REQUIRE(all->size() == 1);
+    CHECK(all->front().meta.last_index == Index(index));
+    auto s = store->load_latest(1 << 20);
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.error().is(Errc::storage_corrupt));
+    CHECK(s.error().detail.find(renamed + " offset 16") != std::string::npos);
+    CHECK(s.error().detail.find("the name says index " + std::to_string(index)) !=
+          std::string::npos);
+    std::filesystem::rename(renamed, info->path);
+  }
+  CHECK(store->load_latest(1 << 20).ok());
+}
