@@ -30,6 +30,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <charconv>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -358,6 +360,45 @@ class LogRun {
   Latencies lat_;
 };
 
+constexpr const char* log_usage =
+    "usage: coraft-bench log --payload BYTES --inflight C [--seconds T] [--dir DIR] [--json]\n"
+    "                        [--prepare prewrite|fallocate] [--backend auto|uring|thread]\n"
+    "                        [--segment BYTES] [--direct BYTES] [--direct-sync dsync|fdatasync]\n"
+    "                        [--all-floors]\n"
+    "  --payload BYTES   entry payload size, at most 64m (sizes take the suffixes k, m, g)\n"
+    "  --inflight C      concurrent appenders, 1..4096\n"
+    "  --seconds T       length of the run (default 5)\n"
+    "  --dir DIR         where the log and the floors' files go (default coraft-bench-log)\n"
+    "  --json            end with one JSON line of the figures\n"
+    "  --prepare         how segments are prepared (default prewrite)\n"
+    "  --backend         the log's disk path (default auto)\n"
+    "  --segment BYTES   segment size (default 64m)\n"
+    "  --direct BYTES    batches whose block-aligned extent fits go O_DIRECT (default 16m, 0 off)\n"
+    "  --direct-sync     how O_DIRECT batches are made durable (default dsync)\n"
+    "  --all-floors      also measure the other floors (see bench/README.md)\n";
+
+// A size flag whose value carries a suffix that takes it past 2^64 (Flags::size would wrap).
+std::optional<std::string> size_overflow(const Flags& f, const char* name) {
+  if (!f.has(name)) return std::nullopt;
+  std::string s = f.str(name, "");
+  if (s.empty()) return std::nullopt;
+  std::uint64_t mult = 1;
+  switch (s.back()) {
+    case 'k':
+    case 'K': mult = 1ull << 10; break;
+    case 'm':
+    case 'M': mult = 1ull << 20; break;
+    case 'g':
+    case 'G': mult = 1ull << 30; break;
+    default: return std::nullopt;
+  }
+  std::uint64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size() - 1, v);
+  if (ec != std::errc() || p != s.data() + s.size() - 1 || v <= UINT64_MAX / mult)
+    return std::nullopt;
+  return "flag --" + std::string(name) + ": '" + s + "' is too large";
+}
+
 int parse(int argc, char** argv, Options& o) {
   Flags f({{"payload", true},
            {"inflight", true},
@@ -371,6 +412,9 @@ int parse(int argc, char** argv, Options& o) {
            {"direct-sync", true},
            {"all-floors", false}});
   if (auto err = f.parse(argc, argv); !err.empty()) return flag_error("log", err);
+  for (const char* name : {"payload", "inflight", "segment", "direct"}) {
+    if (auto err = size_overflow(f, name)) return flag_error("log", *err);
+  }
   o.payload = f.size("payload", 0);
   o.inflight = f.size("inflight", 0);
   o.seconds = f.real("seconds", 5);
@@ -409,6 +453,12 @@ int parse(int argc, char** argv, Options& o) {
 }  // namespace
 
 int run_log(int argc, char** argv) {
+  for (int i = 0; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
+      std::fputs(log_usage, stdout);
+      return 0;
+    }
+  }
   Options o;
   if (int rc = parse(argc, argv, o); rc != 0) return rc;
   std::error_code ec;
