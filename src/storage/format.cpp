@@ -109,6 +109,45 @@ void mark_batch_end(std::byte header[record_header_bytes], std::uint32_t crc_hea
   put32(header + 4, record_crc_finish(crc_head, header));
 }
 
+namespace {
+constexpr char extent_magic[8] = {'c', 'o', 'r', 'a', 'f', 't', 'E', 'X'};
+constexpr std::uint32_t extent_version = 1;
+
+std::uint32_t extent_crc(const std::byte* b) noexcept {
+  std::byte copy[extent_file_bytes];
+  std::memcpy(copy, b, extent_file_bytes);
+  put32(copy + 12, 0);
+  return crc32c(copy);
+}
+}  // namespace
+
+void encode_extent(const LogExtent& e, std::byte out[extent_file_bytes]) noexcept {
+  std::memset(out, 0, extent_file_bytes);
+  std::memcpy(out, extent_magic, sizeof extent_magic);
+  put32(out + 8, extent_version);
+  put64(out + 16, e.first.value());
+  put64(out + 24, e.closed_last.value());
+  put64(out + 32, e.active_seq);
+  put64(out + 40, e.active_first.value());
+  put32(out + 12, extent_crc(out));
+}
+
+std::optional<LogExtent> decode_extent(std::span<const std::byte> b, std::string* why) {
+  if (b.size() != extent_file_bytes) {
+    *why = "extent file is " + std::to_string(b.size()) + " bytes, not " +
+           std::to_string(extent_file_bytes);
+    return std::nullopt;
+  }
+  if (std::memcmp(b.data(), extent_magic, sizeof extent_magic) != 0 ||
+      get32(b.data() + 8) != extent_version || get32(b.data() + 12) != extent_crc(b.data()) ||
+      !all_zero(b.subspan(48))) {
+    *why = "extent file has a bad magic, version or CRC";
+    return std::nullopt;
+  }
+  return LogExtent{Index(get64(b.data() + 16)), Index(get64(b.data() + 24)), get64(b.data() + 32),
+                   Index(get64(b.data() + 40))};
+}
+
 std::optional<SegmentName> parse_segment_name(std::string_view name) {
   if (name.size() < 4 || name.substr(name.size() - 4) != ".log") return std::nullopt;
   name.remove_suffix(4);

@@ -11,6 +11,7 @@
 //     lock                                  empty; an open log holds an exclusive flock on it
 //                                           (its creation needs no directory fsync: nothing
 //                                           is read from it)
+//     extent                                the log's extent, below
 //     snapshots/                            see snapshot_store.hpp
 //   Every create, rename and delete of a file is followed by an fsync of the directory.
 //
@@ -74,6 +75,27 @@
 //     is written with its first batch, so a torn header is all zeros, never garbage.
 //   - A crash during rollover may leave the full segment still named open-N beside the next.
 //   - Prepared segments never written are zeros from end to end.
+//
+// EXTENT FILE ("extent"): what the log must hold, known apart from the segment files, so that a
+//   missing, emptied or renamed segment at either end is found. 64 bytes, replaced whole (written
+//   as extent.tmp, synced, renamed, directory synced), little-endian:
+//     0   8  magic "coraftEX"
+//     8   4  version, 1
+//     12  4  CRC32C of bytes 0..63 computed with this field zero
+//     16  8  first: the log's first index must be at most this (0: no bound)
+//     24  8  closed_last: the log's last index must be at least this
+//     32  8  active_seq: N of the segment open-N being written (0: none)
+//     40  8  active_first: the first index written into open-N
+//     48 16  zero
+//   Every open writes it after recovery (first and last index, no active segment). A rollover
+//   writes it after renaming the full segment, naming the new active segment and the full one's
+//   last index. Truncation (and the cut of a failed append) and compaction write it before they
+//   delete or rename segments, so it never claims more than the files hold, even after a crash.
+//   Checks on open (skipped with the repair option): the file must exist once any segment holds
+//   data; the log must start at or before `first` and end at or after `closed_last`; when
+//   open-N is named and gone, a closed segment must start at active_first and hold only zeros
+//   past its last entry (a full segment closed at rollover); when it exists it must not be
+//   shorter than a segment header.
 //
 // RECOVERY (on open)
 //   Segments are ordered by first index and must be contiguous: each starts one past the
@@ -158,6 +180,19 @@ std::uint32_t encode_record_header(const Entry& e, std::uint32_t batch_pos,
 void mark_batch_end(std::byte header[record_header_bytes], std::uint32_t crc_head) noexcept;
 
 [[nodiscard]] bool all_zero(std::span<const std::byte> bytes) noexcept;
+
+struct LogExtent {
+  Index first{0};
+  Index closed_last{0};
+  std::uint64_t active_seq = 0;
+  Index active_first{0};
+};
+inline constexpr std::size_t extent_file_bytes = 64;
+inline constexpr const char* extent_file_name = "extent";
+void encode_extent(const LogExtent& e, std::byte out[extent_file_bytes]) noexcept;
+// Nullopt (and why) when the bytes are not a valid extent file.
+[[nodiscard]] std::optional<LogExtent> decode_extent(std::span<const std::byte> bytes,
+                                                     std::string* why);
 
 // A segment's name, parsed.
 struct SegmentName {

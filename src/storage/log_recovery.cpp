@@ -1,6 +1,9 @@
 // Recovery of the segmented log on open: the rules are specified in format.hpp (RECOVERY).
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <algorithm>
 
@@ -124,9 +127,98 @@ Result<void> judge_zeroed(const std::string& dir, LogDirScan& out, const std::st
   return {};
 }
 
+// Reads dir/extent: nullopt when missing; an error when unreadable; a Bad when damaged.
+Result<std::optional<LogExtent>> read_extent(const std::string& dir, LogDirScan& out) {
+  std::string p = join_path(dir, extent_file_name);
+  if (::access(p.c_str(), F_OK) != 0 && errno == ENOENT) return std::optional<LogExtent>{};
+  auto file = MappedFile::open(p);
+  if (!file) return file.error();
+  std::string why;
+  auto e = decode_extent(file->bytes(), &why);
+  if (!e) out.bad = LogDirScan::Bad{out.segments.size(), extent_file_name, 0, why};
+  return e;
+}
+
+// The checks of format.hpp (EXTENT FILE) on a scan without other damage.
+Result<void> check_extent(const std::string& dir, LogDirScan& out) {
+  auto read = read_extent(dir, out);
+  if (!read) return read.error();
+  if (out.bad) return {};
+  auto bad = [&](std::string name, std::uint64_t offset, std::string why) {
+    out.bad = LogDirScan::Bad{out.segments.size(), std::move(name), offset, std::move(why)};
+  };
+  if (!*read) {
+    if (!out.segments.empty() || out.torn) {
+      bad(extent_file_name, 0, "the extent file is missing, yet segments hold data");
+    }
+    return {};
+  }
+  const LogExtent& e = **read;
+  out.extent = e;
+  bool empty = out.segments.empty();
+  Index first = empty ? Index(0) : out.segments.front().first();
+  Index last = empty ? Index(0) : out.segments.back().last();
+  if (e.first != Index(0) && !empty && first > e.first) {
+    bad(extent_file_name, 16,
+        "the log starts at index " + std::to_string(first.value()) + " but holds entries from " +
+            std::to_string(e.first.value()) + " (a first segment is missing)");
+    return {};
+  }
+  if (e.closed_last != Index(0) && (empty || last < e.closed_last)) {
+    bad(extent_file_name, 24,
+        "the log ends at index " + std::to_string(empty ? 0 : last.value()) +
+            " but entries through " + std::to_string(e.closed_last.value()) +
+            " were written (a last segment is missing, empty or renamed)");
+    return {};
+  }
+  if (e.active_seq == 0) return {};
+  std::string active = open_segment_name(e.active_seq);
+  std::string active_path = join_path(dir, active);
+  struct stat st {};
+  if (::stat(active_path.c_str(), &st) == 0) {
+    if (static_cast<std::uint64_t>(st.st_size) < segment_header_bytes) {
+      bad(active, 0,
+          "the segment being written is " + std::to_string(st.st_size) +
+              " bytes long: it was prepared at full size");
+    }
+    return {};
+  }
+  // Closed since: by a rollover (only zeros past its last entry) or by an open (cut there).
+  for (const ScannedSegment& f : out.segments) {
+    if (f.parsed.open || f.first() != e.active_first) continue;
+    auto file = MappedFile::open(join_path(dir, f.name));
+    if (!file) return file.error();
+    if (!zero_from(file->bytes(), f.scan.end_offset)) {
+      bad(f.name, f.scan.end_offset,
+          "data follows the last entry the name gives, in the segment the extent file names as "
+          "being written (" +
+              active + "): renamed to claim fewer entries");
+    }
+    return {};
+  }
+  bad(active, 0,
+      "the segment being written (entries from " + std::to_string(e.active_first.value()) +
+          " on) is missing");
+  return {};
+}
+
 }  // namespace
 
-Result<LogDirScan> scan_log_dir(const std::string& dir, std::uint32_t tear_window_bytes) {
+Result<void> write_extent_file(const std::string& dir, const LogExtent& e) {
+  std::string p = join_path(dir, extent_file_name);
+  std::string tmp = p + ".tmp";
+  auto fd = open_file(tmp, O_RDWR | O_CREAT | O_TRUNC);
+  if (!fd) return fd.error();
+  std::byte b[extent_file_bytes];
+  encode_extent(e, b);
+  if (auto r = pwrite_all(fd->get(), b, 0, tmp); !r) return r;
+  if (auto r = sync_file(fd->get(), tmp); !r) return r;
+  if (auto r = rename_file(tmp, p); !r) return r;
+  return fsync_dir(dir);
+}
+
+Result<LogDirScan> scan_log_dir(const std::string& dir, std::uint32_t tear_window_bytes,
+                                bool check_extent_file) {
   LogDirScan out;
   std::vector<std::pair<std::string, std::uint64_t>> zeroed;
   if (auto r = read_segments(dir, out, zeroed); !r) return r.error();
@@ -137,6 +229,9 @@ Result<LogDirScan> scan_log_dir(const std::string& dir, std::uint32_t tear_windo
   for (const auto& [name, seq] : zeroed) {
     if (out.bad) break;
     if (auto r = judge_zeroed(dir, out, name, seq, tear_window_bytes); !r) return r.error();
+  }
+  if (check_extent_file && !out.bad) {
+    if (auto r = check_extent(dir, out); !r) return r.error();
   }
   return out;
 }
@@ -180,10 +275,26 @@ Result<void> SegmentedLog::Impl::reuse_prepared(const std::vector<std::string>& 
 // Cuts the log at `bad` (LogOptions::repair): later segments are deleted, the damaged one is
 // truncated at the bad record and renamed under its new last index below.
 Result<void> SegmentedLog::Impl::recover() {
-  auto scanned = scan_log_dir(opt.dir, opt.batch_bytes_max);
+  auto scanned = scan_log_dir(opt.dir, opt.batch_bytes_max, !opt.repair);
   if (!scanned) return scanned.error();
   LogDirScan& s = *scanned;
   next_seq = std::max(next_seq, s.max_seq + 1);
+  if (!s.bad) {
+    // The extent after recovery, written before any file changes: a crash during them leaves
+    // an extent whose claims the files still meet (the cuts below only remove what is past
+    // the last valid entry, and the files deleted hold no entries).
+    std::optional<Index> first;
+    Index last(0);
+    for (const ScannedSegment& f : s.segments) {
+      if (f.scan.records.empty()) continue;
+      if (!first) first = f.first();
+      last = f.last();
+    }
+    if (auto r = write_extent_file(opt.dir, LogExtent{first.value_or(Index(0)), last, 0, Index(0)});
+        !r) {
+      return r;
+    }
+  }
   if (s.torn && !(s.bad && s.bad->at < s.segments.size())) {
     report.torn_file = path(s.torn->first);
     report.torn_offset = s.torn->second;
@@ -248,7 +359,8 @@ Result<void> SegmentedLog::Impl::recover() {
     first_index = segments.front().first;
     last_index = segments.back().last();
   }
-  return {};
+  extent = LogExtent{segments.empty() ? Index(0) : first_index, last_index, 0, Index(0)};
+  return write_extent_file(opt.dir, extent);
 }
 
 }  // namespace coraft::storage

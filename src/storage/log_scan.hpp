@@ -41,12 +41,19 @@ struct LogDirScan {
     bool gap = false;  // segment `at` does not continue the one before it
   };
   std::optional<Bad> bad;
+  std::optional<LogExtent> extent;  // the extent file, when present and valid
 };
 
 // Scans every segment in `dir` without changing anything. `tear_window_bytes` bounds a torn
 // first batch of a segment whose header is zero when no other segment's header gives the
 // writer's tear window.
+// Damage found by the checks against the extent file (format.hpp, EXTENT FILE) is reported in
+// `bad` unless `check_extent` is false.
 [[nodiscard]] Result<LogDirScan> scan_log_dir(const std::string& dir,
-                                              std::uint32_t tear_window_bytes = 16u << 20);
+                                              std::uint32_t tear_window_bytes = 16u << 20,
+                                              bool check_extent = true);
+
+// Replaces dir/extent durably (written as extent.tmp, synced, renamed, directory synced).
+[[nodiscard]] Result<void> write_extent_file(const std::string& dir, const LogExtent& e);
 
 }  // namespace coraft::storage

@@ -18,6 +18,7 @@
 #include <coraft/log.hpp>
 
 #include "storage/iov_util.hpp"
+#include "storage/log_scan.hpp"
 #include "storage/segmented_log_impl.hpp"
 
 namespace coraft::storage {
@@ -252,11 +253,28 @@ bool SegmentedLog::Impl::ensure_segment(std::uint64_t record_bytes) {
   s.first = queue.front()->entries[queue.front()->submitted].index;
   tail_valid = true;  // nothing written yet: the tail block holds no old bytes
   ++open_fds;
+  // After the full segment's rename (submitted by seal_active above): every durable entry is
+  // in a closed segment now, and the new one is named as being written.
+  auto parsed = parse_segment_name(prepared->name);
+  extent = LogExtent{last_index >= first_index ? first_index : Index(0), last_index,
+                     parsed ? parsed->seq : 0, s.first};
+  write_extent(extent);
   prepared.reset();
   segments.push_back(std::move(s));
   active = &segments.back();
   start_prepare();
   return true;
+}
+
+// Replaces the extent file on the worker, after the file work submitted before it.
+void SegmentedLog::Impl::write_extent(const LogExtent& e) {
+  worker->submit([dir = opt.dir, e] { return write_extent_file(dir, e); },
+                 [this](Result<void> r) {
+                   if (!r) {
+                     log(LogLevel::error, "storage: ", r.error().message());
+                     if (!failed) failed = r.error();
+                   }
+                 });
 }
 
 void SegmentedLog::Impl::start_prepare() {
@@ -554,6 +572,9 @@ SegmentedLog::Impl::CutPlan SegmentedLog::Impl::cut_memory(Index from, bool clos
     }
   }
   if (active == nullptr) tail_valid = false;
+  // Every cut leaves no segment being written (it reaches the active one, or closes it).
+  extent = LogExtent{segments.empty() ? Index(0) : first_index, last_index, 0, Index(0)};
+  plan.extent = extent;
   return plan;
 }
 
@@ -563,6 +584,7 @@ void SegmentedLog::Impl::run_cut(CutPlan plan, std::function<void(Result<void>)>
   busy = true;
   worker->submit(
       [plan = std::move(plan), dir = opt.dir]() -> Result<void> {
+        if (auto x = write_extent_file(dir, plan.extent); !x) return x;
         for (const std::string& p : plan.remove) {
           if (auto x = remove_file(p); !x) return x;
         }
@@ -713,8 +735,10 @@ asio::awaitable<Result<void>> SegmentedLog::compact_prefix(Index upto) {
   }
   Request req(m.ex);
   m.side_waiters.push_back(&req);
+  m.extent.first = m.segments.empty() ? Index(0) : m.first_index;
   m.worker->submit(
-      [remove, dir = m.opt.dir]() -> Result<void> {
+      [remove, dir = m.opt.dir, e = m.extent]() -> Result<void> {
+        if (auto x = write_extent_file(dir, e); !x) return x;
         for (const std::string& p : remove) {
           if (auto x = remove_file(p); !x) return x;
         }

@@ -135,6 +135,7 @@ struct SegmentedLog::Impl {
   std::deque<Entry> cache;
   std::uint64_t cache_bytes = 0;
   std::size_t open_fds = 0;
+  LogExtent extent;  // as last handed to the file worker (format.hpp, EXTENT FILE)
   RecoveryReport report;
   LogStats stats;
 
@@ -160,6 +161,7 @@ struct SegmentedLog::Impl {
   void start_prepare();
   void seal_active();
   struct CutPlan {
+    LogExtent extent;  // written before the files change
     std::vector<std::string> remove;
     std::optional<std::pair<std::string, std::string>> rename;
   };
@@ -167,6 +169,7 @@ struct SegmentedLog::Impl {
   void run_cut(CutPlan plan, std::function<void(Result<void>)> done);
   void run_truncate(Request& r);
   void abandon_queue(const Error& e, bool close_active);
+  void write_extent(const LogExtent& e);
   void cache_add(const Entry& e);
   [[nodiscard]] std::string path(const std::string& name) const { return join_path(opt.dir, name); }
   [[nodiscard]] Segment* segment_of(Index i);

@@ -376,3 +376,78 @@ TEST_CASE("walk: snapshot damage is refused by the store and by coraft-inspect v
     expect(info->path, 64);
   }
 }
+
+TEST_CASE("walk: a missing first segment refuses to open, found through the extent file") {
+  TempDir dir;
+  build_log(dir.path());
+  std::filesystem::remove(segment_at(dir.path(), Place::first));
+  expect_refusal(dir.path(), dir.path() + "/extent", 16);
+}
+
+TEST_CASE("walk: a missing, empty or renamed last open segment refuses to open") {
+  SUBCASE("missing") {
+    TempDir dir;
+    build_log(dir.path());
+    std::string file = segment_at(dir.path(), Place::last_open);
+    std::filesystem::remove(file);
+    expect_refusal(dir.path(), file, 0);
+  }
+  SUBCASE("empty") {
+    TempDir dir;
+    build_log(dir.path());
+    std::string file = segment_at(dir.path(), Place::last_open);
+    std::filesystem::resize_file(file, 0);
+    expect_refusal(dir.path(), file, 0);
+  }
+  SUBCASE("renamed to a closed name claiming fewer entries") {
+    TempDir dir;
+    build_log(dir.path());
+    std::string file = segment_at(dir.path(), Place::last_open);
+    std::string renamed = dir.path() + "/" + closed_segment_name(Index(253), Index(280));
+    std::filesystem::rename(file, renamed);
+    expect_refusal(dir.path(), renamed, record_offset(28));
+  }
+}
+
+TEST_CASE("walk: a missing or damaged extent file refuses to open") {
+  SUBCASE("missing") {
+    TempDir dir;
+    build_log(dir.path());
+    std::filesystem::remove(dir.path() + "/extent");
+    expect_refusal(dir.path(), dir.path() + "/extent", 0);
+  }
+  SUBCASE("a flipped byte") {
+    TempDir dir;
+    build_log(dir.path());
+    flip_byte(dir.path() + "/extent", 26);
+    expect_refusal(dir.path(), dir.path() + "/extent", 0);
+  }
+}
+
+TEST_CASE("walk: the extent follows truncation and compaction, so neither looks like loss") {
+  TempDir dir;
+  build_log(dir.path());
+  {
+    asio::io_context io;
+    auto log = SegmentedLog::open(io.get_executor(), small_options(dir.path()));
+    REQUIRE(log.ok());
+    REQUIRE(run(io, (*log)->truncate_suffix(Index(150))).ok());  // into the third segment
+    REQUIRE(run(io, (*log)->compact_prefix(Index(100))).ok());   // the first segment goes
+    CHECK((*log)->first_index() == Index(64));
+  }
+  auto v = inspect_verify(dir.path());
+  CHECK_MESSAGE(v.exit_code == 0, v.output);
+  asio::io_context io;
+  auto log = SegmentedLog::open(io.get_executor(), small_options(dir.path()));
+  REQUIRE(log.ok());
+  CHECK((*log)->first_index() == Index(64));
+  CHECK((*log)->last_index() == Index(149));
+  // The extent now bounds the shorter log: losing its last segment is found.
+  std::string last;
+  for (const auto& n : files_in(dir.path())) {
+    if (n.rfind("open-", 0) != 0) last = dir.path() + "/" + n;
+  }
+  log->reset();
+  std::filesystem::remove(last);
+  expect_refusal(dir.path(), dir.path() + "/extent", 24);
+}
