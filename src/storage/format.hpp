@@ -10,7 +10,9 @@
 //     hardstate                             see hard_state.hpp
 //     lock                                  empty; an open log holds an exclusive flock on it
 //                                           (its creation needs no directory fsync: nothing
-//                                           is read from it)
+//                                           is read from it). With io_uring the lock file is
+//                                           registered with the ring, so a killed process keeps
+//                                           the lock until its last write has landed
 //     extent                                the log's extent, below
 //     snapshots/                            see snapshot_store.hpp
 //   Every create, rename and delete of a file is followed by an fsync of the directory.

@@ -1,6 +1,7 @@
 #include "storage/hard_state.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <array>
@@ -244,10 +245,19 @@ Result<HardStateFile> HardStateFile::open(asio::any_io_executor ex, const std::s
     if (injected != 0) return errno_error(injected, "fsync " + st->path);
     if (auto r = sync_file(st->fd.get(), st->path); !r) return r.error();
   }
+  // One writer at a time, and a killed writer's save still landing keeps it locked (below).
+  while (::flock(st->fd.get(), LOCK_EX | LOCK_NB) < 0) {
+    if (errno == EINTR) continue;
+    if (errno == EWOULDBLOCK) {
+      return Error(Errc::storage_io, st->path + " is locked: another hard state has it open");
+    }
+    return errno_error(errno, "flock " + st->path);
+  }
   if (auto r = st->load(dir); !r) return r.error();
   auto backend = make_disk_backend(std::move(ex), options.backend);
   if (!backend) return backend.error();
   st->backend = std::move(*backend);
+  if (auto r = st->backend->hold_until_gone(st->fd.get()); !r) return r.error();
   return HardStateFile(std::move(st));
 }
 

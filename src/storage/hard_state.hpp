@@ -60,7 +60,9 @@ class HardStateFile {
   static constexpr std::uint64_t slot_bytes = 512;
 
   // Opens dir/hardstate for saving, creating it (durably) when missing. Blocks: call it before
-  // the event loop's hot path starts. Saves complete on `ex`.
+  // the event loop's hot path starts. Saves complete on `ex`. Holds an exclusive flock on the
+  // file while open (and, on io_uring, until the last save in flight has landed even if the
+  // process is killed): a second open of the same file fails with storage_io.
   [[nodiscard]] static Result<HardStateFile> open(asio::any_io_executor ex, const std::string& dir,
                                                   HardStateOptions options = {});
   // Opens an existing dir/hardstate to read it (for tools); save() fails with invalid_argument.

@@ -687,6 +687,9 @@ Result<std::unique_ptr<SegmentedLog>> SegmentedLog::open(asio::any_io_executor e
   auto backend = make_disk_backend(ex, impl->opt.backend, setup_fault);
   if (!backend) return backend.error();
   impl->backend = std::move(*backend);
+  // A killed process's io_uring writes may still be landing after its descriptors are closed:
+  // the directory stays locked until they have.
+  if (auto r = impl->backend->hold_until_gone(impl->dir_lock.get()); !r) return r.error();
   impl->worker = std::make_unique<FileWorker>(ex);
   if (impl->opt.direct_bytes_max > 0) {
     impl->staging = aligned_buffer(impl->opt.direct_bytes_max);

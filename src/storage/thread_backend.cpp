@@ -76,6 +76,8 @@ class ThreadBackend final : public DiskBackend {
     cv_.notify_one();
   }
 
+  Result<void> hold_until_gone(int) override { return {}; }
+
   [[nodiscard]] std::string_view name() const noexcept override { return "thread"; }
 
  private:

@@ -10,6 +10,7 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -123,6 +124,24 @@ struct CycleResult {
   int status = 0;
 };
 
+// A killed child's io_uring keeps the directory's lock (and the hard state's) until its last
+// write has landed, so that nothing can open the files under a write still in flight: wait for
+// that, as a restarting server must.
+void wait_for_locks(const std::string& dir) {
+  for (const char* name : {"lock", "hardstate"}) {
+    std::string path = dir + "/" + name;
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) continue;
+    bool free = false;
+    for (int k = 0; k < 10000 && !free; ++k) {
+      free = ::flock(fd, LOCK_EX | LOCK_NB) == 0;
+      if (!free) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    ::close(fd);
+    REQUIRE_MESSAGE(free, path, " stayed locked after its holder was killed");
+  }
+}
+
 CycleResult run_cycle(ChildMain child, const std::string& dir, std::uint64_t cycle,
                       std::mt19937_64& rng) {
   int fds[2];
@@ -148,6 +167,7 @@ CycleResult run_cycle(ChildMain child, const std::string& dir, std::uint64_t cyc
   std::this_thread::sleep_for(std::chrono::microseconds(rng() % kill_delay_us_max));
   ::kill(pid, SIGKILL);
   REQUIRE(::waitpid(pid, &out.status, 0) == pid);
+  wait_for_locks(dir);
   out.killed = WIFSIGNALED(out.status) && WTERMSIG(out.status) == SIGKILL;
   std::uint64_t v = 0;
   while (::read(fds[0], &v, sizeof v) == sizeof v) out.acked = std::max(out.acked, v);

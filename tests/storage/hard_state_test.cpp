@@ -20,7 +20,7 @@ namespace {
 
 HardStateFile open_hs(asio::io_context& io, const std::string& dir, HardStateOptions o = {}) {
   auto hs = HardStateFile::open(io.get_executor(), dir, std::move(o));
-  REQUIRE(hs.ok());
+  REQUIRE_MESSAGE(hs.ok(), (hs.ok() ? "" : hs.error().message()));
   return std::move(*hs);
 }
 
@@ -71,8 +71,9 @@ TEST_CASE("saves started together are written one after another, in call order")
     CHECK(r->ok());
   }
   CHECK(hs.current() == HardState{Term(14), NodeId(5)});
-  auto again = open_hs(io, dir.path());
-  CHECK(again.current() == HardState{Term(14), NodeId(5)});
+  auto again = HardStateFile::open_read_only(dir.path());  // hs holds the file's lock
+  REQUIRE(again.ok());
+  CHECK(again->current() == HardState{Term(14), NodeId(5)});
   // The fifth save went to slot 0 and the fourth to slot 1: damaging slot 0 gives the fourth.
   flip_byte(dir.path() + "/hardstate", 17);
   auto previous = HardStateFile::open_read_only(dir.path());
@@ -168,8 +169,9 @@ TEST_CASE("a damaged slot falls back to the other slot and is reported") {
     // The next save overwrites the damaged slot and keeps the good one.
     REQUIRE(save(io, hs, {Term(5), NodeId(1)}).ok());
     CHECK_FALSE(hs.damaged_slot().has_value());
-    auto again = open_hs(io, dir.path());
-    CHECK(again.current() == HardState{Term(5), NodeId(1)});
+    auto again = HardStateFile::open_read_only(dir.path());  // hs holds the file's lock
+    REQUIRE(again.ok());
+    CHECK(again->current() == HardState{Term(5), NodeId(1)});
   }
   SUBCASE("the older slot damaged keeps the newest state") {
     flip_byte(path, 3);

@@ -1,12 +1,16 @@
 // The segmented log: appends, reads, rollover, truncation, compaction, limits and errors.
 #include <doctest/doctest.h>
 
+#include <sys/file.h>
+
 #include <atomic>
 #include <cerrno>
 #include <filesystem>
 
 #include <coraft/log.hpp>
 
+#include "storage/file_util.hpp"
+#include "storage/hard_state.hpp"
 #include "storage/segmented_log.hpp"
 #include "storage_test_util.hpp"
 
@@ -528,4 +532,53 @@ TEST_CASE("a second log on the same directory is refused while the first is open
   auto third = SegmentedLog::open(io.get_executor(), small_options(dir.path()));
   REQUIRE(third.ok());
   CHECK((*third)->last_index() == Index(4));
+}
+
+namespace {
+
+// Whether another open file description can take an exclusive flock on `path` now.
+bool lockable(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDWR);
+  REQUIRE(fd >= 0);
+  bool ok = ::flock(fd, LOCK_EX | LOCK_NB) == 0;
+  ::close(fd);
+  return ok;
+}
+
+}  // namespace
+
+TEST_CASE_FIXTURE(LogTest,
+                  "with io_uring a lock stays held after its descriptor is closed, until the ring "
+                  "is gone") {
+  // A killed process's descriptors close at once while its ring's writes may still be landing:
+  // the lock registered with the ring must outlive the descriptor.
+  auto ring = make_uring_backend(io.get_executor());
+  if (!ring.ok()) {
+    MESSAGE("io_uring cannot be set up here: ", ring.error().message());
+    return;
+  }
+  std::string path = dir.path() + "/lock";
+  auto held = lock_file(path);
+  REQUIRE(held.ok());
+  REQUIRE((*ring)->hold_until_gone(held->get()).ok());
+  held->reset();
+  CHECK_FALSE(lockable(path));
+  ring->reset();
+  CHECK(lockable(path));
+  // The thread backend's writes end with the process: closing the descriptor frees the lock.
+  auto thread = make_thread_backend(io.get_executor());
+  auto again = lock_file(path);
+  REQUIRE(again.ok());
+  REQUIRE(thread->hold_until_gone(again->get()).ok());
+  again->reset();
+  CHECK(lockable(path));
+}
+
+TEST_CASE_FIXTURE(LogTest, "a hard state file is held by one opener at a time") {
+  auto first = HardStateFile::open(io.get_executor(), dir.path());
+  REQUIRE(first.ok());
+  auto second = HardStateFile::open(io.get_executor(), dir.path());
+  REQUIRE_FALSE(second.ok());
+  CHECK(second.error().is(Errc::storage_io));
+  CHECK(second.error().detail.find("locked") != std::string::npos);
 }
