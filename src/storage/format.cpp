@@ -39,11 +39,11 @@ std::optional<SegmentHeader> decode_segment_header(const std::byte* h, std::stri
     *why = "unknown segment format version " + std::to_string(get32(h + 8));
     return std::nullopt;
   }
-  if (get32(h + 12) != header_crc(h) || get32(h + 28) != 0) {
+  if (get32(h + 12) != header_crc(h)) {
     *why = "segment header CRC mismatch";
     return std::nullopt;
   }
-  SegmentHeader out{Index(get64(h + 16)), get32(h + 24)};
+  SegmentHeader out{Index(get64(h + 16)), get32(h + 24), get32(h + 28)};
   if (out.first_index == Index(0) || out.tear_window_bytes == 0) {
     *why = "segment header holds a zero first index or tear window";
     return std::nullopt;
@@ -73,6 +73,7 @@ void encode_segment_header(const SegmentHeader& h, std::byte out[segment_header_
   put32(out + 8, format_version);
   put64(out + 16, h.first_index.value());
   put32(out + 24, h.tear_window_bytes);
+  put32(out + 28, h.prepared_sectors);
   put32(out + 12, header_crc(out));
 }
 

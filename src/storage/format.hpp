@@ -29,7 +29,8 @@
 //     16  8  index of the first entry in the segment (>= 1)
 //     24  4  tear window: the largest number of bytes one write batch may span (batch_bytes_max
 //            of the writer); recovery uses it, see below
-//     28  4  reserved, zero
+//     28  4  the size the file was prepared at, in 512-byte units (rounded down); an open
+//            segment shorter than that was truncated: corruption
 //   A header of 32 zero bytes marks a prepared segment that was never written.
 //
 //   Records follow from offset 32, back to back. Each record starts at an 8-byte aligned
@@ -170,6 +171,7 @@ inline constexpr std::uint32_t record_payload_bytes_limit = 1u << 30;
 struct SegmentHeader {
   Index first_index;
   std::uint32_t tear_window_bytes = 0;
+  std::uint32_t prepared_sectors = 0;  // the file's prepared size / 512
 };
 
 void encode_segment_header(const SegmentHeader& h, std::byte out[segment_header_bytes]) noexcept;

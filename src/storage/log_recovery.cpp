@@ -57,6 +57,15 @@ Result<void> read_segments(const std::string& dir, LogDirScan& out,
         out.bad = LogDirScan::Bad{out.segments.size(), name, 0, why + " in a closed segment", true};
       continue;
     }
+    std::uint64_t prepared = std::uint64_t{f.scan.header.prepared_sectors} * 512;
+    if (parsed->open && file->bytes().size() < prepared) {
+      // Open segments never change size (recovery cuts a tail only once a segment is closed).
+      f.scan.problem = "the file is " + std::to_string(file->bytes().size()) +
+                       " bytes, shorter than the " + std::to_string(prepared) +
+                       " it was prepared at: truncated";
+      f.scan.problem_offset = file->bytes().size();
+      f.scan.hard_problem = true;
+    }
     if (parsed->open) {
       f.tail_dirty = f.scan.problem || !zero_from(file->bytes(), f.scan.end_offset);
       if (f.tail_dirty) f.tail = judge_tail(file->bytes(), f.scan, record_payload_bytes_limit);
@@ -295,15 +304,20 @@ Result<void> SegmentedLog::Impl::recover() {
       return r;
     }
   }
+  // The torn tail is cut off once its segment is closed (below), so that an open segment never
+  // shrinks: a crash in between leaves the tail past the closed segment's last entry, unread.
+  std::optional<std::pair<std::string, std::uint64_t>> cut_tail;
   if (s.torn && !(s.bad && s.bad->at < s.segments.size())) {
     report.torn_file = path(s.torn->first);
     report.torn_offset = s.torn->second;
     log(LogLevel::warn, "storage: torn tail cut off: ", where(*report.torn_file, s.torn->second),
         " (the batch in flight at a crash, never acknowledged; entries from index ",
         s.torn_first.value(), " on)");
-    auto r = s.torn_header ? remove_file(*report.torn_file)
-                           : truncate_file(*report.torn_file, s.torn->second);
-    if (!r) return r;
+    if (s.torn_header) {
+      if (auto r = remove_file(*report.torn_file); !r) return r;
+    } else {
+      cut_tail = *s.torn;
+    }
   }
   if (s.bad) {
     std::string msg = where(path(s.bad->name), s.bad->offset) + ": " + s.bad->why;
@@ -336,9 +350,14 @@ Result<void> SegmentedLog::Impl::recover() {
     }
     if (auto r = sync_segment(path(f.name)); !r) return r;
     std::string closed = closed_segment_name(f.first(), f.last());
+    bool torn_here = cut_tail && cut_tail->first == f.name;
     if (closed != f.name) {
       if (auto r = rename_file(path(f.name), path(closed)); !r) return r;
       f.name = closed;
+    }
+    if (torn_here) {
+      if (auto r = truncate_file(path(f.name), cut_tail->second); !r) return r;
+      cut_tail.reset();
     }
   }
   if (auto r = reuse_prepared(s.unused); !r) return r;

@@ -348,7 +348,9 @@ void SegmentedLog::Impl::start_batch() {
   b.offset = s.end;
   std::uint64_t pos = s.end;
   if (s.end == 0) {
-    encode_segment_header({s.first, opt.batch_bytes_max}, b.segment_header);
+    encode_segment_header(
+        {s.first, opt.batch_bytes_max, static_cast<std::uint32_t>(opt.segment_bytes / 512)},
+        b.segment_header);
     b.iov.push_back({b.segment_header, segment_header_bytes});
     pos = segment_header_bytes;
   }

@@ -113,18 +113,39 @@ TEST_CASE("a zeroed tail of the newest segment is cut off and reported") {
   check_entries(**log, entries_total - 3);
 }
 
-TEST_CASE("a record cut mid-way at the end of the newest segment is a torn tail") {
+TEST_CASE("a newest segment shorter than it was prepared at refuses to open, wherever it ends") {
+  // Segments are prepared at full size and an open one never shrinks: a crash cannot cut one.
+  for (std::uint64_t end : {record_offset(47) + 500, record_offset(40)}) {
+    CAPTURE(end);
+    TempDir dir;
+    build_log(dir.path());
+    std::string seg = newest_segment(dir.path());
+    std::filesystem::resize_file(seg, end);
+    asio::io_context io;
+    auto log = reopen(io, dir.path());
+    REQUIRE_FALSE(log.ok());
+    CHECK(log.error().is(Errc::storage_corrupt));
+    CHECK(log.error().detail.find(seg + " offset " + std::to_string(end)) != std::string::npos);
+    CHECK(log.error().detail.find("truncated") != std::string::npos);
+  }
+}
+
+TEST_CASE(
+    "a torn tail is cut only after its segment is closed, and the log takes appends after it") {
   TempDir dir;
   build_log(dir.path());
   std::string seg = newest_segment(dir.path());
-  std::filesystem::resize_file(seg, record_offset(47) + 500);
+  // The last record's last sector never reached the disk.
+  write_bytes(seg, (record_offset(47) + 600) & ~std::uint64_t{511}, std::vector<std::byte>(512));
   asio::io_context io;
   {
     auto log = reopen(io, dir.path());
     REQUIRE(log.ok());
     CHECK((*log)->recovery().torn_offset == record_offset(47));
     check_entries(**log, entries_total - 1);
-    // The cut log takes new appends after its last entry.
+    std::string closed = dir.path() + "/" + closed_segment_name(Index(253), Index(299));
+    REQUIRE(std::filesystem::exists(closed));
+    CHECK(std::filesystem::file_size(closed) == record_offset(47));
     REQUIRE(run(io, (*log)->append(make_entries(300, 305, 1, payload_bytes))).ok());
   }
   auto log = reopen(io, dir.path());

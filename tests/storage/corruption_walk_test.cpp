@@ -399,6 +399,13 @@ TEST_CASE("walk: a missing, empty or renamed last open segment refuses to open")
     std::filesystem::resize_file(file, 0);
     expect_refusal(dir.path(), file, 0);
   }
+  SUBCASE("cut short at a record boundary") {
+    TempDir dir;
+    build_log(dir.path());
+    std::string file = segment_at(dir.path(), Place::last_open);
+    std::filesystem::resize_file(file, record_offset(30));
+    expect_refusal(dir.path(), file, record_offset(30));
+  }
   SUBCASE("renamed to a closed name claiming fewer entries") {
     TempDir dir;
     build_log(dir.path());
