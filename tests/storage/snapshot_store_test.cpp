@@ -110,7 +110,9 @@ TEST_CASE("a snapshot whose name disagrees with its header is reported with file
   auto store = SnapshotStore::open(dir.path());
   auto info = write_snapshot(*store, meta(70, 2), data_of(3000, 5));
   REQUIRE(info.ok());
-  for (auto [index, term] : {std::pair{90, 2}, std::pair{70, 3}}) {
+  for (std::pair<int, int> name : {std::pair{90, 2}, std::pair{70, 3}}) {
+    int index = name.first;
+    int term = name.second;
     CAPTURE(index);
     CAPTURE(term);
     std::string renamed =
