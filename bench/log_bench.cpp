@@ -30,6 +30,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <charconv>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -88,18 +90,21 @@ void write_full(int fd, const std::byte* p, std::size_t n, std::uint64_t off) {
 
 // How a floor file is prepared and written.
 enum class FloorKind {
-  prewritten,  // filled with zeros and synced first; writes wrap around inside it
-  fallocated,  // blocks reserved with fallocate only; writes wrap around inside it
-  direct,      // pre-written, then written with O_DIRECT from an aligned buffer
-  appending,   // each write extends the file; cut back to empty at floor_file_bytes
+  prewritten,          // filled with zeros and synced first; writes wrap around inside it
+  fallocated,          // blocks reserved with fallocate only; writes wrap around inside it
+  direct,              // pre-written, then written with O_DIRECT from an aligned buffer
+  appending,           // each write extends the file; cut back to empty at floor_file_bytes
   direct_dsync_uring,  // pre-written, O_DIRECT; an io_uring write with RWF_DSYNC
   direct_fsync_uring,  // pre-written, O_DIRECT; an io_uring write linked to an fdatasync
 };
 
 bool is_direct(FloorKind k) {
-  return k == FloorKind::direct || k == FloorKind::direct_dsync_uring || k == FloorKind::direct_fsync_uring;
+  return k == FloorKind::direct || k == FloorKind::direct_dsync_uring ||
+         k == FloorKind::direct_fsync_uring;
 }
-bool is_uring(FloorKind k) { return k == FloorKind::direct_dsync_uring || k == FloorKind::direct_fsync_uring; }
+bool is_uring(FloorKind k) {
+  return k == FloorKind::direct_dsync_uring || k == FloorKind::direct_fsync_uring;
+}
 
 // An io_uring whose completions are waited for through its eventfd, as the event loop does.
 class UringWaiter {
@@ -157,7 +162,8 @@ const char* floor_name(FloorKind k) {
     case FloorKind::direct: return "pre-written, O_DIRECT";
     case FloorKind::appending: return "appending";
     case FloorKind::direct_dsync_uring: return "pre-written, O_DIRECT, io_uring RWF_DSYNC 8 KiB";
-    case FloorKind::direct_fsync_uring: return "pre-written, O_DIRECT, io_uring linked fdatasync 8 KiB";
+    case FloorKind::direct_fsync_uring:
+      return "pre-written, O_DIRECT, io_uring linked fdatasync 8 KiB";
   }
   return "?";
 }
@@ -165,7 +171,8 @@ const char* floor_name(FloorKind k) {
 // Plain `block`-byte pwrite + fdatasync appends, measured in slices.
 class Floor {
  public:
-  Floor(std::string path, std::size_t block, FloorKind kind) : path_(std::move(path)), block_(block), kind_(kind) {
+  Floor(std::string path, std::size_t block, FloorKind kind)
+      : path_(std::move(path)), block_(block), kind_(kind) {
     std::size_t n = std::max<std::size_t>(block, 1 << 20);
     void* p = nullptr;
     if (::posix_memalign(&p, 4096, n) != 0) die("posix_memalign");
@@ -174,7 +181,8 @@ class Floor {
     fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd_ < 0) die("open " + path_);
     if (kind_ == FloorKind::prewritten || is_direct(kind_)) {
-      for (std::uint64_t off = 0; off < floor_file_bytes; off += n) write_full(fd_, buf_.get(), n, off);
+      for (std::uint64_t off = 0; off < floor_file_bytes; off += n)
+        write_full(fd_, buf_.get(), n, off);
     } else if (kind_ == FloorKind::fallocated) {
       if (::fallocate(fd_, 0, 0, static_cast<off_t>(floor_file_bytes)) < 0) die("fallocate");
     }
@@ -202,7 +210,8 @@ class Floor {
       }
       auto t0 = Clock::now();
       if (uring_) {
-        uring_->write_durably(fd_, {buf_.get(), 2 * block_}, off_, kind_ == FloorKind::direct_dsync_uring);
+        uring_->write_durably(fd_, {buf_.get(), 2 * block_}, off_,
+                              kind_ == FloorKind::direct_dsync_uring);
       } else {
         write_full(fd_, buf_.get(), block_, off_);
         if (::fdatasync(fd_) < 0) die("fdatasync");
@@ -215,7 +224,9 @@ class Floor {
   }
 
   [[nodiscard]] double fsyncs_per_s() const { return static_cast<double>(ops_) / seconds_; }
-  [[nodiscard]] double mb_per_s() const { return static_cast<double>(ops_ * block_) / seconds_ / 1e6; }
+  [[nodiscard]] double mb_per_s() const {
+    return static_cast<double>(ops_ * block_) / seconds_ / 1e6;
+  }
   [[nodiscard]] double p_us(double p) { return lat_.percentile_us(p); }
   [[nodiscard]] FloorKind kind() const { return kind_; }
   [[nodiscard]] std::size_t block() const { return block_; }
@@ -242,14 +253,17 @@ struct WriteMode {
   storage::Sync direct_sync;
 };
 
-const char* sync_name(storage::Sync s) { return s == storage::Sync::dsync ? "RWF_DSYNC" : "linked fdatasync"; }
+const char* sync_name(storage::Sync s) {
+  return s == storage::Sync::dsync ? "RWF_DSYNC" : "linked fdatasync";
+}
 
 storage::LogOptions log_options(const Options& o, const std::string& subdir, WriteMode mode) {
   storage::LogOptions lo;
   lo.direct_bytes_max = static_cast<std::uint32_t>(mode.direct_bytes);
   lo.direct_sync = mode.direct_sync;
   lo.dir = o.dir + "/" + subdir;
-  lo.entry_bytes_max = static_cast<std::uint32_t>(std::max<std::uint64_t>(lo.entry_bytes_max, o.payload));
+  lo.entry_bytes_max =
+      static_cast<std::uint32_t>(std::max<std::uint64_t>(lo.entry_bytes_max, o.payload));
   lo.batch_bytes_max = static_cast<std::uint32_t>(
       std::max<std::uint64_t>(lo.batch_bytes_max, storage::record_disk_bytes(o.payload) * 4 + 64));
   lo.segment_bytes = std::max<std::uint64_t>(o.segment_bytes, lo.batch_bytes_max);
@@ -291,8 +305,10 @@ class LogRun {
 
   void run_slice(double seconds) {
     auto start = Clock::now();
-    auto deadline = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-    for (std::uint64_t c = 0; c < inflight_; ++c) asio::co_spawn(io_, append_until(deadline, true), asio::detached);
+    auto deadline =
+        start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+    for (std::uint64_t c = 0; c < inflight_; ++c)
+      asio::co_spawn(io_, append_until(deadline, true), asio::detached);
     io_.restart();
     io_.run();
     seconds_ += seconds_since(start);
@@ -301,10 +317,14 @@ class LogRun {
   [[nodiscard]] double seconds() const { return seconds_; }
   [[nodiscard]] std::uint64_t entries() const { return entries_; }
   [[nodiscard]] std::uint64_t batches() const { return log_->stats().batches - base_.batches; }
-  [[nodiscard]] std::uint64_t batched_entries() const { return log_->stats().entries - base_.entries; }
+  [[nodiscard]] std::uint64_t batched_entries() const {
+    return log_->stats().entries - base_.entries;
+  }
   [[nodiscard]] double direct_share() const {
     auto n = batches();
-    return n ? static_cast<double>(log_->stats().direct_batches - base_.direct_batches) / static_cast<double>(n) : 0;
+    return n ? static_cast<double>(log_->stats().direct_batches - base_.direct_batches) /
+                   static_cast<double>(n)
+             : 0;
   }
   [[nodiscard]] double p_us(double p) { return lat_.percentile_us(p); }
   [[nodiscard]] std::string backend() const { return std::string(log_->backend_name()); }
@@ -340,11 +360,61 @@ class LogRun {
   Latencies lat_;
 };
 
+constexpr const char* log_usage =
+    "usage: coraft-bench log --payload BYTES --inflight C [--seconds T] [--dir DIR] [--json]\n"
+    "                        [--prepare prewrite|fallocate] [--backend auto|uring|thread]\n"
+    "                        [--segment BYTES] [--direct BYTES] [--direct-sync dsync|fdatasync]\n"
+    "                        [--all-floors]\n"
+    "  --payload BYTES   entry payload size, at most 64m (sizes take the suffixes k, m, g)\n"
+    "  --inflight C      concurrent appenders, 1..4096\n"
+    "  --seconds T       length of the run (default 5)\n"
+    "  --dir DIR         where the log and the floors' files go (default coraft-bench-log)\n"
+    "  --json            end with one JSON line of the figures\n"
+    "  --prepare         how segments are prepared (default prewrite)\n"
+    "  --backend         the log's disk path (default auto)\n"
+    "  --segment BYTES   segment size (default 64m)\n"
+    "  --direct BYTES    batches whose block-aligned extent fits go O_DIRECT (default 16m, 0 off)\n"
+    "  --direct-sync     how O_DIRECT batches are made durable (default dsync)\n"
+    "  --all-floors      also measure the other floors (see bench/README.md)\n";
+
+// A size flag whose value carries a suffix that takes it past 2^64 (Flags::size would wrap).
+std::optional<std::string> size_overflow(const Flags& f, const char* name) {
+  if (!f.has(name)) return std::nullopt;
+  std::string s = f.str(name, "");
+  if (s.empty()) return std::nullopt;
+  std::uint64_t mult = 1;
+  switch (s.back()) {
+    case 'k':
+    case 'K': mult = 1ull << 10; break;
+    case 'm':
+    case 'M': mult = 1ull << 20; break;
+    case 'g':
+    case 'G': mult = 1ull << 30; break;
+    default: return std::nullopt;
+  }
+  std::uint64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size() - 1, v);
+  if (ec != std::errc() || p != s.data() + s.size() - 1 || v <= UINT64_MAX / mult)
+    return std::nullopt;
+  return "flag --" + std::string(name) + ": '" + s + "' is too large";
+}
+
 int parse(int argc, char** argv, Options& o) {
-  Flags f({{"payload", true}, {"inflight", true}, {"seconds", true}, {"dir", true}, {"json", false},
-           {"prepare", true}, {"backend", true}, {"segment", true}, {"direct", true}, {"direct-sync", true},
+  Flags f({{"payload", true},
+           {"inflight", true},
+           {"seconds", true},
+           {"dir", true},
+           {"json", false},
+           {"prepare", true},
+           {"backend", true},
+           {"segment", true},
+           {"direct", true},
+           {"direct-sync", true},
            {"all-floors", false}});
   if (auto err = f.parse(argc, argv); !err.empty()) return flag_error("log", err);
+  for (const char* name : {"payload", "inflight", "segment", "direct"}) {
+    if (auto err = size_overflow(f, name)) return flag_error("log", *err);
+  }
   o.payload = f.size("payload", 0);
   o.inflight = f.size("inflight", 0);
   o.seconds = f.real("seconds", 5);
@@ -358,16 +428,22 @@ int parse(int argc, char** argv, Options& o) {
   std::string backend = f.str("backend", "auto");
   const char* bad = nullptr;
   if (!f.value_error().empty()) return flag_error("log", f.value_error());
-  if (!f.has("payload") || o.payload > payload_bytes_max) bad = "--payload BYTES is required, at most 64m";
-  if (!f.has("inflight") || o.inflight == 0 || o.inflight > inflight_max) bad = "--inflight C is required, 1..4096";
+  if (!f.has("payload") || o.payload > payload_bytes_max)
+    bad = "--payload BYTES is required, at most 64m";
+  if (!f.has("inflight") || o.inflight == 0 || o.inflight > inflight_max)
+    bad = "--inflight C is required, 1..4096";
   if (o.seconds <= 0) bad = "--seconds must be positive";
-  if (o.direct_bytes % 4096 != 0 || o.direct_bytes > (1ull << 30)) bad = "--direct is a multiple of 4096, at most 1g";
-  if (direct_sync != "dsync" && direct_sync != "fdatasync") bad = "--direct-sync is dsync or fdatasync";
+  if (o.direct_bytes % 4096 != 0 || o.direct_bytes > (1ull << 30))
+    bad = "--direct is a multiple of 4096, at most 1g";
+  if (direct_sync != "dsync" && direct_sync != "fdatasync")
+    bad = "--direct-sync is dsync or fdatasync";
   if (prep != "prewrite" && prep != "fallocate") bad = "--prepare is prewrite or fallocate";
-  if (backend != "auto" && backend != "uring" && backend != "thread") bad = "--backend is auto, uring or thread";
+  if (backend != "auto" && backend != "uring" && backend != "thread")
+    bad = "--backend is auto, uring or thread";
   if (bad) return flag_error("log", bad);
   o.direct_sync = direct_sync == "dsync" ? storage::Sync::dsync : storage::Sync::fdatasync;
-  o.prepare = prep == "prewrite" ? storage::SegmentPrepare::prewrite : storage::SegmentPrepare::fallocate;
+  o.prepare =
+      prep == "prewrite" ? storage::SegmentPrepare::prewrite : storage::SegmentPrepare::fallocate;
   o.backend = backend == "uring"    ? storage::BackendKind::uring
               : backend == "thread" ? storage::BackendKind::thread
                                     : storage::BackendKind::automatic;
@@ -377,12 +453,19 @@ int parse(int argc, char** argv, Options& o) {
 }  // namespace
 
 int run_log(int argc, char** argv) {
+  for (int i = 0; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
+      std::fputs(log_usage, stdout);
+      return 0;
+    }
+  }
   Options o;
   if (int rc = parse(argc, argv, o); rc != 0) return rc;
   std::error_code ec;
   std::filesystem::create_directories(o.dir, ec);
   if (ec) {
-    std::fprintf(stderr, "coraft-bench log: cannot create %s: %s\n", o.dir.c_str(), ec.message().c_str());
+    std::fprintf(stderr, "coraft-bench log: cannot create %s: %s\n", o.dir.c_str(),
+                 ec.message().c_str());
     return 1;
   }
   // The floor and the log run in alternating slices, so that both see the same disk weather.
@@ -396,11 +479,14 @@ int run_log(int argc, char** argv) {
     others.push_back(std::make_unique<Floor>(o.dir + "/floor-direct", 4096, FloorKind::direct));
     // The log's own write for one payload-sized entry (header and padding included), made
     // synchronously on the calling thread: the log minus its hand-off to another thread.
-    others.push_back(std::make_unique<Floor>(o.dir + "/floor-dsync", 4096, FloorKind::direct_dsync_uring));
-    others.push_back(std::make_unique<Floor>(o.dir + "/floor-dfsync", 4096, FloorKind::direct_fsync_uring));
+    others.push_back(
+        std::make_unique<Floor>(o.dir + "/floor-dsync", 4096, FloorKind::direct_dsync_uring));
+    others.push_back(
+        std::make_unique<Floor>(o.dir + "/floor-dfsync", 4096, FloorKind::direct_fsync_uring));
     auto record = static_cast<std::size_t>(storage::record_disk_bytes(o.payload));
     if (record <= floor_file_bytes / 4) {
-      others.push_back(std::make_unique<Floor>(o.dir + "/floor-record", record, FloorKind::prewritten));
+      others.push_back(
+          std::make_unique<Floor>(o.dir + "/floor-record", record, FloorKind::prewritten));
     }
   }
   WriteMode mode{o.direct_bytes, o.direct_sync};
@@ -409,7 +495,8 @@ int run_log(int argc, char** argv) {
   // making O_DIRECT batches durable, for comparison.
   std::optional<LogRun> buffered;
   std::optional<LogRun> other_sync;
-  storage::Sync other = o.direct_sync == storage::Sync::dsync ? storage::Sync::fdatasync : storage::Sync::dsync;
+  storage::Sync other =
+      o.direct_sync == storage::Sync::dsync ? storage::Sync::fdatasync : storage::Sync::dsync;
   if (o.all_floors) {
     buffered.emplace(o, o.inflight, "log-buffered", WriteMode{0, o.direct_sync});
     other_sync.emplace(o, o.inflight, "log-other-sync", WriteMode{o.direct_bytes, other});
@@ -431,50 +518,72 @@ int run_log(int argc, char** argv) {
   double ops = static_cast<double>(log.entries()) / log.seconds();
   double mb = ops * static_cast<double>(o.payload) / 1e6;
   double fsyncs = static_cast<double>(log.batches()) / log.seconds();
-  double batch = log.batches() ? static_cast<double>(log.batched_entries()) / static_cast<double>(log.batches()) : 0;
-  std::printf("log  payload %llu B, inflight %llu, %s, %s segments: %.0f entries/s, %.1f MB/s, %.0f fdatasyncs/s, "
-              "mean batch %.1f, %.0f%% of batches O_DIRECT (%s), latency p50 %.0f us p99 %.0f us p99.9 %.0f us\n",
-              static_cast<unsigned long long>(o.payload), static_cast<unsigned long long>(o.inflight),
-              log.backend().c_str(), o.prepare == storage::SegmentPrepare::prewrite ? "pre-written" : "fallocated",
-              ops, mb, fsyncs, batch, log.direct_share() * 100, sync_name(o.direct_sync), log.p_us(50), log.p_us(99), log.p_us(99.9));
-  std::printf("floor  4 KiB pwrite+fdatasync into a pre-written file: %.0f fdatasyncs/s, p50 %.0f us, p99 %.0f us\n",
-              floor.fsyncs_per_s(), floor.p_us(50), floor.p_us(99));
+  double batch = log.batches() ? static_cast<double>(log.batched_entries()) /
+                                     static_cast<double>(log.batches())
+                               : 0;
+  std::printf(
+      "log  payload %llu B, inflight %llu, %s, %s segments: %.0f entries/s, %.1f MB/s, %.0f "
+      "fdatasyncs/s, "
+      "mean batch %.1f, %.0f%% of batches O_DIRECT (%s), latency p50 %.0f us p99 %.0f us p99.9 "
+      "%.0f us\n",
+      static_cast<unsigned long long>(o.payload), static_cast<unsigned long long>(o.inflight),
+      log.backend().c_str(),
+      o.prepare == storage::SegmentPrepare::prewrite ? "pre-written" : "fallocated", ops, mb,
+      fsyncs, batch, log.direct_share() * 100, sync_name(o.direct_sync), log.p_us(50), log.p_us(99),
+      log.p_us(99.9));
+  std::printf(
+      "floor  4 KiB pwrite+fdatasync into a pre-written file: %.0f fdatasyncs/s, p50 %.0f us, p99 "
+      "%.0f us\n",
+      floor.fsyncs_per_s(), floor.p_us(50), floor.p_us(99));
   double single_ops = single ? static_cast<double>(single->entries()) / single->seconds() : 0;
   if (single) {
-    std::printf("log  the same with 1 appender: %.0f entries/s, latency p50 %.0f us: group commit gives %.1fx\n",
-                single_ops, single->p_us(50), ops / single_ops);
+    std::printf(
+        "log  the same with 1 appender: %.0f entries/s, latency p50 %.0f us: group commit gives "
+        "%.1fx\n",
+        single_ops, single->p_us(50), ops / single_ops);
   }
   if (buffered) {
-    std::printf("log  the same, every batch buffered: %.0f entries/s, latency p50 %.0f us p99 %.0f us\n",
-                static_cast<double>(buffered->entries()) / buffered->seconds(), buffered->p_us(50), buffered->p_us(99));
-    std::printf("log  the same, O_DIRECT batches made durable with %s: %.0f entries/s, latency p50 %.0f us p99 %.0f us\n",
-                sync_name(other), static_cast<double>(other_sync->entries()) / other_sync->seconds(),
-                other_sync->p_us(50), other_sync->p_us(99));
+    std::printf(
+        "log  the same, every batch buffered: %.0f entries/s, latency p50 %.0f us p99 %.0f us\n",
+        static_cast<double>(buffered->entries()) / buffered->seconds(), buffered->p_us(50),
+        buffered->p_us(99));
+    std::printf(
+        "log  the same, O_DIRECT batches made durable with %s: %.0f entries/s, latency p50 %.0f us "
+        "p99 %.0f us\n",
+        sync_name(other), static_cast<double>(other_sync->entries()) / other_sync->seconds(),
+        other_sync->p_us(50), other_sync->p_us(99));
   }
   for (auto& f : others) {
     if (is_uring(f->kind())) {
-      std::printf("floor  %s, advancing %zu B: %.0f writes/s, p50 %.0f us, p99 %.0f us\n", floor_name(f->kind()),
-                  f->block(), f->fsyncs_per_s(), f->p_us(50), f->p_us(99));
+      std::printf("floor  %s, advancing %zu B: %.0f writes/s, p50 %.0f us, p99 %.0f us\n",
+                  floor_name(f->kind()), f->block(), f->fsyncs_per_s(), f->p_us(50), f->p_us(99));
       continue;
     }
-    std::printf("floor  %zu B pwrite+fdatasync into a %s file: %.0f fdatasyncs/s, p50 %.0f us, p99 %.0f us\n",
-                f->block(), floor_name(f->kind()), f->fsyncs_per_s(), f->p_us(50), f->p_us(99));
+    std::printf(
+        "floor  %zu B pwrite+fdatasync into a %s file: %.0f fdatasyncs/s, p50 %.0f us, p99 %.0f "
+        "us\n",
+        f->block(), floor_name(f->kind()), f->fsyncs_per_s(), f->p_us(50), f->p_us(99));
   }
   if (bw) {
-    std::printf("floor  %llu B pwrite+fdatasync appends: %.1f MB/s\n", static_cast<unsigned long long>(o.payload),
-                bw->mb_per_s());
+    std::printf("floor  %llu B pwrite+fdatasync appends: %.1f MB/s\n",
+                static_cast<unsigned long long>(o.payload), bw->mb_per_s());
   }
   if (o.json) {
     JsonLine j;
-    j.num("payload", static_cast<double>(o.payload)).num("inflight", static_cast<double>(o.inflight));
-    j.str("backend", log.backend()).num("ops_per_s", ops).num("mb_per_s", mb).num("fsyncs_per_s", fsyncs);
+    j.num("payload", static_cast<double>(o.payload))
+        .num("inflight", static_cast<double>(o.inflight));
+    j.str("backend", log.backend())
+        .num("ops_per_s", ops)
+        .num("mb_per_s", mb)
+        .num("fsyncs_per_s", fsyncs);
     j.num("mean_batch", batch).num("direct_share", log.direct_share());
     j.num("p50_us", log.p_us(50)).num("p99_us", log.p_us(99));
     j.num("p999_us", log.p_us(99.9)).num("floor_fsyncs_per_s", floor.fsyncs_per_s());
     j.num("floor_p50_us", floor.p_us(50)).num("floor_p99_us", floor.p_us(99));
     if (bw) j.num("floor_bw_mb_per_s", bw->mb_per_s());
     if (single) j.num("c1_ops_per_s", single_ops).num("c1_p50_us", single->p_us(50));
-    if (buffered) j.num("buffered_p50_us", buffered->p_us(50)).num("other_sync_p50_us", other_sync->p_us(50));
+    if (buffered)
+      j.num("buffered_p50_us", buffered->p_us(50)).num("other_sync_p50_us", other_sync->p_us(50));
     std::printf("%s\n", j.text().c_str());
   }
   return 0;

@@ -45,6 +45,15 @@ class DiskBackend {
   virtual void write_sync(int fd, std::uint64_t offset, std::span<const iovec> iov, Sync how,
                           Done done) = 0;
 
+  // Keeps `fd`'s open file, and so a flock held through it, referenced until every request of
+  // this backend has completed, even when the process is killed. io_uring registers it with the
+  // ring: a killed process's descriptors are closed at once, but its ring lives on in the kernel
+  // until the writes in flight end, and the file stays referenced until then. The thread
+  // backend needs nothing: its writes are system calls that end before the process's
+  // descriptors are closed. Destroying the backend (which waits for its requests) lets go of
+  // the file at once. At most one file per backend.
+  [[nodiscard]] virtual Result<void> hold_until_gone(int fd) = 0;
+
   [[nodiscard]] virtual std::string_view name() const noexcept = 0;
 };
 

@@ -25,7 +25,9 @@ Fd& Fd::operator=(Fd&& o) noexcept {
   return *this;
 }
 
-Fd::~Fd() { reset(); }
+Fd::~Fd() {
+  reset();
+}
 
 void Fd::reset() noexcept {
   if (fd_ >= 0) ::close(fd_);
@@ -44,7 +46,8 @@ Result<void> make_dirs(const std::string& dir) {
     pos = dir.find('/', pos + 1);
     path = dir.substr(0, pos);
     if (path.empty()) continue;
-    if (::mkdir(path.c_str(), 0755) < 0 && errno != EEXIST) return errno_error(errno, "mkdir " + path);
+    if (::mkdir(path.c_str(), 0755) < 0 && errno != EEXIST)
+      return errno_error(errno, "mkdir " + path);
   }
   struct stat st {};
   if (::stat(dir.c_str(), &st) < 0) return errno_error(errno, "stat " + dir);
@@ -131,7 +134,8 @@ Result<void> sync_file(int fd, const std::string& path) {
 }
 
 Result<void> rename_file(const std::string& from, const std::string& to) {
-  if (::rename(from.c_str(), to.c_str()) < 0) return errno_error(errno, "rename " + from + " to " + to);
+  if (::rename(from.c_str(), to.c_str()) < 0)
+    return errno_error(errno, "rename " + from + " to " + to);
   return {};
 }
 

@@ -10,7 +10,10 @@
 //     hardstate                             see hard_state.hpp
 //     lock                                  empty; an open log holds an exclusive flock on it
 //                                           (its creation needs no directory fsync: nothing
-//                                           is read from it)
+//                                           is read from it). With io_uring the lock file is
+//                                           registered with the ring, so a killed process keeps
+//                                           the lock until its last write has landed
+//     extent                                the log's extent, below
 //     snapshots/                            see snapshot_store.hpp
 //   Every create, rename and delete of a file is followed by an fsync of the directory.
 //
@@ -21,22 +24,25 @@
 //
 //   Segment header, 32 bytes at offset 0, written together with the segment's first batch:
 //     0   8  magic "coraftLG"
-//     8   4  format version, 1
+//     8   4  format version, 2
 //     12  4  CRC32C of bytes 0..31 computed with this field zero
 //     16  8  index of the first entry in the segment (>= 1)
 //     24  4  tear window: the largest number of bytes one write batch may span (batch_bytes_max
 //            of the writer); recovery uses it, see below
-//     28  4  reserved, zero
+//     28  4  the size the file was prepared at, in 512-byte units (rounded down); an open
+//            segment shorter than that was truncated: corruption
 //   A header of 32 zero bytes marks a prepared segment that was never written.
 //
 //   Records follow from offset 32, back to back. Each record starts at an 8-byte aligned
 //   offset and is:
 //     0   4  payload length P in bytes
-//     4   4  CRC32C over bytes 0..3, then bytes 8..31 of this header, then the P payload bytes
+//     4   4  CRC32C over bytes 0..3, then the P payload bytes, then bytes 8..31 of this header
 //     8   8  term (>= 1)
 //     16  8  index: the segment's first index for the first record, then +1 per record
 //     24  1  entry type (0 normal, 1 noop, 2 config)
-//     25  7  reserved, zero
+//     25  1  flags: 1 when the record is the last of its write batch, else 0
+//     26  2  reserved, zero
+//     28  4  the record's place in its write batch: 0 for the batch's first record, then +1
 //     32  P  payload
 //     ..     zero padding up to the next multiple of 8
 //   The data of a segment ends at a record header of 32 zero bytes, at zero bytes running to the
@@ -61,23 +67,68 @@
 //   deletes whole closed segments, oldest first.
 //
 // WHAT A CRASH LEAVES BEHIND
-//   - Closed segments and all batches before the last one are durable and valid.
-//   - The last open segment may end with a torn batch: any mix of zero pages, old zeros and
-//     pages of the new batch, all inside one tear window starting at the batch's first byte.
+//   The disk is assumed to write each aligned 512-byte sector whole or not at all (a torn write
+//   tears between sectors, never inside one).
+//   - Closed segments and all batches before the last one are durable and valid; every batch
+//     ends with a record flagged as its last.
+//   - The last open segment may end with a torn batch: any mix of sectors holding the new
+//     batch's bytes and sectors still reading as zeros, all inside one tear window starting at
+//     the batch's first byte. A sector the batch did not reach reads as zeros over all its bytes
+//     from the batch's start on. A segment's header shares its sector with its first record and
+//     is written with its first batch, so a torn header is all zeros, never garbage.
 //   - A crash during rollover may leave the full segment still named open-N beside the next.
-//   - Prepared segments never written have a zero header.
+//   - Prepared segments never written are zeros from end to end.
+//
+// EXTENT FILE ("extent"): what the log must hold, known apart from the segment files, so that a
+//   missing, emptied or renamed segment at either end is found. 64 bytes, replaced whole (written
+//   as extent.tmp, synced, renamed, directory synced), little-endian:
+//     0   8  magic "coraftEX"
+//     8   4  version, 1
+//     12  4  CRC32C of bytes 0..63 computed with this field zero
+//     16  8  first: the log's first index must be at most this (0: no bound)
+//     24  8  closed_last: the log's last index must be at least this
+//     32  8  active_seq: N of the segment open-N being written (0: none)
+//     40  8  active_first: the first index written into open-N
+//     48 16  zero
+//   Every open writes it after recovery (first and last index, no active segment). A rollover
+//   writes it after renaming the full segment, naming the new active segment and the full one's
+//   last index. Truncation (and the cut of a failed append) and compaction write it before they
+//   delete or rename segments, so it never claims more than the files hold, even after a crash.
+//   Checks on open (skipped with the repair option): the file must exist once any segment holds
+//   data; the log must start at or before `first` and end at or after `closed_last`; when
+//   open-N is named and gone, a closed segment must start at active_first and hold only zeros
+//   past its last entry (a full segment closed at rollover); when it exists it must not be
+//   shorter than a segment header.
 //
 // RECOVERY (on open)
 //   Segments are ordered by first index and must be contiguous: each starts one past the
 //   previous one's last entry. Records are checked for CRC, length bounds, reserved bytes,
-//   type, consecutive index and non-decreasing term.
-//   - A closed segment F-L must hold valid records F..L; anything past L is ignored.
+//   type, flags, consecutive index, non-decreasing term and consecutive places in their batch.
+//   - A closed segment F-L must hold valid records F..L; anything past L is ignored. Its header
+//     must be valid: a zero header is corruption.
+//   - An open segment that is all zeros is prepared and unused. One with a zero header but data
+//     elsewhere is corruption unless it is the newest open segment and its data can be its
+//     torn first batch: the header's sector is all zeros, every nonzero byte lies within the
+//     tear window (of the other segments, or the reader's batch_bytes_max) and every valid
+//     record found there belongs to the first batch. Then the file is deleted.
 //   - An open segment that is not the newest must end cleanly (zero header or end of file).
 //   - In the newest open segment, the first invalid or zero header at offset X ends the data.
-//     If a valid record with a higher index starts at or beyond X + tear window, the damage is
-//     not a torn batch (that record was written by a later batch, after X had been synced):
-//     this is corruption. Otherwise X..end is a torn tail: it is cut off (the file is truncated
-//     at X and the segment closed) and reported with the file name and offset X.
+//     The batch in flight at the crash starts at B, the first byte of the first batch not
+//     closed by a record flagged as its last (offset 0 for a segment's first batch). The bytes
+//     from X on are a torn tail only when all of these hold:
+//       * the failure at X is one a tear can cause (CRC mismatch, or a record cut off by the
+//         end of the file; not a valid record with a wrong index, term, type, flags or place,
+//         nor a length over the limit, as the length shares its sector with the header),
+//       * some sector of the record at X reads as zeros from B on (a sector the batch never
+//         reached), or the record runs past the end of the file,
+//       * every byte from B + tear window on is zero,
+//       * every valid record found after X (at any 8-byte aligned offset) belongs to the batch
+//         starting at B (its index minus its place in the batch is that batch's first index).
+//     Then X..end is cut off (the file is truncated at X and the segment closed) and reported
+//     with the file name and offset X; the cut holds only the unacknowledged batch in flight.
+//     Otherwise the log refuses to open, naming the file and offset X. An acknowledged last
+//     batch whose sectors were later zeroed whole by the disk looks exactly like a torn one and
+//     is cut the same way: it cannot be told apart without another sync per batch.
 //   - Any other damage refuses to open, with an error naming the file and offset. With the
 //     repair option the log is instead cut at the first bad record: later segments are deleted
 //     and the damaged one is truncated.
@@ -101,12 +152,17 @@ namespace coraft::storage {
 
 inline constexpr std::size_t segment_header_bytes = 32;
 inline constexpr std::size_t record_header_bytes = 32;
-inline constexpr std::uint32_t format_version = 1;
+inline constexpr std::uint32_t format_version = 2;
+inline constexpr std::uint8_t record_flag_batch_end = 1;
+// The unit a disk writes whole (see WHAT A CRASH LEAVES BEHIND).
+inline constexpr std::uint64_t tear_sector_bytes = 512;
 inline constexpr char segment_magic[8] = {'c', 'o', 'r', 'a', 'f', 't', 'L', 'G'};
 // No record payload is ever larger than this, whatever the options say.
 inline constexpr std::uint32_t record_payload_bytes_limit = 1u << 30;
 
-[[nodiscard]] constexpr std::uint64_t pad8(std::uint64_t n) noexcept { return (n + 7) & ~std::uint64_t{7}; }
+[[nodiscard]] constexpr std::uint64_t pad8(std::uint64_t n) noexcept {
+  return (n + 7) & ~std::uint64_t{7};
+}
 // Bytes one record occupies on disk, padding included.
 [[nodiscard]] constexpr std::uint64_t record_disk_bytes(std::uint64_t payload) noexcept {
   return record_header_bytes + pad8(payload);
@@ -115,12 +171,32 @@ inline constexpr std::uint32_t record_payload_bytes_limit = 1u << 30;
 struct SegmentHeader {
   Index first_index;
   std::uint32_t tear_window_bytes = 0;
+  std::uint32_t prepared_sectors = 0;  // the file's prepared size / 512
 };
 
 void encode_segment_header(const SegmentHeader& h, std::byte out[segment_header_bytes]) noexcept;
 
-// Fills a record header for `e` (payload length and CRC included).
-void encode_record_header(const Entry& e, std::byte out[record_header_bytes]) noexcept;
+// Fills a record header for `e` (payload length and CRC included), not flagged as its batch's
+// last. Returns the CRC over the length and the payload, for mark_batch_end.
+std::uint32_t encode_record_header(const Entry& e, std::uint32_t batch_pos,
+                                   std::byte out[record_header_bytes]) noexcept;
+// Flags an encoded record header as the last of its batch; `crc_head` is what encoding returned.
+void mark_batch_end(std::byte header[record_header_bytes], std::uint32_t crc_head) noexcept;
+
+[[nodiscard]] bool all_zero(std::span<const std::byte> bytes) noexcept;
+
+struct LogExtent {
+  Index first{0};
+  Index closed_last{0};
+  std::uint64_t active_seq = 0;
+  Index active_first{0};
+};
+inline constexpr std::size_t extent_file_bytes = 64;
+inline constexpr const char* extent_file_name = "extent";
+void encode_extent(const LogExtent& e, std::byte out[extent_file_bytes]) noexcept;
+// Nullopt (and why) when the bytes are not a valid extent file.
+[[nodiscard]] std::optional<LogExtent> decode_extent(std::span<const std::byte> bytes,
+                                                     std::string* why);
 
 // A segment's name, parsed.
 struct SegmentName {
@@ -137,13 +213,16 @@ struct RecordInfo {
   Index index;
   Term term;
   EntryType type = EntryType::normal;
-  std::uint64_t offset = 0;  // of the record header
-  std::uint32_t length = 0;  // payload bytes
+  std::uint64_t offset = 0;     // of the record header
+  std::uint32_t length = 0;     // payload bytes
+  std::uint32_t batch_pos = 0;  // place in its write batch
+  bool batch_end = false;       // last record of its write batch
 };
 
 // What scanning one segment's bytes found.
 struct SegmentScan {
-  bool unused = false;          // zero header: prepared, never written
+  bool zero_header = false;  // the header (or the whole short file) is zero bytes
+  bool unused = false;       // the whole file is zero bytes: prepared, never written
   bool header_ok = false;
   SegmentHeader header;
   std::vector<RecordInfo> records;
@@ -152,8 +231,8 @@ struct SegmentScan {
   // (or, with `last_wanted`, before reaching it): what and where.
   std::optional<std::string> problem;
   std::uint64_t problem_offset = 0;
-  // Set by scan_beyond_tear_window: offset of a valid later record past the tear window.
-  std::optional<std::uint64_t> later_record_offset;
+  // The problem is one a torn write cannot cause (see RECOVERY).
+  bool hard_problem = false;
 };
 
 // Scans `file`, the whole content of a segment. Stops after `last_wanted` when it is nonzero.
@@ -161,16 +240,30 @@ struct SegmentScan {
 [[nodiscard]] SegmentScan scan_segment(std::span<const std::byte> file, Index last_wanted,
                                        std::uint32_t payload_bytes_max);
 
-// For the newest open segment: looks for a valid record with an index past the last valid one
-// starting at or beyond end_offset + tear window, and records its offset in the scan.
-void scan_beyond_tear_window(std::span<const std::byte> file, SegmentScan& scan,
-                             std::uint32_t payload_bytes_max);
+// Whether what ends the data of the newest open segment can be the torn batch in flight at a
+// crash (RECOVERY). `offset` is where the data ends (the cut), `first_cut` the index a record
+// there would have had, `why` what was found.
+struct TailJudgement {
+  bool torn = false;
+  std::uint64_t offset = 0;
+  Index first_cut;
+  std::string why;
+};
+// For a scan with a valid header whose data ended at a problem or with nonzero bytes after it.
+[[nodiscard]] TailJudgement judge_tail(std::span<const std::byte> file, const SegmentScan& scan,
+                                       std::uint32_t payload_bytes_max);
+// For a newest open segment with a zero header but data: `expected_first` is the index its
+// first record must have (0 when unknown).
+[[nodiscard]] TailJudgement judge_zero_header(std::span<const std::byte> file,
+                                              std::uint32_t tear_window_bytes, Index expected_first,
+                                              std::uint32_t payload_bytes_max);
 
 // Checks one record at `offset` (header and payload) and returns its description, or nullopt.
-// `expected_index` of zero accepts any index.
+// `expected_index` of zero accepts any index. `tear_like` is set when the failure is one a torn
+// write can cause (CRC mismatch, cut off by the end of the file).
 [[nodiscard]] std::optional<RecordInfo> check_record(std::span<const std::byte> file,
                                                      std::uint64_t offset, Index expected_index,
                                                      std::uint32_t payload_bytes_max,
-                                                     std::string* why);
+                                                     std::string* why, bool* tear_like = nullptr);
 
 }  // namespace coraft::storage

@@ -1,6 +1,7 @@
 #include "storage/hard_state.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <array>
@@ -16,6 +17,7 @@
 
 #include "storage/crc32c.hpp"
 #include "storage/le_bytes.hpp"
+#include "storage/log_scan.hpp"
 
 namespace coraft::storage {
 namespace {
@@ -55,20 +57,38 @@ bool all_zero(const SlotBytes& s) {
   return true;
 }
 
-// Creates an all-zero hard-state file durably: written under a temporary name, synced, renamed.
+SlotBytes encode_slot(std::uint64_t version, const HardState& hs);
+
+// Creates a hard-state file durably, written under a temporary name, synced and renamed: slot 1
+// holds version 0 (term 0, no vote) and slot 0 is zeros, so the first save writes slot 0.
 Result<Fd> create(const std::string& dir, const std::string& path) {
   std::string tmp = path + ".tmp";
   auto fd = open_file(tmp, O_RDWR | O_CREAT | O_TRUNC);
   if (!fd) return fd.error();
   SlotBytes zero{};
-  for (std::uint64_t k = 0; k < 2; ++k) {
-    if (auto r = pwrite_all(fd->get(), zero, k * HardStateFile::slot_bytes, tmp); !r)
-      return r.error();
+  if (auto r = pwrite_all(fd->get(), zero, 0, tmp); !r) return r.error();
+  if (auto r = pwrite_all(fd->get(), encode_slot(0, HardState{}), HardStateFile::slot_bytes, tmp);
+      !r) {
+    return r.error();
   }
   if (auto r = sync_file(fd->get(), tmp); !r) return r.error();
   if (auto r = rename_file(tmp, path); !r) return r.error();
   if (auto r = fsync_dir(dir); !r) return r.error();
   return fd;
+}
+
+// The highest term of an entry in the log in `dir`, if it holds any (damage found by the scan
+// is left for the log's own open to report).
+std::optional<Term> log_term_max(const std::string& dir) {
+  auto scan = scan_log_dir(dir);
+  if (!scan) return std::nullopt;
+  std::optional<Term> out;
+  for (const ScannedSegment& seg : scan->segments) {
+    if (seg.scan.records.empty()) continue;
+    Term t = seg.scan.records.back().term;
+    if (!out || t > *out) out = t;
+  }
+  return out;
 }
 
 // A save() call, living in its coroutine's frame.
@@ -162,8 +182,9 @@ struct HardStateFile::State {
     queue.clear();
   }
 
-  // Reads both slots and picks the newest valid one.
-  Result<void> load() {
+  // Reads both slots and picks the newest valid one. `dir` holds the log it is checked against
+  // when a slot is damaged.
+  Result<void> load(const std::string& dir) {
     std::array<SlotBytes, 2> slots{};
     std::array<std::optional<Decoded>, 2> dec;
     for (std::uint64_t k = 0; k < 2; ++k) {
@@ -171,7 +192,14 @@ struct HardStateFile::State {
       dec[k] = decode(slots[k].data());
     }
     if (!dec[0] && !dec[1]) {
-      if (all_zero(slots[0]) && all_zero(slots[1])) return {};
+      if (all_zero(slots[0]) && all_zero(slots[1])) {
+        // A created file always holds a valid slot: zeros are lost saves, and a server that may
+        // have voted must not come back as one that never did.
+        return Error(Errc::storage_corrupt,
+                     path +
+                         " offset 0: both hard-state slots are zeros; a created file always "
+                         "holds a valid slot, so the saved term and vote are lost");
+      }
       std::uint64_t off = all_zero(slots[0]) ? slot_bytes : 0;
       return Error(Errc::storage_corrupt,
                    path + " offset " + std::to_string(off) + ": no hard-state slot passes its CRC");
@@ -182,8 +210,20 @@ struct HardStateFile::State {
     current = dec[k]->hs;
     if (!dec[1 - k] && !all_zero(slots[1 - k])) {
       damaged = (1 - k) * slot_bytes;
-      log(LogLevel::warn, "storage: ", path, " offset ", *damaged,
-          ": damaged hard-state slot ignored; the other slot holds version ", version);
+      std::string where = path + " offset " + std::to_string(*damaged);
+      // A save torn by a crash and a slot damaged later look alike: the damaged slot may have
+      // held a newer term or vote than the one kept. Entries of a higher term in the log prove
+      // that it did.
+      if (auto t = log_term_max(dir); t && *t > current.term) {
+        return Error(Errc::storage_corrupt,
+                     where + ": damaged hard-state slot, and the other slot's term " +
+                         std::to_string(current.term.value()) + " is below the log's term " +
+                         std::to_string(t->value()) + ": the damaged slot held a newer state");
+      }
+      log(LogLevel::error, "storage: ", where,
+          ": damaged hard-state slot ignored (a save torn by a crash, or corruption); using the "
+          "other slot, version ",
+          version, ", term ", current.term.value(), ", which the log does not contradict");
     }
     return {};
   }
@@ -205,10 +245,19 @@ Result<HardStateFile> HardStateFile::open(asio::any_io_executor ex, const std::s
     if (injected != 0) return errno_error(injected, "fsync " + st->path);
     if (auto r = sync_file(st->fd.get(), st->path); !r) return r.error();
   }
-  if (auto r = st->load(); !r) return r.error();
+  // One writer at a time, and a killed writer's save still landing keeps it locked (below).
+  while (::flock(st->fd.get(), LOCK_EX | LOCK_NB) < 0) {
+    if (errno == EINTR) continue;
+    if (errno == EWOULDBLOCK) {
+      return Error(Errc::storage_io, st->path + " is locked: another hard state has it open");
+    }
+    return errno_error(errno, "flock " + st->path);
+  }
+  if (auto r = st->load(dir); !r) return r.error();
   auto backend = make_disk_backend(std::move(ex), options.backend);
   if (!backend) return backend.error();
   st->backend = std::move(*backend);
+  if (auto r = st->backend->hold_until_gone(st->fd.get()); !r) return r.error();
   return HardStateFile(std::move(st));
 }
 
@@ -218,7 +267,7 @@ Result<HardStateFile> HardStateFile::open_read_only(const std::string& dir) {
   auto fd = open_file(st->path, O_RDONLY);
   if (!fd) return fd.error();
   st->fd = std::move(*fd);
-  if (auto r = st->load(); !r) return r.error();
+  if (auto r = st->load(dir); !r) return r.error();
   return HardStateFile(std::move(st));
 }
 

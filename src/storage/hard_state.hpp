@@ -3,7 +3,7 @@
 // FILE FORMAT ("hardstate" in the log directory): two slots of 512 bytes, at offsets 0 and 512.
 // A slot is:
 //   0   8  magic "coraftHS"
-//   8   8  version: one more than the version of the save before it
+//   8   8  version: one more than the version of the save before it (0 on creation)
 //   16  8  current term
 //   24  8  voted for (0: nobody)
 //   32  4  CRC32C of bytes 0..63 computed with this field zero
@@ -13,9 +13,13 @@
 // backend as the log (io_uring write linked to fdatasync, or the fallback thread), so the event
 // loop never waits for the disk. Saves run one at a time, in the order they were called. A crash
 // or a failed save can only damage the slot being written, so the other still holds the previous
-// state, and the next save writes the same slot again. On open the valid slot
-// with the higher version wins; a damaged slot beside a valid one is reported; two all-zero slots
-// mean a fresh node; no valid slot but a nonzero one is corruption, named with file and offset.
+// state, and the next save writes the same slot again. A new file is created (under a temporary
+// name, synced, renamed) with slot 1 holding version 0: term 0, no vote; so a file without a
+// valid slot is never a fresh node. On open the valid slot with the higher version wins. A
+// damaged slot beside a valid one may be a torn save or corruption that hid a newer state: it is
+// logged as an error and reported (damaged_slot()), and opening is refused when the log in the
+// same directory holds entries of a term above the surviving slot's term. No valid slot
+// (including two zero slots) is corruption, named with file and offset.
 #pragma once
 
 #include <cstdint>
@@ -56,7 +60,9 @@ class HardStateFile {
   static constexpr std::uint64_t slot_bytes = 512;
 
   // Opens dir/hardstate for saving, creating it (durably) when missing. Blocks: call it before
-  // the event loop's hot path starts. Saves complete on `ex`.
+  // the event loop's hot path starts. Saves complete on `ex`. Holds an exclusive flock on the
+  // file while open (and, on io_uring, until the last save in flight has landed even if the
+  // process is killed): a second open of the same file fails with storage_io.
   [[nodiscard]] static Result<HardStateFile> open(asio::any_io_executor ex, const std::string& dir,
                                                   HardStateOptions options = {});
   // Opens an existing dir/hardstate to read it (for tools); save() fails with invalid_argument.

@@ -18,6 +18,7 @@
 #include <coraft/log.hpp>
 
 #include "storage/iov_util.hpp"
+#include "storage/log_scan.hpp"
 #include "storage/segmented_log_impl.hpp"
 
 namespace coraft::storage {
@@ -54,7 +55,7 @@ std::unique_ptr<std::byte[], SegmentedLog::Impl::AlignedFree> aligned_buffer(std
 struct PreparedFiles {
   Fd fd;
   Fd direct_fd;
-  int direct_errno = 0;        // why O_DIRECT could not be opened
+  int direct_errno = 0;  // why O_DIRECT could not be opened
   std::string direct_refused;
 };
 
@@ -90,7 +91,9 @@ Result<void> prepare_file(const std::string& dir, const std::string& path, const
 
 }  // namespace
 
-void SegmentedLog::Impl::AlignedFree::operator()(std::byte* p) const noexcept { std::free(p); }
+void SegmentedLog::Impl::AlignedFree::operator()(std::byte* p) const noexcept {
+  std::free(p);
+}
 
 Fd open_direct(const std::string& path, int& err, std::string& why) {
   int fd = ::open(path.c_str(), O_RDWR | O_DIRECT | O_CLOEXEC);
@@ -118,14 +121,17 @@ Result<void> SegmentedLog::Impl::check_options() const {
   if (opt.batch_bytes_max < segment_header_bytes + record_disk_bytes(opt.entry_bytes_max)) {
     return bad("batch_bytes_max must hold one entry of entry_bytes_max with its headers");
   }
-  if (opt.segment_bytes < opt.batch_bytes_max) return bad("segment_bytes must be >= batch_bytes_max");
+  if (opt.segment_bytes < opt.batch_bytes_max)
+    return bad("segment_bytes must be >= batch_bytes_max");
   if (opt.segment_bytes > (1ull << 40)) return bad("segment_bytes must be at most 1 TiB");
   if (opt.batch_entries_max == 0 || opt.batch_entries_max > batch_entries_limit) {
     return bad("batch_entries_max must be in 1.." + std::to_string(batch_entries_limit));
   }
   if (opt.open_files_max < 1) return bad("open_files_max must be at least 1");
-  if (opt.queue_bytes_max < opt.entry_bytes_max) return bad("queue_bytes_max must be >= entry_bytes_max");
-  if (opt.direct_bytes_max % direct_block_bytes != 0) return bad("direct_bytes_max must be a multiple of 4096");
+  if (opt.queue_bytes_max < opt.entry_bytes_max)
+    return bad("queue_bytes_max must be >= entry_bytes_max");
+  if (opt.direct_bytes_max % direct_block_bytes != 0)
+    return bad("direct_bytes_max must be a multiple of 4096");
   return {};
 }
 
@@ -188,7 +194,8 @@ void SegmentedLog::Impl::enqueue_append(Request& r) {
 
 void SegmentedLog::Impl::enqueue_truncate(Request& r) {
   if (failed) return complete(r, *failed);
-  if (r.from == Index(0)) return complete(r, Error(Errc::invalid_argument, "truncate from index 0"));
+  if (r.from == Index(0))
+    return complete(r, Error(Errc::invalid_argument, "truncate from index 0"));
   if (r.from <= last_queued) {
     last_queued = r.from - 1;
     last_queued_term = r.from > first_index ? queued_term_at(r.from - 1) : Term(0);
@@ -230,7 +237,7 @@ bool SegmentedLog::Impl::ensure_segment(std::uint64_t record_bytes) {
     if (prepare_error) {
       Error e = *prepare_error;
       prepare_error.reset();
-      fail_queue(e);
+      abandon_queue(e, false);
       return false;
     }
     start_prepare();
@@ -246,11 +253,28 @@ bool SegmentedLog::Impl::ensure_segment(std::uint64_t record_bytes) {
   s.first = queue.front()->entries[queue.front()->submitted].index;
   tail_valid = true;  // nothing written yet: the tail block holds no old bytes
   ++open_fds;
+  // After the full segment's rename (submitted by seal_active above): every durable entry is
+  // in a closed segment now, and the new one is named as being written.
+  auto parsed = parse_segment_name(prepared->name);
+  extent = LogExtent{last_index >= first_index ? first_index : Index(0), last_index,
+                     parsed ? parsed->seq : 0, s.first};
+  write_extent(extent);
   prepared.reset();
   segments.push_back(std::move(s));
   active = &segments.back();
   start_prepare();
   return true;
+}
+
+// Replaces the extent file on the worker, after the file work submitted before it.
+void SegmentedLog::Impl::write_extent(const LogExtent& e) {
+  worker->submit([dir = opt.dir, e] { return write_extent_file(dir, e); },
+                 [this](Result<void> r) {
+                   if (!r) {
+                     log(LogLevel::error, "storage: ", r.error().message());
+                     if (!failed) failed = r.error();
+                   }
+                 });
 }
 
 void SegmentedLog::Impl::start_prepare() {
@@ -259,9 +283,8 @@ void SegmentedLog::Impl::start_prepare() {
   std::string name = open_segment_name(next_seq++);
   auto files = std::make_shared<PreparedFiles>();
   bool want_direct = direct_wanted();
-  worker->submit([dir = opt.dir, p = path(name), opt = opt, want_direct, files] {
-                   return prepare_file(dir, p, opt, want_direct, *files);
-                 },
+  worker->submit([dir = opt.dir, p = path(name), opt = opt, want_direct,
+                  files] { return prepare_file(dir, p, opt, want_direct, *files); },
                  [this, name, files, want_direct](Result<void> r) {
                    preparing = false;
                    if (r) {
@@ -290,25 +313,27 @@ void SegmentedLog::Impl::seal_active() {
   if (s->recs.empty()) {
     segments.pop_back();
     --open_fds;
-    worker->submit([old_path, dir = opt.dir]() -> Result<void> {
-                     auto r = remove_file(old_path);
-                     return r ? fsync_dir(dir) : r;
-                   },
-                   [](Result<void>) {});
+    worker->submit(
+        [old_path, dir = opt.dir]() -> Result<void> {
+          auto r = remove_file(old_path);
+          return r ? fsync_dir(dir) : r;
+        },
+        [](Result<void>) {});
     return;
   }
   s->open = false;
   s->name = closed_segment_name(s->first, s->last());
-  worker->submit([old_path, new_path = path(s->name), dir = opt.dir]() -> Result<void> {
-                   auto r = rename_file(old_path, new_path);
-                   return r ? fsync_dir(dir) : r;
-                 },
-                 [this](Result<void> r) {
-                   if (!r) {
-                     log(LogLevel::error, "storage: ", r.error().message());
-                     if (!failed) failed = r.error();
-                   }
-                 });
+  worker->submit(
+      [old_path, new_path = path(s->name), dir = opt.dir]() -> Result<void> {
+        auto r = rename_file(old_path, new_path);
+        return r ? fsync_dir(dir) : r;
+      },
+      [this](Result<void> r) {
+        if (!r) {
+          log(LogLevel::error, "storage: ", r.error().message());
+          if (!failed) failed = r.error();
+        }
+      });
 }
 
 void SegmentedLog::Impl::start_batch() {
@@ -323,13 +348,16 @@ void SegmentedLog::Impl::start_batch() {
   b.offset = s.end;
   std::uint64_t pos = s.end;
   if (s.end == 0) {
-    encode_segment_header({s.first, opt.batch_bytes_max}, b.segment_header);
+    encode_segment_header(
+        {s.first, opt.batch_bytes_max, static_cast<std::uint32_t>(opt.segment_bytes / 512)},
+        b.segment_header);
     b.iov.push_back({b.segment_header, segment_header_bytes});
     pos = segment_header_bytes;
   }
   b.headers.resize(std::size_t{opt.batch_entries_max + 1} * 40);
   std::size_t n = 0;
   std::uint64_t prev_pad = 0;
+  std::uint32_t last_crc_head = 0;
   for (Request* r : queue) {
     if (r->kind != Request::Kind::append) break;
     std::size_t taken = 0;
@@ -337,13 +365,15 @@ void SegmentedLog::Impl::start_batch() {
       const Entry& e = r->entries[i];
       std::uint64_t rb = record_disk_bytes(e.payload.size());
       std::uint64_t span = pos + rb - b.offset;
-      if (n == opt.batch_entries_max || span > opt.batch_bytes_max || pos + rb > opt.segment_bytes) break;
+      if (n == opt.batch_entries_max || span > opt.batch_bytes_max || pos + rb > opt.segment_bytes)
+        break;
       if (n == 0) b.first = e.index;
       std::byte* slot = b.headers.data() + n * 40;
       std::memset(slot, 0, 8);
-      encode_record_header(e, slot + 8);
+      last_crc_head = encode_record_header(e, static_cast<std::uint32_t>(n), slot + 8);
       b.iov.push_back({slot + 8 - prev_pad, record_header_bytes + prev_pad});
-      if (!e.payload.empty()) b.iov.push_back({const_cast<std::byte*>(e.payload.data()), e.payload.size()});
+      if (!e.payload.empty())
+        b.iov.push_back({const_cast<std::byte*>(e.payload.data()), e.payload.size()});
       prev_pad = pad8(e.payload.size()) - e.payload.size();
       b.recs.push_back({pos, e.term, static_cast<std::uint32_t>(e.payload.size()), e.type});
       b.queue_bytes += e.payload.size() + cache_entry_overhead_bytes;
@@ -357,6 +387,7 @@ void SegmentedLog::Impl::start_batch() {
     if (r->submitted < r->entries.size()) break;
   }
   CORAFT_ASSERT(n > 0, "a batch must hold at least one record", s.end, opt.segment_bytes);
+  mark_batch_end(b.headers.data() + (n - 1) * 40 + 8, last_crc_head);
   if (prev_pad > 0) {
     std::byte* slot = b.headers.data() + n * 40;
     std::memset(slot, 0, 8);
@@ -372,7 +403,8 @@ void SegmentedLog::Impl::start_batch() {
       });
       return;
     }
-    backend->write_sync(s.direct_fd.get(), b.direct_offset, {&b.direct_iov, 1}, opt.direct_sync, done);
+    backend->write_sync(s.direct_fd.get(), b.direct_offset, {&b.direct_iov, 1}, opt.direct_sync,
+                        done);
   } else {
     backend->write_sync(s.fd.get(), b.offset, b.iov, Sync::fdatasync, done);
   }
@@ -422,7 +454,8 @@ void SegmentedLog::Impl::no_direct_fd(int err, const std::string& why) {
 void SegmentedLog::Impl::refuse_direct(const std::string& why) {
   if (direct_refused) return;
   direct_refused = true;
-  log(LogLevel::warn, "storage: O_DIRECT writes refused (", why, "); every batch is written buffered");
+  log(LogLevel::warn, "storage: O_DIRECT writes refused (", why,
+      "); every batch is written buffered");
 }
 
 void SegmentedLog::Impl::on_batch_done(int err) {
@@ -441,11 +474,12 @@ void SegmentedLog::Impl::on_batch_done(int err) {
     log(LogLevel::error, "storage: ", e.message());
     for (auto& [r, n] : b.parts) r->submitted -= n;
     if (err == ENOSPC) {
-      seal_active();  // bytes past the last durable record of a closed segment are never read
+      // Bytes past the last durable record of a closed segment are never read.
+      abandon_queue(e, true);
     } else {
       failed = e;  // the page cache can no longer be trusted to match the disk
+      fail_queue(e);
     }
-    fail_queue(e);
     return;
   }
   Segment& s = *b.segment;
@@ -493,57 +527,105 @@ void SegmentedLog::Impl::cache_add(const Entry& e) {
   }
 }
 
-// Cuts the log before `r.from`: deletes the later segments newest first, renames the segment
-// that keeps the new last entry to its shorter closed name, then syncs the directory. The
-// writer waits (busy) until this is durable, so no later batch can land before it.
-void SegmentedLog::Impl::run_truncate(Request& r) {
-  Index from = r.from;
-  if (from > last_index) return complete(r, {});
-  std::vector<std::string> remove;
-  std::optional<std::pair<std::string, std::string>> rename;
-  while (!segments.empty() && segments.back().first >= from) {
-    Segment& s = segments.back();
-    if (&s == active) active = nullptr;
-    if (s.fd.valid()) --open_fds;
-    remove.push_back(path(s.name));
-    segments.pop_back();
+// Cuts the log before `from` in memory (nothing when from > last_index) and, with
+// `close_active`, closes the active segment too (renamed to its closed name, or deleted when it
+// holds nothing). Returns the file work that makes this durable: the later segments deleted
+// newest first, then the segment keeping the new last entry renamed to its shorter closed name.
+SegmentedLog::Impl::CutPlan SegmentedLog::Impl::cut_memory(Index from, bool close_active) {
+  CutPlan plan;
+  if (from <= last_index) {
+    while (!segments.empty() && segments.back().first >= from) {
+      Segment& s = segments.back();
+      if (&s == active) active = nullptr;
+      if (s.fd.valid()) --open_fds;
+      plan.remove.push_back(path(s.name));
+      segments.pop_back();
+    }
+    if (!segments.empty() && segments.back().last() >= from) {
+      Segment& s = segments.back();
+      if (&s == active) active = nullptr;
+      s.direct_fd.reset();
+      s.recs.resize(from - s.first);
+      std::string old_name = s.name;
+      s.open = false;
+      s.name = closed_segment_name(s.first, s.last());
+      plan.rename.emplace(path(old_name), path(s.name));
+    }
+    last_index = from - 1;
+    if (segments.empty()) first_index = from;
+    while (!cache.empty() && cache.back().index >= from) {
+      cache_bytes -= cache.back().payload.size() + cache_entry_overhead_bytes;
+      cache.pop_back();
+    }
   }
-  if (!segments.empty() && segments.back().last() >= from) {
-    Segment& s = segments.back();
-    if (&s == active) active = nullptr;
+  if (close_active && active != nullptr) {
+    Segment& s = *active;
+    active = nullptr;
     s.direct_fd.reset();
-    s.recs.resize(from - s.first);
-    std::string old_name = s.name;
-    s.open = false;
-    s.name = closed_segment_name(s.first, s.last());
-    rename.emplace(path(old_name), path(s.name));
+    if (s.recs.empty()) {
+      if (s.fd.valid()) --open_fds;
+      plan.remove.push_back(path(s.name));
+      segments.pop_back();
+    } else {
+      std::string old_name = s.name;
+      s.open = false;
+      s.name = closed_segment_name(s.first, s.last());
+      plan.rename.emplace(path(old_name), path(s.name));
+    }
   }
   if (active == nullptr) tail_valid = false;
-  last_index = from - 1;
-  if (segments.empty()) first_index = from;
-  while (!cache.empty() && cache.back().index >= from) {
-    cache_bytes -= cache.back().payload.size() + cache_entry_overhead_bytes;
-    cache.pop_back();
-  }
+  // Every cut leaves no segment being written (it reaches the active one, or closes it).
+  extent = LogExtent{segments.empty() ? Index(0) : first_index, last_index, 0, Index(0)};
+  plan.extent = extent;
+  return plan;
+}
+
+// Runs a cut's file work; the writer waits (busy) until it is durable, so no later batch can
+// land before it.
+void SegmentedLog::Impl::run_cut(CutPlan plan, std::function<void(Result<void>)> done) {
   busy = true;
-  side_waiters.push_back(&r);
   worker->submit(
-      [remove, rename, dir = opt.dir]() -> Result<void> {
-        for (const std::string& p : remove) {
+      [plan = std::move(plan), dir = opt.dir]() -> Result<void> {
+        if (auto x = write_extent_file(dir, plan.extent); !x) return x;
+        for (const std::string& p : plan.remove) {
           if (auto x = remove_file(p); !x) return x;
         }
-        if (rename) {
-          if (auto x = rename_file(rename->first, rename->second); !x) return x;
+        if (plan.rename) {
+          if (auto x = rename_file(plan.rename->first, plan.rename->second); !x) return x;
         }
         return fsync_dir(dir);
       },
-      [this, &r](Result<void> res) {
+      [this, done = std::move(done)](Result<void> res) {
         busy = false;
-        std::erase(side_waiters, &r);
         if (!res && !failed) failed = res.error();
-        complete(r, std::move(res));
+        done(std::move(res));
         pump();
       });
+}
+
+void SegmentedLog::Impl::run_truncate(Request& r) {
+  if (r.from > last_index) return complete(r, {});
+  CutPlan plan = cut_memory(r.from, false);
+  side_waiters.push_back(&r);
+  run_cut(std::move(plan), [this, &r](Result<void> res) {
+    std::erase(side_waiters, &r);
+    complete(r, std::move(res));
+  });
+}
+
+// Fails every queued request with `e` after undoing what the failed append at the front of the
+// queue already made durable, so that it fails whole; with `close_active` the active segment
+// (which may hold bytes of the failed batch past its last record) is closed first. The
+// requests fail once that is durable, before anything else is written.
+void SegmentedLog::Impl::abandon_queue(const Error& e, bool close_active) {
+  Index from = last_index + 1;
+  if (!queue.empty() && queue.front()->kind == Request::Kind::append &&
+      queue.front()->durable > 0) {
+    from = queue.front()->entries.front().index;
+  }
+  if (!close_active && from > last_index) return fail_queue(e);
+  CutPlan plan = cut_memory(from, close_active);
+  run_cut(std::move(plan), [this, e](Result<void> res) { fail_queue(res ? e : res.error()); });
 }
 
 Segment* SegmentedLog::Impl::segment_of(Index i) {
@@ -590,7 +672,8 @@ SegmentedLog::SegmentedLog(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) 
 
 SegmentedLog::~SegmentedLog() = default;
 
-Result<std::unique_ptr<SegmentedLog>> SegmentedLog::open(asio::any_io_executor ex, LogOptions options) {
+Result<std::unique_ptr<SegmentedLog>> SegmentedLog::open(asio::any_io_executor ex,
+                                                         LogOptions options) {
   auto impl = std::make_shared<Impl>(ex, std::move(options));
   if (auto r = impl->check_options(); !r) return r.error();
   // A direct batch may rewrite bytes before the batch and zeros after it: its whole extent
@@ -606,6 +689,9 @@ Result<std::unique_ptr<SegmentedLog>> SegmentedLog::open(asio::any_io_executor e
   auto backend = make_disk_backend(ex, impl->opt.backend, setup_fault);
   if (!backend) return backend.error();
   impl->backend = std::move(*backend);
+  // A killed process's io_uring writes may still be landing after its descriptors are closed:
+  // the directory stays locked until they have.
+  if (auto r = impl->backend->hold_until_gone(impl->dir_lock.get()); !r) return r.error();
   impl->worker = std::make_unique<FileWorker>(ex);
   if (impl->opt.direct_bytes_max > 0) {
     impl->staging = aligned_buffer(impl->opt.direct_bytes_max);
@@ -654,8 +740,10 @@ asio::awaitable<Result<void>> SegmentedLog::compact_prefix(Index upto) {
   }
   Request req(m.ex);
   m.side_waiters.push_back(&req);
+  m.extent.first = m.segments.empty() ? Index(0) : m.first_index;
   m.worker->submit(
-      [remove, dir = m.opt.dir]() -> Result<void> {
+      [remove, dir = m.opt.dir, e = m.extent]() -> Result<void> {
+        if (auto x = write_extent_file(dir, e); !x) return x;
         for (const std::string& p : remove) {
           if (auto x = remove_file(p); !x) return x;
         }
@@ -669,12 +757,17 @@ asio::awaitable<Result<void>> SegmentedLog::compact_prefix(Index upto) {
   co_return std::move(req.result);
 }
 
-Index SegmentedLog::first_index() const noexcept { return impl_->first_index; }
-Index SegmentedLog::last_index() const noexcept { return impl_->last_index; }
+Index SegmentedLog::first_index() const noexcept {
+  return impl_->first_index;
+}
+Index SegmentedLog::last_index() const noexcept {
+  return impl_->last_index;
+}
 
 Result<Term> SegmentedLog::term_at(Index i) const {
   if (i < impl_->first_index || i > impl_->last_index) {
-    return Error(Errc::invalid_argument, "index " + std::to_string(i.value()) + " is not in the log");
+    return Error(Errc::invalid_argument,
+                 "index " + std::to_string(i.value()) + " is not in the log");
   }
   Segment* s = impl_->segment_of(i);
   return s->recs[i - s->first].term;
@@ -683,7 +776,8 @@ Result<Term> SegmentedLog::term_at(Index i) const {
 Result<Entry> SegmentedLog::read(Index i) {
   Impl& m = *impl_;
   if (i < m.first_index || i > m.last_index) {
-    return Error(Errc::invalid_argument, "index " + std::to_string(i.value()) + " is not in the log");
+    return Error(Errc::invalid_argument,
+                 "index " + std::to_string(i.value()) + " is not in the log");
   }
   if (!m.cache.empty() && i >= m.cache.front().index) return m.cache[i - m.cache.front().index];
   return m.read_disk(*m.segment_of(i), i);
@@ -702,8 +796,14 @@ Result<std::vector<Entry>> SegmentedLog::read_range(Index from, Index to, std::s
   return out;
 }
 
-const RecoveryReport& SegmentedLog::recovery() const noexcept { return impl_->report; }
-LogStats SegmentedLog::stats() const noexcept { return impl_->stats; }
-std::string_view SegmentedLog::backend_name() const noexcept { return impl_->backend->name(); }
+const RecoveryReport& SegmentedLog::recovery() const noexcept {
+  return impl_->report;
+}
+LogStats SegmentedLog::stats() const noexcept {
+  return impl_->stats;
+}
+std::string_view SegmentedLog::backend_name() const noexcept {
+  return impl_->backend->name();
+}
 
 }  // namespace coraft::storage

@@ -40,12 +40,12 @@ enum class SegmentPrepare {
 struct LogOptions {
   std::string dir;
   std::uint64_t segment_bytes = 64ull << 20;
-  std::uint32_t entry_bytes_max = 8u << 20;   // payload bytes of one entry
-  std::uint32_t batch_bytes_max = 16u << 20;  // bytes of one write batch (the tear window)
-  std::uint32_t batch_entries_max = 500;      // entries of one write batch (iovecs: 2 each)
+  std::uint32_t entry_bytes_max = 8u << 20;      // payload bytes of one entry
+  std::uint32_t batch_bytes_max = 16u << 20;     // bytes of one write batch (the tear window)
+  std::uint32_t batch_entries_max = 500;         // entries of one write batch (iovecs: 2 each)
   std::uint64_t queue_bytes_max = 256ull << 20;  // bytes waiting to be written (payload + 64 each)
-  std::uint64_t cache_bytes_max = 64ull << 20;   // recent entries kept in memory (payload + 64 each)
-  std::uint32_t open_files_max = 64;             // segment files held open for reading
+  std::uint64_t cache_bytes_max = 64ull << 20;  // recent entries kept in memory (payload + 64 each)
+  std::uint32_t open_files_max = 64;            // segment files held open for reading
   // A batch whose 4 KiB-aligned extent fits in this many bytes is copied into an aligned buffer
   // of this size and written with O_DIRECT (made durable as direct_sync says), which reaches
   // the disk sooner than a buffered write and fdatasync and, for large batches, at twice the
@@ -78,7 +78,7 @@ struct RecoveryReport {
 struct LogStats {
   std::uint64_t batches = 0;  // durable writes of appended entries
   std::uint64_t entries = 0;
-  std::uint64_t bytes = 0;    // bytes written by those batches, headers included
+  std::uint64_t bytes = 0;           // bytes written by those batches, headers included
   std::uint64_t direct_batches = 0;  // of those batches, the ones written with O_DIRECT
 };
 
@@ -100,8 +100,11 @@ class SegmentedLog {
   // Resolves when `entries` are durable. They must continue the log: consecutive indexes from
   // last index + 1 (counting appends still in flight), terms >= 1 and non-decreasing. An empty
   // log accepts any first index. Errors: too_large (an entry over entry_bytes_max), overloaded
-  // (queue_bytes_max reached), invalid_argument, disk_full (nothing of the failed batch is
-  // acknowledged; the log stays readable and consistent), storage_io.
+  // (queue_bytes_max reached), invalid_argument, disk_full, storage_io.
+  // A disk_full append is all-or-nothing: none of its entries stay in the log (any of them
+  // already written in earlier batches are cut, durably, before the error is returned), so
+  // last_index() is what it was before the call and the same entries may be appended again.
+  // Appends queued behind it fail with disk_full too. The log stays readable and writable.
   [[nodiscard]] asio::awaitable<Result<void>> append(std::vector<Entry> entries);
 
   // Removes the entries from `from` on, durably, after the appends queued before it.

@@ -5,6 +5,7 @@
 #include <sys/uio.h>
 
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -48,7 +49,8 @@ struct Segment {
 // One caller waiting in append() or truncate_suffix(), living in that coroutine's frame.
 struct Request {
   enum class Kind { append, truncate };
-  explicit Request(const asio::any_io_executor& ex) : timer(ex, asio::steady_timer::time_point::max()) {}
+  explicit Request(const asio::any_io_executor& ex)
+      : timer(ex, asio::steady_timer::time_point::max()) {}
   Kind kind = Kind::append;
   std::vector<Entry> entries;
   std::size_t submitted = 0;  // entries handed to a batch
@@ -127,10 +129,13 @@ struct SegmentedLog::Impl {
   bool tail_valid = false;
   bool direct_refused = false;  // the file system refused O_DIRECT: write buffered from now on
   // Whether new segments get an O_DIRECT descriptor and batches may use it.
-  [[nodiscard]] bool direct_wanted() const noexcept { return opt.direct_bytes_max > 0 && !direct_refused; }
+  [[nodiscard]] bool direct_wanted() const noexcept {
+    return opt.direct_bytes_max > 0 && !direct_refused;
+  }
   std::deque<Entry> cache;
   std::uint64_t cache_bytes = 0;
   std::size_t open_fds = 0;
+  LogExtent extent;  // as last handed to the file worker (format.hpp, EXTENT FILE)
   RecoveryReport report;
   LogStats stats;
 
@@ -155,7 +160,16 @@ struct SegmentedLog::Impl {
   void on_batch_done(int err);
   void start_prepare();
   void seal_active();
+  struct CutPlan {
+    LogExtent extent;  // written before the files change
+    std::vector<std::string> remove;
+    std::optional<std::pair<std::string, std::string>> rename;
+  };
+  [[nodiscard]] CutPlan cut_memory(Index from, bool close_active);
+  void run_cut(CutPlan plan, std::function<void(Result<void>)> done);
   void run_truncate(Request& r);
+  void abandon_queue(const Error& e, bool close_active);
+  void write_extent(const LogExtent& e);
   void cache_add(const Entry& e);
   [[nodiscard]] std::string path(const std::string& name) const { return join_path(opt.dir, name); }
   [[nodiscard]] Segment* segment_of(Index i);

@@ -36,6 +36,22 @@ bool ends_with(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
 
+// The last index and term a snapshot file's name gives, if it is one.
+std::optional<std::pair<Index, Term>> parse_snapshot_name(std::string_view n) {
+  if (n.size() != 51 || n.substr(0, 5) != "snap-" || !ends_with(n, ".snap") || n[25] != '-') {
+    return std::nullopt;
+  }
+  std::uint64_t idx = 0;
+  std::uint64_t term = 0;
+  auto a = std::from_chars(n.data() + 5, n.data() + 25, idx);
+  auto b = std::from_chars(n.data() + 26, n.data() + 46, term);
+  if (a.ec != std::errc() || b.ec != std::errc() || a.ptr != n.data() + 25 ||
+      b.ptr != n.data() + 46) {
+    return std::nullopt;
+  }
+  return std::pair{Index(idx), Term(term)};
+}
+
 Error corrupt(const std::string& path, std::uint64_t offset, const std::string& why) {
   return Error(Errc::storage_corrupt, path + " offset " + std::to_string(offset) + ": " + why);
 }
@@ -78,7 +94,8 @@ Result<SnapshotStore::Writer> SnapshotStore::begin(const SnapshotMeta& meta) {
   w.fd_ = std::move(*fd);
   std::byte zero[header_bytes] = {};
   if (auto r = pwrite_all(w.fd_.get(), zero, 0, w.tmp_path_); !r) return r.error();
-  if (auto r = pwrite_all(w.fd_.get(), w.config_.span(), header_bytes, w.tmp_path_); !r) return r.error();
+  if (auto r = pwrite_all(w.fd_.get(), w.config_.span(), header_bytes, w.tmp_path_); !r)
+    return r.error();
   w.crc_ = crc32c(w.config_.span());
   return w;
 }
@@ -124,13 +141,9 @@ Result<std::vector<SnapshotInfo>> SnapshotStore::list() const {
   if (!names) return names.error();
   std::vector<SnapshotInfo> out;
   for (const std::string& n : *names) {
-    if (n.size() != 51 || n.substr(0, 5) != "snap-" || !ends_with(n, ".snap")) continue;
-    std::uint64_t idx = 0;
-    std::uint64_t term = 0;
-    auto a = std::from_chars(n.data() + 5, n.data() + 25, idx);
-    auto b = std::from_chars(n.data() + 26, n.data() + 46, term);
-    if (a.ec != std::errc() || b.ec != std::errc() || a.ptr != n.data() + 25 || b.ptr != n.data() + 46) continue;
-    out.push_back({SnapshotMeta{Index(idx), Term(term), {}}, join_path(dir_, n), 0});
+    auto named = parse_snapshot_name(n);
+    if (!named) continue;
+    out.push_back({SnapshotMeta{named->first, named->second, {}}, join_path(dir_, n), 0});
   }
   std::sort(out.begin(), out.end(), [](const SnapshotInfo& x, const SnapshotInfo& y) {
     return x.meta.last_index > y.meta.last_index ||
@@ -152,11 +165,13 @@ Result<Snapshot> SnapshotStore::load(const std::string& path, std::uint64_t byte
   }
   std::uint64_t config_bytes = get32(h + 32);
   std::uint64_t data_bytes = get64(h + 40);
-  if (data_bytes > bytes_max) return Error(Errc::too_large, path + ": snapshot larger than bytes_max");
+  if (data_bytes > bytes_max)
+    return Error(Errc::too_large, path + ": snapshot larger than bytes_max");
   std::uint64_t expect = header_bytes + config_bytes + data_bytes;
   if (*size != expect) {
-    return corrupt(path, std::min(*size, expect),
-                   "file is " + std::to_string(*size) + " bytes, the header says " + std::to_string(expect));
+    return corrupt(
+        path, std::min(*size, expect),
+        "file is " + std::to_string(*size) + " bytes, the header says " + std::to_string(expect));
   }
   auto body = std::make_shared<std::vector<std::byte>>(config_bytes + data_bytes);
   if (auto r = pread_all(fd->get(), *body, header_bytes, path); !r) return r.error();
@@ -164,6 +179,16 @@ Result<Snapshot> SnapshotStore::load(const std::string& path, std::uint64_t byte
   auto config = decode_configuration(std::span(body->data(), config_bytes));
   if (!config) return corrupt(path, header_bytes, "bad configuration: " + config.error().message());
   SnapshotMeta meta{Index(get64(h + 16)), Term(get64(h + 24)), std::move(*config)};
+  // The store picks snapshots by name: a name that disagrees with the header is damage.
+  if (auto named = parse_snapshot_name(path.substr(path.find_last_of('/') + 1))) {
+    if (named->first != meta.last_index || named->second != meta.last_term) {
+      return corrupt(path, 16,
+                     "the header says index " + std::to_string(meta.last_index.value()) + " term " +
+                         std::to_string(meta.last_term.value()) + ", the name says index " +
+                         std::to_string(named->first.value()) + " term " +
+                         std::to_string(named->second.value()));
+    }
+  }
   std::span<const std::byte> data(body->data() + config_bytes, data_bytes);
   return Snapshot{std::move(meta), Bytes::wrap(body, data)};
 }

@@ -16,7 +16,8 @@
 //
 // A snapshot is written (or received) into NAME.tmp, its header written last, fsynced, renamed
 // to NAME, and the directory fsynced. A .tmp file is never read as a snapshot and is deleted on
-// open. A named file whose size or CRCs do not match is reported as damaged with its offset.
+// open. A named file whose size or CRCs do not match, or whose header's last index and term
+// differ from its name's, is reported as damaged with its offset.
 // After each new snapshot, all but the newest `keep` are deleted.
 #pragma once
 

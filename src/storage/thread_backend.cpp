@@ -76,6 +76,8 @@ class ThreadBackend final : public DiskBackend {
     cv_.notify_one();
   }
 
+  Result<void> hold_until_gone(int) override { return {}; }
+
   [[nodiscard]] std::string_view name() const noexcept override { return "thread"; }
 
  private:
@@ -121,15 +123,15 @@ std::unique_ptr<DiskBackend> make_thread_backend(asio::any_io_executor ex) {
   return std::make_unique<ThreadBackend>(std::move(ex));
 }
 
-Result<std::unique_ptr<DiskBackend>> make_disk_backend(asio::any_io_executor ex,
-                                                       BackendKind kind, int injected_setup_errno) {
+Result<std::unique_ptr<DiskBackend>> make_disk_backend(asio::any_io_executor ex, BackendKind kind,
+                                                       int injected_setup_errno) {
   kind = from_environment(kind);
   if (kind == BackendKind::thread) return make_thread_backend(std::move(ex));
   auto uring = injected_setup_errno == 0
                    ? make_uring_backend(ex)
-                   : Result<std::unique_ptr<DiskBackend>>(Error(
-                         Errc::storage_io,
-                         std::string("io_uring setup failed: ") + std::strerror(injected_setup_errno)));
+                   : Result<std::unique_ptr<DiskBackend>>(
+                         Error(Errc::storage_io, std::string("io_uring setup failed: ") +
+                                                     std::strerror(injected_setup_errno)));
   if (uring || kind == BackendKind::uring) return uring;
   if (!fallback_reported.exchange(true)) {
     log(LogLevel::warn, "storage: ", uring.error().detail,

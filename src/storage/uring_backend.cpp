@@ -36,7 +36,9 @@ struct UringOp {
 class UringBackend final : public DiskBackend {
  public:
   UringBackend(asio::any_io_executor ex, io_uring ring, int efd)
-      : ring_(ring), efd_(ex, efd), alive_(std::make_shared<bool>(true)),
+      : ring_(ring),
+        efd_(ex, efd),
+        alive_(std::make_shared<bool>(true)),
         skip_write_cqe_((ring_.features & IORING_FEAT_CQE_SKIP) != 0) {}
 
   ~UringBackend() override {
@@ -57,9 +59,25 @@ class UringBackend final : public DiskBackend {
       }
     }
     for (UringOp* op : waiting_) delete op;
+    // Nothing is in flight any more: give the held files back now rather than whenever the
+    // kernel frees the ring, so that a clean close releases their locks at once.
+    if (files_held_) io_uring_unregister_files(&ring_);
     asio::error_code ignored;
     efd_.close(ignored);
     io_uring_queue_exit(&ring_);
+  }
+
+  Result<void> hold_until_gone(int fd) override {
+    // One registration per ring: the ring's file table holds the file until the ring is freed,
+    // which the kernel does only after every request on it has completed.
+    CORAFT_REQUIRE(!files_held_, "hold_until_gone takes one file per ring");
+    int rc = io_uring_register_files(&ring_, &fd, 1);
+    if (rc < 0) {
+      return Error(Errc::storage_io,
+                   std::string("io_uring file registration failed: ") + std::strerror(-rc));
+    }
+    files_held_ = true;
+    return {};
   }
 
   void write_sync(int fd, std::uint64_t offset, std::span<const iovec> iov, Sync how,
@@ -202,6 +220,7 @@ class UringBackend final : public DiskBackend {
   int in_flight_ = 0;
   bool armed_ = false;
   bool skip_write_cqe_;
+  bool files_held_ = false;
 };
 
 }  // namespace

@@ -50,9 +50,12 @@ std::string closed_segment(const std::string& dir, std::size_t k) {
   return dir + "/" + closed[k];
 }
 
-std::uint64_t record_offset(std::uint64_t k) { return segment_header_bytes + k * record_bytes; }
+std::uint64_t record_offset(std::uint64_t k) {
+  return segment_header_bytes + k * record_bytes;
+}
 
-Result<std::unique_ptr<SegmentedLog>> reopen(asio::io_context& io, const std::string& dir, bool repair = false) {
+Result<std::unique_ptr<SegmentedLog>> reopen(asio::io_context& io, const std::string& dir,
+                                             bool repair = false) {
   auto o = small_options(dir);
   o.repair = repair;
   return SegmentedLog::open(io.get_executor(), o);
@@ -78,7 +81,8 @@ TEST_CASE("a flipped byte in a closed segment refuses to open, naming file and o
   auto log = reopen(io, dir.path());
   REQUIRE_FALSE(log.ok());
   CHECK(log.error().is(Errc::storage_corrupt));
-  CHECK(log.error().detail.find(seg + " offset " + std::to_string(record_offset(5))) != std::string::npos);
+  CHECK(log.error().detail.find(seg + " offset " + std::to_string(record_offset(5))) !=
+        std::string::npos);
 }
 
 TEST_CASE("a flipped byte in the newest segment with later records behind it is corruption") {
@@ -90,7 +94,8 @@ TEST_CASE("a flipped byte in the newest segment with later records behind it is 
   auto log = reopen(io, dir.path());
   REQUIRE_FALSE(log.ok());
   CHECK(log.error().is(Errc::storage_corrupt));
-  CHECK(log.error().detail.find(seg + " offset " + std::to_string(record_offset(2))) != std::string::npos);
+  CHECK(log.error().detail.find(seg + " offset " + std::to_string(record_offset(2))) !=
+        std::string::npos);
 }
 
 TEST_CASE("a zeroed tail of the newest segment is cut off and reported") {
@@ -108,18 +113,39 @@ TEST_CASE("a zeroed tail of the newest segment is cut off and reported") {
   check_entries(**log, entries_total - 3);
 }
 
-TEST_CASE("a record cut mid-way at the end of the newest segment is a torn tail") {
+TEST_CASE("a newest segment shorter than it was prepared at refuses to open, wherever it ends") {
+  // Segments are prepared at full size and an open one never shrinks: a crash cannot cut one.
+  for (std::uint64_t end : {record_offset(47) + 500, record_offset(40)}) {
+    CAPTURE(end);
+    TempDir dir;
+    build_log(dir.path());
+    std::string seg = newest_segment(dir.path());
+    std::filesystem::resize_file(seg, end);
+    asio::io_context io;
+    auto log = reopen(io, dir.path());
+    REQUIRE_FALSE(log.ok());
+    CHECK(log.error().is(Errc::storage_corrupt));
+    CHECK(log.error().detail.find(seg + " offset " + std::to_string(end)) != std::string::npos);
+    CHECK(log.error().detail.find("truncated") != std::string::npos);
+  }
+}
+
+TEST_CASE(
+    "a torn tail is cut only after its segment is closed, and the log takes appends after it") {
   TempDir dir;
   build_log(dir.path());
   std::string seg = newest_segment(dir.path());
-  std::filesystem::resize_file(seg, record_offset(47) + 500);
+  // The last record's last sector never reached the disk.
+  write_bytes(seg, (record_offset(47) + 600) & ~std::uint64_t{511}, std::vector<std::byte>(512));
   asio::io_context io;
   {
     auto log = reopen(io, dir.path());
     REQUIRE(log.ok());
     CHECK((*log)->recovery().torn_offset == record_offset(47));
     check_entries(**log, entries_total - 1);
-    // The cut log takes new appends after its last entry.
+    std::string closed = dir.path() + "/" + closed_segment_name(Index(253), Index(299));
+    REQUIRE(std::filesystem::exists(closed));
+    CHECK(std::filesystem::file_size(closed) == record_offset(47));
     REQUIRE(run(io, (*log)->append(make_entries(300, 305, 1, payload_bytes))).ok());
   }
   auto log = reopen(io, dir.path());
@@ -171,7 +197,9 @@ TEST_CASE("the repair option cuts the log at the first damaged record") {
   check_entries(**log, 63 + 10);
 }
 
-TEST_CASE("a full segment left open by a crash during rollover reopens, even with under a header of room left") {
+TEST_CASE(
+    "a full segment left open by a crash during rollover reopens, even with under a header of room "
+    "left") {
   // 62 records of 1032 bytes and one of 1496 after the 32-byte header leave 24 bytes of a
   // 64 KiB segment: too few for another record header, so the next append rolls over.
   TempDir dir;
@@ -185,7 +213,8 @@ TEST_CASE("a full segment left open by a crash during rollover reopens, even wit
   }
   std::string full = closed_segment(dir.path(), 0);
   REQUIRE(std::filesystem::path(full).filename() == closed_segment_name(Index(1), Index(63)));
-  REQUIRE(std::filesystem::file_size(full) - (segment_header_bytes + 62 * record_bytes + 1496) == 24);
+  REQUIRE(std::filesystem::file_size(full) - (segment_header_bytes + 62 * record_bytes + 1496) ==
+          24);
   // The crash came before the rename: the full segment still has an open name, older than the next.
   std::filesystem::rename(full, dir.path() + "/" + open_segment_name(0));
   asio::io_context io;

@@ -131,7 +131,9 @@ TEST_CASE("direct_bytes_max must be a multiple of 4096") {
   CHECK(log.error().detail.find("direct_bytes_max") != std::string::npos);
 }
 
-TEST_CASE("an O_DIRECT write the file system refuses is written again buffered, and later batches stay buffered") {
+TEST_CASE(
+    "an O_DIRECT write the file system refuses is written again buffered, and later batches stay "
+    "buffered") {
   for (int refusal : {EINVAL, EOPNOTSUPP}) {
     CAPTURE(refusal);
     TempDir dir;
@@ -222,7 +224,8 @@ std::optional<std::uint64_t> device_flushes(const std::string& dir) {
   if (::stat(dir.c_str(), &st) != 0) return std::nullopt;
   std::error_code ec;
   auto dev = std::filesystem::canonical(
-      "/sys/dev/block/" + std::to_string(major(st.st_dev)) + ":" + std::to_string(minor(st.st_dev)), ec);
+      "/sys/dev/block/" + std::to_string(major(st.st_dev)) + ":" + std::to_string(minor(st.st_dev)),
+      ec);
   if (ec) return std::nullopt;
   if (!std::filesystem::exists(dev / "queue", ec)) dev = dev.parent_path();  // a partition
   std::ifstream cache(dev / "queue" / "write_cache");
@@ -244,8 +247,9 @@ std::optional<std::uint64_t> device_flushes(const std::string& dir) {
 TEST_CASE("every durable write reaches the disk as a cache flush, direct or buffered") {
   TempDir dir;
   if (!device_flushes(dir.path())) {
-    MESSAGE("the disk under ", dir.path(),
-            " has no volatile write cache, has FUA or reports no flush count: nothing to check here");
+    MESSAGE(
+        "the disk under ", dir.path(),
+        " has no volatile write cache, has FUA or reports no flush count: nothing to check here");
     return;
   }
   struct Mode {
@@ -253,8 +257,9 @@ TEST_CASE("every durable write reaches the disk as a cache flush, direct or buff
     std::uint32_t direct_bytes_max;
     Sync how;
   };
-  for (Mode m : {Mode{"RWF_DSYNC", 8192, Sync::dsync}, Mode{"linked fdatasync", 8192, Sync::fdatasync},
-                 Mode{"buffered", 0, Sync::fdatasync}}) {
+  for (Mode m :
+       {Mode{"RWF_DSYNC", 8192, Sync::dsync}, Mode{"linked fdatasync", 8192, Sync::fdatasync},
+        Mode{"buffered", 0, Sync::fdatasync}}) {
     CAPTURE(m.name);
     TempDir d;
     asio::io_context io;
@@ -265,7 +270,8 @@ TEST_CASE("every durable write reaches the disk as a cache flush, direct or buff
     REQUIRE(run(io, (*log)->append(entries(1, 1))).ok());  // the segment is prepared by now
     constexpr std::uint64_t writes = 20;
     auto before = device_flushes(d.path());
-    for (std::uint64_t i = 2; i < 2 + writes; ++i) REQUIRE(run(io, (*log)->append(entries(i, i))).ok());
+    for (std::uint64_t i = 2; i < 2 + writes; ++i)
+      REQUIRE(run(io, (*log)->append(entries(i, i))).ok());
     auto after = device_flushes(d.path());
     REQUIRE(before.has_value());
     REQUIRE(after.has_value());

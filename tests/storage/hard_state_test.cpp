@@ -3,11 +3,13 @@
 #include <doctest/doctest.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 
 #include "storage/hard_state.hpp"
+#include "storage/segmented_log.hpp"
 #include "storage_test_util.hpp"
 
 using namespace coraft;
@@ -18,7 +20,7 @@ namespace {
 
 HardStateFile open_hs(asio::io_context& io, const std::string& dir, HardStateOptions o = {}) {
   auto hs = HardStateFile::open(io.get_executor(), dir, std::move(o));
-  REQUIRE(hs.ok());
+  REQUIRE_MESSAGE(hs.ok(), (hs.ok() ? "" : hs.error().message()));
   return std::move(*hs);
 }
 
@@ -69,8 +71,9 @@ TEST_CASE("saves started together are written one after another, in call order")
     CHECK(r->ok());
   }
   CHECK(hs.current() == HardState{Term(14), NodeId(5)});
-  auto again = open_hs(io, dir.path());
-  CHECK(again.current() == HardState{Term(14), NodeId(5)});
+  auto again = HardStateFile::open_read_only(dir.path());  // hs holds the file's lock
+  REQUIRE(again.ok());
+  CHECK(again->current() == HardState{Term(14), NodeId(5)});
   // The fifth save went to slot 0 and the fourth to slot 1: damaging slot 0 gives the fourth.
   flip_byte(dir.path() + "/hardstate", 17);
   auto previous = HardStateFile::open_read_only(dir.path());
@@ -166,8 +169,9 @@ TEST_CASE("a damaged slot falls back to the other slot and is reported") {
     // The next save overwrites the damaged slot and keeps the good one.
     REQUIRE(save(io, hs, {Term(5), NodeId(1)}).ok());
     CHECK_FALSE(hs.damaged_slot().has_value());
-    auto again = open_hs(io, dir.path());
-    CHECK(again.current() == HardState{Term(5), NodeId(1)});
+    auto again = HardStateFile::open_read_only(dir.path());  // hs holds the file's lock
+    REQUIRE(again.ok());
+    CHECK(again->current() == HardState{Term(5), NodeId(1)});
   }
   SUBCASE("the older slot damaged keeps the newest state") {
     flip_byte(path, 3);
@@ -219,4 +223,54 @@ TEST_CASE("an existing hard state file is synced on open before it is believed")
   CHECK(refused.error().detail.find(dir.path() + "/hardstate") != std::string::npos);
   auto hs = open_hs(io, dir.path());
   CHECK(hs.current() == HardState{Term(6), NodeId(2)});
+}
+
+TEST_CASE(
+    "a new hard-state file holds a valid slot, so a zeroed file is not taken for a fresh node") {
+  TempDir dir;
+  asio::io_context io;
+  std::string path = dir.path() + "/hardstate";
+  {
+    auto hs = open_hs(io, dir.path());
+    CHECK(hs.current() == HardState{Term(0), no_node});
+  }
+  auto slot1 = read_bytes(path, HardStateFile::slot_bytes, 8);
+  CHECK(std::memcmp(slot1.data(), "coraftHS", 8) == 0);
+  {
+    auto hs = open_hs(io, dir.path());
+    REQUIRE(save(io, hs, {Term(4), NodeId(2)}).ok());
+    REQUIRE(save(io, hs, {Term(5), NodeId(3)}).ok());
+  }
+  write_bytes(path, 0, std::vector<std::byte>(2 * HardStateFile::slot_bytes));
+  for (bool read_only : {false, true}) {
+    auto hs = read_only ? HardStateFile::open_read_only(dir.path())
+                        : HardStateFile::open(io.get_executor(), dir.path());
+    REQUIRE_FALSE(hs.ok());
+    CHECK(hs.error().is(Errc::storage_corrupt));
+    CHECK(hs.error().detail.find(path + " offset 0") != std::string::npos);
+  }
+}
+
+TEST_CASE("a damaged newest slot is refused when the log holds a term above the other slot's") {
+  TempDir dir;
+  asio::io_context io;
+  {
+    auto log = SegmentedLog::open(io.get_executor(), small_options(dir.path()));
+    REQUIRE(log.ok());
+    auto hs = open_hs(io, dir.path());
+    REQUIRE(save(io, hs, {Term(4), NodeId(1)}).ok());  // slot 0
+    REQUIRE(run(io, (*log)->append(make_entries(1, 3, 4, 10))).ok());
+    REQUIRE(save(io, hs, {Term(6), NodeId(2)}).ok());  // slot 1
+    REQUIRE(run(io, (*log)->append(make_entries(4, 5, 6, 10))).ok());
+  }
+  std::string path = dir.path() + "/hardstate";
+  flip_byte(path, HardStateFile::slot_bytes + 17);
+  for (bool read_only : {false, true}) {
+    auto hs = read_only ? HardStateFile::open_read_only(dir.path())
+                        : HardStateFile::open(io.get_executor(), dir.path());
+    REQUIRE_FALSE(hs.ok());
+    CHECK(hs.error().is(Errc::storage_corrupt));
+    CHECK(hs.error().detail.find(path + " offset 512") != std::string::npos);
+    CHECK(hs.error().detail.find("log's term 6") != std::string::npos);
+  }
 }

@@ -2,6 +2,9 @@
 #include <doctest/doctest.h>
 
 #include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
 
 #include <cstdio>
 
@@ -31,6 +34,13 @@ Outcome inspect(const std::string& args) {
   int status = ::pclose(p);
   out.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return out;
+}
+
+void write_bytes_new(const std::string& path) {
+  FILE* f = std::fopen(path.c_str(), "w");
+  REQUIRE(f != nullptr);
+  std::fputs("x", f);
+  std::fclose(f);
 }
 
 void build(const std::string& dir) {
@@ -91,5 +101,45 @@ TEST_CASE("coraft-inspect refuses bad arguments with a usage message") {
   CHECK(unknown.exit_code == 2);
   auto missing = inspect("verify /nonexistent/coraft-dir");
   CHECK(missing.exit_code == 2);
-  CHECK(missing.output.find("not a directory") != std::string::npos);
+  CHECK(missing.output.find("/nonexistent/coraft-dir does not exist") != std::string::npos);
+  TempDir dir;
+  std::string file = dir.path() + "/plain";
+  write_bytes_new(file);
+  auto not_dir = inspect("verify " + file);
+  CHECK(not_dir.exit_code == 2);
+  CHECK(not_dir.output.find("not a directory") != std::string::npos);
+}
+
+TEST_CASE("coraft-inspect log says so when a directory holds no log") {
+  TempDir dir;
+  auto l = inspect("log " + dir.path());
+  CHECK(l.exit_code == 0);
+  CHECK(l.output.find("no log segments in " + dir.path()) != std::string::npos);
+}
+
+TEST_CASE("coraft-inspect verify exits non-zero for a damaged hard-state slot beside a valid one") {
+  TempDir dir;
+  build(dir.path());
+  {
+    asio::io_context io;
+    auto hs = HardStateFile::open(io.get_executor(), dir.path());
+    REQUIRE(hs.ok());
+    REQUIRE(run(io, hs->save({Term(3), NodeId(2)})).ok());  // the second save: slot 512
+  }
+  flip_byte(dir.path() + "/hardstate", 512 + 20);
+  auto v = inspect("verify " + dir.path());
+  CHECK(v.exit_code == 1);
+  CHECK(v.output.find("damaged slot at " + dir.path() + "/hardstate offset 512") !=
+        std::string::npos);
+}
+
+TEST_CASE("coraft-inspect reports a file it cannot read as an I/O error, not as corruption") {
+  TempDir dir;
+  build(dir.path());
+  // A plain file where the snapshot directory belongs cannot be listed, whoever runs the test.
+  write_bytes_new(dir.path() + "/snapshots");
+  auto v = inspect("verify " + dir.path());
+  CHECK(v.exit_code == 3);
+  CHECK(v.output.find("cannot read") != std::string::npos);
+  CHECK(v.output.find("corrupt") == std::string::npos);
 }

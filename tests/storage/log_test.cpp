@@ -1,12 +1,16 @@
 // The segmented log: appends, reads, rollover, truncation, compaction, limits and errors.
 #include <doctest/doctest.h>
 
+#include <sys/file.h>
+
 #include <atomic>
 #include <cerrno>
 #include <filesystem>
 
 #include <coraft/log.hpp>
 
+#include "storage/file_util.hpp"
+#include "storage/hard_state.hpp"
 #include "storage/segmented_log.hpp"
 #include "storage_test_util.hpp"
 
@@ -122,7 +126,8 @@ TEST_CASE_FIXTURE(
   for (const auto& n : names) closed += n.rfind("open-", 0) == 0 ? 0 : 1;
   CHECK(closed >= 4);
   CHECK(names.front().rfind("00000000000000000001-", 0) == 0);
-  for (const auto& n : names) CHECK(std::filesystem::file_size(dir.path() + "/" + n) <= (64u << 10));
+  for (const auto& n : names)
+    CHECK(std::filesystem::file_size(dir.path() + "/" + n) <= (64u << 10));
   auto log = open_log();
   CHECK(log->last_index() == Index(300));
   check_range(*log, 1, 300, 1000);
@@ -132,10 +137,11 @@ TEST_CASE_FIXTURE(LogTest, "concurrent appends are coalesced into fewer write ba
   auto log = open_log();
   int done = 0;
   for (std::uint64_t i = 1; i <= 50; ++i) {
-    asio::co_spawn(io, log->append(make_entries(i, i, 1, 100)), [&](std::exception_ptr, Result<void> r) {
-      CHECK(r.ok());
-      ++done;
-    });
+    asio::co_spawn(io, log->append(make_entries(i, i, 1, 100)),
+                   [&](std::exception_ptr, Result<void> r) {
+                     CHECK(r.ok());
+                     ++done;
+                   });
   }
   io.run();
   CHECK(done == 50);
@@ -147,9 +153,15 @@ TEST_CASE_FIXTURE(LogTest, "concurrent appends are coalesced into fewer write ba
 TEST_CASE_FIXTURE(LogTest, "an append that does not continue the log is refused") {
   auto log = open_log();
   REQUIRE(append(*log, make_entries(1, 5, 2, 10)).ok());
-  SUBCASE("a gap") { CHECK(append(*log, make_entries(7, 8, 2, 10)).error().is(Errc::invalid_argument)); }
-  SUBCASE("an overlap") { CHECK(append(*log, make_entries(5, 6, 2, 10)).error().is(Errc::invalid_argument)); }
-  SUBCASE("a lower term") { CHECK(append(*log, make_entries(6, 6, 1, 10)).error().is(Errc::invalid_argument)); }
+  SUBCASE("a gap") {
+    CHECK(append(*log, make_entries(7, 8, 2, 10)).error().is(Errc::invalid_argument));
+  }
+  SUBCASE("an overlap") {
+    CHECK(append(*log, make_entries(5, 6, 2, 10)).error().is(Errc::invalid_argument));
+  }
+  SUBCASE("a lower term") {
+    CHECK(append(*log, make_entries(6, 6, 1, 10)).error().is(Errc::invalid_argument));
+  }
   SUBCASE("an entry over entry_bytes_max") {
     CHECK(append(*log, make_entries(6, 6, 2, (8 << 10) + 1)).error().is(Errc::too_large));
   }
@@ -246,7 +258,9 @@ TEST_CASE_FIXTURE(LogTest, "reading many segments keeps at most open_files_max o
       std::error_code ec;
       auto target = std::filesystem::read_symlink(e.path(), ec).string();
       bool segment = target.size() > 4 && target.substr(target.size() - 4) == ".log";
-      if (!ec && segment && target.rfind(dir.path(), 0) == 0 && target.find("open-") == std::string::npos) ++n;
+      if (!ec && segment && target.rfind(dir.path(), 0) == 0 &&
+          target.find("open-") == std::string::npos)
+        ++n;
     }
     return n;
   };
@@ -266,14 +280,17 @@ TEST_CASE_FIXTURE(
     "a full disk while preparing a segment fails the append with disk_full and loses nothing") {
   auto o = options();
   auto full = std::make_shared<std::atomic<bool>>(false);
-  o.fault = [full](FaultPoint p) { return p == FaultPoint::prepare_segment && full->load() ? ENOSPC : 0; };
+  o.fault = [full](FaultPoint p) {
+    return p == FaultPoint::prepare_segment && full->load() ? ENOSPC : 0;
+  };
   {
     auto log = open_log(o);
     REQUIRE(append(*log, make_entries(1, 10, 1, 1000)).ok());
     full->store(true);
     Result<void> r;
     std::uint64_t next = 11;
-    for (int k = 0; k < 20 && r.ok(); ++k, next += 10) r = append(*log, make_entries(next, next + 9, 1, 1000));
+    for (int k = 0; k < 20 && r.ok(); ++k, next += 10)
+      r = append(*log, make_entries(next, next + 9, 1, 1000));
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().is(Errc::disk_full));
     Index last = log->last_index();
@@ -307,6 +324,96 @@ TEST_CASE_FIXTURE(
   CHECK(log->last_index() == Index(7));
   check_range(*log, 1, 5, 100);
   check_range(*log, 6, 7, 30);
+}
+
+namespace {
+
+// Whether any open-N segment in `dir` holds a nonzero byte (an open segment holding data).
+bool open_segment_with_data(const std::string& dir) {
+  for (const auto& n : files_in(dir)) {
+    if (n.rfind("open-", 0) != 0) continue;
+    auto size = std::filesystem::file_size(dir + "/" + n);
+    auto b = read_bytes(dir + "/" + n, 0, size);
+    if (std::any_of(b.begin(), b.end(), [](std::byte x) { return x != std::byte{0}; })) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE_FIXTURE(LogTest,
+                  "an append failing with disk_full after some of its batches were written leaves "
+                  "none of its entries, durably, and the same append succeeds when retried") {
+  auto o = options();
+  o.batch_entries_max = 4;  // an append of 10 entries takes three batches
+  auto batches = std::make_shared<std::atomic<int>>(0);
+  auto fail_at = std::make_shared<std::atomic<int>>(-1);
+  o.fault = [batches, fail_at](FaultPoint p) {
+    if (p != FaultPoint::write_batch) return 0;
+    return batches->fetch_add(1) + 1 == fail_at->load() ? ENOSPC : 0;
+  };
+  std::string copy;
+  TempDir snapshot_dir;
+  {
+    auto log = open_log(o);
+    REQUIRE(append(*log, make_entries(1, 5, 1, 100)).ok());
+    SUBCASE("the second batch fails") {
+      fail_at->store(batches->load() + 2);
+    }
+    SUBCASE("the third batch fails") {
+      fail_at->store(batches->load() + 3);
+    }
+    auto r = append(*log, make_entries(6, 15, 1, 100));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().is(Errc::disk_full));
+    CHECK(log->last_index() == Index(5));
+    check_range(*log, 1, 5, 100);
+    CHECK_FALSE(log->read(Index(6)).ok());
+    // By the time the failure is returned the cut is durable and the segment that took the
+    // failed batch is closed: a crash now (a copy of the directory) reopens to entry 5.
+    CHECK_FALSE(open_segment_with_data(dir.path()));
+    std::filesystem::copy(dir.path(), snapshot_dir.path(),
+                          std::filesystem::copy_options::recursive |
+                              std::filesystem::copy_options::overwrite_existing);
+    std::filesystem::remove(snapshot_dir.path() + "/lock");
+    REQUIRE(append(*log, make_entries(6, 15, 1, 100)).ok());
+    CHECK(log->last_index() == Index(15));
+  }
+  {
+    asio::io_context io2;
+    auto crashed = SegmentedLog::open(io2.get_executor(), small_options(snapshot_dir.path()));
+    REQUIRE(crashed.ok());
+    CHECK((*crashed)->last_index() == Index(5));
+  }
+  auto log = open_log();
+  CHECK(log->last_index() == Index(15));
+  check_range(*log, 1, 15, 100);
+}
+
+TEST_CASE_FIXTURE(LogTest,
+                  "a full disk while preparing the next segment fails a spanning append whole") {
+  auto o = options();
+  auto full = std::make_shared<std::atomic<bool>>(false);
+  o.fault = [full](FaultPoint p) {
+    return p == FaultPoint::prepare_segment && full->load() ? ENOSPC : 0;
+  };
+  {
+    auto log = open_log(o);
+    REQUIRE(append(*log, make_entries(1, 50, 1, 1000)).ok());  // most of the first segment
+    full->store(true);
+    // 51..63 fill the first segment and 64..126 the second (prepared at open); 127.. need a
+    // third, which cannot be prepared.
+    auto r = append(*log, make_entries(51, 140, 1, 1000));
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().is(Errc::disk_full));
+    CHECK(log->last_index() == Index(50));
+    CHECK_FALSE(log->read(Index(51)).ok());
+    full->store(false);
+    REQUIRE(append(*log, make_entries(51, 140, 1, 1000)).ok());
+  }
+  auto log = open_log();
+  CHECK(log->last_index() == Index(140));
+  check_range(*log, 1, 140, 1000);
 }
 
 TEST_CASE_FIXTURE(LogTest, "the backend option selects the fallback thread") {
@@ -358,7 +465,8 @@ TEST_CASE_FIXTURE(
 TEST_CASE_FIXTURE(
     LogTest,
     "when io_uring cannot be set up the log runs on the fallback thread and says so once") {
-  std::string saved = std::getenv("CORAFT_STORAGE_BACKEND") ? std::getenv("CORAFT_STORAGE_BACKEND") : "";
+  std::string saved =
+      std::getenv("CORAFT_STORAGE_BACKEND") ? std::getenv("CORAFT_STORAGE_BACKEND") : "";
   ::unsetenv("CORAFT_STORAGE_BACKEND");
   std::vector<std::string> lines;
   set_log_sink([&](LogLevel, std::string_view line) { lines.emplace_back(line); });
@@ -424,4 +532,53 @@ TEST_CASE("a second log on the same directory is refused while the first is open
   auto third = SegmentedLog::open(io.get_executor(), small_options(dir.path()));
   REQUIRE(third.ok());
   CHECK((*third)->last_index() == Index(4));
+}
+
+namespace {
+
+// Whether another open file description can take an exclusive flock on `path` now.
+bool lockable(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDWR);
+  REQUIRE(fd >= 0);
+  bool ok = ::flock(fd, LOCK_EX | LOCK_NB) == 0;
+  ::close(fd);
+  return ok;
+}
+
+}  // namespace
+
+TEST_CASE_FIXTURE(LogTest,
+                  "with io_uring a lock stays held after its descriptor is closed, until the ring "
+                  "is gone") {
+  // A killed process's descriptors close at once while its ring's writes may still be landing:
+  // the lock registered with the ring must outlive the descriptor.
+  auto ring = make_uring_backend(io.get_executor());
+  if (!ring.ok()) {
+    MESSAGE("io_uring cannot be set up here: ", ring.error().message());
+    return;
+  }
+  std::string path = dir.path() + "/lock";
+  auto held = lock_file(path);
+  REQUIRE(held.ok());
+  REQUIRE((*ring)->hold_until_gone(held->get()).ok());
+  held->reset();
+  CHECK_FALSE(lockable(path));
+  ring->reset();
+  CHECK(lockable(path));
+  // The thread backend's writes end with the process: closing the descriptor frees the lock.
+  auto thread = make_thread_backend(io.get_executor());
+  auto again = lock_file(path);
+  REQUIRE(again.ok());
+  REQUIRE(thread->hold_until_gone(again->get()).ok());
+  again->reset();
+  CHECK(lockable(path));
+}
+
+TEST_CASE_FIXTURE(LogTest, "a hard state file is held by one opener at a time") {
+  auto first = HardStateFile::open(io.get_executor(), dir.path());
+  REQUIRE(first.ok());
+  auto second = HardStateFile::open(io.get_executor(), dir.path());
+  REQUIRE_FALSE(second.ok());
+  CHECK(second.error().is(Errc::storage_io));
+  CHECK(second.error().detail.find("locked") != std::string::npos);
 }

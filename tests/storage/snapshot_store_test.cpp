@@ -13,7 +13,8 @@ using namespace coraft::storage::test;
 namespace {
 
 SnapshotMeta meta(std::uint64_t index, std::uint64_t term) {
-  return SnapshotMeta{Index(index), Term(term), Configuration::make({NodeId(1), NodeId(2), NodeId(3)}).value()};
+  return SnapshotMeta{Index(index), Term(term),
+                      Configuration::make({NodeId(1), NodeId(2), NodeId(3)}).value()};
 }
 
 std::vector<std::byte> data_of(std::size_t n, int seed) {
@@ -22,7 +23,8 @@ std::vector<std::byte> data_of(std::size_t n, int seed) {
   return d;
 }
 
-Result<SnapshotInfo> write_snapshot(SnapshotStore& s, const SnapshotMeta& m, const std::vector<std::byte>& d) {
+Result<SnapshotInfo> write_snapshot(SnapshotStore& s, const SnapshotMeta& m,
+                                    const std::vector<std::byte>& d) {
   auto w = s.begin(m);
   if (!w) return w.error();
   std::span<const std::byte> rest(d);
@@ -57,8 +59,9 @@ TEST_CASE("an unfinished snapshot is never listed and is deleted on open") {
     REQUIRE(w.ok());
     REQUIRE(w->write(data_of(100, 2)).ok());
     // Simulate a crash: the temporary file stays behind.
-    std::filesystem::copy_file(dir.path() + "/snapshots/snap-00000000000000000050-00000000000000000001.snap.tmp",
-                               dir.path() + "/snapshots/left-behind.snap.tmp");
+    std::filesystem::copy_file(
+        dir.path() + "/snapshots/snap-00000000000000000050-00000000000000000001.snap.tmp",
+        dir.path() + "/snapshots/left-behind.snap.tmp");
   }
   CHECK(store->list()->empty());
   CHECK(store->load_latest(1 << 20)->has_value() == false);
@@ -70,7 +73,8 @@ TEST_CASE("an unfinished snapshot is never listed and is deleted on open") {
 TEST_CASE("old snapshots are pruned to the newest kept") {
   TempDir dir;
   auto store = SnapshotStore::open(dir.path(), 2);
-  for (std::uint64_t i = 1; i <= 4; ++i) REQUIRE(write_snapshot(*store, meta(i * 10, 1), data_of(10, 0)).ok());
+  for (std::uint64_t i = 1; i <= 4; ++i)
+    REQUIRE(write_snapshot(*store, meta(i * 10, 1), data_of(10, 0)).ok());
   auto all = store->list();
   REQUIRE(all->size() == 2);
   CHECK((*all)[0].meta.last_index == Index(40));
@@ -99,4 +103,34 @@ TEST_CASE("a truncated or damaged snapshot is reported with file and offset") {
   SUBCASE("larger than the caller's limit") {
     CHECK(store->load_latest(100).error().is(Errc::too_large));
   }
+}
+
+TEST_CASE("a snapshot whose name disagrees with its header is reported with file and offset") {
+  TempDir dir;
+  auto store = SnapshotStore::open(dir.path());
+  auto info = write_snapshot(*store, meta(70, 2), data_of(3000, 5));
+  REQUIRE(info.ok());
+  for (std::pair<int, int> name : {std::pair{90, 2}, std::pair{70, 3}}) {
+    int index = name.first;
+    int term = name.second;
+    CAPTURE(index);
+    CAPTURE(term);
+    std::string renamed =
+        dir.path() + "/snapshots/snap-" + std::string(20 - std::to_string(index).size(), '0') +
+        std::to_string(index) + "-" + std::string(20 - std::to_string(term).size(), '0') +
+        std::to_string(term) + ".snap";
+    std::filesystem::rename(info->path, renamed);
+    auto all = store->list();
+    REQUIRE(all.ok());
+    REQUIRE(all->size() == 1);
+    CHECK(all->front().meta.last_index == Index(index));
+    auto s = store->load_latest(1 << 20);
+    REQUIRE_FALSE(s.ok());
+    CHECK(s.error().is(Errc::storage_corrupt));
+    CHECK(s.error().detail.find(renamed + " offset 16") != std::string::npos);
+    CHECK(s.error().detail.find("the name says index " + std::to_string(index)) !=
+          std::string::npos);
+    std::filesystem::rename(renamed, info->path);
+  }
+  CHECK(store->load_latest(1 << 20).ok());
 }

@@ -98,7 +98,8 @@ inline LogOptions small_options(const std::string& dir) {
   return o;
 }
 
-inline std::vector<std::string> files_in(const std::string& dir, const std::string& suffix = ".log") {
+inline std::vector<std::string> files_in(const std::string& dir,
+                                         const std::string& suffix = ".log") {
   std::vector<std::string> out;
   for (const auto& e : std::filesystem::directory_iterator(dir)) {
     std::string n = e.path().filename().string();
@@ -108,14 +109,18 @@ inline std::vector<std::string> files_in(const std::string& dir, const std::stri
   return out;
 }
 
-inline void write_bytes(const std::string& path, std::uint64_t offset, const std::vector<std::byte>& b) {
+inline void write_bytes(const std::string& path, std::uint64_t offset,
+                        const std::vector<std::byte>& b) {
   int fd = ::open(path.c_str(), O_WRONLY);
   if (fd < 0) std::abort();
-  if (::pwrite(fd, b.data(), b.size(), static_cast<off_t>(offset)) != static_cast<ssize_t>(b.size())) std::abort();
+  if (::pwrite(fd, b.data(), b.size(), static_cast<off_t>(offset)) !=
+      static_cast<ssize_t>(b.size()))
+    std::abort();
   ::close(fd);
 }
 
-inline std::vector<std::byte> read_bytes(const std::string& path, std::uint64_t offset, std::size_t n) {
+inline std::vector<std::byte> read_bytes(const std::string& path, std::uint64_t offset,
+                                         std::size_t n) {
   std::vector<std::byte> b(n);
   int fd = ::open(path.c_str(), O_RDONLY);
   if (fd < 0) {

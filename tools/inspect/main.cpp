@@ -1,11 +1,16 @@
 // coraft-inspect: reads a node's data directory without changing it.
 //   coraft-inspect log DIR      lists the segments and their records (index, term, type, size)
 //   coraft-inspect verify DIR   checks every record CRC, the hard state and the snapshots;
-//                               exits 1 naming the file and offset of the first damage
+//                               exits 1 naming the file and offset of the first damage, or
+//                               of a torn tail the log's open would cut (saying what)
+// Exit codes: 0 healthy, 1 damage found, 2 bad arguments or a missing directory, 3 the files
+// could not be read (an I/O error, not a finding about the data).
+#include <sys/stat.h>
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <string>
-#include <sys/stat.h>
 
 #include "storage/file_util.hpp"
 #include "storage/hard_state.hpp"
@@ -35,10 +40,26 @@ const char* type_name(EntryType t) {
   return "?";
 }
 
+constexpr int exit_damage = 1;
+constexpr int exit_usage = 2;
+constexpr int exit_io = 3;
+
+// A failure to read: corruption findings exit 1, anything else (I/O, permissions) exit 3.
+int report_error(const Error& e) {
+  bool corrupt = e.is(Errc::storage_corrupt);
+  std::fprintf(stderr, "%s: %s\n", corrupt ? "corrupt" : "coraft-inspect: cannot read",
+               corrupt ? e.detail.c_str() : e.message().c_str());
+  return corrupt ? exit_damage : exit_io;
+}
+
 void print_damage(const LogDirScan& s, const std::string& dir) {
   if (s.torn) {
-    std::printf("torn tail (cut off when the log opens): %s offset %llu\n",
-                join_path(dir, s.torn->first).c_str(), static_cast<unsigned long long>(s.torn->second));
+    std::printf(
+        "torn tail: %s offset %llu%s: the batch in flight at a crash, never acknowledged; "
+        "opening the log cuts it (entries from index %llu on)\n",
+        join_path(dir, s.torn->first).c_str(), static_cast<unsigned long long>(s.torn->second),
+        s.torn_header ? " (zero header: the whole file)" : "",
+        static_cast<unsigned long long>(s.torn_first.value()));
   }
   if (s.bad) {
     std::fprintf(stderr, "corrupt: %s offset %llu: %s\n", join_path(dir, s.bad->name).c_str(),
@@ -48,9 +69,10 @@ void print_damage(const LogDirScan& s, const std::string& dir) {
 
 int list_log(const std::string& dir) {
   auto s = scan_log_dir(dir);
-  if (!s) {
-    std::fprintf(stderr, "coraft-inspect: %s\n", s.error().message().c_str());
-    return 1;
+  if (!s) return report_error(s.error());
+  if (s->segments.empty() && s->unused.empty() && !s->torn && !s->bad) {
+    std::printf("no log segments in %s\n", dir.c_str());
+    return 0;
   }
   for (const ScannedSegment& seg : s->segments) {
     std::printf("segment %s  entries %llu..%llu  (%zu records, %llu bytes)\n", seg.name.c_str(),
@@ -66,49 +88,44 @@ int list_log(const std::string& dir) {
   }
   for (const std::string& u : s->unused) std::printf("segment %s  prepared, unused\n", u.c_str());
   print_damage(*s, dir);
-  return s->bad ? 1 : 0;
+  return s->bad || s->torn ? exit_damage : 0;
 }
 
 int verify(const std::string& dir) {
   int rc = 0;
   auto s = scan_log_dir(dir);
-  if (!s) {
-    std::fprintf(stderr, "coraft-inspect: %s\n", s.error().message().c_str());
-    return 1;
-  }
+  if (!s) return report_error(s.error());
   std::size_t records = 0;
   for (const ScannedSegment& seg : s->segments) records += seg.scan.records.size();
   std::printf("log: %zu segments, %zu records verified\n", s->segments.size(), records);
   print_damage(*s, dir);
-  if (s->bad) rc = 1;
+  if (s->bad || s->torn) rc = exit_damage;
   struct stat st {};
   if (::stat(join_path(dir, "hardstate").c_str(), &st) == 0) {
     auto hs = HardStateFile::open_read_only(dir);
     if (!hs) {
-      std::fprintf(stderr, "corrupt: %s\n", hs.error().detail.c_str());
-      rc = 1;
+      rc = std::max(rc, report_error(hs.error()));
     } else {
       std::printf("hard state: term %llu, voted for %llu\n",
                   static_cast<unsigned long long>(hs->current().term.value()),
                   static_cast<unsigned long long>(hs->current().voted_for.value()));
       if (hs->damaged_slot()) {
-        std::printf("hard state: damaged slot at %s offset %llu ignored\n", hs->path().c_str(),
-                    static_cast<unsigned long long>(*hs->damaged_slot()));
+        std::printf(
+            "hard state: damaged slot at %s offset %llu ignored: a torn save or corruption; "
+            "the state above may be older than the last one saved\n",
+            hs->path().c_str(), static_cast<unsigned long long>(*hs->damaged_slot()));
+        rc = std::max(rc, exit_damage);
       }
     }
   }
   if (::stat(join_path(dir, "snapshots").c_str(), &st) == 0) {
     SnapshotStore store = SnapshotStore::open_read_only(dir);
     auto all = store.list();
-    if (!all) {
-      std::fprintf(stderr, "coraft-inspect: %s\n", all.error().message().c_str());
-      return 1;
-    }
+    if (!all) return std::max(rc, report_error(all.error()));
     for (const SnapshotInfo& info : *all) {
       auto snap = SnapshotStore::load(info.path, snapshot_verify_bytes_max);
       if (!snap) {
-        std::fprintf(stderr, "corrupt: %s\n", snap.error().detail.c_str());
-        rc = 1;
+        rc = std::max(rc, report_error(snap.error()));
         continue;
       }
       std::printf("snapshot %s: index %llu, term %llu, %zu bytes\n", info.path.c_str(),
@@ -123,17 +140,28 @@ int verify(const std::string& dir) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc == 2 && (!std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h"))) return usage(stdout);
+  if (argc == 2 && (!std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")))
+    return usage(stdout);
   if (argc != 3) return usage(stderr);
   std::string cmd = argv[1];
   std::string dir = argv[2];
-  struct stat st {};
-  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    std::fprintf(stderr, "coraft-inspect: %s is not a directory\n", dir.c_str());
-    return 2;
+  if (cmd != "log" && cmd != "verify") {
+    std::fprintf(stderr, "coraft-inspect: unknown command '%s'\n", cmd.c_str());
+    return usage(stderr);
   }
-  if (cmd == "log") return list_log(dir);
-  if (cmd == "verify") return verify(dir);
-  std::fprintf(stderr, "coraft-inspect: unknown command '%s'\n", cmd.c_str());
-  return usage(stderr);
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) {
+    int err = errno;
+    if (err == ENOENT) {
+      std::fprintf(stderr, "coraft-inspect: %s does not exist\n", dir.c_str());
+      return exit_usage;
+    }
+    std::fprintf(stderr, "coraft-inspect: cannot read %s: %s\n", dir.c_str(), std::strerror(err));
+    return exit_io;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    std::fprintf(stderr, "coraft-inspect: %s is not a directory\n", dir.c_str());
+    return exit_usage;
+  }
+  return cmd == "log" ? list_log(dir) : verify(dir);
 }
