@@ -145,24 +145,53 @@ asio::awaitable<void> TcpTransport::Impl::accept_loop() {
     auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
     if (stopping) co_return;
     if (ec) {
-      log(LogLevel::warn, "net: node ", config.self, ": accept failed: ", ec.message());
+      ++inbound_counts.accept_errors;
+      log_limited(refusal_log, LogLevel::warn, "net: node ", config.self,
+                  ": accept failed: ", ec.message());
       if (ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) co_return;
       continue;
     }
     std::error_code ignored;
     auto remote = socket.remote_endpoint(ignored);
     std::string who = remote.address().to_string() + ":" + std::to_string(remote.port());
-    if (inbound.size() >= config.inbound_connections_max) {
-      log(LogLevel::error, "net: node ", config.self, ": refused connection from ", who, ": ",
-          inbound.size(), " inbound connections already open (inbound_connections_max)");
-      socket.close(ignored);
-      continue;
-    }
+    ++inbound_counts.accepted;
+    make_room(remote.address());
     socket.set_option(asio::ip::tcp::no_delay(true), ignored);
-    inbound.push_back(
-        Inbound{std::make_unique<Stream>(std::move(socket), tls.get()), who, no_node});
+    inbound.push_back(Inbound{std::make_unique<Stream>(std::move(socket), tls.get()), who,
+                              remote.address(), true, false, no_node});
     spawn(serve(std::prev(inbound.end())), "inbound connection");
   }
+}
+
+void TcpTransport::Impl::make_room(const asio::ip::address& source) {
+  // `inbound` is in order of arrival, so the first match is the oldest.
+  std::size_t all = 0;
+  std::size_t same = 0;
+  Inbound* oldest = nullptr;
+  Inbound* oldest_same = nullptr;
+  for (Inbound& in : inbound) {
+    if (!in.handshaking || !in.stream->is_open()) continue;
+    ++all;
+    if (!oldest) oldest = &in;
+    if (in.source == source) {
+      ++same;
+      if (!oldest_same) oldest_same = &in;
+    }
+  }
+  Inbound* victim = same >= config.handshakes_per_source_max ? oldest_same
+                    : all >= config.handshakes_max           ? oldest
+                                                             : nullptr;
+  if (!victim) return;
+  ++inbound_counts.evicted;
+  log_limited(
+      refusal_log, LogLevel::info, "net: node ", config.self, ": closing a connection from ",
+      victim->remote, " still in its handshake to make room for a newer one (",
+      same >= config.handshakes_per_source_max ? "handshakes_per_source_max " : "handshakes_max ",
+      same >= config.handshakes_per_source_max ? config.handshakes_per_source_max
+                                               : config.handshakes_max,
+      ")");
+  victim->evicted = true;
+  victim->stream->close();
 }
 
 asio::awaitable<void> TcpTransport::Impl::serve(std::list<Inbound>::iterator it) {
@@ -171,18 +200,25 @@ asio::awaitable<void> TcpTransport::Impl::serve(std::list<Inbound>::iterator it)
   std::optional<Result<NodeId>> outcome;
   bool timed_out = false;
   {
-    asio::steady_timer deadline(ex, config.handshake_timeout);
+    asio::steady_timer deadline(ex, config.inbound_handshake_timeout);
     co_await (accept_handshake(in, reader, outcome) || expire(deadline, *in.stream, timed_out));
   }
-  if (!stopping && (timed_out || !outcome || !*outcome)) {
-    std::string why = timed_out || !outcome ? std::string("no handshake within handshake_timeout")
-                                            : outcome->error().message();
-    log(LogLevel::error, "net: node ", config.self, ": refused connection from ", in.remote, ": ",
-        why);
+  in.handshaking = false;
+  if (in.evicted) {
+    // Counted and logged (within limits) by make_room.
+  } else if (!stopping && (timed_out || !outcome || !*outcome)) {
+    ++inbound_counts.refused;
+    std::string why = timed_out  ? std::string("no handshake within inbound_handshake_timeout")
+                      : !outcome ? std::string("closed during the handshake")
+                                 : outcome->error().message();
+    // Anyone can connect: a refusal is worth a warning, not an error, and a limited number.
+    log_limited(refusal_log, LogLevel::warn, "net: node ", config.self,
+                ": refused connection from ", in.remote, ": ", why);
   } else if (!stopping && !find(**outcome)) {
     log(LogLevel::info, "net: node ", config.self, ": closing connection from node ", **outcome,
         " (", in.remote, "): it was removed as a peer during the handshake");
   } else if (!stopping) {
+    ++inbound_counts.authenticated;
     in.sender = **outcome;
     supersede(in);
     reader.reset_limits(config.limits, config.receive_chunk_bytes);
@@ -229,6 +265,8 @@ asio::awaitable<void> TcpTransport::Impl::accept_handshake(Inbound& in, FrameRea
   if (sender) {
     if (auto named = check_identity(*in.stream, *sender); !named) sender = named.error();
   }
+  // A verified peer is no longer a candidate for make_room while its reply goes out.
+  if (sender) in.handshaking = false;
   HandshakeReply reply{sender.ok(), protocol_version, config.cluster_id, config.self,
                        sender.ok() ? std::string() : sender.error().detail};
   auto frame_out = encode(std::move(reply), config.limits);
@@ -256,6 +294,15 @@ Result<NodeId> TcpTransport::Impl::check_handshake(const FrameBody& body) const 
   if (!find(h->sender)) {
     return Error(Errc::peer_rejected,
                  detail::concat("unknown sender node ", h->sender, " (not a configured peer)"));
+  }
+  std::size_t others = 0;
+  for (const Inbound& in : inbound) {
+    others += in.sender != no_node && in.sender != h->sender && in.stream->is_open();
+  }
+  if (others >= config.inbound_connections_max) {
+    return Error(Errc::overloaded, detail::concat(others,
+                                                  " authenticated connections are open "
+                                                  "(inbound_connections_max)"));
   }
   if (h->receiver != no_node && h->receiver != config.self) {
     return Error(Errc::peer_rejected,
@@ -488,6 +535,15 @@ TcpTransport::PeerStats TcpTransport::peer_stats(NodeId peer) const {
   CORAFT_REQUIRE(p != nullptr, "peer_stats for a node that is not a peer", peer);
   return {p->connected, p->queue.size(), p->queued_bytes,
           p->connects,  p->frames_sent,  p->keepalives_sent};
+}
+
+TcpTransport::InboundStats TcpTransport::inbound_stats() const {
+  InboundStats s = impl_->inbound_counts;
+  s.handshaking = 0;
+  for (const Inbound& in : impl_->inbound) s.handshaking += in.handshaking && in.stream->is_open();
+  s.lines_suppressed =
+      impl_->refusal_log.suppressed_total() + impl_->inbound_log.suppressed_total();
+  return s;
 }
 
 std::size_t TcpTransport::inbound_connections() const {

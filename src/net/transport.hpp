@@ -13,7 +13,10 @@
 //   from, and closed when it stays silent for idle_timeout. Its frames are decoded in place and
 //   delivered to the receive handler with `from` set to the authenticated sender. A newer
 //   connection from the same peer replaces an older one, so connections whose far end died
-//   unnoticed do not pile up.
+//   unnoticed do not pile up. Connections still in their handshake are few and short-lived
+//   (handshakes_max, handshakes_per_source_max, inbound_handshake_timeout): past a limit, the
+//   newest connection closes the oldest such one, so strangers holding connections open cannot
+//   keep peers out; an authenticated connection is never closed to make room.
 // - Keepalives. An outbound connection that has sent nothing for keepalive_interval sends a
 //   keepalive frame, so that a connection with no traffic (say, between two followers) is not
 //   closed as idle by its acceptor. The acceptor counts it as liveness and delivers nothing.
@@ -116,11 +119,22 @@ struct TransportConfig {
   // At most this many bytes of queued frames go into one gathered write.
   std::size_t write_batch_bytes_max = std::size_t{4} << 20;
   std::size_t receive_chunk_bytes = std::size_t{1} << 20;
-  // Accepted connections open at once, authenticated or not; more are closed on arrival.
+  // Accepted connections that have not finished their handshake yet (TLS and the peer
+  // handshake), in all and from one source address. A connection that arrives past either
+  // limit closes the oldest handshaking connection it competes with, rather than being refused:
+  // strangers holding connections open cannot lock peers out, since a peer's connection only has
+  // to finish its handshake before that many newer ones arrive. Authenticated connections are
+  // never closed to make room.
+  std::size_t handshakes_max = 64;
+  std::size_t handshakes_per_source_max = 16;
+  // An accepted connection must finish TLS and the peer handshake within this.
+  std::chrono::milliseconds inbound_handshake_timeout{1000};
+  // Authenticated inbound connections open at once; a handshake past this is refused. Each peer
+  // holds at most one (a newer one replaces the older), so it binds only with more peers.
   std::size_t inbound_connections_max = 256;
   std::chrono::milliseconds reconnect_delay_min{10};
   std::chrono::milliseconds reconnect_delay_max{2000};
-  // Connecting, the TLS handshake and the peer handshake must finish within this.
+  // Dialling: connecting, the TLS handshake and the peer handshake must finish within this.
   std::chrono::milliseconds handshake_timeout{2000};
   // An inbound connection that completed its handshake and then receives no byte for this long
   // is closed (its peer dials again if it is alive). Peers' keepalives keep healthy connections
@@ -179,6 +193,17 @@ class TcpTransport final : public Transport {
   [[nodiscard]] PeerStats peer_stats(NodeId peer) const;
   // Inbound connections that completed their handshake and are open.
   [[nodiscard]] std::size_t inbound_connections() const;
+
+  struct InboundStats {
+    std::size_t handshaking = 0;         // accepted connections in their handshake now
+    std::uint64_t accepted = 0;          // connections accepted so far
+    std::uint64_t authenticated = 0;     // handshakes accepted so far
+    std::uint64_t refused = 0;           // handshakes refused, failed or timed out so far
+    std::uint64_t evicted = 0;           // handshaking connections closed to make room so far
+    std::uint64_t accept_errors = 0;     // failed accepts (say, out of descriptors) so far
+    std::uint64_t lines_suppressed = 0;  // log lines left out by the rate limits so far
+  };
+  [[nodiscard]] InboundStats inbound_stats() const;
 
   struct Impl;
 

@@ -12,12 +12,15 @@
 #include <random>
 #include <string>
 
+#include <coraft/log.hpp>
+
 #include <asio/ip/tcp.hpp>
 #include <asio/ssl/context.hpp>
 #include <asio/steady_timer.hpp>
 
 #include "net/codec.hpp"
 #include "net/frame_reader.hpp"
+#include "net/log_guard.hpp"
 #include "net/stream.hpp"
 #include "net/transport.hpp"
 
@@ -56,8 +59,11 @@ struct Peer {
 
 struct Inbound {
   std::unique_ptr<Stream> stream;
-  std::string remote;
-  NodeId sender;  // no_node until the handshake is accepted
+  std::string remote;        // "address:port"
+  asio::ip::address source;  // the remote address, the unit of handshakes_per_source_max
+  bool handshaking = true;   // until the handshake is accepted or refused
+  bool evicted = false;      // closed in its handshake to make room (see make_room)
+  NodeId sender;             // no_node until the handshake is accepted
   // When the last bytes arrived (from the handshake's acceptance on).
   std::chrono::steady_clock::time_point last_received{};
 };
@@ -70,8 +76,20 @@ struct TcpTransport::Impl {
   [[nodiscard]] Peer* find(NodeId id) const;
   [[nodiscard]] bool full(const Peer& p) const;
 
+  // Logs unless `limiter` holds the line back; the next line it lets through says how many it
+  // held back meanwhile.
+  template <class... Args>
+  void log_limited(LogLimiter& limiter, LogLevel level, const Args&... args) {
+    if (!log_enabled(level)) return;
+    if (!limiter.allow(std::chrono::steady_clock::now())) return;
+    log(level, args..., suppressed_note(limiter.take_suppressed()));
+  }
+
   // transport.cpp: the accepting side.
   asio::awaitable<void> accept_loop();
+  // Closes the oldest handshaking connection when one more from `source` would break
+  // handshakes_per_source_max or handshakes_max.
+  void make_room(const asio::ip::address& source);
   asio::awaitable<void> serve(std::list<Inbound>::iterator it);
   asio::awaitable<void> accept_handshake(Inbound& in, FrameReader& reader,
                                          std::optional<Result<NodeId>>& out);
@@ -108,6 +126,10 @@ struct TcpTransport::Impl {
   // Removed peers whose dial_loop has not finished yet; it destroys them as it ends.
   std::list<std::unique_ptr<Peer>> retired;
   std::list<Inbound> inbound;
+  TcpTransport::InboundStats inbound_counts;  // its counters (the rest is computed)
+  // Lines about connections a stranger can open at will, and about authenticated ones.
+  LogLimiter refusal_log{10, std::chrono::seconds(10)};
+  LogLimiter inbound_log{20, std::chrono::seconds(10)};
   std::mt19937_64 rng;
   asio::steady_timer drained;  // event: the last coroutine finished after stop()
   bool started = false;

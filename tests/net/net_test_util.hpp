@@ -145,6 +145,7 @@ class LogRecorder {
     }
     return false;
   }
+  [[nodiscard]] std::size_t size() const { return lines_->size(); }
   [[nodiscard]] std::string all() const {
     std::string s;
     for (const auto& l : *lines_) s += l + "\n";

@@ -110,7 +110,10 @@ struct Listener {
 // A plain TCP client on its own io_context, polled without blocking the transport's thread.
 class RawClient {
  public:
-  explicit RawClient(std::uint16_t port) {
+  // Connects from `source` (any address of 127.0.0.0/8 is this host's).
+  explicit RawClient(std::uint16_t port, const char* source = "127.0.0.1") {
+    socket_.open(asio::ip::tcp::v4());
+    socket_.bind(asio::ip::tcp::endpoint(asio::ip::make_address(source), 0));
     socket_.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
     socket_.non_blocking(true);
   }

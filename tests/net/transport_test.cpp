@@ -91,15 +91,15 @@ TEST_CASE("a handshake addressed to another node is refused with a reply saying 
   REQUIRE(run_until(p.io, [&] { return raw.closed(); }));
 }
 
-TEST_CASE("a connection that sends no handshake is closed after handshake_timeout") {
+TEST_CASE("a connection that sends no handshake is closed after inbound_handshake_timeout") {
   LogRecorder logs;
   auto cb = node_config(n2, {n1});
-  cb.handshake_timeout = 100ms;
+  cb.inbound_handshake_timeout = 100ms;
   Pair p(node_config(n1, {n2}), cb);
   RawClient raw(p.b->local_port());
   // The deadline closes the connection first and logs why right after.
   REQUIRE(run_until(p.io, [&] {
-    return raw.closed() && logs.contains("no handshake within handshake_timeout");
+    return raw.closed() && logs.contains("no handshake within inbound_handshake_timeout");
   }));
 }
 
@@ -334,19 +334,76 @@ TEST_CASE("a newer connection from a peer replaces its older one") {
   CHECK(p.b->inbound_connections() == 1);
 }
 
-TEST_CASE("connections beyond inbound_connections_max are closed on arrival") {
+TEST_CASE("a handshake past inbound_connections_max is refused") {
   LogRecorder logs;
-  auto cb = node_config(n2, {n1});
-  cb.inbound_connections_max = 2;
+  auto cb = node_config(n2, {n1, n3});
+  cb.inbound_connections_max = 1;
   Listener b(cb);
   RawClient first(b.node->local_port());
+  REQUIRE(first.handshake(b.io, n3, n2));
   RawClient second(b.node->local_port());
-  run_for(b.io, 20ms);
-  RawClient third(b.node->local_port());
-  REQUIRE(run_until(b.io, [&] { return third.closed(); }));
+  CHECK(!second.handshake(b.io, n1, n2));
+  REQUIRE(run_until(b.io, [&] { return second.closed(); }));
   CHECK(logs.contains("(inbound_connections_max)"));
-  CHECK(!first.closed());
+  // A newer connection from the same peer is not counted against it: it replaces the older.
+  RawClient again(b.node->local_port());
+  CHECK(again.handshake(b.io, n3, n2));
+  REQUIRE(run_until(b.io, [&] { return first.closed(); }));
+  CHECK(b.node->inbound_connections() == 1);
+}
+
+TEST_CASE("past handshakes_per_source_max a new connection closes the oldest from its source") {
+  auto cb = node_config(n2, {n1, n3});
+  cb.handshakes_per_source_max = 2;
+  Listener b(cb);
+  RawClient first(b.node->local_port());
+  RawClient other(b.node->local_port(), "127.0.0.2");
+  RawClient second(b.node->local_port());
+  REQUIRE(run_until(b.io, [&] { return b.node->inbound_stats().handshaking == 3; }));
+  RawClient third(b.node->local_port());
+  REQUIRE(run_until(b.io, [&] { return first.closed(); }));
+  run_for(b.io, 20ms);
+  CHECK(!other.closed());
   CHECK(!second.closed());
+  CHECK(!third.closed());
+  CHECK(b.node->inbound_stats().evicted == 1);
+  // The newest one is served: its handshake is accepted.
+  CHECK(third.handshake(b.io, n3, n2));
+}
+
+TEST_CASE("past handshakes_max a new connection closes the oldest handshaking one") {
+  LogRecorder logs;
+  auto cb = node_config(n2, {n1, n3});
+  cb.handshakes_max = 2;
+  Listener b(cb);
+  RawClient first(b.node->local_port(), "127.0.0.2");
+  RawClient second(b.node->local_port(), "127.0.0.3");
+  REQUIRE(run_until(b.io, [&] { return b.node->inbound_stats().handshaking == 2; }));
+  RawClient third(b.node->local_port(), "127.0.0.4");
+  REQUIRE(run_until(b.io, [&] { return first.closed(); }));
+  run_for(b.io, 20ms);
+  CHECK(!second.closed());
+  CHECK(!third.closed());
+  CHECK(logs.contains("127.0.0.2", "to make room for a newer one (handshakes_max 2)"));
+  CHECK(!logs.contains("error:"));
+}
+
+TEST_CASE("authenticated connections are never closed to make room for handshakes") {
+  auto cb = node_config(n2, {n1, n3});
+  cb.handshakes_max = 1;
+  cb.handshakes_per_source_max = 1;
+  Listener b(cb);
+  RawClient peer(b.node->local_port());
+  REQUIRE(peer.handshake(b.io, n3, n2));
+  std::vector<std::unique_ptr<RawClient>> strangers;
+  for (int i = 0; i < 8; ++i) {
+    strangers.push_back(std::make_unique<RawClient>(b.node->local_port()));
+  }
+  REQUIRE(run_until(b.io, [&] { return b.node->inbound_stats().evicted == 7; }));
+  CHECK(!peer.closed());
+  peer.send(FrameBody(core::MessageBody(core::TimeoutNow{Term(2)})));
+  REQUIRE(run_until(b.io, [&] { return b.node.inbox.size() == 1; }));
+  CHECK(b.node->inbound_connections() == 1);
 }
 
 TEST_CASE("a connection silent for idle_timeout after its handshake is closed") {
