@@ -1,4 +1,8 @@
 // TcpTransport: setup, the public calls, and the accepting side of every connection.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <exception>
 
 #include <asio/co_spawn.hpp>
@@ -103,6 +107,7 @@ TcpTransport::Impl::Impl(asio::any_io_executor ex_, TransportConfig config_,
       on_receive(std::move(on_receive_)),
       acceptor(ex),
       rng(config.seed ^ (config.self.value() * 0x9e3779b97f4a7c15ull)),
+      accept_backoff(ex),
       drained(ex) {
   handshake_limits.frame_bytes_max = handshake_frame_bytes_max;
   handshake_limits.segments_max = 4;
@@ -146,10 +151,22 @@ asio::awaitable<void> TcpTransport::Impl::accept_loop() {
     if (stopping) co_return;
     if (ec) {
       ++inbound_counts.accept_errors;
-      log_limited(refusal_log, LogLevel::warn, "net: node ", config.self,
-                  ": accept failed: ", ec.message());
-      if (ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) co_return;
+      if (ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) {
+        log(LogLevel::warn, "net: node ", config.self, ": accept failed: ", ec.message());
+        co_return;
+      }
+      if (out_of_resources(ec)) {
+        co_await accept_backoff_wait(ec);
+      } else {
+        log_limited(refusal_log, LogLevel::warn, "net: node ", config.self,
+                    ": accept failed: ", ec.message());
+      }
       continue;
+    }
+    if (accept_failures > 0) {
+      log_limited(refusal_log, LogLevel::info, "net: node ", config.self,
+                  ": accepting connections again after ", accept_failures, " failed accepts");
+      accept_failures = 0;
     }
     std::error_code ignored;
     auto remote = socket.remote_endpoint(ignored);
@@ -161,6 +178,33 @@ asio::awaitable<void> TcpTransport::Impl::accept_loop() {
                               remote.address(), true, false, no_node});
     spawn(serve(std::prev(inbound.end())), "inbound connection");
   }
+}
+
+bool TcpTransport::Impl::out_of_resources(const std::error_code& ec) {
+  if (ec.category() != asio::error::get_system_category()) return false;
+  return ec.value() == EMFILE || ec.value() == ENFILE || ec.value() == ENOMEM ||
+         ec.value() == ENOBUFS;
+}
+
+asio::awaitable<void> TcpTransport::Impl::accept_backoff_wait(const std::error_code& ec) {
+  // The pending connection stays queued, so accepting again at once fails again at once: wait,
+  // longer each time, and say once per episode what is wrong.
+  if (accept_failures++ == 0 && descriptors_reported) {
+    log_limited(refusal_log, LogLevel::warn, "net: node ", config.self,
+                ": cannot accept connections again: ", ec.message());
+  } else if (accept_failures == 1) {
+    descriptors_reported = true;
+    rlimit limit{};
+    ::getrlimit(RLIMIT_NOFILE, &limit);
+    log(LogLevel::error, "net: node ", config.self, ": cannot accept connections: ", ec.message(),
+        ". The descriptor limit (RLIMIT_NOFILE ", limit.rlim_cur,
+        ") is too low for this node's connections: raise it well above handshakes_max (",
+        config.handshakes_max, ") + inbound_connections_max (", config.inbound_connections_max,
+        ") + twice the peers. Accepting is retried with a growing delay meanwhile");
+  }
+  auto shift = std::min<std::uint64_t>(accept_failures - 1, 7);
+  accept_backoff.expires_after(std::chrono::milliseconds(5) * (std::uint64_t{1} << shift));
+  co_await accept_backoff.async_wait(use_tuple);
 }
 
 void TcpTransport::Impl::make_room(const asio::ip::address& source) {
@@ -468,6 +512,7 @@ void TcpTransport::stop() {
   t.stopping = true;
   std::error_code ignored;
   t.acceptor.close(ignored);
+  t.accept_backoff.cancel();
   for (auto& [id, p] : t.peers) {
     if (p->stream) p->stream->close();
     p->wake.cancel();

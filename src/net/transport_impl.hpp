@@ -90,6 +90,9 @@ struct TcpTransport::Impl {
   // Closes the oldest handshaking connection when one more from `source` would break
   // handshakes_per_source_max or handshakes_max.
   void make_room(const asio::ip::address& source);
+  // Out of descriptors or memory: accepting again at once would fail again.
+  [[nodiscard]] static bool out_of_resources(const std::error_code& ec);
+  asio::awaitable<void> accept_backoff_wait(const std::error_code& ec);
   asio::awaitable<void> serve(std::list<Inbound>::iterator it);
   asio::awaitable<void> accept_handshake(Inbound& in, FrameReader& reader,
                                          std::optional<Result<NodeId>>& out);
@@ -131,7 +134,10 @@ struct TcpTransport::Impl {
   LogLimiter refusal_log{10, std::chrono::seconds(10)};
   LogLimiter inbound_log{20, std::chrono::seconds(10)};
   std::mt19937_64 rng;
-  asio::steady_timer drained;  // event: the last coroutine finished after stop()
+  asio::steady_timer accept_backoff;  // the delay before accepting again after running out
+  std::uint64_t accept_failures = 0;  // out-of-resource failures in a row
+  bool descriptors_reported = false;  // the error about the descriptor limit was logged
+  asio::steady_timer drained;         // event: the last coroutine finished after stop()
   bool started = false;
   bool stopping = false;
   std::size_t live = 0;  // coroutines running

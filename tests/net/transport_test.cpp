@@ -1,3 +1,10 @@
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+
 #include <doctest/doctest.h>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
@@ -675,4 +682,75 @@ TEST_CASE("a transport runs on any executor, a strand for one") {
   REQUIRE(run_until(io, [&] { return done; }));
   CHECK(a->stopped());
   CHECK(stop_all(io, {&b}));
+}
+
+namespace {
+
+// The child's side of the descriptor test: listens, reports its port on `port_pipe`, lowers its
+// descriptor limit to what it has open plus `spare`, then accepts for `run_time`. Returns the
+// exit code: 0 when the accept loop backed off and said so once.
+int accept_with_few_descriptors(int port_pipe, int spare, std::chrono::milliseconds run_time) {
+  std::vector<std::string> lines;
+  set_log_sink([&](LogLevel level, std::string_view line) {
+    lines.push_back(std::string(to_string(level)) + ": " + std::string(line));
+  });
+  asio::io_context io;
+  TestNode b(io, node_config(n2, {n1}));
+  if (!b->start().ok()) return 10;
+  std::uint16_t port = b->local_port();
+  if (::write(port_pipe, &port, sizeof port) != sizeof port) return 11;
+  ::close(port_pipe);
+  int open_now = 0;
+  for (int fd = 0; fd < 4096; ++fd) open_now += ::fcntl(fd, F_GETFD) != -1;
+  rlimit limit{};
+  ::getrlimit(RLIMIT_NOFILE, &limit);
+  limit.rlim_cur = static_cast<rlim_t>(open_now + spare);
+  if (::setrlimit(RLIMIT_NOFILE, &limit) != 0) return 12;
+  run_for(io, run_time);
+  auto stats = b->inbound_stats();
+  std::size_t said = 0;
+  for (const auto& l : lines)
+    said += l.find("descriptor limit (RLIMIT_NOFILE") != std::string::npos;
+  std::fprintf(stderr, "child: %zu log lines, %llu failed accepts, %zu about the limit\n",
+               lines.size(), static_cast<unsigned long long>(stats.accept_errors), said);
+  if (said != 1) {
+    for (const auto& l : lines) std::fprintf(stderr, "child: %s\n", l.c_str());
+  }
+  if (stats.accept_errors == 0) return 13;  // the limit was never reached: the test is void
+  if (said != 1) return 14;
+  // Backing off from 5 ms to 640 ms: a handful of attempts a second, each logged at most once.
+  if (stats.accept_errors > 50 || lines.size() > 50) return 15;
+  set_log_sink({});
+  return stop_all(io, {&b}) ? 0 : 16;
+}
+
+}  // namespace
+
+TEST_CASE("out of descriptors the accept loop backs off and says so once") {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    ::close(fds[0]);
+    ::alarm(20);  // never outlive a broken test
+    ::_exit(accept_with_few_descriptors(fds[1], 2, 1500ms));
+  }
+  ::close(fds[1]);
+  std::uint16_t port = 0;
+  REQUIRE(::read(fds[0], &port, sizeof port) == sizeof port);
+  ::close(fds[0]);
+  // More connections than the child has descriptors for; the kernel queues them all.
+  asio::io_context io;
+  std::vector<asio::ip::tcp::socket> clients;
+  for (int i = 0; i < 16; ++i) {
+    clients.emplace_back(io);
+    std::error_code ec;
+    clients.back().connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
+    CHECK(!ec);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
 }
