@@ -11,7 +11,7 @@ std::string printable(std::string_view text, std::size_t bytes_max) {
   out.reserve(n + 16);
   for (std::size_t i = 0; i < n; ++i) {
     auto c = static_cast<unsigned char>(text[i]);
-    if (c >= 0x20 && c < 0x7f && c != '\\') {
+    if (c >= 0x20 && c < 0x7f) {
       out.push_back(static_cast<char>(c));
     } else {
       out += "\\x";

@@ -13,10 +13,12 @@ namespace coraft::net {
 
 // The longest peer-supplied text logged, in bytes of input (escapes make the output longer).
 inline constexpr std::size_t logged_text_bytes_max = 200;
+// The same for a whole error text that may quote peer-supplied parts.
+inline constexpr std::size_t logged_line_text_max = 400;
 
-// `text` with every byte outside printable ASCII and every backslash written as \xNN (so it
-// can neither break a line nor carry a terminal escape sequence), cut after `bytes_max` input
-// bytes with "...(N more bytes)" appended.
+// `text` with every byte outside printable ASCII written as \xNN (so it can neither break a
+// line nor carry a terminal escape sequence), cut after `bytes_max` input bytes with
+// "...(N more bytes)" appended. Applying it twice changes nothing more (backslashes stay).
 [[nodiscard]] std::string printable(std::string_view text,
                                     std::size_t bytes_max = logged_text_bytes_max);
 

@@ -254,7 +254,7 @@ asio::awaitable<void> TcpTransport::Impl::serve(std::list<Inbound>::iterator it)
     ++inbound_counts.refused;
     std::string why = timed_out  ? std::string("no handshake within inbound_handshake_timeout")
                       : !outcome ? std::string("closed during the handshake")
-                                 : outcome->error().message();
+                                 : printable(outcome->error().message(), logged_line_text_max);
     // Anyone can connect: a refusal is worth a warning, not an error, and a limited number.
     log_limited(refusal_log, LogLevel::warn, "net: node ", config.self,
                 ": refused connection from ", in.remote, ": ", why);
@@ -282,8 +282,9 @@ void TcpTransport::Impl::supersede(const Inbound& newest) {
   // (its end died without closing it): close it rather than let such connections pile up.
   for (Inbound& other : inbound) {
     if (&other != &newest && other.sender == newest.sender && other.stream->is_open()) {
-      log(LogLevel::info, "net: node ", config.self, ": a new connection from node ", newest.sender,
-          " replaces the one from ", other.remote);
+      log_limited(inbound_log, LogLevel::info, "net: node ", config.self,
+                  ": a new connection from node ", newest.sender, " replaces the one from ",
+                  other.remote);
       other.stream->close();
     }
   }
@@ -374,8 +375,9 @@ asio::awaitable<void> TcpTransport::Impl::watch_idle(Inbound& in) {
     if (ec || stopping) co_return;  // the connection ended first
     if (std::chrono::steady_clock::now() - in.last_received >= config.idle_timeout) break;
   }
-  log(LogLevel::info, "net: node ", config.self, ": closing connection from node ", in.sender, " (",
-      in.remote, "): nothing received for idle_timeout (", config.idle_timeout.count(), " ms)");
+  log_limited(inbound_log, LogLevel::info, "net: node ", config.self,
+              ": closing connection from node ", in.sender, " (", in.remote,
+              "): nothing received for idle_timeout (", config.idle_timeout.count(), " ms)");
   in.stream->close();
 }
 
@@ -384,8 +386,9 @@ asio::awaitable<void> TcpTransport::Impl::receive_loop(Inbound& in, FrameReader&
     for (;;) {
       auto next = reader.next();
       if (!next) {
-        log(LogLevel::error, "net: node ", config.self, ": closing connection from node ",
-            in.sender, " (", in.remote, "): ", next.error().message());
+        log_limited(inbound_log, LogLevel::error, "net: node ", config.self,
+                    ": closing connection from node ", in.sender, " (", in.remote,
+                    "): ", printable(next.error().message(), logged_line_text_max));
         co_return;
       }
       if (!*next) break;
@@ -396,8 +399,9 @@ asio::awaitable<void> TcpTransport::Impl::receive_loop(Inbound& in, FrameReader&
       if (!message) {
         std::string why = body ? detail::concat("unexpected ", frame_kind(*body), " frame")
                                : body.error().message();
-        log(LogLevel::error, "net: node ", config.self, ": closing connection from node ",
-            in.sender, " (", in.remote, "): ", why);
+        log_limited(inbound_log, LogLevel::error, "net: node ", config.self,
+                    ": closing connection from node ", in.sender, " (", in.remote,
+                    "): ", printable(why, logged_line_text_max));
         co_return;
       }
       on_receive(core::Message{in.sender, config.self, std::move(*message)});
@@ -407,8 +411,9 @@ asio::awaitable<void> TcpTransport::Impl::receive_loop(Inbound& in, FrameReader&
     auto [ec, n] = co_await in.stream->read_some(reader.prepare());
     if (ec) {
       if (!stopping) {
-        log(LogLevel::info, "net: node ", config.self, ": connection from node ", in.sender,
-            " closed: ", ec == asio::error::eof ? std::string("end of stream") : ec.message());
+        log_limited(inbound_log, LogLevel::info, "net: node ", config.self,
+                    ": connection from node ", in.sender, " closed: ",
+                    ec == asio::error::eof ? std::string("end of stream") : ec.message());
       }
       co_return;
     }

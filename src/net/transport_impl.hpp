@@ -11,6 +11,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <vector>
 
 #include <coraft/log.hpp>
 
@@ -109,6 +110,8 @@ struct TcpTransport::Impl {
   void start_dialling(Peer& p);
   asio::awaitable<void> dial_loop(Peer& p);
   asio::awaitable<Result<void>> establish(Peer& p);
+  void report_dial_failure(const Peer& p, const Error& e, std::uint64_t failures,
+                           std::vector<std::error_code>& reported);
   asio::awaitable<void> dial(Peer& p, std::optional<Result<void>>& out);
   [[nodiscard]] Result<void> check_reply(const Peer& p, const FrameBody& body) const;
   asio::awaitable<void> write_loop(Peer& p);

@@ -16,6 +16,7 @@ using namespace coraft;
 using namespace coraft::net;
 using namespace coraft::net::test;
 using namespace std::chrono_literals;
+using namespace std::string_literals;
 
 namespace {
 
@@ -753,4 +754,62 @@ TEST_CASE("out of descriptors the accept loop backs off and says so once") {
   REQUIRE(::waitpid(child, &status, 0) == child);
   REQUIRE(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
+}
+
+TEST_CASE("a handshake refusal's reason is logged escaped and cut short") {
+  LogRecorder logs;
+  asio::io_context io;
+  std::string reason = "no\ncoraft error: net: node 1: forged line\x1b[2K" + std::string(2000, 'z');
+  FakePeer fake(
+      io, encode(HandshakeReply{false, protocol_version, cluster, n2, reason}, {})->flatten());
+  TestNode a(io, node_config(n1, {n2}));
+  REQUIRE(a->start().ok());
+  a->set_peer_address(n2, "127.0.0.1", fake.port());
+  REQUIRE(run_until(io, [&] { return logs.contains("the peer refused the handshake"); }));
+  CHECK(logs.contains("no\\x0acoraft error: net: node 1: forged line\\x1b[2Kzzz"));
+  CHECK(logs.contains("more bytes)"));
+  CHECK(!logs.contains("\n"s + "coraft"));
+  for (char c : logs.all()) {
+    if (c != '\n') CHECK(static_cast<unsigned char>(c) >= 0x20);
+  }
+  CHECK(logs.longest() < 1000);
+  CHECK(stop_all(io, {&a}));
+}
+
+TEST_CASE("a dial failure is logged once per outage and the reconnection counts the attempts") {
+  LogRecorder logs;
+  asio::io_context io;
+  std::uint16_t port = 0;
+  {
+    asio::ip::tcp::acceptor probe(io,
+                                  asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    port = probe.local_endpoint().port();
+  }
+  auto ca = node_config(n1, {n2});
+  ca.reconnect_delay_min = 1ms;
+  ca.reconnect_delay_max = 10ms;
+  TestNode a(io, ca);
+  REQUIRE(a->start().ok());
+  a->set_peer_address(n2, "127.0.0.1", port);
+  run_for(io, 200ms);  // some twenty failed dials
+  CHECK(logs.count("warn: net: node 1: cannot connect to node 2") == 1);
+
+  // The peer comes back refusing the handshake: a new kind of failure, logged once as an error.
+  auto refusing = node_config(n2, {n3});
+  refusing.listen_port = port;
+  auto b = std::make_unique<TestNode>(io, refusing);
+  REQUIRE((*b)->start().ok());
+  run_for(io, 200ms);
+  CHECK(logs.count("error: net: node 1: cannot connect to node 2") == 1);
+  REQUIRE(stop_all(io, {b.get()}));
+  b.reset();
+
+  auto cb = node_config(n2, {n1});
+  cb.listen_port = port;
+  b = std::make_unique<TestNode>(io, cb);
+  REQUIRE((*b)->start().ok());
+  REQUIRE(run_until(io, [&] { return a->peer_stats(n2).connected; }));
+  CHECK(logs.contains("connected to node 2", "failed attempts over"));
+  CHECK(logs.count("cannot connect to node 2") == 2);
+  CHECK(stop_all(io, {&a, b.get()}));
 }
