@@ -174,8 +174,10 @@ asio::awaitable<void> TcpTransport::Impl::accept_loop() {
     ++inbound_counts.accepted;
     make_room(remote.address());
     socket.set_option(asio::ip::tcp::no_delay(true), ignored);
-    inbound.push_back(Inbound{std::make_unique<Stream>(std::move(socket), tls.get()), who,
-                              remote.address(), true, false, no_node});
+    Inbound& in = inbound.emplace_back();
+    in.stream = std::make_unique<Stream>(std::move(socket), tls.get());
+    in.remote = std::move(who);
+    in.source = remote.address();
     spawn(serve(std::prev(inbound.end())), "inbound connection");
   }
 }
@@ -267,8 +269,8 @@ asio::awaitable<void> TcpTransport::Impl::serve(std::list<Inbound>::iterator it)
     supersede(in);
     reader.reset_limits(config.limits, config.receive_chunk_bytes);
     in.last_received = std::chrono::steady_clock::now();
-    if (config.idle_timeout.count() > 0) {
-      co_await (receive_loop(in, reader) || watch_idle(in));
+    if (config.idle_timeout.count() > 0 || config.frame_timeout.count() > 0) {
+      co_await (receive_loop(in, reader) || watch_progress(in));
     } else {
       co_await receive_loop(in, reader);
     }
@@ -367,17 +369,54 @@ Result<void> TcpTransport::Impl::check_identity(const Stream& s, NodeId claimed)
                      "certificate without one)"));
 }
 
-asio::awaitable<void> TcpTransport::Impl::watch_idle(Inbound& in) {
+void TcpTransport::Impl::track_frame(Inbound& in, const FrameReader& reader) {
+  // Called once every complete frame was handed out: what remains is the start of the next.
+  if (reader.buffered_bytes() == 0) {
+    in.frame_started.reset();
+    return;
+  }
+  if (!in.frame_started) in.frame_started = in.last_received;
+  in.frame_bytes = reader.pending_frame_bytes();
+}
+
+std::optional<std::chrono::steady_clock::time_point> TcpTransport::Impl::frame_deadline(
+    const Inbound& in) const {
+  if (config.frame_timeout.count() <= 0 || !in.frame_started) return std::nullopt;
+  auto rate = std::max<std::size_t>(config.frame_bytes_per_second_min, 1);
+  auto transfer = std::chrono::milliseconds(in.frame_bytes * 1000 / rate);
+  return *in.frame_started + config.frame_timeout + transfer;
+}
+
+asio::awaitable<void> TcpTransport::Impl::watch_progress(Inbound& in) {
+  using clock = std::chrono::steady_clock;
   asio::steady_timer timer(ex);
-  for (;;) {
-    timer.expires_at(in.last_received + config.idle_timeout);
+  std::string why;
+  while (why.empty()) {
+    // A frame that starts while this sleeps is noticed within a quarter of frame_timeout.
+    auto wake = clock::time_point::max();
+    if (config.idle_timeout.count() > 0) wake = in.last_received + config.idle_timeout;
+    if (auto frame = frame_deadline(in)) wake = std::min(wake, *frame);
+    if (config.frame_timeout.count() > 0)
+      wake = std::min(wake, clock::now() + config.frame_timeout / 4);
+    timer.expires_at(wake);
     auto [ec] = co_await timer.async_wait(use_tuple);
     if (ec || stopping) co_return;  // the connection ended first
-    if (std::chrono::steady_clock::now() - in.last_received >= config.idle_timeout) break;
+    auto now = clock::now();
+    if (config.idle_timeout.count() > 0 && now - in.last_received >= config.idle_timeout) {
+      why = detail::concat("nothing received for idle_timeout (", config.idle_timeout.count(),
+                           " ms)");
+    } else if (auto frame = frame_deadline(in); frame && now >= *frame) {
+      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - *in.frame_started);
+      why = detail::concat(
+          "a frame",
+          in.frame_bytes ? detail::concat(" of ", in.frame_bytes, " bytes") : std::string(),
+          " still incomplete after ", ms.count(), " ms (frame_timeout ",
+          config.frame_timeout.count(), " ms, frame_bytes_per_second_min ",
+          config.frame_bytes_per_second_min, ")");
+    }
   }
   log_limited(inbound_log, LogLevel::info, "net: node ", config.self,
-              ": closing connection from node ", in.sender, " (", in.remote,
-              "): nothing received for idle_timeout (", config.idle_timeout.count(), " ms)");
+              ": closing connection from node ", in.sender, " (", in.remote, "): ", why);
   in.stream->close();
 }
 
@@ -392,6 +431,7 @@ asio::awaitable<void> TcpTransport::Impl::receive_loop(Inbound& in, FrameReader&
         co_return;
       }
       if (!*next) break;
+      in.frame_started.reset();  // a frame completed; the next one starts its own clock
       auto body = decode(**next, config.limits);
       // A keepalive only shows the peer is alive, which its arrival already recorded.
       if (body && std::holds_alternative<Keepalive>(*body)) continue;
@@ -408,6 +448,7 @@ asio::awaitable<void> TcpTransport::Impl::receive_loop(Inbound& in, FrameReader&
       // The handler may have stopped the transport or removed the sender.
       if (stopping || !in.stream->is_open()) co_return;
     }
+    track_frame(in, reader);
     auto [ec, n] = co_await in.stream->read_some(reader.prepare());
     if (ec) {
       if (!stopping) {

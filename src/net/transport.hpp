@@ -140,6 +140,13 @@ struct TransportConfig {
   // is closed (its peer dials again if it is alive). Peers' keepalives keep healthy connections
   // that carry nothing else open. Zero disables the check.
   std::chrono::milliseconds idle_timeout{5000};
+  // A frame on an authenticated inbound connection, once its first bytes arrived, must arrive
+  // whole within frame_timeout plus its size at frame_bytes_per_second_min, or the connection
+  // is closed: bytes trickling in keep idle_timeout from firing, but cannot hold a connection
+  // and its receive buffer for ever. The check runs at least every quarter of frame_timeout.
+  // Zero disables it.
+  std::chrono::milliseconds frame_timeout{10000};
+  std::size_t frame_bytes_per_second_min = std::size_t{1} << 20;
   // An outbound connection that has sent nothing for this long sends a keepalive frame. Unset:
   // a third of idle_timeout, or no keepalives when idle_timeout is zero. Zero disables them.
   // When both are non-zero it must be shorter than idle_timeout (start() refuses otherwise).

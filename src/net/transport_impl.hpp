@@ -67,6 +67,9 @@ struct Inbound {
   NodeId sender;             // no_node until the handshake is accepted
   // When the last bytes arrived (from the handshake's acceptance on).
   std::chrono::steady_clock::time_point last_received{};
+  // The frame being received: when its first bytes arrived and, once known, its size.
+  std::optional<std::chrono::steady_clock::time_point> frame_started;
+  std::size_t frame_bytes = 0;
 };
 
 struct TcpTransport::Impl {
@@ -103,8 +106,14 @@ struct TcpTransport::Impl {
   // Closes the other open connections from `newest`'s sender.
   void supersede(const Inbound& newest);
   asio::awaitable<void> receive_loop(Inbound& in, FrameReader& reader);
-  // Closes `in` once nothing has arrived on it for idle_timeout.
-  asio::awaitable<void> watch_idle(Inbound& in);
+  // Closes `in` once nothing has arrived on it for idle_timeout, or once a frame has taken
+  // longer to arrive than frame_timeout and frame_bytes_per_second_min allow.
+  asio::awaitable<void> watch_progress(Inbound& in);
+  // Notes the frame in progress on `in` after bytes were committed to `reader`.
+  void track_frame(Inbound& in, const FrameReader& reader);
+  // When the frame being received on `in` must have arrived; nullopt when none is.
+  [[nodiscard]] std::optional<std::chrono::steady_clock::time_point> frame_deadline(
+      const Inbound& in) const;
 
   // transport_dial.cpp: the dialling side.
   void start_dialling(Peer& p);

@@ -813,3 +813,47 @@ TEST_CASE("a dial failure is logged once per outage and the reconnection counts 
   CHECK(logs.count("cannot connect to node 2") == 2);
   CHECK(stop_all(io, {&a, b.get()}));
 }
+
+TEST_CASE("a frame trickling in slower than frame_timeout allows is cut off") {
+  LogRecorder logs;
+  auto c = node_config(n2, {n3});
+  c.idle_timeout = 2000ms;
+  c.frame_timeout = 200ms;
+  c.frame_bytes_per_second_min = 1000;  // a 808-byte frame may take 200 + 808 ms
+  AcceptedClient t(c);
+  // One byte every 20 ms keeps idle_timeout from firing for ever; the frame never completes.
+  std::vector<std::byte> frame(808, std::byte{0});
+  frame[4] = std::byte{100};  // one segment of 100 words
+  const auto start = std::chrono::steady_clock::now();
+  std::size_t sent = 0;
+  while (!t.raw.closed() && std::chrono::steady_clock::now() - start < 3s && sent < frame.size()) {
+    t.raw.send({frame[sent++]});
+    run_for(t.io, 20ms);
+  }
+  REQUIRE(run_until(
+      t.io, [&] { return t.raw.closed(); }, 1s));
+  CHECK(sent < 100);  // cut off long before the frame could have completed
+  CHECK(logs.contains("a frame of 808 bytes still incomplete after"));
+  CHECK(!logs.contains("nothing received for idle_timeout"));
+  CHECK(t.node.inbox.empty());
+}
+
+TEST_CASE("frames arriving at frame_bytes_per_second_min or faster are delivered") {
+  LogRecorder logs;
+  auto c = node_config(n2, {n3});
+  c.frame_timeout = 100ms;
+  c.frame_bytes_per_second_min = 1 << 20;  // 256 KiB may take 100 + 250 ms
+  AcceptedClient t(c);
+  auto frame = encode(core::MessageBody(append_request(1, 256 << 10)), {})->flatten();
+  // In ten pieces over about 150 ms, and a small frame behind it in the same stream.
+  const std::size_t piece = frame.size() / 10 + 1;
+  for (std::size_t at = 0; at < frame.size(); at += piece) {
+    t.raw.send({frame.begin() + at, frame.begin() + std::min(frame.size(), at + piece)});
+    run_for(t.io, 15ms);
+  }
+  t.raw.send(FrameBody(core::MessageBody(core::TimeoutNow{Term(6)})));
+  REQUIRE(run_until(t.io, [&] { return t.node.inbox.size() == 2; }));
+  run_for(t.io, 300ms);  // nothing in progress now: no deadline to miss
+  CHECK(!t.raw.closed());
+  CHECK(!logs.contains("still incomplete"));
+}
