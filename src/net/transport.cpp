@@ -21,6 +21,9 @@ namespace {
 constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
 using namespace asio::experimental::awaitable_operators;
 
+// The reason a refused plaintext handshake is given, whatever the refusal's cause.
+constexpr std::string_view refusal_reason = "refused; the receiving node's log says why";
+
 Result<std::unique_ptr<asio::ssl::context>> make_tls(const TlsConfig& c) {
   auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls);
   std::error_code ec;
@@ -314,8 +317,12 @@ asio::awaitable<void> TcpTransport::Impl::accept_handshake(Inbound& in, FrameRea
   }
   // A verified peer is no longer a candidate for make_room while its reply goes out.
   if (sender) in.handshaking = false;
-  HandshakeReply reply{sender.ok(), protocol_version, config.cluster_id, config.self,
-                       sender.ok() ? std::string() : sender.error().detail};
+  // A refusal tells a plaintext stranger nothing of this node's configuration (not its cluster
+  // id, node id or peers): only a peer whose certificate the cluster CA signed learns why.
+  std::string reason;
+  if (!sender) reason = in.stream->tls() ? sender.error().detail : std::string(refusal_reason);
+  HandshakeReply reply{sender.ok(), protocol_version, sender ? config.cluster_id : 0,
+                       sender ? config.self : no_node, std::move(reason)};
   auto frame_out = encode(std::move(reply), config.limits);
   CORAFT_ASSERT(frame_out.ok(), "a handshake reply always fits a frame");
   auto ec = co_await in.stream->write(frame_out->buffers());

@@ -90,6 +90,12 @@ class Transport {
 // Mutual TLS: each side presents a certificate and must be shown one signed by the cluster CA
 // that names the node the peer is.
 //
+// Without TLS nothing is authenticated: whoever can reach the listening port and knows (or
+// guesses) the cluster id and a peer's node id can speak as that peer, and read nothing but can
+// make this node believe anything. Plaintext is for networks only trusted machines can reach;
+// anywhere else, TLS is what keeps strangers out. A refused plaintext handshake is told only
+// "refused" (no cluster id, node id or reason), so probing the port reveals no configuration.
+//
 // The identity rule: node N's certificate names it when it carries a DNS subjectAltName equal to
 // certificate_name(config, N), that is "node-<N>" ("node-7"), or "<cluster_name>-node-<N>"
 // ("blue-node-7") when cluster_name is set. A certificate without any DNS subjectAltName may name
@@ -154,7 +160,7 @@ struct TransportConfig {
   // idle_timeout, or set this below the smallest of theirs. A peer built before keepalives
   // existed closes the connection on one (an unknown frame kind): set zero while any remain.
   std::optional<std::chrono::milliseconds> keepalive_interval;
-  std::optional<TlsConfig> tls;  // plaintext when empty
+  std::optional<TlsConfig> tls;  // plaintext, which authenticates nothing, when empty
   std::uint64_t seed = 1;        // seeds the reconnect jitter
 };
 

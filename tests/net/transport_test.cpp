@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <tuple>
 
 #include <doctest/doctest.h>
 #include <asio/co_spawn.hpp>
@@ -87,16 +88,31 @@ TEST_CASE("a handshake with another protocol version is refused") {
   CHECK(p.b.inbox.empty());
 }
 
-TEST_CASE("a handshake addressed to another node is refused with a reply saying why") {
+TEST_CASE("a plaintext refusal tells a stranger nothing of the configuration") {
   LogRecorder logs;
   Pair p;
-  RawClient raw(p.b->local_port());
-  raw.send_handshake(n1, NodeId(7));
-  std::optional<HandshakeReply> reply;
-  REQUIRE(run_until(p.io, [&] { return (reply = raw.reply()).has_value(); }));
-  CHECK(!reply->accepted);
-  CHECK(reply->reason.find("addressed to node 7") != std::string::npos);
-  REQUIRE(run_until(p.io, [&] { return raw.closed(); }));
+  // Another cluster, an unknown sender, and a known sender addressing another node: the
+  // replies are the same, and name neither cluster nor node; the refusing node's log says why.
+  std::vector<std::vector<std::byte>> replies;
+  for (auto [sender, receiver, cluster_id] :
+       {std::tuple{n1, n2, std::uint64_t{999}}, std::tuple{NodeId(9), n2, cluster},
+        std::tuple{n1, NodeId(7), cluster}}) {
+    RawClient raw(p.b->local_port());
+    raw.send_handshake(sender, receiver, cluster_id);
+    std::optional<HandshakeReply> reply;
+    REQUIRE(run_until(p.io, [&] { return (reply = raw.reply()).has_value(); }));
+    CHECK(!reply->accepted);
+    CHECK(reply->cluster_id == 0);
+    CHECK(reply->node == no_node);
+    CHECK(reply->reason == "refused; the receiving node's log says why");
+    replies.push_back(encode(*reply, {})->flatten());
+    REQUIRE(run_until(p.io, [&] { return raw.closed(); }));
+  }
+  CHECK(replies[0] == replies[1]);
+  CHECK(replies[1] == replies[2]);
+  CHECK(logs.contains("refused connection from", "cluster id 999"));
+  CHECK(logs.contains("refused connection from", "unknown sender node 9"));
+  CHECK(logs.contains("refused connection from", "addressed to node 7"));
 }
 
 TEST_CASE("a connection that sends no handshake is closed after inbound_handshake_timeout") {
