@@ -143,6 +143,13 @@ asio::awaitable<void> TcpTransport::Impl::dial(Peer& p, std::optional<Result<voi
     out = Error(Errc::peer_rejected, "no handshake reply: " + frame.error().detail);
     co_return;
   }
+  if (reader.buffered_bytes() > 0) {
+    // This connection only sends: a peer has nothing to say on it after its reply.
+    out = Error(Errc::protocol_error,
+                detail::concat("the peer sent ", reader.buffered_bytes(),
+                               " bytes after its handshake reply on a send-only connection"));
+    co_return;
+  }
   auto body = decode(*frame, handshake_limits);
   out = body ? check_reply(p, *body) : Result<void>(body.error());
 }

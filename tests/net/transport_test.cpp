@@ -873,3 +873,22 @@ TEST_CASE("frames arriving at frame_bytes_per_second_min or faster are delivered
   CHECK(!t.raw.closed());
   CHECK(!logs.contains("still incomplete"));
 }
+
+TEST_CASE("bytes after the handshake reply on a dialled connection close it as a protocol error") {
+  LogRecorder logs;
+  asio::io_context io;
+  auto answer = encode(HandshakeReply{true, protocol_version, cluster, n2, ""}, {})->flatten();
+  auto extra = encode(Keepalive{}, {})->flatten();
+  answer.insert(answer.end(), extra.begin(), extra.end());
+  FakePeer fake(io, answer);
+  TestNode a(io, node_config(n1, {n2}));
+  REQUIRE(a->start().ok());
+  a->set_peer_address(n2, "127.0.0.1", fake.port());
+  REQUIRE(run_until(io, [&] {
+    return logs.contains("error: net: node 1: cannot connect to node 2",
+                         "bytes after its handshake reply on a send-only connection");
+  }));
+  CHECK(a->peer_stats(n2).connects == 0);
+  CHECK(!a->peer_stats(n2).connected);
+  CHECK(stop_all(io, {&a}));
+}
