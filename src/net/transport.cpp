@@ -298,7 +298,7 @@ void TcpTransport::Impl::supersede(const Inbound& newest) {
 asio::awaitable<void> TcpTransport::Impl::accept_handshake(Inbound& in, FrameReader& reader,
                                                            std::optional<Result<NodeId>>& out) {
   if (auto ec = co_await in.stream->handshake(false); ec) {
-    out = Error(Errc::peer_rejected, "TLS handshake failed: " + ec.message());
+    out = Error(Errc::peer_rejected, "TLS handshake failed: " + in.stream->handshake_failure(ec));
     co_return;
   }
   auto frame = co_await read_frame(*in.stream, reader);

@@ -122,7 +122,7 @@ asio::awaitable<void> TcpTransport::Impl::dial(Peer& p, std::optional<Result<voi
     co_return;
   }
   if (auto hec = co_await p.stream->handshake(true); hec) {
-    out = Error(Errc::peer_rejected, "TLS handshake failed: " + hec.message());
+    out = Error(Errc::peer_rejected, "TLS handshake failed: " + p.stream->handshake_failure(hec));
     co_return;
   }
   if (auto named = check_identity(*p.stream, p.address.id); !named) {

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <functional>
 #include <string>
+#include <thread>
 
 #include <doctest/doctest.h>
 
@@ -30,8 +31,13 @@ class Certificates {
           make_cert("node2-cn", "ca", "node-2", "") &&
           make_cert("blue-node1", "ca", "blue-node-1", "blue-node-1") &&
           make_cert("blue-node2", "ca", "blue-node-2", "blue-node-2") &&
-          make_cert("intruder", "rogue-ca", "node-1", "node-1");
+          make_cert("intruder", "rogue-ca", "node-1", "node-1") &&
+          make_cert("node1-expired", "ca", "node-1", "node-1", "", 0) &&
+          make_cert("node1-codesign", "ca", "node-1", "node-1", "extendedKeyUsage=codeSigning\n");
+    made_at = std::chrono::steady_clock::now();
   }
+  // When the last certificate was made.
+  std::chrono::steady_clock::time_point made_at{};
   ~Certificates() {
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
@@ -52,19 +58,21 @@ class Certificates {
         "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=" +
         name + " -keyout " + name + ".key -out " + name + ".crt");
   }
-  // A certificate `file`.crt with subject common name `cn` and, unless `dns` is empty, that DNS
-  // subjectAltName.
+  // A certificate `file`.crt with subject common name `cn`, unless `dns` is empty that DNS
+  // subjectAltName, the extension lines `more`, valid for `days` (0: expired a second later).
   bool make_cert(const std::string& file, const std::string& ca, const std::string& cn,
-                 const std::string& dns) const {
+                 const std::string& dns, const std::string& more = "", int days = 2) const {
     std::string extensions;
-    if (!dns.empty()) {
-      std::ofstream(path(file + ".ext")) << "subjectAltName=DNS:" << dns << "\n";
+    if (!dns.empty() || !more.empty()) {
+      std::ofstream ext(path(file + ".ext"));
+      if (!dns.empty()) ext << "subjectAltName=DNS:" << dns << "\n";
+      ext << more;
       extensions = " -extfile " + file + ".ext";
     }
     return run("req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=" + cn +
                " -keyout " + file + ".key -out " + file + ".csr") &&
-           run("x509 -req -days 2 -in " + file + ".csr -CA " + ca + ".crt -CAkey " + ca +
-               ".key -CAcreateserial -out " + file + ".crt" + extensions);
+           run("x509 -req -days " + std::to_string(days) + " -in " + file + ".csr -CA " + ca +
+               ".crt -CAkey " + ca + ".key -CAcreateserial -out " + file + ".crt" + extensions);
   }
 
   std::string dir_;
@@ -177,6 +185,42 @@ TEST_CASE("a peer whose certificate another CA signed is refused") {
     return logs.contains("node 2: refused connection") && logs.contains("TLS handshake failed");
   });
   CHECK(p.b->inbound_connections() == 0);
+}
+
+TEST_CASE("each TLS refusal logs the verification error and the certificate's subject") {
+  const auto& certs = certificates();
+  REQUIRE(certs.ok());
+  // The expired certificate's validity ends on the second it was made.
+  std::this_thread::sleep_until(certs.made_at + 1100ms);
+  LogRecorder logs;
+  std::string cert;
+  std::string cause;
+  SUBCASE("expired") {
+    cert = "node1-expired";
+    cause = "certificate has expired";
+  }
+  SUBCASE("signed by an unknown CA") {
+    cert = "intruder";
+    cause = "unable to get local issuer certificate";
+  }
+  SUBCASE("for another purpose") {
+    cert = "node1-codesign";
+    cause = "unsuitable certificate purpose";
+  }
+  CAPTURE(cert);
+  // Node 1 presents `cert` to node 2, which refuses it; and node 2, presenting the same
+  // certificate as node 1's server side would, is refused by node 1's dialler the same way.
+  Pair p(tls_config(n1, n2, certs.config(cert)), tls_config(n2, n1, certs.config("node2")));
+  check_refused(p, [&] {
+    return logs.contains("node 2: refused connection", cause) &&
+           logs.contains("node 2: refused connection", "subject 'CN=node-1'");
+  });
+  Pair q(tls_config(n2, n1, certs.config("node2")), tls_config(n1, n2, certs.config(cert)));
+  REQUIRE(q.a->send(timeout_now(n1)).ok());
+  REQUIRE(run_until(q.io, [&] {
+    return logs.contains("node 2: cannot connect to node 1", cause) &&
+           logs.contains("node 2: cannot connect to node 1", "subject 'CN=node-1'");
+  }));
 }
 
 TEST_CASE("a plaintext peer is refused by a TLS node") {
