@@ -109,7 +109,7 @@ struct TcpTransport::Impl {
   // Closes `in` once nothing has arrived on it for idle_timeout, or once a frame has taken
   // longer to arrive than frame_timeout and frame_bytes_per_second_min allow.
   asio::awaitable<void> watch_progress(Inbound& in);
-  // Notes the frame in progress on `in` after bytes were committed to `reader`.
+  // Notes the frame in progress on `in` once `reader` holds no complete frame.
   void track_frame(Inbound& in, const FrameReader& reader);
   // When the frame being received on `in` must have arrived; nullopt when none is.
   [[nodiscard]] std::optional<std::chrono::steady_clock::time_point> frame_deadline(
