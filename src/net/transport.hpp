@@ -10,7 +10,8 @@
 //   between reconnect_delay_min and reconnect_delay_max.
 // - An acceptor. Each accepted connection must open with a handshake from a configured peer of
 //   this cluster and version (with TLS, one whose certificate names it); it is then only read
-//   from, and closed when it stays silent for idle_timeout. Its frames are decoded in place and
+//   from, and closed when it stays silent for idle_timeout or a frame takes longer to arrive
+//   than frame_timeout and frame_bytes_per_second_min allow. Its frames are decoded in place and
 //   delivered to the receive handler with `from` set to the authenticated sender. A newer
 //   connection from the same peer replaces an older one, so connections whose far end died
 //   unnoticed do not pile up. Connections still in their handshake are few and short-lived
@@ -32,7 +33,10 @@
 // - Peers may be added and removed while it runs (add_peer, remove_peer).
 // - Everything runs on the one executor given: call every member from that executor's thread
 //   (or, for a strand, from within it).
-// - Bad input from the network closes that connection with a logged error and nothing else.
+// - Bad input from the network closes that connection with a logged reason and nothing else.
+//   The log stays bounded and truthful under a flood: lines a stranger can provoke are
+//   rate-limited (the next line let through counts those left out), a dial failure is logged
+//   once per outage, and peer-supplied text is escaped and cut short before it is logged.
 #pragma once
 
 #include <chrono>

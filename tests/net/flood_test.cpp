@@ -1,8 +1,10 @@
 // A transport flooded by strangers keeps serving its peers. Each test is bounded in connections
-// and time; CORAFT_NET_FLOOD_CONNECTIONS and CORAFT_NET_FLOOD_SECONDS make the flood larger and
-// longer by hand (for example 1000 and 60), and the figures are printed either way.
+// and time; CORAFT_NET_FLOOD_CONNECTIONS, CORAFT_NET_FLOOD_SECONDS and CORAFT_NET_FLOOD_SOURCES
+// (addresses 127.0.0.1 up to 127.0.0.N, the peer's own first) make the flood larger, longer and
+// wider by hand (for example 1000, 60 and 100), and the figures are printed either way.
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -55,11 +57,14 @@ TEST_CASE("a restarted peer reconnects and delivers while strangers flood the ac
   REQUIRE((*a)->send(timeout_now(n2, Term(1))).ok());
   REQUIRE(run_until(io, [&] { return b.inbox.size() == 1; }));
 
-  // Silent and trickling connections, a third of them from the peer's own address.
+  // Silent and trickling connections from several addresses, one of them the peer's own.
   Flood::Options o;
   o.port = b->local_port();
   o.connections = connections;
-  o.sources = {"127.0.0.1", "127.0.0.2", "127.0.0.3"};
+  o.sources.clear();
+  const std::size_t sources =
+      std::clamp<std::size_t>(env_or("CORAFT_NET_FLOOD_SOURCES", 3), 1, 250);
+  for (std::size_t i = 1; i <= sources; ++i) o.sources.push_back("127.0.0." + std::to_string(i));
   o.duration_max = flood_seconds + 20s;
   Flood flood(o);
   const std::size_t lines_before = logs.size();
@@ -95,10 +100,11 @@ TEST_CASE("a restarted peer reconnects and delivers while strangers flood the ac
 
   const double seconds = std::chrono::duration<double>(flood_time).count();
   std::printf(
-      "flood: %zu connections, %llu opened in %.1f s; node 1 delivered %.0f ms after restarting; "
+      "flood: %zu connections from %zu addresses, %llu opened in %.1f s; node 1 delivered %.0f ms "
+      "after restarting; "
       "%zu log lines (%.0f per minute, %llu suppressed); at most %zu handshaking; "
       "%llu evicted, %llu refused; RSS %zu KiB\n",
-      connections, static_cast<unsigned long long>(connects), seconds,
+      connections, sources, static_cast<unsigned long long>(connects), seconds,
       std::chrono::duration<double, std::milli>(reconnect).count(), lines, lines * 60 / seconds,
       static_cast<unsigned long long>(stats.lines_suppressed), handshaking_max,
       static_cast<unsigned long long>(stats.evicted),

@@ -1,6 +1,7 @@
 // Mutual TLS between peers. The certificates are made at test time with the openssl tool: a
 // cluster CA signing certificates that name nodes 1 and 2 (by DNS subjectAltName, by common name
 // only, and with the cluster name "blue"), and an unrelated CA signing an intruder's certificate.
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +11,7 @@
 
 #include <doctest/doctest.h>
 
+#include "flood.hpp"
 #include "transport_fixture.hpp"
 
 using namespace coraft;
@@ -78,6 +80,11 @@ class Certificates {
   std::string dir_;
   bool ok_ = false;
 };
+
+std::size_t flood_env(const char* name, std::size_t fallback) {
+  const char* v = std::getenv(name);
+  return v ? static_cast<std::size_t>(std::strtoull(v, nullptr, 10)) : fallback;
+}
 
 const Certificates& certificates() {
   static Certificates c;
@@ -242,4 +249,41 @@ TEST_CASE("start fails clearly when a TLS file cannot be loaded") {
   REQUIRE(!started.ok());
   CHECK(started.error().is(Errc::invalid_argument));
   CHECK(started.error().detail.find("missing.key") != std::string::npos);
+}
+
+TEST_CASE("a restarted TLS peer reconnects while strangers flood the acceptor") {
+  const auto& certs = certificates();
+  REQUIRE(certs.ok());
+  const std::size_t connections = flood_env("CORAFT_NET_FLOOD_CONNECTIONS", 300);
+  const std::size_t sources = flood_env("CORAFT_NET_FLOOD_SOURCES", 3);
+  asio::io_context io;
+  TestNode b(io, tls_config(n2, n1, certs.config("node2")));
+  REQUIRE(b->start().ok());
+  Flood::Options o;
+  o.port = b->local_port();
+  o.connections = connections;
+  o.sources.clear();
+  for (std::size_t i = 1; i <= sources; ++i) o.sources.push_back("127.0.0." + std::to_string(i));
+  o.duration_max = 30s;
+  Flood flood(o);
+  run_for(io, 500ms);
+  // Node 1 starts mid-flood (its first handshake is as good as a restart's).
+  TestNode a(io, tls_config(n1, n2, certs.config("node1")));
+  REQUIRE(a->start().ok());
+  introduce(a, n1, b, n2);
+  const auto started = std::chrono::steady_clock::now();
+  REQUIRE(a->send(timeout_now(n2, Term(2))).ok());
+  bool delivered = run_until(
+      io, [&] { return b.inbox.size() == 1; }, 10s);
+  const auto took = std::chrono::steady_clock::now() - started;
+  const auto stats = b->inbound_stats();
+  flood.stop();
+  std::printf(
+      "TLS flood: %zu connections from %zu addresses, %llu evicted; node 1 delivered %.0f ms "
+      "after starting, after %llu connects\n",
+      connections, sources, static_cast<unsigned long long>(stats.evicted),
+      std::chrono::duration<double, std::milli>(took).count(),
+      static_cast<unsigned long long>(a->peer_stats(n2).connects));
+  CHECK(delivered);
+  CHECK(stop_all(io, {&a, &b}));
 }
