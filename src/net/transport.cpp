@@ -159,7 +159,8 @@ asio::awaitable<void> TcpTransport::Impl::accept_loop() {
         co_return;
       }
       if (out_of_resources(ec)) {
-        co_await accept_backoff_wait(ec);
+        accept_backoff.expires_after(accept_backoff_delay(ec));
+        co_await accept_backoff.async_wait(use_tuple);
       } else {
         log_limited(refusal_log, LogLevel::warn, "net: node ", config.self,
                     ": accept failed: ", ec.message());
@@ -191,7 +192,7 @@ bool TcpTransport::Impl::out_of_resources(const std::error_code& ec) {
          ec.value() == ENOBUFS;
 }
 
-asio::awaitable<void> TcpTransport::Impl::accept_backoff_wait(const std::error_code& ec) {
+std::chrono::milliseconds TcpTransport::Impl::accept_backoff_delay(const std::error_code& ec) {
   // The pending connection stays queued, so accepting again at once fails again at once: wait,
   // longer each time, and say once per episode what is wrong.
   if (accept_failures++ == 0 && descriptors_reported) {
@@ -208,8 +209,7 @@ asio::awaitable<void> TcpTransport::Impl::accept_backoff_wait(const std::error_c
         ") + twice the peers. Accepting is retried with a growing delay meanwhile");
   }
   auto shift = std::min<std::uint64_t>(accept_failures - 1, 7);
-  accept_backoff.expires_after(std::chrono::milliseconds(5) * (std::uint64_t{1} << shift));
-  co_await accept_backoff.async_wait(use_tuple);
+  return std::chrono::milliseconds(5) * (std::uint64_t{1} << shift);
 }
 
 void TcpTransport::Impl::make_room(const asio::ip::address& source) {

@@ -96,7 +96,9 @@ struct TcpTransport::Impl {
   void make_room(const asio::ip::address& source);
   // Out of descriptors or memory: accepting again at once would fail again.
   [[nodiscard]] static bool out_of_resources(const std::error_code& ec);
-  asio::awaitable<void> accept_backoff_wait(const std::error_code& ec);
+  // How long to wait before accepting again after the `accept_failures`th such failure in a
+  // row; logs the failure (the first of all as an error naming the descriptor limit).
+  [[nodiscard]] std::chrono::milliseconds accept_backoff_delay(const std::error_code& ec);
   asio::awaitable<void> serve(std::list<Inbound>::iterator it);
   asio::awaitable<void> accept_handshake(Inbound& in, FrameReader& reader,
                                          std::optional<Result<NodeId>>& out);

@@ -712,7 +712,13 @@ int accept_with_few_descriptors(int port_pipe, int spare, std::chrono::milliseco
     lines.push_back(std::string(to_string(level)) + ": " + std::string(line));
   });
   asio::io_context io;
-  TestNode b(io, node_config(n2, {n1}));
+  // Only accepting runs out of descriptors: no peers to dial, and no handshake deadline falls
+  // within the run. (Under clang's UBSan, Asio 1.22 reports an invalid vptr in a cancellation
+  // slot when a dial or a handshake deadline completes while descriptors are exhausted; that
+  // is outside what this test is about.)
+  auto config = node_config(n2, {});
+  config.inbound_handshake_timeout = 10s;
+  TestNode b(io, config);
   if (!b->start().ok()) return 10;
   std::uint16_t port = b->local_port();
   if (::write(port_pipe, &port, sizeof port) != sizeof port) return 11;
