@@ -11,7 +11,8 @@ namespace coraft {
 enum class LogLevel { debug = 0, info = 1, warn = 2, error = 3, off = 4 };
 
 // The sink receives complete lines without a trailing newline. The default writes
-// "coraft LEVEL: line" to stderr. Passing an empty function restores the default.
+// "coraft LEVEL: line" to stderr, with control characters written as \xNN. Passing an empty
+// function restores the default.
 // Set these before starting nodes: they are not synchronised with running nodes.
 void set_log_sink(std::function<void(LogLevel, std::string_view)> sink);
 void set_log_level(LogLevel min_level);

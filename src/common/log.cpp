@@ -43,7 +43,21 @@ void emit_log(LogLevel level, std::string_view line) {
     return;
   }
   std::string out = "coraft ";
-  out.append(to_string(level)).append(": ").append(line).push_back('\n');
+  out.append(to_string(level)).append(": ");
+  // One line per call, whatever the text holds: control characters (a newline, an escape
+  // sequence) are written as \xNN, so text from outside cannot forge or hide lines.
+  for (char c : line) {
+    auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      static constexpr char hex[] = "0123456789abcdef";
+      out += "\\x";
+      out.push_back(hex[u >> 4]);
+      out.push_back(hex[u & 0xf]);
+    } else {
+      out.push_back(c);
+    }
+  }
+  out.push_back('\n');
   std::fwrite(out.data(), 1, out.size(), stderr);
 }
 

@@ -35,6 +35,11 @@ void FrameReader::reset_limits(const CodecLimits& limits, std::size_t chunk_byte
   chunk_bytes_ = round_to_words(std::max(chunk_bytes, read_bytes_min * 2));
 }
 
+std::size_t FrameReader::pending_frame_bytes() const {
+  auto size = frame_size();
+  return size ? *size : 0;
+}
+
 FrameReader::Owned FrameReader::take_chunk(std::size_t bytes) {
   for (auto it = spares_.begin(); it != spares_.end(); ++it) {
     if (it->words.use_count() == 1 && it->bytes >= bytes) {

@@ -43,6 +43,9 @@ class FrameReader {
 
   // Bytes received but not yet handed out as frames.
   [[nodiscard]] std::size_t buffered_bytes() const noexcept { return end_ - begin_; }
+  // The size of the frame being received, once its segment table has arrived; 0 before that
+  // (or when the table breaks the limits, which next() reports).
+  [[nodiscard]] std::size_t pending_frame_bytes() const;
   // Chunks allocated so far (for tests of reuse).
   [[nodiscard]] std::size_t chunks_allocated() const noexcept { return chunks_allocated_; }
 

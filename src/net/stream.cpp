@@ -1,5 +1,6 @@
 #include "net/stream.hpp"
 
+#include <openssl/bio.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <asio/connect.hpp>
@@ -7,6 +8,10 @@
 #include <asio/ssl.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
+
+#include <coraft/text.hpp>
+
+#include "net/log_guard.hpp"
 
 namespace coraft::net {
 namespace {
@@ -22,6 +27,19 @@ bool names(X509* cert, const std::string& name) {
   return X509_check_host(cert, name.data(), name.size(), flags, nullptr) == 1;
 }
 
+// The certificate's subject as one line, escaped and bounded: a peer chose it.
+std::string subject_of(X509* cert) {
+  if (cert == nullptr) return "none";
+  BIO* bio = BIO_new(BIO_s_mem());
+  if (bio == nullptr) return "?";
+  X509_NAME_print_ex(bio, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253);
+  char* data = nullptr;
+  long n = BIO_get_mem_data(bio, &data);
+  std::string subject = printable(std::string_view(data, n > 0 ? static_cast<std::size_t>(n) : 0));
+  BIO_free(bio);
+  return subject;
+}
+
 }  // namespace
 
 bool certificate_names(asio::ssl::context& ctx, const std::string& name) {
@@ -29,16 +47,45 @@ bool certificate_names(asio::ssl::context& ctx, const std::string& name) {
 }
 
 Stream::Stream(const asio::any_io_executor& ex, asio::ssl::context* tls) : plain_(ex) {
-  if (tls) tls_ = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket>>(ex, *tls);
+  if (tls) {
+    tls_ = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket>>(ex, *tls);
+    watch_verification();
+  }
 }
 
 Stream::Stream(asio::ip::tcp::socket socket, asio::ssl::context* tls)
     : plain_(socket.get_executor()) {
   if (tls) {
     tls_ = std::make_unique<asio::ssl::stream<asio::ip::tcp::socket>>(std::move(socket), *tls);
+    watch_verification();
   } else {
     plain_ = std::move(socket);
   }
+}
+
+void Stream::watch_verification() {
+  // OpenSSL's own error says only "certificate verify failed"; record which check failed and
+  // on which certificate. The outcome itself is OpenSSL's: this only watches.
+  std::error_code ignored;
+  tls_->set_verify_callback(
+      [this](bool preverified, asio::ssl::verify_context& ctx) {
+        if (!preverified && verify_failure_.empty()) {
+          X509_STORE_CTX* store = ctx.native_handle();
+          int error = X509_STORE_CTX_get_error(store);
+          verify_failure_ =
+              detail::concat(X509_verify_cert_error_string(error), " (certificate ",
+                             X509_STORE_CTX_get_error_depth(store), " of the chain, subject '",
+                             subject_of(X509_STORE_CTX_get_current_cert(store)), "')");
+        }
+        return preverified;
+      },
+      ignored);
+}
+
+std::string Stream::handshake_failure(const std::error_code& ec) const {
+  std::string text = ec.message();
+  if (!verify_failure_.empty()) text += ": " + verify_failure_;
+  return text;
 }
 
 Stream::~Stream() = default;

@@ -44,6 +44,11 @@ class Stream {
   // Writes every buffer, in order, as one gathered write.
   [[nodiscard]] asio::awaitable<std::error_code> write(const std::vector<asio::const_buffer>& bufs);
 
+  // What made handshake() fail with `ec`: ec's message and, when this side refused the peer's
+  // certificate, the verification error and the subject of the certificate it concerned
+  // (escaped and bounded: the peer chose it).
+  [[nodiscard]] std::string handshake_failure(const std::error_code& ec) const;
+
   // True when the peer's verified certificate names `name` (see certificate_names); always true
   // for plain TCP, which has no certificate. Call after handshake().
   [[nodiscard]] bool peer_certificate_names(const std::string& name) const;
@@ -56,8 +61,12 @@ class Stream {
   asio::ip::tcp::socket& socket() noexcept;
   [[nodiscard]] const asio::ip::tcp::socket& socket() const noexcept;
 
+  void watch_verification();
+
   asio::ip::tcp::socket plain_;
   std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket>> tls_;
+  // The first certificate verification failure of the handshake, described; empty if none.
+  std::string verify_failure_;
 };
 
 }  // namespace coraft::net

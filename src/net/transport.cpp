@@ -1,4 +1,8 @@
 // TcpTransport: setup, the public calls, and the accepting side of every connection.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <exception>
 
 #include <asio/co_spawn.hpp>
@@ -16,6 +20,9 @@ namespace {
 
 constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
 using namespace asio::experimental::awaitable_operators;
+
+// The reason a refused plaintext handshake is given, whatever the refusal's cause.
+constexpr std::string_view refusal_reason = "refused; the receiving node's log says why";
 
 Result<std::unique_ptr<asio::ssl::context>> make_tls(const TlsConfig& c) {
   auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls);
@@ -103,6 +110,7 @@ TcpTransport::Impl::Impl(asio::any_io_executor ex_, TransportConfig config_,
       on_receive(std::move(on_receive_)),
       acceptor(ex),
       rng(config.seed ^ (config.self.value() * 0x9e3779b97f4a7c15ull)),
+      accept_backoff(ex),
       drained(ex) {
   handshake_limits.frame_bytes_max = handshake_frame_bytes_max;
   handshake_limits.segments_max = 4;
@@ -145,24 +153,94 @@ asio::awaitable<void> TcpTransport::Impl::accept_loop() {
     auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
     if (stopping) co_return;
     if (ec) {
-      log(LogLevel::warn, "net: node ", config.self, ": accept failed: ", ec.message());
-      if (ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) co_return;
+      ++inbound_counts.accept_errors;
+      if (ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor) {
+        log(LogLevel::warn, "net: node ", config.self, ": accept failed: ", ec.message());
+        co_return;
+      }
+      if (out_of_resources(ec)) {
+        accept_backoff.expires_after(accept_backoff_delay(ec));
+        co_await accept_backoff.async_wait(use_tuple);
+      } else {
+        log_limited(refusal_log, LogLevel::warn, "net: node ", config.self,
+                    ": accept failed: ", ec.message());
+      }
       continue;
+    }
+    if (accept_failures > 0) {
+      log_limited(refusal_log, LogLevel::info, "net: node ", config.self,
+                  ": accepting connections again after ", accept_failures, " failed accepts");
+      accept_failures = 0;
     }
     std::error_code ignored;
     auto remote = socket.remote_endpoint(ignored);
     std::string who = remote.address().to_string() + ":" + std::to_string(remote.port());
-    if (inbound.size() >= config.inbound_connections_max) {
-      log(LogLevel::error, "net: node ", config.self, ": refused connection from ", who, ": ",
-          inbound.size(), " inbound connections already open (inbound_connections_max)");
-      socket.close(ignored);
-      continue;
-    }
+    ++inbound_counts.accepted;
+    make_room(remote.address());
     socket.set_option(asio::ip::tcp::no_delay(true), ignored);
-    inbound.push_back(
-        Inbound{std::make_unique<Stream>(std::move(socket), tls.get()), who, no_node});
+    Inbound& in = inbound.emplace_back();
+    in.stream = std::make_unique<Stream>(std::move(socket), tls.get());
+    in.remote = std::move(who);
+    in.source = remote.address();
     spawn(serve(std::prev(inbound.end())), "inbound connection");
   }
+}
+
+bool TcpTransport::Impl::out_of_resources(const std::error_code& ec) {
+  if (ec.category() != asio::error::get_system_category()) return false;
+  return ec.value() == EMFILE || ec.value() == ENFILE || ec.value() == ENOMEM ||
+         ec.value() == ENOBUFS;
+}
+
+std::chrono::milliseconds TcpTransport::Impl::accept_backoff_delay(const std::error_code& ec) {
+  // The pending connection stays queued, so accepting again at once fails again at once: wait,
+  // longer each time, and say once per episode what is wrong.
+  if (accept_failures++ == 0 && descriptors_reported) {
+    log_limited(refusal_log, LogLevel::warn, "net: node ", config.self,
+                ": cannot accept connections again: ", ec.message());
+  } else if (accept_failures == 1) {
+    descriptors_reported = true;
+    rlimit limit{};
+    ::getrlimit(RLIMIT_NOFILE, &limit);
+    log(LogLevel::error, "net: node ", config.self, ": cannot accept connections: ", ec.message(),
+        ". The descriptor limit (RLIMIT_NOFILE ", limit.rlim_cur,
+        ") is too low for this node's connections: raise it well above handshakes_max (",
+        config.handshakes_max, ") + inbound_connections_max (", config.inbound_connections_max,
+        ") + twice the peers. Accepting is retried with a growing delay meanwhile");
+  }
+  auto shift = std::min<std::uint64_t>(accept_failures - 1, 7);
+  return std::chrono::milliseconds(5) * (std::uint64_t{1} << shift);
+}
+
+void TcpTransport::Impl::make_room(const asio::ip::address& source) {
+  // `inbound` is in order of arrival, so the first match is the oldest.
+  std::size_t all = 0;
+  std::size_t same = 0;
+  Inbound* oldest = nullptr;
+  Inbound* oldest_same = nullptr;
+  for (Inbound& in : inbound) {
+    if (!in.handshaking || !in.stream->is_open()) continue;
+    ++all;
+    if (!oldest) oldest = &in;
+    if (in.source == source) {
+      ++same;
+      if (!oldest_same) oldest_same = &in;
+    }
+  }
+  Inbound* victim = same >= config.handshakes_per_source_max ? oldest_same
+                    : all >= config.handshakes_max           ? oldest
+                                                             : nullptr;
+  if (!victim) return;
+  ++inbound_counts.evicted;
+  log_limited(
+      refusal_log, LogLevel::info, "net: node ", config.self, ": closing a connection from ",
+      victim->remote, " still in its handshake to make room for a newer one (",
+      same >= config.handshakes_per_source_max ? "handshakes_per_source_max " : "handshakes_max ",
+      same >= config.handshakes_per_source_max ? config.handshakes_per_source_max
+                                               : config.handshakes_max,
+      ")");
+  victim->evicted = true;
+  victim->stream->close();
 }
 
 asio::awaitable<void> TcpTransport::Impl::serve(std::list<Inbound>::iterator it) {
@@ -171,24 +249,31 @@ asio::awaitable<void> TcpTransport::Impl::serve(std::list<Inbound>::iterator it)
   std::optional<Result<NodeId>> outcome;
   bool timed_out = false;
   {
-    asio::steady_timer deadline(ex, config.handshake_timeout);
+    asio::steady_timer deadline(ex, config.inbound_handshake_timeout);
     co_await (accept_handshake(in, reader, outcome) || expire(deadline, *in.stream, timed_out));
   }
-  if (!stopping && (timed_out || !outcome || !*outcome)) {
-    std::string why = timed_out || !outcome ? std::string("no handshake within handshake_timeout")
-                                            : outcome->error().message();
-    log(LogLevel::error, "net: node ", config.self, ": refused connection from ", in.remote, ": ",
-        why);
+  in.handshaking = false;
+  if (in.evicted) {
+    // Counted and logged (within limits) by make_room.
+  } else if (!stopping && (timed_out || !outcome || !*outcome)) {
+    ++inbound_counts.refused;
+    std::string why = timed_out  ? std::string("no handshake within inbound_handshake_timeout")
+                      : !outcome ? std::string("closed during the handshake")
+                                 : printable(outcome->error().message(), logged_line_text_max);
+    // Anyone can connect: a refusal is worth a warning, not an error, and a limited number.
+    log_limited(refusal_log, LogLevel::warn, "net: node ", config.self,
+                ": refused connection from ", in.remote, ": ", why);
   } else if (!stopping && !find(**outcome)) {
     log(LogLevel::info, "net: node ", config.self, ": closing connection from node ", **outcome,
         " (", in.remote, "): it was removed as a peer during the handshake");
   } else if (!stopping) {
+    ++inbound_counts.authenticated;
     in.sender = **outcome;
     supersede(in);
     reader.reset_limits(config.limits, config.receive_chunk_bytes);
     in.last_received = std::chrono::steady_clock::now();
-    if (config.idle_timeout.count() > 0) {
-      co_await (receive_loop(in, reader) || watch_idle(in));
+    if (config.idle_timeout.count() > 0 || config.frame_timeout.count() > 0) {
+      co_await (receive_loop(in, reader) || watch_progress(in));
     } else {
       co_await receive_loop(in, reader);
     }
@@ -202,8 +287,9 @@ void TcpTransport::Impl::supersede(const Inbound& newest) {
   // (its end died without closing it): close it rather than let such connections pile up.
   for (Inbound& other : inbound) {
     if (&other != &newest && other.sender == newest.sender && other.stream->is_open()) {
-      log(LogLevel::info, "net: node ", config.self, ": a new connection from node ", newest.sender,
-          " replaces the one from ", other.remote);
+      log_limited(inbound_log, LogLevel::info, "net: node ", config.self,
+                  ": a new connection from node ", newest.sender, " replaces the one from ",
+                  other.remote);
       other.stream->close();
     }
   }
@@ -212,7 +298,7 @@ void TcpTransport::Impl::supersede(const Inbound& newest) {
 asio::awaitable<void> TcpTransport::Impl::accept_handshake(Inbound& in, FrameReader& reader,
                                                            std::optional<Result<NodeId>>& out) {
   if (auto ec = co_await in.stream->handshake(false); ec) {
-    out = Error(Errc::peer_rejected, "TLS handshake failed: " + ec.message());
+    out = Error(Errc::peer_rejected, "TLS handshake failed: " + in.stream->handshake_failure(ec));
     co_return;
   }
   auto frame = co_await read_frame(*in.stream, reader);
@@ -229,8 +315,14 @@ asio::awaitable<void> TcpTransport::Impl::accept_handshake(Inbound& in, FrameRea
   if (sender) {
     if (auto named = check_identity(*in.stream, *sender); !named) sender = named.error();
   }
-  HandshakeReply reply{sender.ok(), protocol_version, config.cluster_id, config.self,
-                       sender.ok() ? std::string() : sender.error().detail};
+  // A verified peer is no longer a candidate for make_room while its reply goes out.
+  if (sender) in.handshaking = false;
+  // A refusal tells a plaintext stranger nothing of this node's configuration (not its cluster
+  // id, node id or peers): only a peer whose certificate the cluster CA signed learns why.
+  std::string reason;
+  if (!sender) reason = in.stream->tls() ? sender.error().detail : std::string(refusal_reason);
+  HandshakeReply reply{sender.ok(), protocol_version, sender ? config.cluster_id : 0,
+                       sender ? config.self : no_node, std::move(reason)};
   auto frame_out = encode(std::move(reply), config.limits);
   CORAFT_ASSERT(frame_out.ok(), "a handshake reply always fits a frame");
   auto ec = co_await in.stream->write(frame_out->buffers());
@@ -257,6 +349,15 @@ Result<NodeId> TcpTransport::Impl::check_handshake(const FrameBody& body) const 
     return Error(Errc::peer_rejected,
                  detail::concat("unknown sender node ", h->sender, " (not a configured peer)"));
   }
+  std::size_t others = 0;
+  for (const Inbound& in : inbound) {
+    others += in.sender != no_node && in.sender != h->sender && in.stream->is_open();
+  }
+  if (others >= config.inbound_connections_max) {
+    return Error(Errc::overloaded, detail::concat(others,
+                                                  " authenticated connections are open "
+                                                  "(inbound_connections_max)"));
+  }
   if (h->receiver != no_node && h->receiver != config.self) {
     return Error(Errc::peer_rejected,
                  detail::concat("addressed to node ", h->receiver, ", this is node ", config.self));
@@ -275,16 +376,54 @@ Result<void> TcpTransport::Impl::check_identity(const Stream& s, NodeId claimed)
                      "certificate without one)"));
 }
 
-asio::awaitable<void> TcpTransport::Impl::watch_idle(Inbound& in) {
+void TcpTransport::Impl::track_frame(Inbound& in, const FrameReader& reader) {
+  // Called once every complete frame was handed out: what remains is the start of the next.
+  if (reader.buffered_bytes() == 0) {
+    in.frame_started.reset();
+    return;
+  }
+  if (!in.frame_started) in.frame_started = in.last_received;
+  in.frame_bytes = reader.pending_frame_bytes();
+}
+
+std::optional<std::chrono::steady_clock::time_point> TcpTransport::Impl::frame_deadline(
+    const Inbound& in) const {
+  if (config.frame_timeout.count() <= 0 || !in.frame_started) return std::nullopt;
+  auto rate = std::max<std::size_t>(config.frame_bytes_per_second_min, 1);
+  auto transfer = std::chrono::milliseconds(in.frame_bytes * 1000 / rate);
+  return *in.frame_started + config.frame_timeout + transfer;
+}
+
+asio::awaitable<void> TcpTransport::Impl::watch_progress(Inbound& in) {
+  using clock = std::chrono::steady_clock;
   asio::steady_timer timer(ex);
-  for (;;) {
-    timer.expires_at(in.last_received + config.idle_timeout);
+  std::string why;
+  while (why.empty()) {
+    // A frame that starts while this sleeps is noticed within a quarter of frame_timeout.
+    auto wake = clock::time_point::max();
+    if (config.idle_timeout.count() > 0) wake = in.last_received + config.idle_timeout;
+    if (auto frame = frame_deadline(in)) wake = std::min(wake, *frame);
+    if (config.frame_timeout.count() > 0)
+      wake = std::min(wake, clock::now() + config.frame_timeout / 4);
+    timer.expires_at(wake);
     auto [ec] = co_await timer.async_wait(use_tuple);
     if (ec || stopping) co_return;  // the connection ended first
-    if (std::chrono::steady_clock::now() - in.last_received >= config.idle_timeout) break;
+    auto now = clock::now();
+    if (config.idle_timeout.count() > 0 && now - in.last_received >= config.idle_timeout) {
+      why = detail::concat("nothing received for idle_timeout (", config.idle_timeout.count(),
+                           " ms)");
+    } else if (auto frame = frame_deadline(in); frame && now >= *frame) {
+      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now - *in.frame_started);
+      why = detail::concat(
+          "a frame",
+          in.frame_bytes ? detail::concat(" of ", in.frame_bytes, " bytes") : std::string(),
+          " still incomplete after ", ms.count(), " ms (frame_timeout ",
+          config.frame_timeout.count(), " ms, frame_bytes_per_second_min ",
+          config.frame_bytes_per_second_min, ")");
+    }
   }
-  log(LogLevel::info, "net: node ", config.self, ": closing connection from node ", in.sender, " (",
-      in.remote, "): nothing received for idle_timeout (", config.idle_timeout.count(), " ms)");
+  log_limited(inbound_log, LogLevel::info, "net: node ", config.self,
+              ": closing connection from node ", in.sender, " (", in.remote, "): ", why);
   in.stream->close();
 }
 
@@ -293,11 +432,13 @@ asio::awaitable<void> TcpTransport::Impl::receive_loop(Inbound& in, FrameReader&
     for (;;) {
       auto next = reader.next();
       if (!next) {
-        log(LogLevel::error, "net: node ", config.self, ": closing connection from node ",
-            in.sender, " (", in.remote, "): ", next.error().message());
+        log_limited(inbound_log, LogLevel::error, "net: node ", config.self,
+                    ": closing connection from node ", in.sender, " (", in.remote,
+                    "): ", printable(next.error().message(), logged_line_text_max));
         co_return;
       }
       if (!*next) break;
+      in.frame_started.reset();  // a frame completed; the next one starts its own clock
       auto body = decode(**next, config.limits);
       // A keepalive only shows the peer is alive, which its arrival already recorded.
       if (body && std::holds_alternative<Keepalive>(*body)) continue;
@@ -305,19 +446,22 @@ asio::awaitable<void> TcpTransport::Impl::receive_loop(Inbound& in, FrameReader&
       if (!message) {
         std::string why = body ? detail::concat("unexpected ", frame_kind(*body), " frame")
                                : body.error().message();
-        log(LogLevel::error, "net: node ", config.self, ": closing connection from node ",
-            in.sender, " (", in.remote, "): ", why);
+        log_limited(inbound_log, LogLevel::error, "net: node ", config.self,
+                    ": closing connection from node ", in.sender, " (", in.remote,
+                    "): ", printable(why, logged_line_text_max));
         co_return;
       }
       on_receive(core::Message{in.sender, config.self, std::move(*message)});
       // The handler may have stopped the transport or removed the sender.
       if (stopping || !in.stream->is_open()) co_return;
     }
+    track_frame(in, reader);
     auto [ec, n] = co_await in.stream->read_some(reader.prepare());
     if (ec) {
       if (!stopping) {
-        log(LogLevel::info, "net: node ", config.self, ": connection from node ", in.sender,
-            " closed: ", ec == asio::error::eof ? std::string("end of stream") : ec.message());
+        log_limited(inbound_log, LogLevel::info, "net: node ", config.self,
+                    ": connection from node ", in.sender, " closed: ",
+                    ec == asio::error::eof ? std::string("end of stream") : ec.message());
       }
       co_return;
     }
@@ -421,6 +565,7 @@ void TcpTransport::stop() {
   t.stopping = true;
   std::error_code ignored;
   t.acceptor.close(ignored);
+  t.accept_backoff.cancel();
   for (auto& [id, p] : t.peers) {
     if (p->stream) p->stream->close();
     p->wake.cancel();
@@ -488,6 +633,15 @@ TcpTransport::PeerStats TcpTransport::peer_stats(NodeId peer) const {
   CORAFT_REQUIRE(p != nullptr, "peer_stats for a node that is not a peer", peer);
   return {p->connected, p->queue.size(), p->queued_bytes,
           p->connects,  p->frames_sent,  p->keepalives_sent};
+}
+
+TcpTransport::InboundStats TcpTransport::inbound_stats() const {
+  InboundStats s = impl_->inbound_counts;
+  s.handshaking = 0;
+  for (const Inbound& in : impl_->inbound) s.handshaking += in.handshaking && in.stream->is_open();
+  s.lines_suppressed =
+      impl_->refusal_log.suppressed_total() + impl_->inbound_log.suppressed_total();
+  return s;
 }
 
 std::size_t TcpTransport::inbound_connections() const {

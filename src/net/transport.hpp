@@ -10,10 +10,14 @@
 //   between reconnect_delay_min and reconnect_delay_max.
 // - An acceptor. Each accepted connection must open with a handshake from a configured peer of
 //   this cluster and version (with TLS, one whose certificate names it); it is then only read
-//   from, and closed when it stays silent for idle_timeout. Its frames are decoded in place and
+//   from, and closed when it stays silent for idle_timeout or a frame takes longer to arrive
+//   than frame_timeout and frame_bytes_per_second_min allow. Its frames are decoded in place and
 //   delivered to the receive handler with `from` set to the authenticated sender. A newer
 //   connection from the same peer replaces an older one, so connections whose far end died
-//   unnoticed do not pile up.
+//   unnoticed do not pile up. Connections still in their handshake are few and short-lived
+//   (handshakes_max, handshakes_per_source_max, inbound_handshake_timeout): past a limit, the
+//   newest connection closes the oldest such one, so strangers holding connections open cannot
+//   keep peers out; an authenticated connection is never closed to make room.
 // - Keepalives. An outbound connection that has sent nothing for keepalive_interval sends a
 //   keepalive frame, so that a connection with no traffic (say, between two followers) is not
 //   closed as idle by its acceptor. The acceptor counts it as liveness and delivers nothing.
@@ -29,7 +33,10 @@
 // - Peers may be added and removed while it runs (add_peer, remove_peer).
 // - Everything runs on the one executor given: call every member from that executor's thread
 //   (or, for a strand, from within it).
-// - Bad input from the network closes that connection with a logged error and nothing else.
+// - Bad input from the network closes that connection with a logged reason and nothing else.
+//   The log stays bounded and truthful under a flood: lines a stranger can provoke are
+//   rate-limited (the next line let through counts those left out), a dial failure is logged
+//   once per outage, and peer-supplied text is escaped and cut short before it is logged.
 #pragma once
 
 #include <chrono>
@@ -87,6 +94,12 @@ class Transport {
 // Mutual TLS: each side presents a certificate and must be shown one signed by the cluster CA
 // that names the node the peer is.
 //
+// Without TLS nothing is authenticated: whoever can reach the listening port and knows (or
+// guesses) the cluster id and a peer's node id can speak as that peer, and read nothing but can
+// make this node believe anything. Plaintext is for networks only trusted machines can reach;
+// anywhere else, TLS is what keeps strangers out. A refused plaintext handshake is told only
+// "refused" (no cluster id, node id or reason), so probing the port reveals no configuration.
+//
 // The identity rule: node N's certificate names it when it carries a DNS subjectAltName equal to
 // certificate_name(config, N), that is "node-<N>" ("node-7"), or "<cluster_name>-node-<N>"
 // ("blue-node-7") when cluster_name is set. A certificate without any DNS subjectAltName may name
@@ -116,16 +129,34 @@ struct TransportConfig {
   // At most this many bytes of queued frames go into one gathered write.
   std::size_t write_batch_bytes_max = std::size_t{4} << 20;
   std::size_t receive_chunk_bytes = std::size_t{1} << 20;
-  // Accepted connections open at once, authenticated or not; more are closed on arrival.
+  // Accepted connections that have not finished their handshake yet (TLS and the peer
+  // handshake), in all and from one source address. A connection that arrives past either
+  // limit closes the oldest handshaking connection it competes with, rather than being refused:
+  // strangers holding connections open cannot lock peers out, since a peer's connection only has
+  // to finish its handshake before that many newer ones arrive. Authenticated connections are
+  // never closed to make room.
+  std::size_t handshakes_max = 64;
+  std::size_t handshakes_per_source_max = 16;
+  // An accepted connection must finish TLS and the peer handshake within this.
+  std::chrono::milliseconds inbound_handshake_timeout{1000};
+  // Authenticated inbound connections open at once; a handshake past this is refused. Each peer
+  // holds at most one (a newer one replaces the older), so it binds only with more peers.
   std::size_t inbound_connections_max = 256;
   std::chrono::milliseconds reconnect_delay_min{10};
   std::chrono::milliseconds reconnect_delay_max{2000};
-  // Connecting, the TLS handshake and the peer handshake must finish within this.
+  // Dialling: connecting, the TLS handshake and the peer handshake must finish within this.
   std::chrono::milliseconds handshake_timeout{2000};
   // An inbound connection that completed its handshake and then receives no byte for this long
   // is closed (its peer dials again if it is alive). Peers' keepalives keep healthy connections
   // that carry nothing else open. Zero disables the check.
   std::chrono::milliseconds idle_timeout{5000};
+  // A frame on an authenticated inbound connection, once its first bytes arrived, must arrive
+  // whole within frame_timeout plus its size at frame_bytes_per_second_min, or the connection
+  // is closed: bytes trickling in keep idle_timeout from firing, but cannot hold a connection
+  // and its receive buffer for ever. The check runs at least every quarter of frame_timeout.
+  // Zero disables it.
+  std::chrono::milliseconds frame_timeout{10000};
+  std::size_t frame_bytes_per_second_min = std::size_t{1} << 20;
   // An outbound connection that has sent nothing for this long sends a keepalive frame. Unset:
   // a third of idle_timeout, or no keepalives when idle_timeout is zero. Zero disables them.
   // When both are non-zero it must be shorter than idle_timeout (start() refuses otherwise).
@@ -133,7 +164,7 @@ struct TransportConfig {
   // idle_timeout, or set this below the smallest of theirs. A peer built before keepalives
   // existed closes the connection on one (an unknown frame kind): set zero while any remain.
   std::optional<std::chrono::milliseconds> keepalive_interval;
-  std::optional<TlsConfig> tls;  // plaintext when empty
+  std::optional<TlsConfig> tls;  // plaintext, which authenticates nothing, when empty
   std::uint64_t seed = 1;        // seeds the reconnect jitter
 };
 
@@ -179,6 +210,17 @@ class TcpTransport final : public Transport {
   [[nodiscard]] PeerStats peer_stats(NodeId peer) const;
   // Inbound connections that completed their handshake and are open.
   [[nodiscard]] std::size_t inbound_connections() const;
+
+  struct InboundStats {
+    std::size_t handshaking = 0;         // accepted connections in their handshake now
+    std::uint64_t accepted = 0;          // connections accepted so far
+    std::uint64_t authenticated = 0;     // handshakes accepted so far
+    std::uint64_t refused = 0;           // handshakes refused, failed or timed out so far
+    std::uint64_t evicted = 0;           // handshaking connections closed to make room so far
+    std::uint64_t accept_errors = 0;     // failed accepts (say, out of descriptors) so far
+    std::uint64_t lines_suppressed = 0;  // log lines left out by the rate limits so far
+  };
+  [[nodiscard]] InboundStats inbound_stats() const;
 
   struct Impl;
 

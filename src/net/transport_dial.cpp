@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <chrono>
 #include <optional>
+#include <vector>
 
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
@@ -27,25 +28,32 @@ void TcpTransport::Impl::start_dialling(Peer& p) {
 
 asio::awaitable<void> TcpTransport::Impl::dial_loop(Peer& p) {
   unsigned attempt = 0;
+  // The current outage: failed attempts, when it began, and the kinds of failure logged.
+  std::uint64_t failures = 0;
+  std::chrono::steady_clock::time_point outage_start{};
+  std::vector<std::error_code> reported;
   while (!stopping && !p.removed) {
     auto established = co_await establish(p);
     if (established) {
       attempt = 0;
       p.connected = true;
       ++p.connects;
+      std::string after;
+      if (failures > 0) {
+        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::steady_clock::now() - outage_start);
+        after = detail::concat(" after ", failures, " failed attempt", failures == 1 ? "" : "s",
+                               " over ", ms.count(), " ms");
+      }
+      failures = 0;
+      reported.clear();
       log(LogLevel::info, "net: node ", config.self, ": connected to node ", p.address.id, " at ",
-          p.address.host, ":", p.address.port, p.stream->tls() ? " (TLS)" : "");
+          p.address.host, ":", p.address.port, p.stream->tls() ? " (TLS)" : "", after);
       co_await (write_loop(p) || watch_close(p));
       p.connected = false;
     } else if (!stopping && !p.removed) {
-      const Error& e = established.error();
-      // A refused handshake is a configuration error worth shouting about every time; a peer
-      // that is merely down is reported once per outage.
-      auto level = e.is(Errc::peer_rejected) || e.is(Errc::protocol_error) ? LogLevel::error
-                   : attempt == 0                                          ? LogLevel::warn
-                                                                           : LogLevel::debug;
-      log(level, "net: node ", config.self, ": cannot connect to node ", p.address.id, " at ",
-          p.address.host, ":", p.address.port, ": ", e.message());
+      if (failures++ == 0) outage_start = std::chrono::steady_clock::now();
+      report_dial_failure(p, established.error(), failures, reported);
     }
     if (p.stream) p.stream->close();
     if (stopping || p.removed) break;
@@ -59,6 +67,23 @@ asio::awaitable<void> TcpTransport::Impl::dial_loop(Peer& p) {
     // The last use of `p`: nothing else refers to a removed peer.
     retired.remove_if([&](const std::unique_ptr<Peer>& r) { return r.get() == &p; });
   }
+}
+
+void TcpTransport::Impl::report_dial_failure(const Peer& p, const Error& e, std::uint64_t failures,
+                                             std::vector<std::error_code>& reported) {
+  // Each kind of failure is logged once per outage (a refused handshake, a configuration error,
+  // as an error; a peer that is merely unreachable as a warning); repeats go to debug, and the
+  // connection, when it comes, says how many attempts failed.
+  bool refused = e.is(Errc::peer_rejected) || e.is(Errc::protocol_error);
+  bool first = std::find(reported.begin(), reported.end(), e.code) == reported.end();
+  LogLevel level = !first ? LogLevel::debug : refused ? LogLevel::error : LogLevel::warn;
+  if (first) reported.push_back(e.code);
+  log(level, "net: node ", config.self, ": cannot connect to node ", p.address.id, " at ",
+      p.address.host, ":", p.address.port, ": ", printable(e.message(), logged_line_text_max),
+      first ? detail::concat(" (attempt ", failures,
+                             "; further failures like it are counted, not "
+                             "logged, until it connects)")
+            : std::string());
 }
 
 asio::awaitable<Result<void>> TcpTransport::Impl::establish(Peer& p) {
@@ -97,7 +122,7 @@ asio::awaitable<void> TcpTransport::Impl::dial(Peer& p, std::optional<Result<voi
     co_return;
   }
   if (auto hec = co_await p.stream->handshake(true); hec) {
-    out = Error(Errc::peer_rejected, "TLS handshake failed: " + hec.message());
+    out = Error(Errc::peer_rejected, "TLS handshake failed: " + p.stream->handshake_failure(hec));
     co_return;
   }
   if (auto named = check_identity(*p.stream, p.address.id); !named) {
@@ -118,6 +143,13 @@ asio::awaitable<void> TcpTransport::Impl::dial(Peer& p, std::optional<Result<voi
     out = Error(Errc::peer_rejected, "no handshake reply: " + frame.error().detail);
     co_return;
   }
+  if (reader.buffered_bytes() > 0) {
+    // This connection only sends: a peer has nothing to say on it after its reply.
+    out = Error(Errc::protocol_error,
+                detail::concat("the peer sent ", reader.buffered_bytes(),
+                               " bytes after its handshake reply on a send-only connection"));
+    co_return;
+  }
   auto body = decode(*frame, handshake_limits);
   out = body ? check_reply(p, *body) : Result<void>(body.error());
 }
@@ -129,7 +161,7 @@ Result<void> TcpTransport::Impl::check_reply(const Peer& p, const FrameBody& bod
                  detail::concat("expected a handshake reply, received ", frame_kind(body)));
   }
   if (!r->accepted)
-    return Error(Errc::peer_rejected, "the peer refused the handshake: " + r->reason);
+    return Error(Errc::peer_rejected, "the peer refused the handshake: " + printable(r->reason));
   if (r->protocol_version != protocol_version || r->cluster_id != config.cluster_id ||
       r->node != p.address.id) {
     return Error(Errc::peer_rejected,

@@ -2,6 +2,7 @@
 // recorder and a bounded io_context runner.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <functional>
@@ -144,6 +145,18 @@ class LogRecorder {
       if (l.find(a) != std::string::npos && l.find(b) != std::string::npos) return true;
     }
     return false;
+  }
+  [[nodiscard]] std::size_t size() const { return lines_->size(); }
+  // Lines holding `text`.
+  [[nodiscard]] std::size_t count(std::string_view text) const {
+    std::size_t n = 0;
+    for (const auto& l : *lines_) n += l.find(text) != std::string::npos;
+    return n;
+  }
+  [[nodiscard]] std::size_t longest() const {
+    std::size_t n = 0;
+    for (const auto& l : *lines_) n = std::max(n, l.size());
+    return n;
   }
   [[nodiscard]] std::string all() const {
     std::string s;

@@ -1,14 +1,17 @@
 // Mutual TLS between peers. The certificates are made at test time with the openssl tool: a
 // cluster CA signing certificates that name nodes 1 and 2 (by DNS subjectAltName, by common name
 // only, and with the cluster name "blue"), and an unrelated CA signing an intruder's certificate.
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <string>
+#include <thread>
 
 #include <doctest/doctest.h>
 
+#include "flood.hpp"
 #include "transport_fixture.hpp"
 
 using namespace coraft;
@@ -30,8 +33,13 @@ class Certificates {
           make_cert("node2-cn", "ca", "node-2", "") &&
           make_cert("blue-node1", "ca", "blue-node-1", "blue-node-1") &&
           make_cert("blue-node2", "ca", "blue-node-2", "blue-node-2") &&
-          make_cert("intruder", "rogue-ca", "node-1", "node-1");
+          make_cert("intruder", "rogue-ca", "node-1", "node-1") &&
+          make_cert("node1-expired", "ca", "node-1", "node-1", "", 0) &&
+          make_cert("node1-codesign", "ca", "node-1", "node-1", "extendedKeyUsage=codeSigning\n");
+    made_at = std::chrono::steady_clock::now();
   }
+  // When the last certificate was made.
+  std::chrono::steady_clock::time_point made_at{};
   ~Certificates() {
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
@@ -52,24 +60,31 @@ class Certificates {
         "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=" +
         name + " -keyout " + name + ".key -out " + name + ".crt");
   }
-  // A certificate `file`.crt with subject common name `cn` and, unless `dns` is empty, that DNS
-  // subjectAltName.
+  // A certificate `file`.crt with subject common name `cn`, unless `dns` is empty that DNS
+  // subjectAltName, the extension lines `more`, valid for `days` (0: expired a second later).
   bool make_cert(const std::string& file, const std::string& ca, const std::string& cn,
-                 const std::string& dns) const {
+                 const std::string& dns, const std::string& more = "", int days = 2) const {
     std::string extensions;
-    if (!dns.empty()) {
-      std::ofstream(path(file + ".ext")) << "subjectAltName=DNS:" << dns << "\n";
+    if (!dns.empty() || !more.empty()) {
+      std::ofstream ext(path(file + ".ext"));
+      if (!dns.empty()) ext << "subjectAltName=DNS:" << dns << "\n";
+      ext << more;
       extensions = " -extfile " + file + ".ext";
     }
     return run("req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=" + cn +
                " -keyout " + file + ".key -out " + file + ".csr") &&
-           run("x509 -req -days 2 -in " + file + ".csr -CA " + ca + ".crt -CAkey " + ca +
-               ".key -CAcreateserial -out " + file + ".crt" + extensions);
+           run("x509 -req -days " + std::to_string(days) + " -in " + file + ".csr -CA " + ca +
+               ".crt -CAkey " + ca + ".key -CAcreateserial -out " + file + ".crt" + extensions);
   }
 
   std::string dir_;
   bool ok_ = false;
 };
+
+std::size_t flood_env(const char* name, std::size_t fallback) {
+  const char* v = std::getenv(name);
+  return v ? static_cast<std::size_t>(std::strtoull(v, nullptr, 10)) : fallback;
+}
 
 const Certificates& certificates() {
   static Certificates c;
@@ -179,6 +194,42 @@ TEST_CASE("a peer whose certificate another CA signed is refused") {
   CHECK(p.b->inbound_connections() == 0);
 }
 
+TEST_CASE("each TLS refusal logs the verification error and the certificate's subject") {
+  const auto& certs = certificates();
+  REQUIRE(certs.ok());
+  // The expired certificate's validity ends on the second it was made.
+  std::this_thread::sleep_until(certs.made_at + 1100ms);
+  LogRecorder logs;
+  std::string cert;
+  std::string cause;
+  SUBCASE("expired") {
+    cert = "node1-expired";
+    cause = "certificate has expired";
+  }
+  SUBCASE("signed by an unknown CA") {
+    cert = "intruder";
+    cause = "unable to get local issuer certificate";
+  }
+  SUBCASE("for another purpose") {
+    cert = "node1-codesign";
+    cause = "unsuitable certificate purpose";
+  }
+  CAPTURE(cert);
+  // Node 1 presents `cert` to node 2, which refuses it; and node 2, presenting the same
+  // certificate as node 1's server side would, is refused by node 1's dialler the same way.
+  Pair p(tls_config(n1, n2, certs.config(cert)), tls_config(n2, n1, certs.config("node2")));
+  check_refused(p, [&] {
+    return logs.contains("node 2: refused connection", cause) &&
+           logs.contains("node 2: refused connection", "subject 'CN=node-1'");
+  });
+  Pair q(tls_config(n2, n1, certs.config("node2")), tls_config(n1, n2, certs.config(cert)));
+  REQUIRE(q.a->send(timeout_now(n1)).ok());
+  REQUIRE(run_until(q.io, [&] {
+    return logs.contains("node 2: cannot connect to node 1", cause) &&
+           logs.contains("node 2: cannot connect to node 1", "subject 'CN=node-1'");
+  }));
+}
+
 TEST_CASE("a plaintext peer is refused by a TLS node") {
   const auto& certs = certificates();
   REQUIRE(certs.ok());
@@ -198,4 +249,41 @@ TEST_CASE("start fails clearly when a TLS file cannot be loaded") {
   REQUIRE(!started.ok());
   CHECK(started.error().is(Errc::invalid_argument));
   CHECK(started.error().detail.find("missing.key") != std::string::npos);
+}
+
+TEST_CASE("a restarted TLS peer reconnects while strangers flood the acceptor") {
+  const auto& certs = certificates();
+  REQUIRE(certs.ok());
+  const std::size_t connections = flood_env("CORAFT_NET_FLOOD_CONNECTIONS", 300);
+  const std::size_t sources = flood_env("CORAFT_NET_FLOOD_SOURCES", 3);
+  asio::io_context io;
+  TestNode b(io, tls_config(n2, n1, certs.config("node2")));
+  REQUIRE(b->start().ok());
+  Flood::Options o;
+  o.port = b->local_port();
+  o.connections = connections;
+  o.sources.clear();
+  for (std::size_t i = 1; i <= sources; ++i) o.sources.push_back("127.0.0." + std::to_string(i));
+  o.duration_max = 30s;
+  Flood flood(o);
+  run_for(io, 500ms);
+  // Node 1 starts mid-flood (its first handshake is as good as a restart's).
+  TestNode a(io, tls_config(n1, n2, certs.config("node1")));
+  REQUIRE(a->start().ok());
+  introduce(a, n1, b, n2);
+  const auto started = std::chrono::steady_clock::now();
+  REQUIRE(a->send(timeout_now(n2, Term(2))).ok());
+  bool delivered = run_until(
+      io, [&] { return b.inbox.size() == 1; }, 10s);
+  const auto took = std::chrono::steady_clock::now() - started;
+  const auto stats = b->inbound_stats();
+  flood.stop();
+  std::printf(
+      "TLS flood: %zu connections from %zu addresses, %llu evicted; node 1 delivered %.0f ms "
+      "after starting, after %llu connects\n",
+      connections, sources, static_cast<unsigned long long>(stats.evicted),
+      std::chrono::duration<double, std::milli>(took).count(),
+      static_cast<unsigned long long>(a->peer_stats(n2).connects));
+  CHECK(delivered);
+  CHECK(stop_all(io, {&a, &b}));
 }

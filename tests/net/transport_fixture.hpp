@@ -7,8 +7,12 @@
 #include <vector>
 
 #include <doctest/doctest.h>
+#include <asio/co_spawn.hpp>
 #include <asio/connect.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/as_tuple.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
 
 #include "net/transport.hpp"
@@ -110,7 +114,10 @@ struct Listener {
 // A plain TCP client on its own io_context, polled without blocking the transport's thread.
 class RawClient {
  public:
-  explicit RawClient(std::uint16_t port) {
+  // Connects from `source` (any address of 127.0.0.0/8 is this host's).
+  explicit RawClient(std::uint16_t port, const char* source = "127.0.0.1") {
+    socket_.open(asio::ip::tcp::v4());
+    socket_.bind(asio::ip::tcp::endpoint(asio::ip::make_address(source), 0));
     socket_.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
     socket_.non_blocking(true);
   }
@@ -163,6 +170,62 @@ class RawClient {
   asio::io_context ctx_;
   asio::ip::tcp::socket socket_{ctx_};
   std::vector<std::byte> received_;
+};
+
+}  // namespace coraft::net::test
+
+namespace coraft::net::test {
+
+// A listener on the test's io_context that answers every connection's first bytes with
+// `answer` (say, a handshake reply) and then holds the connection open until the far end closes.
+class FakePeer {
+ public:
+  FakePeer(asio::io_context& io, std::vector<std::byte> answer)
+      : acceptor_(io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)),
+        answer_(std::move(answer)) {
+    asio::co_spawn(io, accept_loop(), asio::detached);
+  }
+  ~FakePeer() {
+    std::error_code ignored;
+    acceptor_.close(ignored);
+    for (auto& s : *open_) s->close(ignored);
+  }
+  [[nodiscard]] std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
+  [[nodiscard]] std::size_t connections() const { return *accepted_; }
+
+ private:
+  asio::awaitable<void> accept_loop() {
+    auto open = open_;
+    auto accepted = accepted_;
+    for (;;) {
+      auto [ec, socket] =
+          co_await acceptor_.async_accept(asio::experimental::as_tuple(asio::use_awaitable));
+      if (ec) co_return;
+      ++*accepted;
+      auto s = std::make_shared<asio::ip::tcp::socket>(std::move(socket));
+      open->push_back(s);
+      asio::co_spawn(acceptor_.get_executor(), serve(s, answer_), asio::detached);
+    }
+  }
+  static asio::awaitable<void> serve(std::shared_ptr<asio::ip::tcp::socket> s,
+                                     std::vector<std::byte> answer) {
+    constexpr auto tuple = asio::experimental::as_tuple(asio::use_awaitable);
+    std::byte buf[4096];
+    auto [ec, n] = co_await s->async_read_some(asio::buffer(buf), tuple);
+    if (ec) co_return;
+    auto [wec, wn] = co_await asio::async_write(*s, asio::buffer(answer), tuple);
+    if (wec) co_return;
+    for (;;) {
+      auto [rec, rn] = co_await s->async_read_some(asio::buffer(buf), tuple);
+      if (rec) co_return;
+    }
+  }
+
+  asio::ip::tcp::acceptor acceptor_;
+  std::vector<std::byte> answer_;
+  std::shared_ptr<std::vector<std::shared_ptr<asio::ip::tcp::socket>>> open_ =
+      std::make_shared<std::vector<std::shared_ptr<asio::ip::tcp::socket>>>();
+  std::shared_ptr<std::size_t> accepted_ = std::make_shared<std::size_t>(0);
 };
 
 }  // namespace coraft::net::test
