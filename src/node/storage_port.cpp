@@ -158,19 +158,23 @@ Result<void> bootstrap(const std::string& data_dir, std::uint64_t cluster_id, No
   fs::create_directories(data_dir, ec);
   if (ec) return Error(Errc::storage_io, "bootstrap: create " + data_dir + ": " + ec.message());
 
+  // The hard state first: a log never holds entries of a term its hard state has not reached.
   asio::io_context io;
+  const std::string dir = node::log_dir(data_dir);
+  fs::create_directories(dir, ec);
+  if (ec) return Error(Errc::storage_io, "bootstrap: create " + dir + ": " + ec.message());
+  auto hs = storage::HardStateFile::open(io.get_executor(), dir);
+  if (!hs) return hs.error();
+  auto saved = node::run_blocking_save(io, *hs, storage::HardState{Term(1), no_node});
+  if (!saved) return saved;
   storage::LogOptions lo;
-  lo.dir = node::log_dir(data_dir);
+  lo.dir = dir;
   auto log = storage::SegmentedLog::open(io.get_executor(), lo);
   if (!log) return log.error();
   std::vector<Entry> first;
   first.push_back(Entry{Index(1), Term(1), EntryType::config, encode_configuration(initial)});
   auto appended = node::run_blocking_append(io, **log, std::move(first));
   if (!appended) return appended;
-  auto hs = storage::HardStateFile::open(io.get_executor(), lo.dir);
-  if (!hs) return hs.error();
-  auto saved = node::run_blocking_save(io, *hs, storage::HardState{Term(1), no_node});
-  if (!saved) return saved;
   return node::write_cluster_id(data_dir, cluster_id);
 }
 
