@@ -46,9 +46,21 @@ std::uint64_t Flags::size(std::string_view name, std::uint64_t fallback) const {
   std::uint64_t mult = 1;
   if (ec == std::errc() && p != s.data() + s.size() && p + 1 == s.data() + s.size()) {
     switch (*p) {
-      case 'k': case 'K': mult = 1ull << 10; ++p; break;
-      case 'm': case 'M': mult = 1ull << 20; ++p; break;
-      case 'g': case 'G': mult = 1ull << 30; ++p; break;
+      case 'k':
+      case 'K':
+        mult = 1ull << 10;
+        ++p;
+        break;
+      case 'm':
+      case 'M':
+        mult = 1ull << 20;
+        ++p;
+        break;
+      case 'g':
+      case 'G':
+        mult = 1ull << 30;
+        ++p;
+        break;
       default: break;
     }
   }
@@ -105,7 +117,9 @@ double Latencies::percentile_us(double p) {
   return static_cast<double>(ns_[rank - 1]) / 1000.0;
 }
 
-double Latencies::mean_us() const { return seen_ ? sum_ns_ / static_cast<double>(seen_) / 1000.0 : 0; }
+double Latencies::mean_us() const {
+  return seen_ ? sum_ns_ / static_cast<double>(seen_) / 1000.0 : 0;
+}
 
 void JsonLine::key(std::string_view k) {
   if (!body_.empty()) body_ += ',';
@@ -117,12 +131,15 @@ void JsonLine::key(std::string_view k) {
 JsonLine& JsonLine::num(std::string_view k, double v) {
   key(k);
   char buf[40];
-  int n = std::isfinite(v) ? std::snprintf(buf, sizeof buf, "%.6g", v) : std::snprintf(buf, sizeof buf, "null");
+  int n = std::isfinite(v) ? std::snprintf(buf, sizeof buf, "%.6g", v)
+                           : std::snprintf(buf, sizeof buf, "null");
   body_.append(buf, static_cast<std::size_t>(n));
   return *this;
 }
 
-void JsonLine::print() const { std::printf("%s\n", text().c_str()); }
+void JsonLine::print() const {
+  std::printf("%s\n", text().c_str());
+}
 
 JsonLine& JsonLine::str(std::string_view k, std::string_view v) {
   key(k);

@@ -20,9 +20,9 @@ namespace {
 const Command commands[] = {
     {"core", "core --payload BYTES [--nodes N] [--seconds T] [--json]", coraft::bench::run_core},
     {"net", "net --payload BYTES --entries N [--seconds T] [--json]", coraft::bench::run_net},
-    {"log", "log --payload BYTES --inflight C [--seconds T] [--dir DIR] [--json]", coraft::bench::run_log},
-    {"node",
-     "node --payload BYTES --outstanding N [--nodes N] [--seconds T] [--dir DIR] [--json]",
+    {"log", "log --payload BYTES --inflight C [--seconds T] [--dir DIR] [--json]",
+     coraft::bench::run_log},
+    {"node", "node --payload BYTES --outstanding N [--nodes N] [--seconds T] [--dir DIR] [--json]",
      coraft::bench::run_node},
     {nullptr, nullptr, nullptr},
 };

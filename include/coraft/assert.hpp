@@ -45,13 +45,13 @@ class Failure {
 
 }  // namespace coraft::detail
 
-#define CORAFT_DETAIL_CHECK(kind, cond, ...)                                                     \
-  do {                                                                                           \
-    if (!(cond)) [[unlikely]] {                                                                  \
-      ::coraft::detail::Failure coraft_failure_(kind, #cond, __FILE__, __LINE__, #__VA_ARGS__);  \
-      __VA_OPT__(coraft_failure_.values(__VA_ARGS__);)                                           \
-      coraft_failure_.abort();                                                                   \
-    }                                                                                            \
+#define CORAFT_DETAIL_CHECK(kind, cond, ...)                                                    \
+  do {                                                                                          \
+    if (!(cond)) [[unlikely]] {                                                                 \
+      ::coraft::detail::Failure coraft_failure_(kind, #cond, __FILE__, __LINE__, #__VA_ARGS__); \
+      __VA_OPT__(coraft_failure_.values(__VA_ARGS__);)                                          \
+      coraft_failure_.abort();                                                                  \
+    }                                                                                           \
   } while (false)
 
 #define CORAFT_ASSERT(cond, ...) CORAFT_DETAIL_CHECK("assertion failed", cond, __VA_ARGS__)

@@ -3,8 +3,8 @@
 
 #include <coraft/assert.hpp>
 #include <coraft/bytes.hpp>
-#include <coraft/error.hpp>
 #include <coraft/entry.hpp>
+#include <coraft/error.hpp>
 #include <coraft/log.hpp>
 #include <coraft/membership.hpp>
 #include <coraft/result.hpp>

@@ -16,10 +16,10 @@ class [[nodiscard]] Result {
   static_assert(!std::is_same_v<std::remove_cv_t<T>, Error>, "Result<Error> is ambiguous");
 
  public:
-  Result(const T& v) : v_(std::in_place_index<0>, v) {}            // NOLINT: implicit
-  Result(T&& v) : v_(std::in_place_index<0>, std::move(v)) {}      // NOLINT: implicit
-  Result(Error e) : v_(std::in_place_index<1>, std::move(e)) {}    // NOLINT: implicit
-  Result(Errc e) : v_(std::in_place_index<1>, Error(e)) {}         // NOLINT: implicit
+  Result(const T& v) : v_(std::in_place_index<0>, v) {}          // NOLINT: implicit
+  Result(T&& v) : v_(std::in_place_index<0>, std::move(v)) {}    // NOLINT: implicit
+  Result(Error e) : v_(std::in_place_index<1>, std::move(e)) {}  // NOLINT: implicit
+  Result(Errc e) : v_(std::in_place_index<1>, Error(e)) {}       // NOLINT: implicit
 
   [[nodiscard]] bool ok() const noexcept { return v_.index() == 0; }
   explicit operator bool() const noexcept { return ok(); }
@@ -68,8 +68,8 @@ template <>
 class [[nodiscard]] Result<void> {
  public:
   Result() = default;
-  Result(Error e) : err_(std::move(e)), failed_(true) {}   // NOLINT: implicit
-  Result(Errc e) : err_(e), failed_(true) {}               // NOLINT: implicit
+  Result(Error e) : err_(std::move(e)), failed_(true) {}  // NOLINT: implicit
+  Result(Errc e) : err_(e), failed_(true) {}              // NOLINT: implicit
 
   [[nodiscard]] bool ok() const noexcept { return !failed_; }
   explicit operator bool() const noexcept { return ok(); }

@@ -37,8 +37,7 @@ class Text {
   Text& add(const Error& e);
 
   template <class T>
-    requires(std::integral<T> && !std::same_as<T, bool> && !std::same_as<T, char>)
-  Text& add(T v) {
+  requires(std::integral<T> && !std::same_as<T, bool> && !std::same_as<T, char>) Text& add(T v) {
     if constexpr (std::is_signed_v<T>) {
       return add_signed(v);
     } else {
@@ -46,8 +45,7 @@ class Text {
     }
   }
   template <class T>
-    requires std::is_enum_v<T>
-  Text& add(T v) {
+  requires std::is_enum_v<T> Text& add(T v) {
     return add(static_cast<std::underlying_type_t<T>>(v));
   }
   template <class Tag, bool Counting>

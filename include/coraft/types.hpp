@@ -20,38 +20,26 @@ class Strong {
   friend constexpr bool operator==(Strong, Strong) noexcept = default;
   friend constexpr auto operator<=>(Strong, Strong) noexcept = default;
 
-  constexpr Strong& operator++() noexcept
-    requires Counting
-  {
+  constexpr Strong& operator++() noexcept requires Counting {
     ++v_;
     return *this;
   }
-  constexpr Strong& operator--() noexcept
-    requires Counting
-  {
+  constexpr Strong& operator--() noexcept requires Counting {
     --v_;
     return *this;
   }
-  constexpr Strong& operator+=(std::uint64_t n) noexcept
-    requires Counting
-  {
+  constexpr Strong& operator+=(std::uint64_t n) noexcept requires Counting {
     v_ += n;
     return *this;
   }
-  friend constexpr Strong operator+(Strong a, std::uint64_t n) noexcept
-    requires Counting
-  {
+  friend constexpr Strong operator+(Strong a, std::uint64_t n) noexcept requires Counting {
     return Strong(a.v_ + n);
   }
-  friend constexpr Strong operator-(Strong a, std::uint64_t n) noexcept
-    requires Counting
-  {
+  friend constexpr Strong operator-(Strong a, std::uint64_t n) noexcept requires Counting {
     return Strong(a.v_ - n);
   }
   // The distance between two positions. Precondition: a >= b.
-  friend constexpr std::uint64_t operator-(Strong a, Strong b) noexcept
-    requires Counting
-  {
+  friend constexpr std::uint64_t operator-(Strong a, Strong b) noexcept requires Counting {
     return a.v_ - b.v_;
   }
 

@@ -49,8 +49,14 @@ Failure::Failure(const char* kind, const char* condition, const char* file, int 
 
 void Failure::abort() noexcept {
   Text t;
-  t.add("coraft: ").add(kind_).add(": ").add(condition_).add("\n  at ").add(file_).add(':').add(
-      line_);
+  t.add("coraft: ")
+      .add(kind_)
+      .add(": ")
+      .add(condition_)
+      .add("\n  at ")
+      .add(file_)
+      .add(':')
+      .add(line_);
   auto names = split_names(context_names_ ? context_names_ : "");
   for (int i = 0; i < value_text_.count; ++i) {
     std::string_view name = i < static_cast<int>(names.size()) ? names[static_cast<std::size_t>(i)]

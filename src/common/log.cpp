@@ -16,12 +16,17 @@ std::function<void(LogLevel, std::string_view)>& sink() {
 
 }  // namespace
 
-void set_log_sink(std::function<void(LogLevel, std::string_view)> s) { sink() = std::move(s); }
+void set_log_sink(std::function<void(LogLevel, std::string_view)> s) {
+  sink() = std::move(s);
+}
 
-void set_log_level(LogLevel level) { min_level.store(static_cast<int>(level)); }
+void set_log_level(LogLevel level) {
+  min_level.store(static_cast<int>(level));
+}
 
 bool log_enabled(LogLevel level) noexcept {
-  return level != LogLevel::off && static_cast<int>(level) >= min_level.load(std::memory_order_relaxed);
+  return level != LogLevel::off &&
+         static_cast<int>(level) >= min_level.load(std::memory_order_relaxed);
 }
 
 std::string_view to_string(LogLevel level) noexcept {

@@ -34,6 +34,8 @@ Text& Text::add(const std::error_code& ec) {
   return add(ec.category().name()).add(':').add(ec.value()).add(" (").add(ec.message()).add(')');
 }
 
-Text& Text::add(const Error& e) { return add(e.message()); }
+Text& Text::add(const Error& e) {
+  return add(e.message());
+}
 
 }  // namespace coraft::detail

@@ -10,9 +10,13 @@ using coraft::NodeId;
 using coraft::Term;
 
 template <class T>
-concept Incrementable = requires(T t) { ++t; };
+concept Incrementable = requires(T t) {
+  ++t;
+};
 template <class T>
-concept Addable = requires(T t) { t + 1u; };
+concept Addable = requires(T t) {
+  t + 1u;
+};
 
 TEST_CASE("strong ids do not convert to each other or from bare integers") {
   static_assert(!std::is_convertible_v<std::uint64_t, Term>);
