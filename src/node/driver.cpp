@@ -247,6 +247,18 @@ void NodeImpl::check_disk_stall(Clock::time_point now) {
   if (stall_reported_ || core_->transfer_target() != no_node) return;
   stall_reported_ = true;
   // Hand leadership to the most up-to-date voter: a leader that cannot write cannot commit.
+  const NodeId best = most_caught_up_voter();
+  log(LogLevel::error, "node ", config_.id, ": a log write has been outstanding for over ",
+      config_.disk_stall_timeout.count(), " ms; handing leadership to node ", best);
+  ++metrics_.disk_stall_stepdowns;
+  if (best != no_node) {
+    auto r = core_->transfer_leadership(best);
+    if (!r) log(LogLevel::warn, "node ", config_.id, ": transfer failed: ", r.error().message());
+    drain();
+  }
+}
+
+NodeId NodeImpl::most_caught_up_voter() const {
   NodeId best;
   Index best_match;
   for (NodeId v : core_->configuration().voters) {
@@ -257,14 +269,7 @@ void NodeImpl::check_disk_stall(Clock::time_point now) {
       best_match = p->match_index;
     }
   }
-  log(LogLevel::error, "node ", config_.id, ": a log write has been outstanding for over ",
-      config_.disk_stall_timeout.count(), " ms; handing leadership to node ", best);
-  ++metrics_.disk_stall_stepdowns;
-  if (best != no_node) {
-    auto r = core_->transfer_leadership(best);
-    if (!r) log(LogLevel::warn, "node ", config_.id, ": transfer failed: ", r.error().message());
-    drain();
-  }
+  return best;
 }
 
 // ---- Coroutines ----

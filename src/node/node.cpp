@@ -413,15 +413,7 @@ void NodeImpl::transfer(std::optional<NodeId> target, Completion<NodeId> done) {
   if (soft_.role != core::Role::leader) return done(not_leader());
   NodeId to = target.value_or(no_node);
   if (to == no_node) {
-    Index best;
-    for (NodeId v : core_->configuration().voters) {
-      if (v == config_.id) continue;
-      const core::Progress* p = core_->progress(v);
-      if (p && (to == no_node || p->match_index > best)) {
-        to = v;
-        best = p->match_index;
-      }
-    }
+    to = most_caught_up_voter();
     if (to == no_node) return done(Error(Errc::invalid_argument, "no other voter to lead"));
   }
   auto r = core_->transfer_leadership(to);

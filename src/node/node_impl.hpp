@@ -132,6 +132,8 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   void resolve_reads();
   void sweep_timeouts(Clock::time_point now);
   void check_disk_stall(Clock::time_point now);
+  // The voter other than this one whose log matches the leader's furthest; no_node if none.
+  [[nodiscard]] NodeId most_caught_up_voter() const;
   void emit(NodeEvent ev);
   void learn_addresses(const Configuration& conf);
   [[nodiscard]] std::string address_of(NodeId id) const;

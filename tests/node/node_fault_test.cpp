@@ -85,14 +85,27 @@ void wrap_disks(Cluster& c, std::vector<DiskFaults>& faults) {
   }
 }
 
+// Three nodes over faulty disks, a leader elected and one proposal committed.
+struct FaultyCluster {
+  Cluster c{3};
+  std::vector<DiskFaults> faults = std::vector<DiskFaults>(3);
+  NodeId leader;
+
+  FaultyCluster() {
+    wrap_disks(c, faults);
+    c.start_all();
+    auto l = c.leader();
+    REQUIRE(l);
+    leader = *l;
+    REQUIRE(c.propose(leader, "before").ok());
+  }
+};
+
 TEST_CASE("a leader whose disk stalls hands leadership to a healthy voter") {
-  Cluster c(3);
-  std::vector<DiskFaults> faults(3);
-  wrap_disks(c, faults);
-  c.start_all();
-  auto leader = c.leader();
-  REQUIRE(leader);
-  REQUIRE(c.propose(*leader, "before").ok());
+  FaultyCluster fc;
+  Cluster& c = fc.c;
+  auto& faults = fc.faults;
+  const std::optional<NodeId> leader = fc.leader;
   faults[leader->value() - 1].stall = true;
   std::promise<Result<Proposed>> stuck;
   c.node(*leader).propose(Bytes::copy_of("stuck"),
@@ -120,13 +133,10 @@ TEST_CASE("a leader whose disk stalls hands leadership to a healthy voter") {
 }
 
 TEST_CASE("a failed log write stops the node, and the others carry on") {
-  Cluster c(3);
-  std::vector<DiskFaults> faults(3);
-  wrap_disks(c, faults);
-  c.start_all();
-  auto leader = c.leader();
-  REQUIRE(leader);
-  REQUIRE(c.propose(*leader, "before").ok());
+  FaultyCluster fc;
+  Cluster& c = fc.c;
+  auto& faults = fc.faults;
+  const std::optional<NodeId> leader = fc.leader;
   faults[leader->value() - 1].fail = static_cast<int>(Errc::storage_io);
   auto r = c.propose(*leader, "fails");
   REQUIRE_FALSE(r.ok());
@@ -151,13 +161,10 @@ TEST_CASE("a failed log write stops the node, and the others carry on") {
 }
 
 TEST_CASE("a full disk refuses proposals with disk_full and loses nothing once space returns") {
-  Cluster c(3);
-  std::vector<DiskFaults> faults(3);
-  wrap_disks(c, faults);
-  c.start_all();
-  auto leader = c.leader();
-  REQUIRE(leader);
-  REQUIRE(c.propose(*leader, "before").ok());
+  FaultyCluster fc;
+  Cluster& c = fc.c;
+  auto& faults = fc.faults;
+  const std::optional<NodeId> leader = fc.leader;
   DiskFaults& f = faults[leader->value() - 1];
   f.fail = static_cast<int>(Errc::disk_full);
   // Several writes fail behind the full disk; each is retried, oldest first.
