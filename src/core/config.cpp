@@ -32,10 +32,11 @@ Result<void> Config::validate() const {
   if (append_bytes_max == 0 || entry_bytes_max == 0) {
     return bad("config: byte limits must be positive");
   }
-  if (lease_reads && (!check_quorum || lease_clock_drift_ticks >= election_ticks)) {
+  if (lease_reads && (!check_quorum || lease_clock_drift_ticks == 0 ||
+                      lease_clock_drift_ticks >= election_ticks - 1)) {
     return bad(
-        "config: lease_reads needs check_quorum and lease_clock_drift_ticks < "
-        "election_ticks");
+        "config: lease_reads needs check_quorum and 0 < lease_clock_drift_ticks < "
+        "election_ticks - 1");
   }
   if (reads_pending_max == 0) return bad("config: reads_pending_max must be positive");
   if (pending_proposals_max == 0 || apply_entries_max == 0 || replicate_stall_ticks == 0) {

@@ -60,11 +60,15 @@ struct Config {
   std::uint64_t promotion_lag_entries_max = 64;
 
   // Linearizable reads (§6.4). ReadIndex is always available. Lease reads (opt-in) answer at
-  // once while a quorum acknowledged a heartbeat sent less than election_ticks -
-  // lease_clock_drift_ticks ago: voters refuse other candidates for election_ticks after
-  // hearing from the leader, so no other leader can exist yet, provided no server's clock runs
-  // faster than the bound allows. They need check_quorum; lease_clock_drift_ticks must be
-  // below election_ticks.
+  // once while a quorum acknowledged a heartbeat sent less than election_ticks - 1 -
+  // lease_clock_drift_ticks of the leader's ticks ago. A voter refuses other candidates until
+  // election_ticks of its own ticks passed since it last heard from a leader; as its first tick
+  // may come right after it heard, that is at least election_ticks - 1 tick periods. The lease
+  // is therefore safe while no voter's clock runs faster than the leader's by more than
+  // lease_clock_drift_ticks ticks over election_ticks - 1 ticks: a rate ratio of at most
+  // (election_ticks - 1) / (election_ticks - 1 - lease_clock_drift_ticks), 1.29 with the
+  // defaults. No two clocks run at exactly one rate, so the drift must be at least one tick.
+  // Lease reads need check_quorum and 0 < lease_clock_drift_ticks < election_ticks - 1.
   bool lease_reads = false;
   std::uint32_t lease_clock_drift_ticks = 2;
   // Reads a leader holds waiting for their heartbeat round; past it reads get overloaded.

@@ -82,13 +82,17 @@ Core::Core(Config config, DurableState durable)
     base_conf_ = std::move(*initial);
   }
   refresh_config();
-  restarted_ = term_.value() > 0;
+  // With lease reads, a restarted voter honours the lease of a leader it may have heard from
+  // just before the crash.
+  since_leader_ = config_.lease_reads && term_.value() > 0 ? 0 : config_.election_ticks;
   // A crash may keep a write's entries but not the hard state written with it; the entries'
   // term is then the newest one this server has seen, and it has cast no vote in it.
   if (log_.last_term() > term_) {
     term_ = log_.last_term();
     vote_ = no_node;
   }
+  // A restart recovers at least this term: from the hard state or from the entries' terms.
+  durable_term_ = term_;
   reported_soft_ = SoftState{Role::follower, no_node, durable.hard_state.term};
   reset_election_timer();
   check_invariants();
@@ -111,7 +115,19 @@ bool Core::is_voter(NodeId id) const noexcept {
   return conf_.is_voter(id);
 }
 
+// No message of a term leaves this server before that term is durable here: a server that
+// crashed before writing it would restart in an earlier term and could act twice in this one
+// (a sole voter winning the same term again with different entries). A message of a newer
+// term waits for the write that carries it. Pre-vote requests and granted pre-votes carry the
+// term an election would use, not the sender's, and are exempt.
 void Core::send(NodeId to, MessageBody body) {
+  const auto* v = std::get_if<VoteRequest>(&body);
+  const auto* vr = std::get_if<VoteResponse>(&body);
+  const bool pre_vote = (v && v->pre_vote) || (vr && vr->pre_vote && vr->granted);
+  if (!pre_vote && term_of(body) > durable_term_) {
+    send_after_persist(to, std::move(body));
+    return;
+  }
   messages_.push_back(Message{config_.id, to, std::move(body)});
 }
 
@@ -122,7 +138,7 @@ void Core::send_after_persist(NodeId to, MessageBody body) {
 // ---- Inputs ----
 
 void Core::tick() {
-  if (ticks_since_start_ < config_.election_ticks) ++ticks_since_start_;
+  if (since_leader_ < config_.election_ticks) ++since_leader_;
   if (auto* l = std::get_if<Leader>(&state_)) {
     tick_leader(*l);
   } else {
@@ -259,11 +275,13 @@ Result<Index> Core::propose(std::span<const Bytes> payloads) {
   return first;
 }
 
-void Core::persisted(Term term, Index index) {
-  if (log_.persisted(term, index)) {
-    if (auto* l = std::get_if<Leader>(&state_)) {
-      if (maybe_commit(*l)) broadcast_append(*l);
-    }
+void Core::persisted(std::uint64_t write) {
+  const bool grew = log_.persisted(write);
+  const bool term_now_durable = durable_term_ < term_ && log_.durable_hard_term() >= term_;
+  durable_term_ = std::max(durable_term_, log_.durable_hard_term());
+  if (auto* l = std::get_if<Leader>(&state_)) {
+    // A snapshot stream held until the term was durable may start now.
+    if ((grew && maybe_commit(*l)) || term_now_durable) broadcast_append(*l);
   }
   step_down_if_removed();
 #ifndef NDEBUG
@@ -296,9 +314,11 @@ Output Core::take_output() {
     out.hard_state = hs;
     saved_hard_ = hs;
   }
+  if (out.hard_state || install_pending_ || log_.has_unsaved()) {
+    out.write = log_.take_unsaved(out.truncate_from, out.entries, saved_hard_.term);
+  }
   out.install_snapshot = std::move(install_pending_);
   install_pending_.reset();
-  if (log_.has_unsaved()) log_.take_unsaved(out.truncate_from, out.entries);
   out.messages.swap(messages_);
   out.snapshot_sends.swap(snapshot_sends_);
   out.reads_ready.swap(reads_ready_);
@@ -324,12 +344,11 @@ void Core::collect_committed(Output& out) {
 
 // ---- Terms and roles ----
 
+// Whether this server heard from a leader, of any term, less than election_ticks of its ticks
+// ago. A newer term learnt since (a delayed response, a lost election) does not end it: the
+// leader it heard may still hold a lease counted on this server's refusal to vote.
 bool Core::in_leader_lease() const noexcept {
-  // A server that ever saw a term may have answered a leader's heartbeat before it restarted.
-  const bool after_restart =
-      config_.lease_reads && restarted_ && ticks_since_start_ < config_.election_ticks;
-  return config_.check_quorum && (leader_ != no_node || after_restart) &&
-         election_elapsed_ < config_.election_ticks;
+  return config_.check_quorum && since_leader_ < config_.election_ticks;
 }
 
 // Applies the term rules every message obeys (§3.3); returns false when the message is done.
@@ -382,6 +401,7 @@ void Core::become_follower(Term term, NodeId leader) {
     vote_ = no_node;
   }
   leader_ = leader;
+  if (leader != no_node) since_leader_ = 0;
   state_ = Follower{};
   reset_election_timer();
 }
@@ -463,6 +483,9 @@ void Core::handle_vote_request(NodeId from, const VoteRequest& r) {
 }
 
 void Core::handle_vote_response(NodeId from, const VoteResponse& r) {
+  // An answer to a vote request of this term proves the term durable: the request was sent
+  // only once it was (request_votes).
+  if (!r.pre_vote && r.term == term_) durable_term_ = term_;
   auto* c = std::get_if<Candidate>(&state_);
   if (!c || c->pre_vote != r.pre_vote) return;
   // A pre-vote is granted at the term the pre-candidate would campaign in; its rejections carry
@@ -536,6 +559,7 @@ const Progress* Core::progress(NodeId peer) const noexcept {
 void Core::check_invariants() const {
   log_.check_invariants();
   CORAFT_ASSERT(term_ >= log_.last_term(), term_, log_.last_term());
+  CORAFT_ASSERT(durable_term_ <= term_, durable_term_, term_);
   CORAFT_ASSERT(applied_ <= apply_handed_, applied_, apply_handed_);
   CORAFT_ASSERT(apply_handed_ <= log_.commit_index() && apply_handed_ <= log_.persisted_index(),
                 apply_handed_, log_.commit_index(), log_.persisted_index());

@@ -79,8 +79,9 @@ class Core {
   // entry_bytes_max, or more payloads than pending_proposals_max) or overloaded (the pending
   // proposals would pass pending_proposals_max). On failure nothing is appended.
   Result<Index> propose(std::span<const Bytes> payloads);
-  // The write ending with the entry (term, index) and all earlier writes are durable.
-  void persisted(Term term, Index index);
+  // The write of the output whose `write` field is `write`, and every earlier write, are
+  // durable (output.hpp step 4).
+  void persisted(std::uint64_t write);
   // Appends a configuration entry for `change` if this server is the leader; returns its index.
   // The configuration takes effect on every server as soon as the entry is in its log (§4.1).
   // Fails with not_leader; with transfer_in_progress; with config_change_pending while an
@@ -210,6 +211,7 @@ class Core {
   void broadcast_heartbeat(Leader& leader);
   void handle_append_request(NodeId from, AppendRequest& r);
   void reject_append(NodeId from, const AppendRequest& r);
+  void cap_acknowledgements(Index kept);
   void handle_append_response(Leader& leader, NodeId from, const AppendResponse& r);
   void handle_append_rejection(Leader& leader, Progress& pr, const AppendResponse& r);
   void handle_heartbeat_request(NodeId from, const HeartbeatRequest& r);
@@ -276,6 +278,8 @@ class Core {
 
   // The hard state last handed out for writing, and the soft state last reported.
   HardState saved_hard_;
+  // The newest term known durable on this server (send()). Invariant: <= term_.
+  Term durable_term_;
   SoftState reported_soft_;
   // Work collected since the last take_output().
   std::vector<Message> messages_;
@@ -285,10 +289,9 @@ class Core {
   std::optional<SnapshotMeta> install_pending_;
   std::vector<ReadState> reads_ready_;
   std::vector<std::uint64_t> reads_dropped_;
-  // Ticks since this core started, counted up to election_ticks: with lease reads, a restarted
-  // voter honours the lease of a leader it may have heard from before the crash.
-  std::uint32_t ticks_since_start_ = 0;
-  bool restarted_ = false;
+  // Ticks since this server last heard from a leader (in_leader_lease()), counted up to
+  // election_ticks; a term change does not reset it.
+  std::uint32_t since_leader_ = 0;
 
   // Invariant: applied_ <= apply_handed_ <= min(commit, persisted), log_.offset() <=
   // apply_handed_ (an installed snapshot counts as handed out).

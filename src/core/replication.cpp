@@ -109,6 +109,7 @@ void Core::handle_append_request(NodeId from, AppendRequest& r) {
       // §3.5: delete the conflicting entry and all that follow; a configuration they set is
       // undone with them (§4.1).
       log_.truncate_from(e.index);
+      cap_acknowledgements(e.index - 1);
       conf_changed = conf_index_ >= e.index;
       break;
     }
@@ -174,6 +175,17 @@ void Core::handle_append_rejection(Leader& leader, Progress& pr, const AppendRes
   next = std::min(std::max(next, pr.match_index + 1), log_.last_index() + 1);
   pr.next_index = next;
   send_append(leader, pr);
+}
+
+// Acknowledgements waiting in messages_after_persist_ go out after the write of the output
+// they are taken with, which stores the log as it is then: an acknowledgement of entries
+// removed since (by a later input before take_output()) would promise what no write holds.
+// It is lowered to the entries that remain, which are the acknowledged leader's up to `kept`.
+void Core::cap_acknowledgements(Index kept) {
+  for (Message& m : messages_after_persist_) {
+    auto* a = std::get_if<AppendResponse>(&m.body);
+    if (a && a->success && a->match_index > kept) a->match_index = kept;
+  }
 }
 
 void Core::handle_heartbeat_request(NodeId from, const HeartbeatRequest& r) {

@@ -56,6 +56,8 @@ void Core::report_snapshot(NodeId peer, bool success) {
 
 // Precondition: pr.next_index - 1 is compacted away, so pr.match_index < snapshot_.last_index.
 void Core::send_snapshot(Progress& pr) {
+  // A stream carries this leader's term: it waits until the term is durable (see send()).
+  if (durable_term_ < term_) return;
   pr.become_snapshot(snapshot_.last_index);
   snapshot_sends_.push_back(SnapshotSend{pr.id, term_, snapshot_});
 }
@@ -64,6 +66,7 @@ void Core::become_follower_of(NodeId leader) {
   if (std::holds_alternative<Follower>(state_)) {
     leader_ = leader;
     election_elapsed_ = 0;
+    since_leader_ = 0;
   } else {
     become_follower(term_, leader);  // a candidate learns of this term's leader (§3.4)
   }
@@ -76,7 +79,7 @@ void Core::handle_install_snapshot(NodeId from, const InstallSnapshot& r) {
   if (last > log_.commit_index()) {
     // A log that holds the snapshot's last entry keeps what follows it (§5.3); any other log is
     // replaced by the snapshot.
-    log_.restore(last, r.meta.last_term);
+    if (!log_.restore(last, r.meta.last_term)) cap_acknowledgements(last);
     base_conf_ = r.meta.configuration;
     refresh_config();
     snapshot_ = r.meta;

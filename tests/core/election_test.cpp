@@ -282,6 +282,55 @@ TEST_CASE("a new leader appends a no-op entry of its term") {
   // Reference: §6.4
 }
 
+TEST_CASE("a sole voter that wins sends nothing of its new term until the term is durable") {
+  // Set up: one voter and a learner; the voter wins its election within one tick.
+  Config cfg = test_config(1, 1);
+  cfg.learners = {NodeId(2)};
+  Core v(cfg, {});
+  while (v.role() != Role::leader) v.tick();
+  // Act
+  Output out = v.take_output();
+  // Check: the hard state of the new term is in this write, and every message of that term
+  // (the AppendEntries to the learner) waits for the write.
+  REQUIRE(out.hard_state.has_value());
+  CHECK(out.hard_state->term == v.term());
+  CHECK(out.messages.empty());
+  CHECK(bodies<AppendRequest>(out.messages_after_persist).size() == 1);
+  CHECK(out.write != 0);
+  // Act: the write is acknowledged; the learner answers; a proposal follows.
+  v.persisted(out.write);
+  (void)v.take_output();
+  REQUIRE(v.step({NodeId(2), NodeId(1),
+                  AppendResponse{v.term(), true, Index(1), Index(1), Term(), Index()}})
+              .ok());
+  (void)v.take_output();
+  const Bytes p = text("a");
+  REQUIRE(v.propose(std::span<const Bytes>(&p, 1)).ok());
+  Output next = v.take_output();
+  // Check: with the term durable, replication runs in parallel with the write again.
+  CHECK(bodies<AppendRequest>(next.messages).size() == 1);
+  // Reference: §3.8, §10.2.1
+}
+
+TEST_CASE("a term learnt from a vote request is told to no one before it is durable") {
+  // Set up: a follower of term 1 grants a vote in term 2; a stale leader of term 1 then writes.
+  Core f(test_config(2, 3), DurableState{HardState{Term(1), NodeId(1)}, {}});
+  REQUIRE(f.step({NodeId(3), NodeId(2), VoteRequest{Term(2), Index(0), Term(0)}}).ok());
+  REQUIRE(f.step({NodeId(1), NodeId(2), HeartbeatRequest{Term(1), Index(0), 1}}).ok());
+  // Act
+  Output out = f.take_output();
+  // Check: the answer to the stale leader carries term 2 and waits for the write.
+  REQUIRE(out.hard_state.has_value());
+  CHECK(out.hard_state->term == Term(2));
+  CHECK(out.messages.empty());
+  CHECK(bodies<AppendResponse>(out.messages_after_persist).size() == 1);
+  // Act: the write is acknowledged; a later stale heartbeat is answered at once.
+  f.persisted(out.write);
+  REQUIRE(f.step({NodeId(1), NodeId(2), HeartbeatRequest{Term(1), Index(0), 2}}).ok());
+  CHECK(bodies<AppendResponse>(f.take_output().messages).size() == 1);
+  // Reference: §3.8
+}
+
 TEST_CASE("a lone server elects itself") {
   Cluster c(1);
   c.elect(1);

@@ -92,7 +92,7 @@ void World::handle_output(Node& n, core::Output& out) {
   if (out.soft_state) on_soft_state(n, *out.soft_state);
   const bool durable = out.has_durable_work();
   if (durable) {
-    DiskWrite w{out.hard_state, {}, {}, out.truncate_from, std::move(out.entries), {}};
+    DiskWrite w{out.write, out.hard_state, {}, {}, out.truncate_from, std::move(out.entries), {}};
     if (out.install_snapshot) install_snapshot(n, *out.install_snapshot, w);
     w.after = std::move(out.messages_after_persist);
     n.writes.push_back(std::move(w));
@@ -224,9 +224,7 @@ void World::disk_done(Node& n) {
   if (w.hard_state) n.hard = *w.hard_state;
   store_write(n, w, w.entries.size(), true);
   mix(0xd15c ^ (n.id.value() << 8) ^ (n.durable.size() << 16));
-  if (!w.entries.empty()) {
-    n.core->persisted(w.entries.back().term, w.entries.back().index);
-  }
+  if (w.write != 0) n.core->persisted(w.write);
   for (core::Message& m : w.after) net_send(std::move(m));
   after_input(n);
 }

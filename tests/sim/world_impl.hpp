@@ -87,6 +87,7 @@ struct SnapshotStream {
 };
 
 struct DiskWrite {
+  std::uint64_t write = 0;  // the output's write number, acknowledged with persisted()
   std::optional<core::HardState> hard_state;
   // A received snapshot made the stored one, with the state it holds.
   std::optional<SnapshotMeta> install;
