@@ -83,6 +83,10 @@ bool World::take_snapshot() {
 void World::send_snapshots(Node& n, const core::Output& out) {
   for (const core::SnapshotSend& s : out.snapshot_sends) {
     CORAFT_ASSERT(n.latest_snap && n.latest_snap->last_index >= s.meta.last_index, n.id);
+    // The stream's chunks carry the leader's term: the send rules of messages apply.
+    checker_.on_send(
+        core::Message{n.id, s.to, core::InstallSnapshot{s.term, s.meta, 0, Bytes(), true}}, n.hard,
+        durable_view(n));
     streams_.push_back(
         SnapshotStream{n.id, n.incarnation, s.to, s.term, *n.latest_snap, n.latest_state});
     const Time latency = rng_.range(1'000, 20'000);

@@ -200,15 +200,25 @@ inline std::string describe(const core::MessageBody& b) {
   if (const auto* h = std::get_if<HeartbeatRequest>(&b)) {
     return detail::concat("Heartbeat term=", h->term, " commit=", h->leader_commit);
   }
-  return detail::concat("HeartbeatResponse term=", term_of(b));
-}
-
-[[maybe_unused]] inline const char* body_name(const core::MessageBody& b) {
-  static const char* names[] = {
-      "VoteRequest", "VoteResponse",      "AppendRequest",    "AppendResponse",
-      "Heartbeat",   "HeartbeatResponse", "InstallSnapshot",  "InstallSnapshotResponse",
-      "TimeoutNow",  "ReadIndexRequest",  "ReadIndexResponse"};
-  return names[b.index()];
+  if (const auto* h = std::get_if<HeartbeatResponse>(&b)) {
+    return detail::concat("HeartbeatResponse term=", h->term, " round=", h->read_context);
+  }
+  if (const auto* is = std::get_if<InstallSnapshot>(&b)) {
+    return detail::concat("InstallSnapshot term=", is->term, " last=", is->meta.last_index, "/",
+                          is->meta.last_term);
+  }
+  if (const auto* r = std::get_if<InstallSnapshotResponse>(&b)) {
+    return detail::concat("InstallSnapshotResponse term=", r->term, " last=", r->last_index,
+                          r->success ? " ok" : " failed");
+  }
+  if (const auto* r = std::get_if<ReadIndexRequest>(&b)) {
+    return detail::concat("ReadIndexRequest term=", r->term, " read=", r->context);
+  }
+  if (const auto* r = std::get_if<ReadIndexResponse>(&b)) {
+    return detail::concat("ReadIndexResponse term=", r->term, " read=", r->context,
+                          " index=", r->read_index, r->success ? " ok" : " refused");
+  }
+  return detail::concat(message_name(b), " term=", term_of(b));
 }
 
 // Knobs drawn from the seed, so that different seeds exercise different corners of the
