@@ -24,6 +24,7 @@ core::Config World::config_for(const Node& n) const {
   c.replicate_stall_ticks = knobs_.replicate_stall_ticks;
   c.lease_reads = (opt_.faults & fault_reads) && knobs_.lease_reads;
   c.snapshot_trailing_entries = knobs_.snapshot_trailing_entries;
+  if (extras_.drift != 0) c.lease_clock_drift_ticks = extras_.drift;
   return c;
 }
 
@@ -33,8 +34,9 @@ void World::start_node(Node& n) {
   restore_state_machine(n);
   n.pending.clear();
   n.led_term = Term();
+  n.checked_term = Term();
   // Ticks start at a random phase so that servers do not tick in lockstep.
-  schedule(now_ + rng_.range(1, tick_us), Ev::tick, static_cast<std::uint32_t>(n.id.value()),
+  schedule(now_ + rng_.range(1, n.tick_period), Ev::tick, static_cast<std::uint32_t>(n.id.value()),
            n.incarnation);
   trace("n", n.id, " start term=", n.core->term(), " log=", n.core->log().last_index());
   mix(0x51a7 ^ n.id.value());
@@ -52,6 +54,8 @@ void World::crash(Node& n, bool torn) {
     trace("n", n.id, " torn write kept ", keep, " of ", w.entries.size(), " entries");
   }
   n.writes.clear();
+  n.unacked_after.clear();
+  n.drain_scheduled = false;
   n.crash_on_vote = 0;
   n.crash_on_lead = 0;
   n.crash_on_grant = 0;
@@ -71,13 +75,29 @@ void World::crash(Node& n, bool torn) {
 
 void World::after_input(Node& n) {
   n.core->check_invariants();
+  if (n.core->role() == core::Role::leader && n.led_term != n.core->term()) on_new_leader(n);
+  // A leadership counts for Election Safety once its term is durable: a sole voter wins in
+  // memory at once, but acts (sends, commits, serves reads) only after that write, and one that
+  // crashes before it may lead the same term again.
+  if (n.core->role() == core::Role::leader && n.checked_term != n.core->term() &&
+      std::max(n.hard.term, durable_view(n).last_term()) >= n.core->term()) {
+    n.checked_term = n.core->term();
+    checker_.on_leader(n.checked_term, n.id, n.core->log());
+  }
   // A leader removed by a membership change steps down in the input that commits the change;
   // until its term changes, its commit index is still the one it reached as leader.
   const bool led = n.core->role() == core::Role::leader ||
                    (n.led_term == n.core->term() && n.led_term.value() != 0);
   if (led) checker_.on_leader_commit(n.core->term(), n.core->log());
   if (orphans_.stage == Orphans::first_back) orphans_on_commit(n);
-  drain(n);
+  if (!extras_.batch) {
+    drain(n);
+  } else if (!n.drain_scheduled) {
+    // The driver takes the output a little later: more inputs may come first.
+    n.drain_scheduled = true;
+    schedule(now_ + rng_.range(0, batch_us), Ev::drain, static_cast<std::uint32_t>(n.id.value()),
+             n.incarnation);
+  }
   if (n.up) check_electable(&n);
 }
 
@@ -111,6 +131,7 @@ void World::handle_output(Node& n, core::Output& out) {
   for (core::Message& m : out.messages) net_send(std::move(m));
   send_snapshots(n, out);
   if (!durable && !out.messages_after_persist.empty()) {
+    // Written but not yet acknowledged (coalescing) counts as written.
     if (n.writes.empty()) {
       for (core::Message& m : out.messages_after_persist) net_send(std::move(m));
     } else {
@@ -168,19 +189,21 @@ void World::serve_reads(Node& n) {
 void World::on_soft_state(Node& n, const core::SoftState& s) {
   trace("n", n.id, " ", core::to_string(s.role), " term=", s.term, " leader=", s.leader);
   mix(0x50f7 ^ (n.id.value() << 8) ^ static_cast<std::uint64_t>(s.role) ^ (s.term.value() << 16));
-  if (s.role == core::Role::leader) n.led_term = s.term;
-  if (s.role == core::Role::leader) {
-    checker_.on_leader(s.term, n.id, n.core->log());
-    if (orphans_.stage != Orphans::idle) orphans_on_lead(n, s.term);
-    if (isolate_next_leader_ && !healing_) {
-      isolate_next_leader_ = false;
-      isolate(n.id, rng_.range(300'000, 2'000'000));
-      trace("fault: n", n.id, " isolated as it wins term ", s.term);
-    }
-    if (n.crash_on_lead) {
-      schedule(now_ + rng_.range(1, 3'000), Ev::armed_crash,
-               static_cast<std::uint32_t>(n.id.value()), n.incarnation, 1);
-    }
+}
+
+// Seen right after the input that made `n` leader, whether or not its output is taken yet.
+void World::on_new_leader(Node& n) {
+  const Term term = n.core->term();
+  n.led_term = term;
+  if (orphans_.stage != Orphans::idle) orphans_on_lead(n, term);
+  if (isolate_next_leader_ && !healing_) {
+    isolate_next_leader_ = false;
+    isolate(n.id, rng_.range(300'000, 2'000'000));
+    trace("fault: n", n.id, " isolated as it wins term ", term);
+  }
+  if (n.crash_on_lead) {
+    schedule(now_ + rng_.range(1, 3'000), Ev::armed_crash, static_cast<std::uint32_t>(n.id.value()),
+             n.incarnation, 1);
   }
 }
 
@@ -224,7 +247,15 @@ void World::disk_done(Node& n) {
   if (w.hard_state) n.hard = *w.hard_state;
   store_write(n, w, w.entries.size(), true);
   mix(0xd15c ^ (n.id.value() << 8) ^ (n.durable.size() << 16));
-  if (w.write != 0) n.core->persisted(w.write);
+  if (extras_.coalesce && !n.writes.empty() && rng_.below(2) == 0) {
+    // Acknowledged later, together with the next write; its messages wait for that.
+    for (core::Message& m : w.after) n.unacked_after.push_back(std::move(m));
+    check_electable(&n);
+    return;
+  }
+  n.core->persisted(w.write);
+  for (core::Message& m : n.unacked_after) net_send(std::move(m));
+  n.unacked_after.clear();
   for (core::Message& m : w.after) net_send(std::move(m));
   after_input(n);
 }
@@ -255,6 +286,11 @@ void World::net_send(core::Message m) {
   Time latency = rng_.range(100, 1000);
   if (now_ < delay_until_) latency += rng_.below(delay_max_us_ + 1);
   Time at = now_ + latency;
+  if (blocked_[from * opt_.nodes + to] && extras_.slow_links) {
+    // A cut link that delays instead of dropping: delivered seconds late, cut or not.
+    schedule(now_ + rng_.range(1'000'000, 4'000'000), Ev::deliver, park(std::move(m)), 1);
+    return;
+  }
   Time& link = link_clock_[from * opt_.nodes + to];
   if (now_ < reorder_until_) {
     at += rng_.below(20'000);
@@ -268,13 +304,13 @@ void World::net_send(core::Message m) {
   schedule(at, Ev::deliver, park(std::move(m)));
 }
 
-void World::deliver(std::uint32_t slot) {
+void World::deliver(std::uint32_t slot, bool through_cut) {
   core::Message m = std::move(*wire_[slot]);
   wire_[slot].reset();
   wire_free_.push_back(slot);
   Node& n = node(m.to);
   const std::size_t from = m.from.value() - 1, to = m.to.value() - 1;
-  if (!n.up || blocked_[from * opt_.nodes + to]) return;
+  if (!n.up || (blocked_[from * opt_.nodes + to] && !through_cut)) return;
   mix(0xde11 ^ (m.from.value() << 8) ^ (m.to.value() << 16) ^ (m.body.index() << 24));
   if (opt_.trace) trace("n", m.from, " => n", m.to, " ", describe(m.body));
   auto r = n.core->step(std::move(m));

@@ -52,6 +52,7 @@ enum class Ev : std::uint8_t {
   heal_partition,
   audit,
   snapshot_arrive,
+  drain,
 };
 
 struct Event {
@@ -123,6 +124,7 @@ struct Node {
   // The newest snapshot the core knows of (taken, or installed and maybe not yet stored).
   Configuration applied_conf;  // the configuration as of the applied index
   Term led_term;               // the last term this server led (this incarnation)
+  Term checked_term;           // the last term the checker counted it as leader of
   std::optional<SnapshotMeta> latest_snap;
   SmState latest_state;
   std::deque<DiskWrite> writes;
@@ -144,6 +146,12 @@ struct Node {
   // A crash armed to strike when this server next starts writing a vote for another server.
   std::uint8_t crash_on_grant = 0;
   Time crash_down_us = 0;
+  // This server's tick period (clock skew), and the driver's state: a drain of the core's
+  // output already scheduled (batching), and the messages of completed writes not yet
+  // acknowledged to the core (coalescing).
+  Time tick_period = tick_us;
+  bool drain_scheduled = false;
+  std::vector<core::Message> unacked_after;
   // What World::check_electable last saw of this server after one of its inputs: how up to
   // date it is as a voter and as a candidate (last term, last index), its log's offset, its
   // configuration's index and its incarnation.
@@ -267,10 +275,39 @@ struct Knobs {
   }
 };
 
+// Knobs of the later schedules, drawn from a generator of their own so that a seed that uses
+// none of them replays the run it always had.
+struct Extras {
+  // Membership changes may leave a single voter (with learners): it wins elections alone.
+  bool one_voter;
+  // Servers' clocks run at different rates, as fast apart as lease_clock_drift_ticks allows;
+  // 0 when every clock runs at one rate (and the drift is the default).
+  std::uint32_t drift;
+  // The driver gives a server several inputs before it takes the output (within batch_us).
+  bool batch;
+  // The driver acknowledges a run of completed writes with one persisted() for the last.
+  bool coalesce;
+  // A cut link delays its messages by seconds instead of dropping them: messages of old terms
+  // arrive long after their leadership ended.
+  bool slow_links;
+
+  static Extras draw(std::uint64_t seed) {
+    SimRng rng(seed ^ 0x5eed0f0e97a5ull);
+    Extras x;
+    x.one_voter = rng.below(3) == 0;
+    x.drift = rng.below(2) == 0 ? static_cast<std::uint32_t>(rng.range(1, 3)) : 0;
+    x.batch = rng.below(2) == 0;
+    x.coalesce = rng.below(2) == 0;
+    x.slow_links = rng.below(2) == 0;
+    return x;
+  }
+};
+constexpr Time batch_us = 400;
+
 class World {
  public:
   World(std::uint64_t seed, const SimOptions& o)
-      : seed_(seed), opt_(o), rng_(seed), knobs_(Knobs::draw(rng_)) {}
+      : seed_(seed), opt_(o), rng_(seed), knobs_(Knobs::draw(rng_)), extras_(Extras::draw(seed)) {}
 
   SeedResult run();
 
@@ -299,10 +336,11 @@ class World {
   void apply(Node& n, const Entry& e);
   void disk_done(Node& n);
   void after_input(Node& n);
+  void on_new_leader(Node& n);
 
   // ---- Network ----
   void net_send(core::Message m);
-  void deliver(std::uint32_t slot);
+  void deliver(std::uint32_t slot, bool through_cut);
   std::uint32_t park(core::Message m);
 
   // ---- Clients ----
@@ -358,6 +396,7 @@ class World {
   SimOptions opt_;
   SimRng rng_;
   Knobs knobs_;
+  Extras extras_;
   Checker checker_;
   std::priority_queue<Event, std::vector<Event>, Later> queue_;
   std::uint64_t seq_ = 0;
