@@ -467,6 +467,16 @@ void Core::record_vote(Candidate& c, NodeId from, bool granted) {
 
 void Core::handle_vote_request(NodeId from, const VoteRequest& r) {
   // Precondition: r.term >= term_ (step_term), and r.term > term_ only for a pre-vote.
+  // A term learnt since this server last heard from a leader (a delayed response, a refused
+  // pre-vote) lifts no guard: a request of that very term is refused within the lease too.
+  if (in_leader_lease() && !r.leadership_transfer && vote_ != from) {
+    if (r.pre_vote) {
+      send(from, VoteResponse{term_, false, true});
+    } else {
+      send_after_persist(from, VoteResponse{term_, false, false});
+    }
+    return;
+  }
   const bool can_vote =
       vote_ == from || (vote_ == no_node && leader_ == no_node) || (r.pre_vote && r.term > term_);
   const bool grant = can_vote && log_.candidate_up_to_date(r.last_log_index, r.last_log_term);

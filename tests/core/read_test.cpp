@@ -264,6 +264,21 @@ TEST_CASE("a newer term learnt from a response keeps a follower refusing votes i
   // Check: leader 1 may still hold its lease; follower 2 refuses.
   CHECK(c.core(2).vote() != NodeId(3));
   CHECK(c.core(2).term() == t + 1);
+  // Act: a candidate asks in the term follower 2 just learnt, with and without PreVote.
+  for (bool pre_vote : {true, false}) {
+    const Term asked = pre_vote ? t + 2 : t + 1;
+    REQUIRE(c.core(2)
+                .step({NodeId(3), NodeId(2),
+                       VoteRequest{asked, c.core(2).log().last_index(),
+                                   c.core(2).log().last_term(), pre_vote, false}})
+                .ok());
+  }
+  c.flush(2);
+  // Check: refused too.
+  CHECK(c.core(2).vote() != NodeId(3));
+  for (const Message& m : c.wire()) {
+    if (const auto* v = std::get_if<VoteResponse>(&m.body)) CHECK_FALSE(v->granted);
+  }
   // Reference: §6.4.1, §4.2.3
 }
 
