@@ -14,7 +14,7 @@ core::Config World::config_for(const Node& n) const {
   c.election_ticks = knobs_.election_ticks;
   c.heartbeat_ticks = knobs_.heartbeat_ticks;
   c.rng_seed = seed_ * 1000003 + n.id.value() * 7919 + n.incarnation;
-  c.pre_vote = knobs_.pre_vote;
+  c.pre_vote = knobs_.pre_vote && !extras_.no_pre_vote;
   c.check_quorum = knobs_.check_quorum;
   c.inflight_msgs_max = knobs_.inflight_msgs_max;
   c.inflight_bytes_max = knobs_.inflight_bytes_max;
@@ -31,6 +31,8 @@ core::Config World::config_for(const Node& n) const {
 void World::start_node(Node& n) {
   n.up = true;
   n.core.emplace(config_for(n), core::DurableState{n.hard, n.durable, n.snap});
+  // With lease reads a restarted voter honours a lease it may have supported before the crash.
+  n.heard_leader_at = n.core->config().lease_reads && n.core->term().value() > 0 ? now_ : never;
   restore_state_machine(n);
   n.pending.clear();
   n.led_term = Term();
@@ -186,6 +188,20 @@ void World::serve_reads(Node& n) {
   }
 }
 
+// With CheckQuorum, a voter refuses other candidates for election_ticks of its ticks after it
+// last heard from a leader (§4.2.3): at least election_ticks - 1 tick periods, as its first tick
+// may come at once. Lease reads rest on this; a newer term learnt meanwhile changes nothing.
+void World::check_vote_guard(Node& n, NodeId candidate) {
+  if (!knobs_.check_quorum || n.heard_leader_at == never) return;
+  const Time guard = (knobs_.election_ticks - 1) * n.tick_period;
+  if (now_ - n.heard_leader_at < guard && checker_failure_.empty()) {
+    checker_failure_ = detail::concat(
+        "vote guard: n", n.id, " voted for n", candidate, " ", now_ - n.heard_leader_at,
+        " us after it last heard from a leader (guard ", guard, " us)");
+    stop_ = true;
+  }
+}
+
 void World::on_soft_state(Node& n, const core::SoftState& s) {
   trace("n", n.id, " ", core::to_string(s.role), " term=", s.term, " leader=", s.leader);
   mix(0x50f7 ^ (n.id.value() << 8) ^ static_cast<std::uint64_t>(s.role) ^ (s.term.value() << 16));
@@ -284,7 +300,12 @@ void World::net_send(core::Message m) {
       (core::term_of(m.body).value() << 32));
   if (now_ < drop_until_ && rng_.chance_ppm(drop_ppm_)) return;
   Time latency = rng_.range(100, 1000);
-  if (now_ < delay_until_) latency += rng_.below(delay_max_us_ + 1);
+  if (now_ < delay_until_) {
+    latency += rng_.below(delay_max_us_ + 1);
+    // Now and then a message outlives a whole leadership: it arrives seconds late, in a later
+    // term, after the servers it concerns changed roles.
+    if (extras_.slow_links && rng_.below(32) == 0) latency += rng_.range(500'000, 3'000'000);
+  }
   Time at = now_ + latency;
   if (blocked_[from * opt_.nodes + to] && extras_.slow_links) {
     // A cut link that delays instead of dropping: delivered seconds late, cut or not.
@@ -313,7 +334,22 @@ void World::deliver(std::uint32_t slot, bool through_cut) {
   if (!n.up || (blocked_[from * opt_.nodes + to] && !through_cut)) return;
   mix(0xde11 ^ (m.from.value() << 8) ^ (m.to.value() << 16) ^ (m.body.index() << 24));
   if (opt_.trace) trace("n", m.from, " => n", m.to, " ", describe(m.body));
+  const NodeId sender = m.from;
+  const auto* ask = std::get_if<core::VoteRequest>(&m.body);
+  const bool guarded_ask = ask && !ask->pre_vote && !ask->leadership_transfer;
+  const bool from_leader = std::holds_alternative<core::AppendRequest>(m.body) ||
+                           std::holds_alternative<core::HeartbeatRequest>(m.body) ||
+                           std::holds_alternative<core::InstallSnapshot>(m.body);
+  const core::HardState before{n.core->term(), n.core->vote()};
+  const Term sent_in = core::term_of(m.body);
   auto r = n.core->step(std::move(m));
+  if (r && from_leader && sent_in == n.core->term() && n.core->leader() == sender) {
+    n.heard_leader_at = now_;
+  }
+  if (r && guarded_ask && n.core->vote() == sender &&
+      before != core::HardState{n.core->term(), n.core->vote()}) {
+    check_vote_guard(n, sender);
+  }
   if (!r && checker_failure_.empty()) {
     // Every message here comes from a correct core: refusing one means a protocol bug.
     checker_failure_ =

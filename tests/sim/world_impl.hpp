@@ -21,6 +21,7 @@
 namespace coraft::sim::impl {
 
 using Time = std::uint64_t;  // simulated microseconds
+constexpr Time never = ~Time(0);
 
 // ---- Parameters of a run ----
 constexpr Time tick_us = 10'000;
@@ -150,6 +151,8 @@ struct Node {
   // output already scheduled (batching), and the messages of completed writes not yet
   // acknowledged to the core (coalescing).
   Time tick_period = tick_us;
+  // When this server last took a message from the leader it follows (check_vote_guard).
+  Time heard_leader_at = never;
   bool drain_scheduled = false;
   std::vector<core::Message> unacked_after;
   // What World::check_electable last saw of this server after one of its inputs: how up to
@@ -287,9 +290,12 @@ struct Extras {
   bool batch;
   // The driver acknowledges a run of completed writes with one persisted() for the last.
   bool coalesce;
-  // A cut link delays its messages by seconds instead of dropping them: messages of old terms
-  // arrive long after their leadership ended.
+  // A cut link delays its messages by seconds instead of dropping them, and in delay faults one
+  // message in 32 is seconds late: messages of old terms arrive long after their leadership
+  // ended.
   bool slow_links;
+  // PreVote off, whatever the seed's knobs say.
+  bool no_pre_vote;
 
   static Extras draw(std::uint64_t seed) {
     SimRng rng(seed ^ 0x5eed0f0e97a5ull);
@@ -299,6 +305,7 @@ struct Extras {
     x.batch = rng.below(2) == 0;
     x.coalesce = rng.below(2) == 0;
     x.slow_links = rng.below(2) == 0;
+    x.no_pre_vote = rng.below(4) == 0;
     return x;
   }
 };
@@ -337,6 +344,7 @@ class World {
   void disk_done(Node& n);
   void after_input(Node& n);
   void on_new_leader(Node& n);
+  void check_vote_guard(Node& n, NodeId candidate);
 
   // ---- Network ----
   void net_send(core::Message m);
