@@ -41,8 +41,10 @@ std::optional<Term> DurableView::term_at(Index i) const noexcept {
 void Checker::on_send(const core::Message& m, const core::HardState& hard,
                       const DurableView& durable) {
   using namespace core;
-  // A disk that moved on to a later term held the vote before (writes become durable in
-  // order): a driver that acknowledges several writes at once sends the reply late.
+  // A disk that holds a later term will never let this server vote in `term` again, which is
+  // all a durable vote protects: a vote or a request for votes of an earlier term may leave
+  // late (a driver that takes one output after several inputs, or acknowledges several writes
+  // at once).
   if (const auto* v = std::get_if<VoteResponse>(&m.body); v && v->granted && !v->pre_vote) {
     if (hard.term < v->term || (hard.term == v->term && hard.vote != m.to)) {
       fail(detail::concat("vote durability: n", m.from, " granted its vote in term ", v->term,

@@ -45,6 +45,12 @@ TEST_CASE("a granted vote may leave only once the voter's disk holds it") {
   other_vote.on_send(grant, HardState{Term(3), NodeId(3)}, empty_disk);
   CHECK(other_vote.failed());
 
+  // A disk already in a later term never lets the voter vote in term 3 again: a late reply is
+  // no double vote.
+  Checker late;
+  late.on_send(grant, HardState{Term(4), NodeId(3)}, empty_disk);
+  CHECK_FALSE(late.failed());
+
   // A pre-vote changes nothing on disk, and a refusal promises nothing.
   Checker pre_and_refusal;
   pre_and_refusal.on_send(Message{NodeId(2), NodeId(1), VoteResponse{Term(3), true, true}},

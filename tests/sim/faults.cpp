@@ -382,6 +382,7 @@ void World::dispatch(const Event& e) {
     case Ev::tick: {
       Node& n = node(NodeId(e.a));
       if (!n.up || n.incarnation != e.b) return;
+      n.last_tick_at = now_;
       n.core->tick();
       after_input(n);
       schedule(now_ + n.tick_period, Ev::tick, e.a, e.b);

@@ -58,6 +58,10 @@ void World::crash(Node& n, bool torn) {
   n.writes.clear();
   n.unacked_after.clear();
   n.drain_scheduled = false;
+  n.rounds_term = Term();
+  n.rounds.clear();
+  n.round_acked.clear();
+  n.read_asked.clear();
   n.crash_on_vote = 0;
   n.crash_on_lead = 0;
   n.crash_on_grant = 0;
@@ -158,11 +162,13 @@ void World::read_request(Node& n, const Waiting& w) {
     return;
   }
   n.reads[w.op] = Pending{w.client, w.op};
+  if (n.core->role() == core::Role::leader) note_read(n, n.id, w.op);
   trace("n", n.id, " read op ", w.op, " asked");
 }
 
 void World::handle_reads(Node& n, const core::Output& out) {
   for (const core::ReadState& r : out.reads_ready) {
+    check_read_basis(n, n.id, r.id);
     auto it = n.reads.find(r.id);
     if (it == n.reads.end()) continue;  // asked before a crash, or answered twice
     n.reads_waiting_apply.emplace(r.index, it->second);
@@ -198,6 +204,84 @@ void World::check_vote_guard(Node& n, NodeId candidate) {
     checker_failure_ = detail::concat(
         "vote guard: n", n.id, " voted for n", candidate, " ", now_ - n.heard_leader_at,
         " us after it last heard from a leader (guard ", guard, " us)");
+    stop_ = true;
+  }
+}
+
+// A heartbeat round of a leader: when it went out and when the lease it gives ends, as
+// Config documents it: election_ticks - 1 - lease_clock_drift_ticks ticks of the leader
+// counted from its tick before the round went out.
+void World::note_round(Node& n, Term term, std::uint64_t seq) {
+  if (!n.up || term != n.core->term()) return;  // a leadership that ended before the send
+  sync_rounds(n);
+  if (n.rounds.count(seq)) return;
+  const core::Config& c = n.core->config();
+  const Time lease = c.election_ticks - 1 - c.lease_clock_drift_ticks;
+  n.rounds.emplace(seq, std::make_pair(now_, n.last_tick_at + lease * n.tick_period));
+}
+
+// The newest heartbeat round of leader `n` that a quorum of each voter set answered (the
+// leader answers its own rounds), and what is known of it: (sent, lease end), or nullptr.
+std::pair<std::uint64_t, const std::pair<Time, Time>*> World::confirmed_round(const Node& n) const {
+  const Configuration& conf = n.core->configuration();
+  const std::uint64_t own = n.rounds.empty() ? 0 : n.rounds.rbegin()->first;
+  auto quorum = [&](const std::vector<NodeId>& set) -> std::uint64_t {
+    if (set.empty()) return ~std::uint64_t(0);
+    std::vector<std::uint64_t> acked;
+    for (NodeId v : set) {
+      auto it = n.round_acked.find(v);
+      acked.push_back(v == n.id ? own : (it == n.round_acked.end() ? 0 : it->second));
+    }
+    std::sort(acked.begin(), acked.end(), std::greater<>());
+    return acked[set.size() / 2];
+  };
+  const std::uint64_t confirmed = std::min(quorum(conf.voters), quorum(conf.outgoing_voters));
+  auto it = n.rounds.find(confirmed);
+  return {confirmed, it == n.rounds.end() ? nullptr : &it->second};
+}
+
+// A read reached leader `n` (from `origin`, itself or a follower): when, and whether a lease
+// covered it then.
+// What check_read_basis knows is of one leadership: a new term starts afresh.
+void World::sync_rounds(Node& n) {
+  if (n.rounds_term == n.core->term()) return;
+  n.rounds_term = n.core->term();
+  n.rounds.clear();
+  n.round_acked.clear();
+  n.read_asked.clear();
+}
+
+void World::note_read(Node& n, NodeId origin, std::uint64_t read) {
+  sync_rounds(n);
+  const auto [seq, round] = confirmed_round(n);
+  const Configuration& conf = n.core->configuration();
+  const bool alone = conf.voters.size() == 1 && conf.outgoing_voters.empty();  // its own quorum
+  n.read_asked.emplace(std::make_pair(origin.value(), read),
+                       std::make_pair(now_, alone || (round && round->second > now_)));
+}
+
+// A leader answers a read only on a basis (§6.4): a heartbeat round sent after the read arrived
+// and answered by a quorum, or the lease of a round a quorum answered, running when the read
+// arrived. A read asked again under the same id is matched to its earliest arrival.
+void World::check_read_basis(Node& n, NodeId origin, std::uint64_t read) {
+  const auto key = std::make_pair(origin.value(), read);
+  auto asked_it = n.read_asked.lower_bound(key);
+  if (asked_it == n.read_asked.end() || asked_it->first != key)
+    return;  // a read this server forwarded, or asked earlier
+  const auto [asked, leased] = asked_it->second;
+  n.read_asked.erase(asked_it);
+  if (n.core->role() != core::Role::leader || n.rounds_term != n.core->term()) return;
+  const Configuration& conf = n.core->configuration();
+  if (conf.voters.size() == 1 && conf.outgoing_voters.empty()) return;  // no rounds on the wire
+  const auto [confirmed, round] = confirmed_round(n);
+  const bool ok = leased || (round && (round->first >= asked || round->second > asked));
+  if (!ok && checker_failure_.empty()) {
+    checker_failure_ = detail::concat(
+        "read basis: leader n", n.id, " answered read ", read, " of n", origin, " that arrived at ",
+        asked, " us; the newest round a quorum answered is ", confirmed,
+        round == nullptr ? std::string(" (unknown)")
+                         : detail::concat(", sent at ", round->first, " us, lease until ",
+                                          round->second, " us"));
     stop_ = true;
   }
 }
@@ -264,13 +348,17 @@ void World::disk_done(Node& n) {
   store_write(n, w, w.entries.size(), true);
   mix(0xd15c ^ (n.id.value() << 8) ^ (n.durable.size() << 16));
   if (extras_.coalesce && !n.writes.empty() && rng_.below(2) == 0) {
-    // Acknowledged later, together with the next write; its messages wait for that.
-    for (core::Message& m : w.after) n.unacked_after.push_back(std::move(m));
+    // Acknowledged later, together with the next write; its messages wait for that. What they
+    // promise is checked now, against the disk that keeps the promise.
+    for (core::Message& m : w.after) {
+      checker_.on_send(m, n.hard, durable_view(n));
+      n.unacked_after.push_back(std::move(m));
+    }
     check_electable(&n);
     return;
   }
   n.core->persisted(w.write);
-  for (core::Message& m : n.unacked_after) net_send(std::move(m));
+  for (core::Message& m : n.unacked_after) net_send(std::move(m), true);
   n.unacked_after.clear();
   for (core::Message& m : w.after) net_send(std::move(m));
   after_input(n);
@@ -289,13 +377,18 @@ std::uint32_t World::park(core::Message m) {
   return slot;
 }
 
-void World::net_send(core::Message m) {
+void World::net_send(core::Message m, bool checked) {
   const std::size_t from = m.from.value() - 1, to = m.to.value() - 1;
   if (opt_.trace) {
     trace("n", m.from, " -> n", m.to, " ", describe(m.body));
   }
-  const Node& sender = node(m.from);
-  checker_.on_send(m, sender.hard, durable_view(sender));
+  Node& sender = node(m.from);
+  if (!checked) checker_.on_send(m, sender.hard, durable_view(sender));
+  if (const auto* h = std::get_if<core::HeartbeatRequest>(&m.body)) {
+    note_round(sender, h->term, h->read_context);
+  } else if (const auto* rr = std::get_if<core::ReadIndexResponse>(&m.body); rr && rr->success) {
+    check_read_basis(sender, m.to, rr->context);
+  }
   mix(0x5e4d ^ (m.from.value() << 8) ^ (m.to.value() << 16) ^ (m.body.index() << 24) ^
       (core::term_of(m.body).value() << 32));
   if (now_ < drop_until_ && rng_.chance_ppm(drop_ppm_)) return;
@@ -335,6 +428,10 @@ void World::deliver(std::uint32_t slot, bool through_cut) {
   mix(0xde11 ^ (m.from.value() << 8) ^ (m.to.value() << 16) ^ (m.body.index() << 24));
   if (opt_.trace) trace("n", m.from, " => n", m.to, " ", describe(m.body));
   const NodeId sender = m.from;
+  // Heartbeat answers and forwarded reads feed check_read_basis; they carry no entries.
+  const bool small = std::holds_alternative<core::HeartbeatResponse>(m.body) ||
+                     std::holds_alternative<core::ReadIndexRequest>(m.body);
+  const core::MessageBody body_copy = small ? m.body : core::MessageBody{};
   const auto* ask = std::get_if<core::VoteRequest>(&m.body);
   const bool guarded_ask = ask && !ask->pre_vote && !ask->leadership_transfer;
   const bool from_leader = std::holds_alternative<core::AppendRequest>(m.body) ||
@@ -345,6 +442,16 @@ void World::deliver(std::uint32_t slot, bool through_cut) {
   auto r = n.core->step(std::move(m));
   if (r && from_leader && sent_in == n.core->term() && n.core->leader() == sender) {
     n.heard_leader_at = now_;
+  }
+  if (r && n.core->role() == core::Role::leader && sent_in == n.core->term()) {
+    if (const auto* h = std::get_if<core::HeartbeatResponse>(&body_copy); h) {
+      if (n.rounds_term == sent_in) {
+        std::uint64_t& acked = n.round_acked[sender];
+        acked = std::max(acked, h->read_context);
+      }
+    } else if (const auto* q = std::get_if<core::ReadIndexRequest>(&body_copy); q) {
+      note_read(n, sender, q->context);
+    }
   }
   if (r && guarded_ask && n.core->vote() == sender &&
       before != core::HardState{n.core->term(), n.core->vote()}) {

@@ -153,6 +153,15 @@ struct Node {
   Time tick_period = tick_us;
   // When this server last took a message from the leader it follows (check_vote_guard).
   Time heard_leader_at = never;
+  // What check_read_basis knows of this server's leadership: when it last ticked, its heartbeat
+  // rounds in `rounds_term` (when each went out, and when the lease it gives ends), the newest
+  // round each server answered, and when each read reached this core.
+  Time last_tick_at = 0;
+  Term rounds_term;
+  std::map<std::uint64_t, std::pair<Time, Time>> rounds;
+  std::map<NodeId, std::uint64_t> round_acked;
+  // (origin, id) -> (arrival, covered by a lease then); the earliest of equal ids
+  std::multimap<std::pair<std::uint64_t, std::uint64_t>, std::pair<Time, bool>> read_asked;
   bool drain_scheduled = false;
   std::vector<core::Message> unacked_after;
   // What World::check_electable last saw of this server after one of its inputs: how up to
@@ -345,9 +354,15 @@ class World {
   void after_input(Node& n);
   void on_new_leader(Node& n);
   void check_vote_guard(Node& n, NodeId candidate);
+  void note_round(Node& n, Term term, std::uint64_t seq);
+  void sync_rounds(Node& n);
+  void note_read(Node& n, NodeId origin, std::uint64_t read);
+  void check_read_basis(Node& n, NodeId origin, std::uint64_t read);
+  std::pair<std::uint64_t, const std::pair<Time, Time>*> confirmed_round(const Node& n) const;
 
   // ---- Network ----
-  void net_send(core::Message m);
+  // `checked`: Checker::on_send already saw it when the write it waited for completed.
+  void net_send(core::Message m, bool checked = false);
   void deliver(std::uint32_t slot, bool through_cut);
   std::uint32_t park(core::Message m);
 
