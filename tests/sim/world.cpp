@@ -31,6 +31,7 @@ core::Config World::config_for(const Node& n) const {
 void World::start_node(Node& n) {
   n.up = true;
   n.core.emplace(config_for(n), core::DurableState{n.hard, n.durable, n.snap});
+  n.disk_last = durable_view(n).last_index();
   // With lease reads a restarted voter honours a lease it may have supported before the crash.
   n.heard_leader_at = n.core->config().lease_reads && n.core->term().value() > 0 ? now_ : never;
   restore_state_machine(n);
@@ -96,13 +97,16 @@ void World::after_input(Node& n) {
                    (n.led_term == n.core->term() && n.led_term.value() != 0);
   if (led) checker_.on_leader_commit(n.core->term(), n.core->log());
   if (orphans_.stage == Orphans::first_back) orphans_on_commit(n);
-  if (!extras_.batch) {
+  if (extras_.batch_us == 0) {
     drain(n);
   } else if (!n.drain_scheduled) {
     // The driver takes the output a little later: more inputs may come first.
     n.drain_scheduled = true;
-    schedule(now_ + rng_.range(0, batch_us), Ev::drain, static_cast<std::uint32_t>(n.id.value()),
-             n.incarnation);
+    // Around a change of leader the driver lags more: messages of the old and the new leader
+    // then reach a follower's core before one take_output().
+    const Time lag = batch_hold_until_ > now_ ? batch_hold_until_ - now_ : 0;
+    schedule(now_ + lag + rng_.range(0, extras_.batch_us), Ev::drain,
+             static_cast<std::uint32_t>(n.id.value()), n.incarnation);
   }
   if (n.up) check_electable(&n);
 }
@@ -115,6 +119,7 @@ void World::drain(Node& n) {
 }
 
 void World::handle_output(Node& n, core::Output& out) {
+  check_output(n, out);
   if (out.soft_state) on_soft_state(n, *out.soft_state);
   const bool durable = out.has_durable_work();
   if (durable) {
@@ -286,6 +291,39 @@ void World::check_read_basis(Node& n, NodeId origin, std::uint64_t read) {
   }
 }
 
+// The promises of output.hpp, however many inputs came before take_output(): the entries start
+// at or above the truncation, and an acknowledgement of entries covers only what the disk will
+// hold once this write is done, with terms no newer than the acknowledgement's.
+void World::check_output(Node& n, const core::Output& out) {
+  if (!checker_failure_.empty()) return;
+  auto fail = [&](std::string what) {
+    checker_failure_ = detail::concat("output: n", n.id, " ", what);
+    stop_ = true;
+  };
+  if (out.truncate_from && !out.entries.empty() && out.entries.front().index < *out.truncate_from) {
+    fail(detail::concat("entries from ", out.entries.front().index, " below truncate_from ",
+                        *out.truncate_from));
+    return;
+  }
+  // A snapshot replaces the entries it covers and keeps the rest (output.hpp step 2).
+  if (out.install_snapshot) n.disk_last = std::max(n.disk_last, out.install_snapshot->last_index);
+  if (out.truncate_from && *out.truncate_from <= n.disk_last) n.disk_last = *out.truncate_from - 1;
+  if (!out.entries.empty()) n.disk_last = out.entries.back().index;
+  for (const core::Message& m : out.messages_after_persist) {
+    const auto* a = std::get_if<core::AppendResponse>(&m.body);
+    if (!a || !a->success) continue;
+    const bool beyond = a->match_index > n.disk_last;
+    const bool newer = !out.entries.empty() && a->match_index >= out.entries.front().index &&
+                       a->match_index <= out.entries.back().index &&
+                       out.entries[a->match_index - out.entries.front().index].term > a->term;
+    if (beyond || newer) {
+      fail(detail::concat("acknowledges entries up to ", a->match_index, " in term ", a->term,
+                          " beyond its write (the disk will hold up to ", n.disk_last, ")"));
+      return;
+    }
+  }
+}
+
 void World::on_soft_state(Node& n, const core::SoftState& s) {
   trace("n", n.id, " ", core::to_string(s.role), " term=", s.term, " leader=", s.leader);
   mix(0x50f7 ^ (n.id.value() << 8) ^ static_cast<std::uint64_t>(s.role) ^ (s.term.value() << 16));
@@ -294,6 +332,7 @@ void World::on_soft_state(Node& n, const core::SoftState& s) {
 // Seen right after the input that made `n` leader, whether or not its output is taken yet.
 void World::on_new_leader(Node& n) {
   const Term term = n.core->term();
+  if (extras_.batch_us != 0 && rng_.below(2) == 0) batch_hold_until_ = now_ + 20'000;
   n.led_term = term;
   if (orphans_.stage != Orphans::idle) orphans_on_lead(n, term);
   if (isolate_next_leader_ && !healing_) {

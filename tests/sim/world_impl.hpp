@@ -164,6 +164,8 @@ struct Node {
   std::multimap<std::pair<std::uint64_t, std::uint64_t>, std::pair<Time, bool>> read_asked;
   bool drain_scheduled = false;
   std::vector<core::Message> unacked_after;
+  // The last index the disk holds once every write handed to it is done.
+  Index disk_last;
   // What World::check_electable last saw of this server after one of its inputs: how up to
   // date it is as a voter and as a candidate (last term, last index), its log's offset, its
   // configuration's index and its incarnation.
@@ -295,8 +297,9 @@ struct Extras {
   // Servers' clocks run at different rates, as fast apart as lease_clock_drift_ticks allows;
   // 0 when every clock runs at one rate (and the drift is the default).
   std::uint32_t drift;
-  // The driver gives a server several inputs before it takes the output (within batch_us).
-  bool batch;
+  // The driver gives a server several inputs before it takes the output, within this many
+  // microseconds (0: an output after every input).
+  Time batch_us;
   // The driver acknowledges a run of completed writes with one persisted() for the last.
   bool coalesce;
   // A cut link delays its messages by seconds instead of dropping them, and in delay faults one
@@ -311,14 +314,14 @@ struct Extras {
     Extras x;
     x.one_voter = rng.below(3) == 0;
     x.drift = rng.below(2) == 0 ? static_cast<std::uint32_t>(rng.range(1, 3)) : 0;
-    x.batch = rng.below(2) == 0;
+    static constexpr Time batch[] = {0, 0, 400, 5'000};
+    x.batch_us = batch[rng.below(4)];
     x.coalesce = rng.below(2) == 0;
     x.slow_links = rng.below(2) == 0;
     x.no_pre_vote = rng.below(4) == 0;
     return x;
   }
 };
-constexpr Time batch_us = 400;
 
 class World {
  public:
@@ -353,6 +356,7 @@ class World {
   void disk_done(Node& n);
   void after_input(Node& n);
   void on_new_leader(Node& n);
+  void check_output(Node& n, const core::Output& out);
   void check_vote_guard(Node& n, NodeId candidate);
   void note_round(Node& n, Term term, std::uint64_t seq);
   void sync_rounds(Node& n);
@@ -446,6 +450,7 @@ class World {
   Time drop_until_ = 0, dup_until_ = 0, reorder_until_ = 0, delay_until_ = 0;
   std::uint64_t drop_ppm_ = 0, dup_ppm_ = 0;
   Time delay_max_us_ = 0;
+  Time batch_hold_until_ = 0;  // drains wait until then (after_input)
   bool healing_ = false;
   Time healed_at_ = 0;
   std::uint32_t faults_injected_ = 0;
