@@ -505,7 +505,14 @@ SeedResult World::run() {
   }
   plan_faults();
   schedule(audit_us, Ev::audit);
+  std::uint64_t events = 0;
   while (!stop_ && !queue_.empty() && !checker_.failed()) {
+    if (++events > events_max && checker_failure_.empty()) {
+      // A livelock (a probe re-sent for ever, say) fails its seed instead of hanging the run.
+      checker_failure_ =
+          detail::concat("event budget: more than ", events_max, " events by ", now_, " us");
+      break;
+    }
     const Event e = queue_.top();
     queue_.pop();
     now_ = e.at;

@@ -36,6 +36,8 @@ constexpr Time attempt_timeout_us = 400'000;
 constexpr Time client_hop_us = 100;  // client <-> server latency
 constexpr std::uint32_t faults_min = 8, faults_extra = 17;
 constexpr std::uint32_t post_heal_ops = 2;  // each client must complete this many after healing
+// Events one seed may take; the busiest seeds of 7 servers take about 300,000.
+constexpr std::uint64_t events_max = 5'000'000;
 
 enum class Ev : std::uint8_t {
   tick,
