@@ -38,6 +38,9 @@ Result<void> Config::validate() const {
         "config: lease_reads needs check_quorum and 0 < lease_clock_drift_ticks < "
         "election_ticks - 1");
   }
+  if (pending_bytes_max < entry_bytes_max) {
+    return bad("config: pending_bytes_max must be at least entry_bytes_max");
+  }
   if (reads_pending_max == 0) return bad("config: reads_pending_max must be positive");
   if (pending_proposals_max == 0 || apply_entries_max == 0 || replicate_stall_ticks == 0) {
     return bad(

@@ -43,8 +43,12 @@ struct Config {
   std::uint64_t append_bytes_max = 1u << 20;
   // A proposal's payload larger than this is refused with too_large.
   std::uint64_t entry_bytes_max = 1u << 20;
-  // Entries appended by this leader but not yet committed; past it proposals get overloaded.
+  // Entries appended by this leader but not yet committed, and their payload bytes; past
+  // either proposals get overloaded. The byte bound keeps an uncommitted backlog of large
+  // entries in memory bounded (65,536 entries of 1 MiB would be 64 GiB). It must be at least
+  // entry_bytes_max; a leader with nothing uncommitted accepts one batch of any size up to it.
   std::uint64_t pending_proposals_max = 1u << 16;
+  std::uint64_t pending_bytes_max = 64u << 20;
   // Committed entries handed out for applying but not yet reported by applied().
   std::uint64_t apply_entries_max = 1u << 14;
   // A follower in replicate state whose acknowledgements stop for this many ticks while

@@ -262,6 +262,15 @@ Result<Index> Core::propose(std::span<const Bytes> payloads) {
   if (pending + payloads.size() > config_.pending_proposals_max) {
     return Error(Errc::overloaded, "propose: pending_proposals_max reached");
   }
+  std::uint64_t bytes = 0;
+  for (const Bytes& p : payloads) bytes += p.size();
+  if (bytes > config_.pending_bytes_max) {
+    return Error(Errc::too_large, "propose: payloads exceed pending_bytes_max");
+  }
+  if (l->uncommitted_bytes > 0 && l->uncommitted_bytes + bytes > config_.pending_bytes_max) {
+    return Error(Errc::overloaded, "propose: pending_bytes_max reached");
+  }
+  l->uncommitted_bytes += bytes;
   const Index first = log_.last_index() + 1;
   Index next = first;
   for (const Bytes& p : payloads) {
@@ -514,6 +523,10 @@ void Core::become_leader() {
   // A new leader commits an entry of its own term at once, which also commits everything before
   // it (§3.6.2, §6.4).
   log_.append(Entry{log_.last_index() + 1, term_, EntryType::noop, Bytes()});
+  Leader& l = std::get<Leader>(state_);
+  for (const Entry& e : log_.slice(log_.commit_index() + 1, log_.last_index())) {
+    l.uncommitted_bytes += e.payload.size();
+  }
   // It commits once persisted() and the followers' acknowledgements say a majority holds it.
   broadcast_append(std::get<Leader>(state_));
 }

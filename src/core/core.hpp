@@ -76,8 +76,10 @@ class Core {
   Result<void> step(Message message);
   // Appends one entry per payload if this server is the leader; returns the index of the first.
   // Fails with not_leader (hint: the leader this server knows), too_large (a payload over
-  // entry_bytes_max, or more payloads than pending_proposals_max) or overloaded (the pending
-  // proposals would pass pending_proposals_max). On failure nothing is appended.
+  // entry_bytes_max, more payloads than pending_proposals_max, or more bytes than
+  // pending_bytes_max) or overloaded (the uncommitted entries would pass pending_proposals_max,
+  // or their payload bytes pending_bytes_max while some are uncommitted). On failure nothing is
+  // appended.
   Result<Index> propose(std::span<const Bytes> payloads);
   // The write of the output whose `write` field is `write`, and every earlier write, are
   // durable (output.hpp step 4).
@@ -179,6 +181,8 @@ class Core {
     std::uint64_t ticks = 0;
     // Set once TimeoutNow went out: voters may then elect another leader at once.
     bool lease_revoked = false;
+    // Payload bytes of the entries after the commit index. Invariant: the sum over the log.
+    std::uint64_t uncommitted_bytes = 0;
     // Scratch space for the commit computation, one slot per voter of each set.
     std::vector<Index> matches;
     std::vector<Index> matches_outgoing;

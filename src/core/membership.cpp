@@ -72,8 +72,8 @@ void Core::sync_peers(Leader& leader) {
 Index Core::append_config(Leader& leader, const Configuration& conf) {
   const Index at = log_.last_index() + 1;
   log_.append(Entry{at, term_, EntryType::config, encode_configuration(conf)});
+  leader.uncommitted_bytes += log_.at(at).payload.size();
   set_config(conf, at);
-  (void)leader;
   return at;
 }
 

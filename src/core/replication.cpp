@@ -215,6 +215,9 @@ void Core::handle_heartbeat_response(Leader& leader, NodeId from, const Heartbea
 bool Core::maybe_commit(Leader& leader) {
   const Index q = quorum_match(leader);
   if (q <= log_.commit_index() || q > log_.last_index() || !log_.matches(q, term_)) return false;
+  for (const Entry& e : log_.slice(log_.commit_index() + 1, q)) {
+    leader.uncommitted_bytes -= e.payload.size();
+  }
   log_.commit_to(q);
   after_commit(leader);
   admit_held_reads(leader);
@@ -232,6 +235,11 @@ void Core::check_leader_invariants(const Leader& leader) const {
     CORAFT_ASSERT(pr.inflights.count() <= config_.inflight_msgs_max, pr.id);
     CORAFT_ASSERT(pr.state == Progress::State::replicate || pr.inflights.count() == 0, pr.id);
   }
+  std::uint64_t uncommitted = 0;
+  for (const Entry& e : log_.slice(log_.commit_index() + 1, log_.last_index())) {
+    uncommitted += e.payload.size();
+  }
+  CORAFT_ASSERT(uncommitted == leader.uncommitted_bytes, uncommitted, leader.uncommitted_bytes);
   CORAFT_ASSERT(leader.reads_held.empty() || !log_.matches(log_.commit_index(), term_),
                 leader.reads_held.size(), log_.commit_index());
 }

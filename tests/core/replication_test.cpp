@@ -398,6 +398,34 @@ TEST_CASE("proposals past the pending limit are refused with overloaded") {
   // Reference: §10.2.1
 }
 
+TEST_CASE("proposals past the pending byte limit are refused with overloaded") {
+  // Set up: a leader of two voters whose follower answers nothing, 8 uncommitted bytes at most.
+  Config cfg = test_config(1, 2);
+  cfg.entry_bytes_max = 8;
+  cfg.pending_bytes_max = 8;
+  Core leader = manual_leader(cfg);
+  const Bytes four = text("abcd");
+  // Act / check: two entries of 4 bytes fit; one byte more does not, nor does a batch over 8.
+  REQUIRE(leader.propose(std::span<const Bytes>(&four, 1)).ok());
+  REQUIRE(leader.propose(std::span<const Bytes>(&four, 1)).ok());
+  const Bytes one = text("e");
+  auto r = leader.propose(std::span<const Bytes>(&one, 1));
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().is(Errc::overloaded));
+  std::vector<Bytes> nine{text("abcde"), text("abcd")};
+  CHECK(leader.propose(nine).error().is(Errc::too_large));
+  CHECK(leader.log().last_index() == Index(3));
+  // Act: everything commits; the backlog is empty again.
+  leader.persisted(leader.take_output().write);
+  REQUIRE(leader.step({NodeId(2), NodeId(1),
+                       AppendResponse{Term(1), true, Index(3), Index(3), Term(), Index()}})
+              .ok());
+  REQUIRE(leader.log().commit_index() == Index(3));
+  // Check
+  CHECK(leader.propose(std::span<const Bytes>(&one, 1)).ok());
+  // Reference: §10.2.1
+}
+
 TEST_CASE("a payload over the entry size limit is refused with too_large") {
   Config cfg = test_config(1, 1);
   cfg.entry_bytes_max = 4;

@@ -25,6 +25,10 @@ core::Config World::config_for(const Node& n) const {
   c.lease_reads = (opt_.faults & fault_reads) && knobs_.lease_reads;
   c.snapshot_trailing_entries = knobs_.snapshot_trailing_entries;
   if (extras_.drift != 0) c.lease_clock_drift_ticks = extras_.drift;
+  if (extras_.pending_bytes_max != 0) {
+    c.entry_bytes_max = 16;
+    c.pending_bytes_max = extras_.pending_bytes_max;
+  }
   return c;
 }
 
@@ -554,7 +558,24 @@ void World::propose_batch(Node& n) {
   for (const Waiting& w : n.inbox) {
     payloads.push_back(encode_op(history_[w.op].is_read ? op_read : op_inc, w.op));
   }
+  auto uncommitted_bytes = [&] {
+    const core::RaftLog& log = n.core->log();
+    std::uint64_t bytes = 0;
+    for (const Entry& e : log.slice(log.commit_index() + 1, log.last_index())) {
+      bytes += e.payload.size();
+    }
+    return bytes;
+  };
+  const std::uint64_t before = uncommitted_bytes();
   auto r = n.core->propose(payloads);
+  // The uncommitted backlog stays within pending_bytes_max, but for one batch taken when
+  // nothing was uncommitted.
+  const std::uint64_t bound = n.core->config().pending_bytes_max;
+  if (r && before > 0 && uncommitted_bytes() > bound && checker_failure_.empty()) {
+    checker_failure_ = detail::concat("pending bytes: n", n.id, " accepted proposals up to ",
+                                      uncommitted_bytes(), " uncommitted bytes, over ", bound);
+    stop_ = true;
+  }
   for (std::size_t k = 0; k < n.inbox.size(); ++k) {
     const Waiting& w = n.inbox[k];
     if (!r) {

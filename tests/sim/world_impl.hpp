@@ -310,6 +310,8 @@ struct Extras {
   bool slow_links;
   // PreVote off, whatever the seed's knobs say.
   bool no_pre_vote;
+  // Config::pending_bytes_max (with entry_bytes_max 16), or 0 for the defaults.
+  std::uint64_t pending_bytes_max;
 
   static Extras draw(std::uint64_t seed) {
     SimRng rng(seed ^ 0x5eed0f0e97a5ull);
@@ -321,6 +323,8 @@ struct Extras {
     x.coalesce = rng.below(2) == 0;
     x.slow_links = rng.below(2) == 0;
     x.no_pre_vote = rng.below(4) == 0;
+    static constexpr std::uint64_t pending_bytes[] = {0, 0, 64, 512};
+    x.pending_bytes_max = pending_bytes[rng.below(4)];
     return x;
   }
 };
