@@ -95,8 +95,10 @@ class Core {
   // Hands leadership to the voter `target` (thesis §3.10): proposals and membership changes
   // are refused with transfer_in_progress from now on; the target is brought up to date and
   // then told to campaign at once (TimeoutNow). The transfer is given up, and proposals are
-  // accepted again, if the target is not leader within an election timeout. Fails with
-  // not_leader, or invalid_argument if `target` is this server or not a voter.
+  // accepted again, if the target is not leader within an election timeout; automatic
+  // promotions wait meanwhile. Fails with not_leader, with config_change_pending while a
+  // membership change is not committed or a joint configuration not left, or invalid_argument
+  // if `target` is this server or not a voter.
   Result<void> transfer_leadership(NodeId target);
   // The voter leadership is being handed to, or no_node.
   [[nodiscard]] NodeId transfer_target() const noexcept;

@@ -131,9 +131,11 @@ Result<Index> Core::change_membership(const MembershipChange& change) {
   return at;
 }
 
-// A committed joint configuration is left at once (§4.3).
+// A committed joint configuration is left at once (§4.3), or, during a leadership transfer,
+// once the transfer is given up: an entry appended then would leave the target less up to
+// date than another voter, and its election would fail.
 void Core::after_commit(Leader& leader) {
-  if (conf_.joint() && log_.commit_index() >= conf_index_) {
+  if (leader.transfer_target == no_node && conf_.joint() && log_.commit_index() >= conf_index_) {
     (void)append_config(leader, Configuration{conf_.voters, {}, conf_.learners});
   }
 }
@@ -145,8 +147,9 @@ void Core::tick_promotions(Leader& leader) {
                        log_.last_index() - pr->match_index <= config_.promotion_lag_entries_max;
     ticks = close ? ticks + 1 : 0;
   }
+  // No promotion during a leadership transfer (see after_commit).
   const bool idle = conf_index_ <= log_.commit_index() && !conf_.joint() &&
-                    log_.matches(log_.commit_index(), term_);
+                    log_.matches(log_.commit_index(), term_) && leader.transfer_target == no_node;
   if (!idle) return;
   for (auto it = leader.promotions.begin(); it != leader.promotions.end(); ++it) {
     if (it->second < config_.election_ticks) continue;
