@@ -353,11 +353,14 @@ void Core::collect_committed(Output& out) {
 
 // ---- Terms and roles ----
 
-// Whether this server heard from a leader, of any term, less than election_ticks of its ticks
-// ago. A newer term learnt since (a delayed response, a lost election) does not end it: the
-// leader it heard may still hold a lease counted on this server's refusal to vote.
+// Whether this server is the leader, or heard from a leader, of any term, less than
+// election_ticks of its ticks ago. A newer term learnt since (a delayed response, a lost
+// election) does not end it: the leader it heard may still hold a lease counted on this
+// server's refusal to vote. A leader with CheckQuorum steps down by itself once it stops
+// hearing from a quorum; until then a candidate cannot disrupt it (§4.2.3).
 bool Core::in_leader_lease() const noexcept {
-  return config_.check_quorum && since_leader_ < config_.election_ticks;
+  return config_.check_quorum &&
+         (std::holds_alternative<Leader>(state_) || since_leader_ < config_.election_ticks);
 }
 
 // Applies the term rules every message obeys (§3.3); returns false when the message is done.
@@ -368,7 +371,7 @@ bool Core::step_term(const Message& m) {
       // A server that hears from its leader ignores disruptive candidates (§4.2.3).
       if (in_leader_lease() && !v->leadership_transfer) return false;
       if (v->pre_vote) return true;  // a pre-vote never changes the voter's term (§9.6)
-      become_follower(t, no_node);
+      adopt_term(t, no_node);
       return true;
     }
     if (const auto* vr = std::get_if<VoteResponse>(&m.body); vr && vr->pre_vote && vr->granted) {
@@ -378,7 +381,7 @@ bool Core::step_term(const Message& m) {
                              std::holds_alternative<HeartbeatRequest>(m.body) ||
                              std::holds_alternative<InstallSnapshot>(m.body) ||
                              std::holds_alternative<TimeoutNow>(m.body);
-    become_follower(t, from_leader ? m.from : no_node);
+    adopt_term(t, from_leader ? m.from : no_node);
     return true;
   }
   if (t < term_) {
@@ -388,12 +391,24 @@ bool Core::step_term(const Message& m) {
       // Tell a stale leader about the newer term. Without this, a server that raised its term
       // while cut off could never rejoin: its pre-votes fail while the others hear the leader.
       send(m.from, AppendResponse{term_, false, Index(), log_.last_index(), Term(), Index()});
-    } else if (const auto* v = std::get_if<VoteRequest>(&m.body); v && v->pre_vote) {
-      send(m.from, VoteResponse{term_, false, true});
+    } else if (const auto* v = std::get_if<VoteRequest>(&m.body)) {
+      // A candidate behind in term learns the newer one (§3.3). Without PreVote, one that was
+      // never told could stay behind a voter that keeps raising its term with failed
+      // elections of its own, and no leader would ever be elected.
+      send(m.from, VoteResponse{term_, false, v->pre_vote});
     }
     return false;
   }
   return true;
+}
+
+// A newer term alone restarts no election timeout (§3.4: only a leader heard or a vote granted
+// does): a server whose log could win would otherwise never campaign while others without
+// PreVote keep raising the term with elections they cannot win.
+void Core::adopt_term(Term term, NodeId leader) {
+  const std::uint32_t elapsed = election_elapsed_;
+  become_follower(term, leader);
+  if (leader == no_node) election_elapsed_ = elapsed;
 }
 
 void Core::reset_election_timer() {
@@ -502,9 +517,9 @@ void Core::handle_vote_request(NodeId from, const VoteRequest& r) {
 }
 
 void Core::handle_vote_response(NodeId from, const VoteResponse& r) {
-  // An answer to a vote request of this term proves the term durable: the request was sent
-  // only once it was (request_votes).
-  if (!r.pre_vote && r.term == term_) durable_term_ = term_;
+  // A vote granted in this term proves the term durable: it answers a request of this term,
+  // sent only once the term was (request_votes). A refusal may answer an older request.
+  if (!r.pre_vote && r.granted && r.term == term_) durable_term_ = term_;
   auto* c = std::get_if<Candidate>(&state_);
   if (!c || c->pre_vote != r.pre_vote) return;
   // A pre-vote is granted at the term the pre-candidate would campaign in; its rejections carry

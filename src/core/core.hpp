@@ -192,6 +192,7 @@ class Core {
 
   // core.cpp: roles and elections.
   void become_follower(Term term, NodeId leader);
+  void adopt_term(Term term, NodeId leader);
   void become_pre_candidate();
   void become_candidate(bool transfer = false);
   void become_leader();

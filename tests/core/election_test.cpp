@@ -331,6 +331,60 @@ TEST_CASE("a term learnt from a vote request is told to no one before it is dura
   // Reference: §3.8
 }
 
+TEST_CASE("a vote request of an earlier term is refused with the newer term") {
+  // Set up: a voter in term 5.
+  Config cfg = test_config(2, 3);
+  cfg.pre_vote = false;
+  Core v(cfg, DurableState{HardState{Term(5), no_node}, {}});
+  // Act: a candidate of term 3 asks.
+  REQUIRE(v.step({NodeId(3), NodeId(2), VoteRequest{Term(3), Index(0), Term(0), false, false}}).ok());
+  Output out = v.take_output();
+  // Check: refused, with term 5, so that the candidate catches up.
+  std::vector<VoteResponse> replies = bodies<VoteResponse>(out.messages);
+  REQUIRE(replies.size() == 1);
+  CHECK_FALSE(replies[0].granted);
+  CHECK(replies[0].term == Term(5));
+  CHECK_FALSE(replies[0].pre_vote);
+  // Reference: §3.3
+}
+
+TEST_CASE("with CheckQuorum a leader ignores a vote request of a higher term") {
+  // Set up: a stable leader of three, without PreVote.
+  Cluster c(3, [](Config& cfg) { cfg.pre_vote = false; });
+  c.elect(1);
+  settle(c, 1);
+  const Term t = c.core(1).term();
+  // Act: a server that rejoins with a higher term asks for votes.
+  REQUIRE(c.core(1)
+              .step({NodeId(3), NodeId(1),
+                     VoteRequest{t + 5, c.core(1).log().last_index(), c.core(1).log().last_term(),
+                                 false, false}})
+              .ok());
+  // Check: it leads on in its term.
+  CHECK(c.core(1).role() == Role::leader);
+  CHECK(c.core(1).term() == t);
+  // Reference: §4.2.3
+}
+
+TEST_CASE("a newer term alone does not restart the election timeout") {
+  // Set up: a voter whose log is ahead of a candidate that, without PreVote, keeps raising
+  // the term with elections it cannot win.
+  Config cfg = test_config(1, 3);
+  cfg.pre_vote = false;
+  cfg.check_quorum = false;
+  Core v(cfg, DurableState{HardState{Term(1), no_node},
+                           {Entry{Index(1), Term(1), EntryType::normal, text("a")}}});
+  // Act: a refused vote request of a newer term every tick.
+  for (int i = 0; i < 40 && v.role() == Role::follower; ++i) {
+    REQUIRE(v.step({NodeId(2), NodeId(1), VoteRequest{v.term() + 1, Index(0), Term(0)}}).ok());
+    REQUIRE(v.vote() == no_node);
+    v.tick();
+  }
+  // Check: the voter still campaigns within its timeout.
+  CHECK(v.role() == Role::candidate);
+  // Reference: §3.4
+}
+
 TEST_CASE("a lone server elects itself") {
   Cluster c(1);
   c.elect(1);
