@@ -266,20 +266,24 @@ void World::note_read(Node& n, NodeId origin, std::uint64_t read) {
   const Configuration& conf = n.core->configuration();
   const bool alone = conf.voters.size() == 1 && conf.outgoing_voters.empty();  // its own quorum
   n.read_asked.emplace(std::make_pair(origin.value(), read),
-                       std::make_pair(now_, alone || (round && round->second > now_)));
+                       Node::ReadAsked{now_, alone || (round && round->second > now_),
+                                       n.core->configuration_index()});
 }
 
 // A leader answers a read only on a basis (§6.4): a heartbeat round sent after the read arrived
 // and answered by a quorum, or the lease of a round a quorum answered, running when the read
-// arrived. A read asked again under the same id is matched to its earliest arrival.
+// arrived. A read asked again under the same id is matched to its earliest arrival. Quorums
+// are counted in one configuration: a read whose configuration changed before the answer is
+// left unchecked.
 void World::check_read_basis(Node& n, NodeId origin, std::uint64_t read) {
   const auto key = std::make_pair(origin.value(), read);
   auto asked_it = n.read_asked.lower_bound(key);
   if (asked_it == n.read_asked.end() || asked_it->first != key)
     return;  // a read this server forwarded, or asked earlier
-  const auto [asked, leased] = asked_it->second;
+  const auto [asked, leased, configuration] = asked_it->second;
   n.read_asked.erase(asked_it);
   if (n.core->role() != core::Role::leader || n.rounds_term != n.core->term()) return;
+  if (configuration != n.core->configuration_index()) return;
   const Configuration& conf = n.core->configuration();
   if (conf.voters.size() == 1 && conf.outgoing_voters.empty()) return;  // no rounds on the wire
   const auto [confirmed, round] = confirmed_round(n);

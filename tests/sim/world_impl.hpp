@@ -162,8 +162,14 @@ struct Node {
   Term rounds_term;
   std::map<std::uint64_t, std::pair<Time, Time>> rounds;
   std::map<NodeId, std::uint64_t> round_acked;
-  // (origin, id) -> (arrival, covered by a lease then); the earliest of equal ids
-  std::multimap<std::pair<std::uint64_t, std::uint64_t>, std::pair<Time, bool>> read_asked;
+  // (origin, id) -> arrival, covered by a lease then, configuration index then; the earliest
+  // of equal ids first
+  struct ReadAsked {
+    Time at;
+    bool leased;
+    Index configuration;
+  };
+  std::multimap<std::pair<std::uint64_t, std::uint64_t>, ReadAsked> read_asked;
   bool drain_scheduled = false;
   std::vector<core::Message> unacked_after;
   // The last index the disk holds once every write handed to it is done.
