@@ -26,7 +26,8 @@
 //     `messages_after_persist`: a vote reply, a candidate's vote requests, acknowledgements of
 //     entries, and every message of a term this server has not yet seen durable (a sole voter
 //     that wins an election replicates only once the new term is stored; the core knows a term
-//     is durable once a write carrying it was acknowledged, or a vote reply of that term came).
+//     is durable once a write carrying it was acknowledged, or a vote of that term was granted
+//     to it). For the same reason no `snapshot_sends` entry names a term not yet durable.
 //     These rules hold however many inputs the caller gives between two take_output() calls.
 //  5. If `install_snapshot` is set, load the state machine from that snapshot (it replaces
 //     everything applied so far) and call `core.applied(install_snapshot->last_index)`. Apply
