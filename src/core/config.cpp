@@ -42,6 +42,7 @@ Result<void> Config::validate() const {
     return bad("config: pending_bytes_max must be at least entry_bytes_max");
   }
   if (reads_pending_max == 0) return bad("config: reads_pending_max must be positive");
+  if (snapshot_timeout_ticks == 0) return bad("config: snapshot_timeout_ticks must be positive");
   if (pending_proposals_max == 0 || apply_entries_max == 0 || replicate_stall_ticks == 0) {
     return bad(
         "config: pending_proposals_max, apply_entries_max and replicate_stall_ticks must "

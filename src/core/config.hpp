@@ -59,6 +59,10 @@ struct Config {
   // that a follower lagging by less is caught up with entries instead of a snapshot (§5.1).
   std::uint64_t snapshot_trailing_entries = 1024;
 
+  // A follower in snapshot state whose stream is neither reported (Core::report_snapshot) nor
+  // answered for this many ticks is probed again; a new stream starts if still needed.
+  std::uint32_t snapshot_timeout_ticks = 3000;
+
   // A learner added with automatic promotion becomes a voter once its log stayed within this
   // many entries of the leader's last index for a full election timeout (§4.2.1).
   std::uint64_t promotion_lag_entries_max = 64;

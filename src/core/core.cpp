@@ -563,6 +563,14 @@ void Core::tick_leader(Leader& l) {
   tick_promotions(l);
   tick_transfer(l);
   for (Progress& pr : l.peers) {
+    // A stream neither reported nor answered in time is given up: probe again, which starts
+    // a new stream if the follower still needs one.
+    if (pr.state == Progress::State::snapshot &&
+        ++pr.snapshot_ticks >= config_.snapshot_timeout_ticks) {
+      pr.become_probe();
+      send_append(l, pr);
+      continue;
+    }
     if (pr.state != Progress::State::replicate || pr.inflights.count() == 0) continue;
     if (++pr.stall_ticks >= config_.replicate_stall_ticks) {
       pr.become_probe();  // lost AppendEntries: find the follower's log again

@@ -121,7 +121,9 @@ class Core {
   // The node layer's outcome of streaming a snapshot to `peer` (output.hpp step 7). On success
   // the leader probes the follower right after the snapshot; on failure it probes again from
   // what the follower is known to hold, which sends a new snapshot if still needed.
-  void report_snapshot(NodeId peer, bool success);
+  // `stream` is the SnapshotSend's; a report of another stream than the one in flight to `peer`
+  // (one given up after Config::snapshot_timeout_ticks, or of an earlier leadership) is ignored.
+  void report_snapshot(NodeId peer, std::uint64_t stream, bool success);
 
   // ---- Output ----
   [[nodiscard]] bool has_output() const noexcept;
@@ -299,6 +301,9 @@ class Core {
   // Ticks since this server last heard from a leader (in_leader_lease()), counted up to
   // election_ticks; a term change does not reset it.
   std::uint32_t since_leader_ = 0;
+
+  // The last SnapshotSend::stream handed out.
+  std::uint64_t last_stream_ = 0;
 
   // Invariant: applied_ <= apply_handed_ <= min(commit, persisted), log_.offset() <=
   // apply_handed_ (an installed snapshot counts as handed out).

@@ -43,7 +43,9 @@
 //     empty `data` and `done` = true. The core then either answers with `install_snapshot`
 //     (step 2 and 5 above) or ignores a stale snapshot, which the node layer may discard. The
 //     core itself refuses chunks (`done` = false): assembling them is the node layer's work.
-//     The sender reports the stream's outcome with `core.report_snapshot(to, success)`; the
+//     The sender reports the stream's outcome with `core.report_snapshot(to, stream, success)`
+//     (a report of a stream the core gave up on, after Config::snapshot_timeout_ticks, is
+//     ignored); the
 //     receiver's core also answers the leader with an InstallSnapshotResponse (done = true),
 //     which the sending node layer steps into its core.
 //  8. Snapshots of this server's own state machine: once a snapshot of the applied state up to
@@ -102,6 +104,8 @@ struct SnapshotSend {
   NodeId to;
   Term term;          // the leader's term, to put in every chunk
   SnapshotMeta meta;  // the snapshot the core last heard of through snapshot_taken()
+  // Names this stream in core.report_snapshot(); unique within one core.
+  std::uint64_t stream = 0;
 };
 
 // A linearizable read that may be served once the state machine applied `index` (§6.4).

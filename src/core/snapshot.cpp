@@ -35,11 +35,11 @@ Result<void> Core::snapshot_taken(const SnapshotMeta& meta) {
   return {};
 }
 
-void Core::report_snapshot(NodeId peer, bool success) {
+void Core::report_snapshot(NodeId peer, std::uint64_t stream, bool success) {
   auto* l = std::get_if<Leader>(&state_);
   if (!l) return;
   Progress* pr = find_progress(*l, peer);
-  if (!pr || pr->state != Progress::State::snapshot) return;
+  if (!pr || pr->state != Progress::State::snapshot || pr->snapshot_stream != stream) return;
   const Index sent = pr->pending_snapshot;
   pr->become_probe();
   if (success) {
@@ -59,7 +59,8 @@ void Core::send_snapshot(Progress& pr) {
   // A stream carries this leader's term: it waits until the term is durable (see send()).
   if (durable_term_ < term_) return;
   pr.become_snapshot(snapshot_.last_index);
-  snapshot_sends_.push_back(SnapshotSend{pr.id, term_, snapshot_});
+  pr.snapshot_stream = ++last_stream_;
+  snapshot_sends_.push_back(SnapshotSend{pr.id, term_, snapshot_, pr.snapshot_stream});
 }
 
 void Core::become_follower_of(NodeId leader) {

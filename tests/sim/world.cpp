@@ -24,6 +24,7 @@ core::Config World::config_for(const Node& n) const {
   c.replicate_stall_ticks = knobs_.replicate_stall_ticks;
   c.lease_reads = (opt_.faults & fault_reads) && knobs_.lease_reads;
   c.snapshot_trailing_entries = knobs_.snapshot_trailing_entries;
+  c.snapshot_timeout_ticks = 5 * knobs_.election_ticks;
   if (extras_.drift != 0) c.lease_clock_drift_ticks = extras_.drift;
   if (extras_.pending_bytes_max != 0) {
     c.entry_bytes_max = 16;

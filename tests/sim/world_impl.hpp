@@ -82,6 +82,7 @@ struct SmState {
 
 // A snapshot on its way to a follower (the node layer's stream, modelled as one transfer).
 struct SnapshotStream {
+  std::uint64_t stream;  // SnapshotSend::stream
   NodeId from;
   std::uint32_t from_incarnation;
   NodeId to;
