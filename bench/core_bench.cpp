@@ -48,7 +48,7 @@ struct Cluster {
     while (c.has_output()) {
       core::Output out = c.take_output();
       for (Message& m : out.messages) wire.push_back(std::move(m));
-      if (!out.entries.empty()) c.persisted(out.entries.back().term, out.entries.back().index);
+      if (out.write != 0) c.persisted(out.write);
       for (Message& m : out.messages_after_persist) wire.push_back(std::move(m));
       if (!out.committed.empty()) {
         applied_all += out.committed.size();

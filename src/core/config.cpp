@@ -33,12 +33,17 @@ Result<void> Config::validate() const {
     return bad("config: byte limits must be positive");
   }
   if (append_entries_max == 0) return bad("config: append_entries_max must be positive");
-  if (lease_reads && (!check_quorum || lease_clock_drift_ticks >= election_ticks)) {
+  if (lease_reads && (!check_quorum || lease_clock_drift_ticks == 0 ||
+                      lease_clock_drift_ticks >= election_ticks - 1)) {
     return bad(
-        "config: lease_reads needs check_quorum and lease_clock_drift_ticks < "
-        "election_ticks");
+        "config: lease_reads needs check_quorum and 0 < lease_clock_drift_ticks < "
+        "election_ticks - 1");
+  }
+  if (pending_bytes_max < entry_bytes_max) {
+    return bad("config: pending_bytes_max must be at least entry_bytes_max");
   }
   if (reads_pending_max == 0) return bad("config: reads_pending_max must be positive");
+  if (snapshot_timeout_ticks == 0) return bad("config: snapshot_timeout_ticks must be positive");
   if (pending_proposals_max == 0 || apply_entries_max == 0 || replicate_stall_ticks == 0) {
     return bad(
         "config: pending_proposals_max, apply_entries_max and replicate_stall_ticks must "

@@ -45,8 +45,12 @@ struct Config {
   std::uint64_t append_entries_max = 8192;
   // A proposal's payload larger than this is refused with too_large.
   std::uint64_t entry_bytes_max = 1u << 20;
-  // Entries appended by this leader but not yet committed; past it proposals get overloaded.
+  // Entries appended by this leader but not yet committed, and their payload bytes; past
+  // either proposals get overloaded. The byte bound keeps an uncommitted backlog of large
+  // entries in memory bounded (65,536 entries of 1 MiB would be 64 GiB). It must be at least
+  // entry_bytes_max; a leader with nothing uncommitted accepts one batch of any size up to it.
   std::uint64_t pending_proposals_max = 1u << 16;
+  std::uint64_t pending_bytes_max = 64u << 20;
   // Committed entries handed out for applying but not yet reported by applied().
   std::uint64_t apply_entries_max = 1u << 14;
   // A follower in replicate state whose acknowledgements stop for this many ticks while
@@ -57,16 +61,24 @@ struct Config {
   // that a follower lagging by less is caught up with entries instead of a snapshot (§5.1).
   std::uint64_t snapshot_trailing_entries = 1024;
 
+  // A follower in snapshot state whose stream is neither reported (Core::report_snapshot) nor
+  // answered for this many ticks is probed again; a new stream starts if still needed.
+  std::uint32_t snapshot_timeout_ticks = 3000;
+
   // A learner added with automatic promotion becomes a voter once its log stayed within this
   // many entries of the leader's last index for a full election timeout (§4.2.1).
   std::uint64_t promotion_lag_entries_max = 64;
 
   // Linearizable reads (§6.4). ReadIndex is always available. Lease reads (opt-in) answer at
-  // once while a quorum acknowledged a heartbeat sent less than election_ticks -
-  // lease_clock_drift_ticks ago: voters refuse other candidates for election_ticks after
-  // hearing from the leader, so no other leader can exist yet, provided no server's clock runs
-  // faster than the bound allows. They need check_quorum; lease_clock_drift_ticks must be
-  // below election_ticks.
+  // once while a quorum acknowledged a heartbeat sent less than election_ticks - 1 -
+  // lease_clock_drift_ticks of the leader's ticks ago. A voter refuses other candidates until
+  // election_ticks of its own ticks passed since it last heard from a leader; as its first tick
+  // may come right after it heard, that is at least election_ticks - 1 tick periods. The lease
+  // is therefore safe while no voter's clock runs faster than the leader's by more than
+  // lease_clock_drift_ticks ticks over election_ticks - 1 ticks: a rate ratio of at most
+  // (election_ticks - 1) / (election_ticks - 1 - lease_clock_drift_ticks), 1.29 with the
+  // defaults. No two clocks run at exactly one rate, so the drift must be at least one tick.
+  // Lease reads need check_quorum and 0 < lease_clock_drift_ticks < election_ticks - 1.
   bool lease_reads = false;
   std::uint32_t lease_clock_drift_ticks = 2;
   // Reads a leader holds waiting for their heartbeat round; past it reads get overloaded.

@@ -82,13 +82,17 @@ Core::Core(Config config, DurableState durable)
     base_conf_ = std::move(*initial);
   }
   refresh_config();
-  restarted_ = term_.value() > 0;
+  // With lease reads, a restarted voter honours the lease of a leader it may have heard from
+  // just before the crash.
+  since_leader_ = config_.lease_reads && term_.value() > 0 ? 0 : config_.election_ticks;
   // A crash may keep a write's entries but not the hard state written with it; the entries'
   // term is then the newest one this server has seen, and it has cast no vote in it.
   if (log_.last_term() > term_) {
     term_ = log_.last_term();
     vote_ = no_node;
   }
+  // A restart recovers at least this term: from the hard state or from the entries' terms.
+  durable_term_ = term_;
   reported_soft_ = SoftState{Role::follower, no_node, durable.hard_state.term};
   reset_election_timer();
   check_invariants();
@@ -111,7 +115,19 @@ bool Core::is_voter(NodeId id) const noexcept {
   return conf_.is_voter(id);
 }
 
+// No message of a term leaves this server before that term is durable here: a server that
+// crashed before writing it would restart in an earlier term and could act twice in this one
+// (a sole voter winning the same term again with different entries). A message of a newer
+// term waits for the write that carries it. Pre-vote requests and granted pre-votes carry the
+// term an election would use, not the sender's, and are exempt.
 void Core::send(NodeId to, MessageBody body) {
+  const auto* v = std::get_if<VoteRequest>(&body);
+  const auto* vr = std::get_if<VoteResponse>(&body);
+  const bool pre_vote = (v && v->pre_vote) || (vr && vr->pre_vote && vr->granted);
+  if (!pre_vote && term_of(body) > durable_term_) {
+    send_after_persist(to, std::move(body));
+    return;
+  }
   messages_.push_back(Message{config_.id, to, std::move(body)});
 }
 
@@ -122,7 +138,7 @@ void Core::send_after_persist(NodeId to, MessageBody body) {
 // ---- Inputs ----
 
 void Core::tick() {
-  if (ticks_since_start_ < config_.election_ticks) ++ticks_since_start_;
+  if (since_leader_ < config_.election_ticks) ++since_leader_;
   if (auto* l = std::get_if<Leader>(&state_)) {
     tick_leader(*l);
   } else {
@@ -246,6 +262,15 @@ Result<Index> Core::propose(std::span<const Bytes> payloads) {
   if (pending + payloads.size() > config_.pending_proposals_max) {
     return Error(Errc::overloaded, "propose: pending_proposals_max reached");
   }
+  std::uint64_t bytes = 0;
+  for (const Bytes& p : payloads) bytes += p.size();
+  if (bytes > config_.pending_bytes_max) {
+    return Error(Errc::too_large, "propose: payloads exceed pending_bytes_max");
+  }
+  if (l->uncommitted_bytes > 0 && l->uncommitted_bytes + bytes > config_.pending_bytes_max) {
+    return Error(Errc::overloaded, "propose: pending_bytes_max reached");
+  }
+  l->uncommitted_bytes += bytes;
   const Index first = log_.last_index() + 1;
   Index next = first;
   for (const Bytes& p : payloads) {
@@ -259,11 +284,13 @@ Result<Index> Core::propose(std::span<const Bytes> payloads) {
   return first;
 }
 
-void Core::persisted(Term term, Index index) {
-  if (log_.persisted(term, index)) {
-    if (auto* l = std::get_if<Leader>(&state_)) {
-      if (maybe_commit(*l)) broadcast_append(*l);
-    }
+void Core::persisted(std::uint64_t write) {
+  const bool grew = log_.persisted(write);
+  const bool term_now_durable = durable_term_ < term_ && log_.durable_hard_term() >= term_;
+  durable_term_ = std::max(durable_term_, log_.durable_hard_term());
+  if (auto* l = std::get_if<Leader>(&state_)) {
+    // A snapshot stream held until the term was durable may start now.
+    if ((grew && maybe_commit(*l)) || term_now_durable) broadcast_append(*l);
   }
   step_down_if_removed();
 #ifndef NDEBUG
@@ -296,9 +323,11 @@ Output Core::take_output() {
     out.hard_state = hs;
     saved_hard_ = hs;
   }
+  if (out.hard_state || install_pending_ || log_.has_unsaved()) {
+    out.write = log_.take_unsaved(out.truncate_from, out.entries, saved_hard_.term);
+  }
   out.install_snapshot = std::move(install_pending_);
   install_pending_.reset();
-  if (log_.has_unsaved()) log_.take_unsaved(out.truncate_from, out.entries);
   out.messages.swap(messages_);
   out.snapshot_sends.swap(snapshot_sends_);
   out.reads_ready.swap(reads_ready_);
@@ -324,12 +353,14 @@ void Core::collect_committed(Output& out) {
 
 // ---- Terms and roles ----
 
+// Whether this server is the leader, or heard from a leader, of any term, less than
+// election_ticks of its ticks ago. A newer term learnt since (a delayed response, a lost
+// election) does not end it: the leader it heard may still hold a lease counted on this
+// server's refusal to vote. A leader with CheckQuorum steps down by itself once it stops
+// hearing from a quorum; until then a candidate cannot disrupt it (§4.2.3).
 bool Core::in_leader_lease() const noexcept {
-  // A server that ever saw a term may have answered a leader's heartbeat before it restarted.
-  const bool after_restart =
-      config_.lease_reads && restarted_ && ticks_since_start_ < config_.election_ticks;
-  return config_.check_quorum && (leader_ != no_node || after_restart) &&
-         election_elapsed_ < config_.election_ticks;
+  return config_.check_quorum &&
+         (std::holds_alternative<Leader>(state_) || since_leader_ < config_.election_ticks);
 }
 
 // Applies the term rules every message obeys (§3.3); returns false when the message is done.
@@ -340,7 +371,7 @@ bool Core::step_term(const Message& m) {
       // A server that hears from its leader ignores disruptive candidates (§4.2.3).
       if (in_leader_lease() && !v->leadership_transfer) return false;
       if (v->pre_vote) return true;  // a pre-vote never changes the voter's term (§9.6)
-      become_follower(t, no_node);
+      adopt_term(t, no_node);
       return true;
     }
     if (const auto* vr = std::get_if<VoteResponse>(&m.body); vr && vr->pre_vote && vr->granted) {
@@ -350,7 +381,7 @@ bool Core::step_term(const Message& m) {
                              std::holds_alternative<HeartbeatRequest>(m.body) ||
                              std::holds_alternative<InstallSnapshot>(m.body) ||
                              std::holds_alternative<TimeoutNow>(m.body);
-    become_follower(t, from_leader ? m.from : no_node);
+    adopt_term(t, from_leader ? m.from : no_node);
     return true;
   }
   if (t < term_) {
@@ -360,12 +391,24 @@ bool Core::step_term(const Message& m) {
       // Tell a stale leader about the newer term. Without this, a server that raised its term
       // while cut off could never rejoin: its pre-votes fail while the others hear the leader.
       send(m.from, AppendResponse{term_, false, Index(), log_.last_index(), Term(), Index()});
-    } else if (const auto* v = std::get_if<VoteRequest>(&m.body); v && v->pre_vote) {
-      send(m.from, VoteResponse{term_, false, true});
+    } else if (const auto* v = std::get_if<VoteRequest>(&m.body)) {
+      // A candidate behind in term learns the newer one (§3.3). Without PreVote, one that was
+      // never told could stay behind a voter that keeps raising its term with failed
+      // elections of its own, and no leader would ever be elected.
+      send(m.from, VoteResponse{term_, false, v->pre_vote});
     }
     return false;
   }
   return true;
+}
+
+// A newer term alone restarts no election timeout (§3.4: only a leader heard or a vote granted
+// does): a server whose log could win would otherwise never campaign while others without
+// PreVote keep raising the term with elections they cannot win.
+void Core::adopt_term(Term term, NodeId leader) {
+  const std::uint32_t elapsed = election_elapsed_;
+  become_follower(term, leader);
+  if (leader == no_node) election_elapsed_ = elapsed;
 }
 
 void Core::reset_election_timer() {
@@ -382,6 +425,7 @@ void Core::become_follower(Term term, NodeId leader) {
     vote_ = no_node;
   }
   leader_ = leader;
+  if (leader != no_node) since_leader_ = 0;
   state_ = Follower{};
   reset_election_timer();
 }
@@ -447,6 +491,16 @@ void Core::record_vote(Candidate& c, NodeId from, bool granted) {
 
 void Core::handle_vote_request(NodeId from, const VoteRequest& r) {
   // Precondition: r.term >= term_ (step_term), and r.term > term_ only for a pre-vote.
+  // A term learnt since this server last heard from a leader (a delayed response, a refused
+  // pre-vote) lifts no guard: a request of that very term is refused within the lease too.
+  if (in_leader_lease() && !r.leadership_transfer && vote_ != from) {
+    if (r.pre_vote) {
+      send(from, VoteResponse{term_, false, true});
+    } else {
+      send_after_persist(from, VoteResponse{term_, false, false});
+    }
+    return;
+  }
   const bool can_vote =
       vote_ == from || (vote_ == no_node && leader_ == no_node) || (r.pre_vote && r.term > term_);
   const bool grant = can_vote && log_.candidate_up_to_date(r.last_log_index, r.last_log_term);
@@ -463,6 +517,9 @@ void Core::handle_vote_request(NodeId from, const VoteRequest& r) {
 }
 
 void Core::handle_vote_response(NodeId from, const VoteResponse& r) {
+  // A vote granted in this term proves the term durable: it answers a request of this term,
+  // sent only once the term was (request_votes). A refusal may answer an older request.
+  if (!r.pre_vote && r.granted && r.term == term_) durable_term_ = term_;
   auto* c = std::get_if<Candidate>(&state_);
   if (!c || c->pre_vote != r.pre_vote) return;
   // A pre-vote is granted at the term the pre-candidate would campaign in; its rejections carry
@@ -481,6 +538,10 @@ void Core::become_leader() {
   // A new leader commits an entry of its own term at once, which also commits everything before
   // it (§3.6.2, §6.4).
   log_.append(Entry{log_.last_index() + 1, term_, EntryType::noop, Bytes()});
+  Leader& l = std::get<Leader>(state_);
+  for (const Entry& e : log_.slice(log_.commit_index() + 1, log_.last_index())) {
+    l.uncommitted_bytes += e.payload.size();
+  }
   // It commits once persisted() and the followers' acknowledgements say a majority holds it.
   broadcast_append(std::get<Leader>(state_));
 }
@@ -502,6 +563,14 @@ void Core::tick_leader(Leader& l) {
   tick_promotions(l);
   tick_transfer(l);
   for (Progress& pr : l.peers) {
+    // A stream neither reported nor answered in time is given up: probe again, which starts
+    // a new stream if the follower still needs one.
+    if (pr.state == Progress::State::snapshot &&
+        ++pr.snapshot_ticks >= config_.snapshot_timeout_ticks) {
+      pr.become_probe();
+      send_append(l, pr);
+      continue;
+    }
     if (pr.state != Progress::State::replicate || pr.inflights.count() == 0) continue;
     if (++pr.stall_ticks >= config_.replicate_stall_ticks) {
       pr.become_probe();  // lost AppendEntries: find the follower's log again
@@ -536,6 +605,7 @@ const Progress* Core::progress(NodeId peer) const noexcept {
 void Core::check_invariants() const {
   log_.check_invariants();
   CORAFT_ASSERT(term_ >= log_.last_term(), term_, log_.last_term());
+  CORAFT_ASSERT(durable_term_ <= term_, durable_term_, term_);
   CORAFT_ASSERT(applied_ <= apply_handed_, applied_, apply_handed_);
   CORAFT_ASSERT(apply_handed_ <= log_.commit_index() && apply_handed_ <= log_.persisted_index(),
                 apply_handed_, log_.commit_index(), log_.persisted_index());

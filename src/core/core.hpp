@@ -76,11 +76,14 @@ class Core {
   Result<void> step(Message message);
   // Appends one entry per payload if this server is the leader; returns the index of the first.
   // Fails with not_leader (hint: the leader this server knows), too_large (a payload over
-  // entry_bytes_max, or more payloads than pending_proposals_max) or overloaded (the pending
-  // proposals would pass pending_proposals_max). On failure nothing is appended.
+  // entry_bytes_max, more payloads than pending_proposals_max, or more bytes than
+  // pending_bytes_max) or overloaded (the uncommitted entries would pass pending_proposals_max,
+  // or their payload bytes pending_bytes_max while some are uncommitted). On failure nothing is
+  // appended.
   Result<Index> propose(std::span<const Bytes> payloads);
-  // The write ending with the entry (term, index) and all earlier writes are durable.
-  void persisted(Term term, Index index);
+  // The write of the output whose `write` field is `write`, and every earlier write, are
+  // durable (output.hpp step 4).
+  void persisted(std::uint64_t write);
   // Appends a configuration entry for `change` if this server is the leader; returns its index.
   // The configuration takes effect on every server as soon as the entry is in its log (§4.1).
   // Fails with not_leader; with transfer_in_progress; with config_change_pending while an
@@ -95,8 +98,10 @@ class Core {
   // Hands leadership to the voter `target` (thesis §3.10): proposals and membership changes
   // are refused with transfer_in_progress from now on; the target is brought up to date and
   // then told to campaign at once (TimeoutNow). The transfer is given up, and proposals are
-  // accepted again, if the target is not leader within an election timeout. Fails with
-  // not_leader, or invalid_argument if `target` is this server or not a voter.
+  // accepted again, if the target is not leader within an election timeout; automatic
+  // promotions wait meanwhile. Fails with not_leader, with config_change_pending while a
+  // membership change is not committed or a joint configuration not left, or invalid_argument
+  // if `target` is this server or not a voter.
   Result<void> transfer_leadership(NodeId target);
   // The voter leadership is being handed to, or no_node.
   [[nodiscard]] NodeId transfer_target() const noexcept;
@@ -119,7 +124,9 @@ class Core {
   // The node layer's outcome of streaming a snapshot to `peer` (output.hpp step 7). On success
   // the leader probes the follower right after the snapshot; on failure it probes again from
   // what the follower is known to hold, which sends a new snapshot if still needed.
-  void report_snapshot(NodeId peer, bool success);
+  // `stream` is the SnapshotSend's; a report of another stream than the one in flight to `peer`
+  // (one given up after Config::snapshot_timeout_ticks, or of an earlier leadership) is ignored.
+  void report_snapshot(NodeId peer, std::uint64_t stream, bool success);
   // The driver could not send to `peer` (its send queue refused a message, or it is not
   // connected). A leader stops streaming to a follower in replicate state and probes it again
   // from its match index, rather than waiting for the stall timeout.
@@ -185,6 +192,8 @@ class Core {
     std::uint64_t ticks = 0;
     // Set once TimeoutNow went out: voters may then elect another leader at once.
     bool lease_revoked = false;
+    // Payload bytes of the entries after the commit index. Invariant: the sum over the log.
+    std::uint64_t uncommitted_bytes = 0;
     // Scratch space for the commit computation, one slot per voter of each set.
     std::vector<Index> matches;
     std::vector<Index> matches_outgoing;
@@ -192,6 +201,7 @@ class Core {
 
   // core.cpp: roles and elections.
   void become_follower(Term term, NodeId leader);
+  void adopt_term(Term term, NodeId leader);
   void become_pre_candidate();
   void become_candidate(bool transfer = false);
   void become_leader();
@@ -217,6 +227,7 @@ class Core {
   void broadcast_heartbeat(Leader& leader);
   void handle_append_request(NodeId from, AppendRequest& r);
   void reject_append(NodeId from, const AppendRequest& r);
+  void cap_acknowledgements(Index kept);
   void handle_append_response(Leader& leader, NodeId from, const AppendResponse& r);
   void handle_append_rejection(Leader& leader, Progress& pr, const AppendResponse& r);
   void handle_heartbeat_request(NodeId from, const HeartbeatRequest& r);
@@ -284,6 +295,8 @@ class Core {
 
   // The hard state last handed out for writing, and the soft state last reported.
   HardState saved_hard_;
+  // The newest term known durable on this server (send()). Invariant: <= term_.
+  Term durable_term_;
   SoftState reported_soft_;
   // Work collected since the last take_output().
   std::vector<Message> messages_;
@@ -293,10 +306,12 @@ class Core {
   std::optional<SnapshotMeta> install_pending_;
   std::vector<ReadState> reads_ready_;
   std::vector<std::uint64_t> reads_dropped_;
-  // Ticks since this core started, counted up to election_ticks: with lease reads, a restarted
-  // voter honours the lease of a leader it may have heard from before the crash.
-  std::uint32_t ticks_since_start_ = 0;
-  bool restarted_ = false;
+  // Ticks since this server last heard from a leader (in_leader_lease()), counted up to
+  // election_ticks; a term change does not reset it.
+  std::uint32_t since_leader_ = 0;
+
+  // The last SnapshotSend::stream handed out.
+  std::uint64_t last_stream_ = 0;
 
   // Invariant: applied_ <= apply_handed_ <= min(commit, persisted), log_.offset() <=
   // apply_handed_ (an installed snapshot counts as handed out).

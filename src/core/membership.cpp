@@ -72,8 +72,8 @@ void Core::sync_peers(Leader& leader) {
 Index Core::append_config(Leader& leader, const Configuration& conf) {
   const Index at = log_.last_index() + 1;
   log_.append(Entry{at, term_, EntryType::config, encode_configuration(conf)});
+  leader.uncommitted_bytes += log_.at(at).payload.size();
   set_config(conf, at);
-  (void)leader;
   return at;
 }
 
@@ -140,9 +140,11 @@ Result<Index> Core::change_membership(const MembershipChange& change,
   return at;
 }
 
-// A committed joint configuration is left at once (§4.3).
+// A committed joint configuration is left at once (§4.3), or, during a leadership transfer,
+// once the transfer is given up: an entry appended then would leave the target less up to
+// date than another voter, and its election would fail.
 void Core::after_commit(Leader& leader) {
-  if (conf_.joint() && log_.commit_index() >= conf_index_) {
+  if (leader.transfer_target == no_node && conf_.joint() && log_.commit_index() >= conf_index_) {
     Configuration next{conf_.voters, {}, conf_.learners, {}};
     next.set_addresses(conf_.addresses);
     (void)append_config(leader, next);
@@ -156,8 +158,9 @@ void Core::tick_promotions(Leader& leader) {
                        log_.last_index() - pr->match_index <= config_.promotion_lag_entries_max;
     ticks = close ? ticks + 1 : 0;
   }
+  // No promotion during a leadership transfer (see after_commit).
   const bool idle = conf_index_ <= log_.commit_index() && !conf_.joint() &&
-                    log_.matches(log_.commit_index(), term_);
+                    log_.matches(log_.commit_index(), term_) && leader.transfer_target == no_node;
   if (!idle) return;
   for (auto it = leader.promotions.begin(); it != leader.promotions.end(); ++it) {
     if (it->second < config_.election_ticks) continue;

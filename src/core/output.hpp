@@ -15,14 +15,20 @@
 //     in the order the outputs were taken; a crash may lose a write that is not yet durable, or
 //     keep any prefix of it, but never a later write without the earlier ones.
 //  3. Send `messages` now, without waiting for the write. (This is how a leader replicates in
-//     parallel with its own write, thesis §10.2.1.)
-//  4. Once this output's write and every earlier one are durable: if `entries` is not empty,
-//     call `core.persisted(entries.back().term, entries.back().index)`, and only then send
-//     `messages_after_persist`. An output without durable work may send its
+//     parallel with its own write, thesis §10.2.1.) No message in `messages` carries a term
+//     that is not yet durable on this server.
+//  4. Once this output's write and every earlier one are durable: call
+//     `core.persisted(write)` with this output's `write` number, and only then send
+//     `messages_after_persist`. An output without durable work (`write` == 0) may send its
 //     `messages_after_persist` as soon as every earlier write is durable. Acknowledging a write
 //     acknowledges every earlier one, so acknowledgements of several writes may be coalesced into
-//     the last one. A hard state needs no acknowledgement of its own: what depends on it (a vote
-//     reply, a candidate's vote requests) travels in `messages_after_persist`.
+//     one call naming the last of them. Everything that depends on a write travels in
+//     `messages_after_persist`: a vote reply, a candidate's vote requests, acknowledgements of
+//     entries, and every message of a term this server has not yet seen durable (a sole voter
+//     that wins an election replicates only once the new term is stored; the core knows a term
+//     is durable once a write carrying it was acknowledged, or a vote of that term was granted
+//     to it). For the same reason no `snapshot_sends` entry names a term not yet durable.
+//     These rules hold however many inputs the caller gives between two take_output() calls.
 //  5. If `install_snapshot` is set, load the state machine from that snapshot (it replaces
 //     everything applied so far) and call `core.applied(install_snapshot->last_index)`. Apply
 //     `committed` to the state machine in order, then call `core.applied(last index)`.
@@ -37,7 +43,9 @@
 //     empty `data` and `done` = true. The core then either answers with `install_snapshot`
 //     (step 2 and 5 above) or ignores a stale snapshot, which the node layer may discard. The
 //     core itself refuses chunks (`done` = false): assembling them is the node layer's work.
-//     The sender reports the stream's outcome with `core.report_snapshot(to, success)`; the
+//     The sender reports the stream's outcome with `core.report_snapshot(to, stream, success)`
+//     (a report of a stream the core gave up on, after Config::snapshot_timeout_ticks, is
+//     ignored); the
 //     receiver's core also answers the leader with an InstallSnapshotResponse (done = true),
 //     which the sending node layer steps into its core.
 //  8. Snapshots of this server's own state machine: once a snapshot of the applied state up to
@@ -96,6 +104,8 @@ struct SnapshotSend {
   NodeId to;
   Term term;          // the leader's term, to put in every chunk
   SnapshotMeta meta;  // the snapshot the core last heard of through snapshot_taken()
+  // Names this stream in core.report_snapshot(); unique within one core.
+  std::uint64_t stream = 0;
 };
 
 // A linearizable read that may be served once the state machine applied `index` (§6.4).
@@ -107,12 +117,17 @@ struct ReadState {
 };
 
 struct Output {
+  // The number of this output's write, for persisted() (step 4): nonzero exactly when
+  // has_durable_work(), increasing by one from write to write of one core.
+  std::uint64_t write = 0;
   std::optional<HardState> hard_state;
   // A received snapshot to make durable (step 2) and to load into the state machine (step 5).
   std::optional<SnapshotMeta> install_snapshot;
   std::optional<Index> truncate_from;
   // Invariant: contiguous and, if truncate_from is set, starting at or above it.
   std::vector<Entry> entries;
+  // Invariant: an acknowledgement of entries (a successful AppendResponse) in
+  // messages_after_persist covers only entries this write and the earlier ones store.
   std::vector<Message> messages;
   std::vector<Message> messages_after_persist;
   // Invariant: contiguous, continuing the previous output's committed entries.
@@ -124,9 +139,11 @@ struct Output {
   std::vector<ReadState> reads_ready;
   std::vector<std::uint64_t> reads_dropped;
 
+  // True when the output has a write to make durable and acknowledge (it may store nothing,
+  // when the entries it had to write were removed again before it was taken).
   [[nodiscard]] bool has_durable_work() const noexcept {
-    return hard_state.has_value() || install_snapshot.has_value() || truncate_from.has_value() ||
-           !entries.empty();
+    return write != 0 || hard_state.has_value() || install_snapshot.has_value() ||
+           truncate_from.has_value() || !entries.empty();
   }
 };
 

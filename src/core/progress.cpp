@@ -48,6 +48,7 @@ void Progress::become_snapshot(Index snapshot_index) noexcept {
   state = State::snapshot;
   probe_sent = false;
   pending_snapshot = snapshot_index;
+  snapshot_ticks = 0;
   stall_ticks = 0;
   inflights.reset();
 }

@@ -66,8 +66,11 @@ struct Progress {
   bool recent_active = false;
   // The highest commit index sent to this follower.
   Index commit_sent;
-  // In snapshot state: the last index of the snapshot being sent.
+  // In snapshot state: the last index of the snapshot being sent, the stream's number
+  // (SnapshotSend::stream) and the ticks since it started.
   Index pending_snapshot;
+  std::uint64_t snapshot_stream = 0;
+  std::uint32_t snapshot_ticks = 0;
   // The newest heartbeat round (read context) this follower answered.
   std::uint64_t read_acked = 0;
   // Ticks since the last acknowledgement that moved match_index, while messages are in flight.

@@ -117,22 +117,31 @@ bool RaftLog::restore(Index index, Term term) {
   return false;
 }
 
-void RaftLog::take_unsaved(std::optional<Index>& truncate_from, std::vector<Entry>& entries) {
-  truncate_from = truncate_pending_;
+std::uint64_t RaftLog::take_unsaved(std::optional<Index>& truncate_from,
+                                    std::vector<Entry>& entries, Term hard_term) {
+  // A truncation above every entry handed out removed only entries storage never saw.
+  truncate_from.reset();
+  if (truncate_pending_ && *truncate_pending_ <= saved_ + 1) truncate_from = truncate_pending_;
   truncate_pending_.reset();
-  if (saved_ == last_index()) return;
-  auto fresh = slice(saved_ + 1, last_index());
-  entries.assign(fresh.begin(), fresh.end());
-  saved_ = last_index();
-  writes_.push_back(Write{last_index(), last_term(), last_index()});
+  if (saved_ < last_index()) {
+    auto fresh = slice(saved_ + 1, last_index());
+    entries.assign(fresh.begin(), fresh.end());
+    saved_ = last_index();
+  }
+  const std::uint64_t id = next_write_++;
+  writes_.push_back(Write{id, saved_, saved_, hard_term});
+  return id;
 }
 
-bool RaftLog::persisted(Term term, Index index) {
-  auto match = std::find_if(writes_.begin(), writes_.end(),
-                            [&](const Write& w) { return w.last == index && w.term == term; });
-  CORAFT_REQUIRE(match != writes_.end(), "persisted() names no write in flight", term, index);
+bool RaftLog::persisted(std::uint64_t write) {
+  CORAFT_REQUIRE(!writes_.empty() && write >= writes_.front().id && write <= writes_.back().id,
+                 "persisted() names no write in flight", write);
+  const auto match = writes_.begin() + static_cast<std::ptrdiff_t>(write - writes_.front().id);
   Index durable = persisted_;
-  for (auto it = writes_.begin(); it != match + 1; ++it) durable = std::max(durable, it->cap);
+  for (auto it = writes_.begin(); it != match + 1; ++it) {
+    durable = std::max(durable, it->cap);
+    durable_hard_term_ = std::max(durable_hard_term_, it->hard_term);
+  }
   writes_.erase(writes_.begin(), match + 1);
   const bool grew = durable > persisted_;
   persisted_ = durable;
@@ -147,7 +156,10 @@ void RaftLog::check_invariants() const {
     CORAFT_ASSERT(entries_.front().index == offset_ + 1, entries_.front().index, offset_);
     CORAFT_ASSERT(entries_.back().index == last_index(), entries_.back().index, last_index());
   }
-  for (const Write& w : writes_) CORAFT_ASSERT(w.cap <= w.last, w.cap, w.last);
+  for (std::size_t k = 0; k < writes_.size(); ++k) {
+    const Write& w = writes_[k];
+    CORAFT_ASSERT(w.cap <= w.last && w.id == writes_.front().id + k, w.cap, w.last, w.id);
+  }
 }
 
 }  // namespace coraft::core

@@ -66,15 +66,20 @@ class RaftLog {
   [[nodiscard]] bool has_unsaved() const noexcept {
     return truncate_pending_.has_value() || saved_ < last_index();
   }
-  // Moves out the suffix to truncate and the entries to write, and records the write so that
-  // persisted() can match its acknowledgement.
-  void take_unsaved(std::optional<Index>& truncate_from, std::vector<Entry>& entries);
-  // The write whose last entry is (term, index) and every earlier one are durable. Returns true
-  // when the durable prefix grew. Precondition: such a write was handed out and not yet
-  // acknowledged.
-  bool persisted(Term term, Index index);
+  // Moves out the suffix to truncate and the entries to write, and records one write of the
+  // caller's output, numbered so that persisted() can name it. `hard_term` is the term of the
+  // hard state handed out with or before this write. The truncation handed out always starts
+  // at or below the first entry handed out; one that only removed entries never handed out is
+  // dropped. Returns the write's number: 1 for the first, then consecutive.
+  [[nodiscard]] std::uint64_t take_unsaved(std::optional<Index>& truncate_from,
+                                           std::vector<Entry>& entries, Term hard_term);
+  // The write numbered `write` and every earlier one are durable. Returns true when the
+  // durable prefix grew. Precondition: that write was handed out and not yet acknowledged.
+  bool persisted(std::uint64_t write);
   // Invariant: every entry up to this index is durable and equal to the entry in memory.
   [[nodiscard]] Index persisted_index() const noexcept { return persisted_; }
+  // The newest hard-state term known durable through an acknowledged write.
+  [[nodiscard]] Term durable_hard_term() const noexcept { return durable_hard_term_; }
   // Writes handed out and not yet acknowledged.
   [[nodiscard]] std::size_t writes_in_flight() const noexcept { return writes_.size(); }
 
@@ -83,10 +88,11 @@ class RaftLog {
 
  private:
   struct Write {
+    std::uint64_t id;
     Index last;
-    Term term;
     // How much of this write is still the log in memory: later truncations lower it.
     Index cap;
+    Term hard_term;
   };
 
   // Invariant: entries_[k].index == offset_ + 1 + k, terms non-decreasing.
@@ -101,8 +107,10 @@ class RaftLog {
   Index saved_;
   // The lowest truncation since the last take_unsaved(), if any.
   std::optional<Index> truncate_pending_;
-  // Invariant: in hand-out order; each cap <= its last.
+  // Invariant: in hand-out order, ids consecutive; each cap <= its last.
   std::deque<Write> writes_;
+  std::uint64_t next_write_ = 1;
+  Term durable_hard_term_;
 };
 
 }  // namespace coraft::core

@@ -107,7 +107,10 @@ bool Core::lease_valid(Leader& leader) const {
     return false;
   }
   const std::uint64_t confirmed = quorum_round(leader);
-  const std::uint64_t lease = config_.election_ticks - config_.lease_clock_drift_ticks;
+  // A voter that answered the round refuses other candidates until election_ticks of its
+  // ticks passed since it heard the round; its first tick may come at once, so that is only
+  // election_ticks - 1 tick periods for sure. The lease ends lease_clock_drift_ticks before.
+  const std::uint64_t lease = config_.election_ticks - 1 - config_.lease_clock_drift_ticks;
   for (const auto& [seq, sent] : leader.heartbeat_sent) {
     if (seq == confirmed) return leader.ticks < sent + lease;
   }

@@ -118,6 +118,7 @@ void Core::handle_append_request(NodeId from, AppendRequest& r) {
       // §3.5: delete the conflicting entry and all that follow; a configuration they set is
       // undone with them (§4.1).
       log_.truncate_from(e.index);
+      cap_acknowledgements(e.index - 1);
       conf_changed = conf_index_ >= e.index;
       break;
     }
@@ -185,6 +186,17 @@ void Core::handle_append_rejection(Leader& leader, Progress& pr, const AppendRes
   send_append(leader, pr);
 }
 
+// Acknowledgements waiting in messages_after_persist_ go out after the write of the output
+// they are taken with, which stores the log as it is then: an acknowledgement of entries
+// removed since (by a later input before take_output()) would promise what no write holds.
+// It is lowered to the entries that remain, which are the acknowledged leader's up to `kept`.
+void Core::cap_acknowledgements(Index kept) {
+  for (Message& m : messages_after_persist_) {
+    auto* a = std::get_if<AppendResponse>(&m.body);
+    if (a && a->success && a->match_index > kept) a->match_index = kept;
+  }
+}
+
 void Core::handle_heartbeat_request(NodeId from, const HeartbeatRequest& r) {
   become_follower_of(from);
   // The leader caps the commit index at what it knows this server holds.
@@ -212,6 +224,9 @@ void Core::handle_heartbeat_response(Leader& leader, NodeId from, const Heartbea
 bool Core::maybe_commit(Leader& leader) {
   const Index q = quorum_match(leader);
   if (q <= log_.commit_index() || q > log_.last_index() || !log_.matches(q, term_)) return false;
+  for (const Entry& e : log_.slice(log_.commit_index() + 1, q)) {
+    leader.uncommitted_bytes -= e.payload.size();
+  }
   log_.commit_to(q);
   after_commit(leader);
   admit_held_reads(leader);
@@ -229,6 +244,11 @@ void Core::check_leader_invariants(const Leader& leader) const {
     CORAFT_ASSERT(pr.inflights.count() <= config_.inflight_msgs_max, pr.id);
     CORAFT_ASSERT(pr.state == Progress::State::replicate || pr.inflights.count() == 0, pr.id);
   }
+  std::uint64_t uncommitted = 0;
+  for (const Entry& e : log_.slice(log_.commit_index() + 1, log_.last_index())) {
+    uncommitted += e.payload.size();
+  }
+  CORAFT_ASSERT(uncommitted == leader.uncommitted_bytes, uncommitted, leader.uncommitted_bytes);
   CORAFT_ASSERT(leader.reads_held.empty() || !log_.matches(log_.commit_index(), term_),
                 leader.reads_held.size(), log_.commit_index());
 }

@@ -35,11 +35,11 @@ Result<void> Core::snapshot_taken(const SnapshotMeta& meta) {
   return {};
 }
 
-void Core::report_snapshot(NodeId peer, bool success) {
+void Core::report_snapshot(NodeId peer, std::uint64_t stream, bool success) {
   auto* l = std::get_if<Leader>(&state_);
   if (!l) return;
   Progress* pr = find_progress(*l, peer);
-  if (!pr || pr->state != Progress::State::snapshot) return;
+  if (!pr || pr->state != Progress::State::snapshot || pr->snapshot_stream != stream) return;
   const Index sent = pr->pending_snapshot;
   pr->become_probe();
   if (success) {
@@ -56,14 +56,18 @@ void Core::report_snapshot(NodeId peer, bool success) {
 
 // Precondition: pr.next_index - 1 is compacted away, so pr.match_index < snapshot_.last_index.
 void Core::send_snapshot(Progress& pr) {
+  // A stream carries this leader's term: it waits until the term is durable (see send()).
+  if (durable_term_ < term_) return;
   pr.become_snapshot(snapshot_.last_index);
-  snapshot_sends_.push_back(SnapshotSend{pr.id, term_, snapshot_});
+  pr.snapshot_stream = ++last_stream_;
+  snapshot_sends_.push_back(SnapshotSend{pr.id, term_, snapshot_, pr.snapshot_stream});
 }
 
 void Core::become_follower_of(NodeId leader) {
   if (std::holds_alternative<Follower>(state_)) {
     leader_ = leader;
     election_elapsed_ = 0;
+    since_leader_ = 0;
   } else {
     become_follower(term_, leader);  // a candidate learns of this term's leader (§3.4)
   }
@@ -76,7 +80,7 @@ void Core::handle_install_snapshot(NodeId from, const InstallSnapshot& r) {
   if (last > log_.commit_index()) {
     // A log that holds the snapshot's last entry keeps what follows it (§5.3); any other log is
     // replaced by the snapshot.
-    log_.restore(last, r.meta.last_term);
+    if (!log_.restore(last, r.meta.last_term)) cap_acknowledgements(last);
     base_conf_ = r.meta.configuration;
     refresh_config();
     snapshot_ = r.meta;

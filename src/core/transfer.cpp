@@ -17,6 +17,11 @@ Result<void> Core::transfer_leadership(NodeId target) {
   if (target == config_.id || !conf_.is_voter(target)) {
     return Error(Errc::invalid_argument, "transfer: the target must be another voter");
   }
+  // The target must end up as up to date as every voter: no configuration entry may still be
+  // on its way, nor a joint configuration wait to be left.
+  if (conf_index_ > log_.commit_index() || conf_.joint()) {
+    return Error(Errc::config_change_pending, "transfer: a membership change is not finished");
+  }
   l->transfer_target = target;
   l->transfer_elapsed = 0;
   l->timeout_now_sent = false;
@@ -36,7 +41,9 @@ Result<void> Core::transfer_leadership(NodeId target) {
 }
 
 // Once the target holds the whole log (durably: match_index counts only durable entries), it
-// can win an election at once; no new entry can appear meanwhile, as proposals are refused.
+// can win an election at once. No new entry appears meanwhile: proposals and membership changes
+// are refused, and promotions and the exit from a joint configuration wait for the transfer to
+// end (tick_promotions, after_commit).
 void Core::maybe_send_timeout_now(Leader& leader, const Progress& pr) {
   if (leader.timeout_now_sent || pr.match_index != log_.last_index()) return;
   leader.timeout_now_sent = true;
@@ -49,6 +56,7 @@ void Core::tick_transfer(Leader& leader) {
   if (++leader.transfer_elapsed >= config_.election_ticks) {
     leader.transfer_target = no_node;  // the target did not take over: lead on
     leader.timeout_now_sent = false;
+    after_commit(leader);  // a joint configuration committed meanwhile is left now
   }
 }
 

@@ -43,8 +43,10 @@ Result<void> NodeConfig::validate() const {
   if (heartbeat_ticks == 0 || heartbeat_ticks >= election_ticks) {
     return bad("heartbeat_ticks", "need 0 < heartbeat_ticks < election_ticks");
   }
-  if (lease_reads && (!check_quorum || lease_clock_drift_ticks >= election_ticks)) {
-    return bad("lease_reads", "needs check_quorum and lease_clock_drift_ticks < election_ticks");
+  if (lease_reads && (!check_quorum || lease_clock_drift_ticks == 0 ||
+                      lease_clock_drift_ticks + 1 >= election_ticks)) {
+    return bad("lease_reads",
+               "needs check_quorum and 0 < lease_clock_drift_ticks < election_ticks - 1");
   }
   if (entry_bytes_max == 0) return bad("entry_bytes_max", "must be positive");
   if (append_bytes_max == 0) return bad("append_bytes_max", "must be positive");

@@ -67,13 +67,11 @@ void NodeImpl::handle(core::Output out) {
   if (out.has_durable_work() || !out.messages_after_persist.empty()) {
     CORAFT_ASSERT(!out.install_snapshot, "snapshot installation is not supported yet");
     auto job = std::make_shared<WriteJob>();
+    job->write = out.write;
     job->hard_state = out.hard_state;
     job->truncate_from = out.truncate_from;
     if (out.truncate_from) fail_waiters_from(*out.truncate_from, Errc::dropped);
-    if (!out.entries.empty()) {
-      job->last = std::make_pair(out.entries.back().term, out.entries.back().index);
-      for (const Entry& e : out.entries) job->bytes += e.payload.size() + entry_overhead_bytes;
-    }
+    for (const Entry& e : out.entries) job->bytes += e.payload.size() + entry_overhead_bytes;
     job->entries = std::move(out.entries);
     job->after = std::move(out.messages_after_persist);
     writes_.push_back(std::move(job));
@@ -402,7 +400,7 @@ void NodeImpl::complete_writes() {
     std::shared_ptr<WriteJob> job = std::move(writes_.front());
     writes_.pop_front();
     --writes_started_;
-    if (job->last) core_->persisted(job->last->first, job->last->second);
+    if (job->write != 0) core_->persisted(job->write);
     for (core::Message& m : job->after) send(std::move(m));
     drain();
   }

@@ -149,6 +149,7 @@ Result<void> NodeImpl::open() {
   c.append_entries_max = config_.append_entries_max;
   c.entry_bytes_max = config_.entry_bytes_max;
   c.pending_proposals_max = config_.pending_proposals_max;
+  c.pending_bytes_max = config_.pending_proposal_bytes_max;
   c.apply_entries_max = config_.apply_lag_entries_max;
   c.snapshot_trailing_entries = config_.snapshot_trailing_entries;
   c.promotion_lag_entries_max = config_.promotion_lag_entries_max;

@@ -107,10 +107,10 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   };
   // One output's durable work, in the order outputs were taken.
   struct WriteJob {
+    std::uint64_t write = 0;  // the output's write number, acknowledged by persisted()
     std::optional<core::HardState> hard_state;
     std::optional<Index> truncate_from;
     std::vector<Entry> entries;
-    std::optional<std::pair<Term, Index>> last;  // the last entry, to acknowledge
     std::uint64_t bytes = 0;
     std::vector<core::Message> after;
     Clock::time_point started;

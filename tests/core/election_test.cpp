@@ -282,6 +282,109 @@ TEST_CASE("a new leader appends a no-op entry of its term") {
   // Reference: §6.4
 }
 
+TEST_CASE("a sole voter that wins sends nothing of its new term until the term is durable") {
+  // Set up: one voter and a learner; the voter wins its election within one tick.
+  Config cfg = test_config(1, 1);
+  cfg.learners = {NodeId(2)};
+  Core v(cfg, {});
+  while (v.role() != Role::leader) v.tick();
+  // Act
+  Output out = v.take_output();
+  // Check: the hard state of the new term is in this write, and every message of that term
+  // (the AppendEntries to the learner) waits for the write.
+  REQUIRE(out.hard_state.has_value());
+  CHECK(out.hard_state->term == v.term());
+  CHECK(out.messages.empty());
+  CHECK(bodies<AppendRequest>(out.messages_after_persist).size() == 1);
+  CHECK(out.write != 0);
+  // Act: the write is acknowledged; the learner answers; a proposal follows.
+  v.persisted(out.write);
+  (void)v.take_output();
+  REQUIRE(v.step({NodeId(2), NodeId(1),
+                  AppendResponse{v.term(), true, Index(1), Index(1), Term(), Index()}})
+              .ok());
+  (void)v.take_output();
+  const Bytes p = text("a");
+  REQUIRE(v.propose(std::span<const Bytes>(&p, 1)).ok());
+  Output next = v.take_output();
+  // Check: with the term durable, replication runs in parallel with the write again.
+  CHECK(bodies<AppendRequest>(next.messages).size() == 1);
+  // Reference: §3.8, §10.2.1
+}
+
+TEST_CASE("a term learnt from a vote request is told to no one before it is durable") {
+  // Set up: a follower of term 1 grants a vote in term 2; a stale leader of term 1 then writes.
+  Core f(test_config(2, 3), DurableState{HardState{Term(1), NodeId(1)}, {}});
+  REQUIRE(f.step({NodeId(3), NodeId(2), VoteRequest{Term(2), Index(0), Term(0)}}).ok());
+  REQUIRE(f.step({NodeId(1), NodeId(2), HeartbeatRequest{Term(1), Index(0), 1}}).ok());
+  // Act
+  Output out = f.take_output();
+  // Check: the answer to the stale leader carries term 2 and waits for the write.
+  REQUIRE(out.hard_state.has_value());
+  CHECK(out.hard_state->term == Term(2));
+  CHECK(out.messages.empty());
+  CHECK(bodies<AppendResponse>(out.messages_after_persist).size() == 1);
+  // Act: the write is acknowledged; a later stale heartbeat is answered at once.
+  f.persisted(out.write);
+  REQUIRE(f.step({NodeId(1), NodeId(2), HeartbeatRequest{Term(1), Index(0), 2}}).ok());
+  CHECK(bodies<AppendResponse>(f.take_output().messages).size() == 1);
+  // Reference: §3.8
+}
+
+TEST_CASE("a vote request of an earlier term is refused with the newer term") {
+  // Set up: a voter in term 5.
+  Config cfg = test_config(2, 3);
+  cfg.pre_vote = false;
+  Core v(cfg, DurableState{HardState{Term(5), no_node}, {}});
+  // Act: a candidate of term 3 asks.
+  REQUIRE(v.step({NodeId(3), NodeId(2), VoteRequest{Term(3), Index(0), Term(0), false, false}}).ok());
+  Output out = v.take_output();
+  // Check: refused, with term 5, so that the candidate catches up.
+  std::vector<VoteResponse> replies = bodies<VoteResponse>(out.messages);
+  REQUIRE(replies.size() == 1);
+  CHECK_FALSE(replies[0].granted);
+  CHECK(replies[0].term == Term(5));
+  CHECK_FALSE(replies[0].pre_vote);
+  // Reference: §3.3
+}
+
+TEST_CASE("with CheckQuorum a leader ignores a vote request of a higher term") {
+  // Set up: a stable leader of three, without PreVote.
+  Cluster c(3, [](Config& cfg) { cfg.pre_vote = false; });
+  c.elect(1);
+  settle(c, 1);
+  const Term t = c.core(1).term();
+  // Act: a server that rejoins with a higher term asks for votes.
+  REQUIRE(c.core(1)
+              .step({NodeId(3), NodeId(1),
+                     VoteRequest{t + 5, c.core(1).log().last_index(), c.core(1).log().last_term(),
+                                 false, false}})
+              .ok());
+  // Check: it leads on in its term.
+  CHECK(c.core(1).role() == Role::leader);
+  CHECK(c.core(1).term() == t);
+  // Reference: §4.2.3
+}
+
+TEST_CASE("a newer term alone does not restart the election timeout") {
+  // Set up: a voter whose log is ahead of a candidate that, without PreVote, keeps raising
+  // the term with elections it cannot win.
+  Config cfg = test_config(1, 3);
+  cfg.pre_vote = false;
+  cfg.check_quorum = false;
+  Core v(cfg, DurableState{HardState{Term(1), no_node},
+                           {Entry{Index(1), Term(1), EntryType::normal, text("a")}}});
+  // Act: a refused vote request of a newer term every tick.
+  for (int i = 0; i < 40 && v.role() == Role::follower; ++i) {
+    REQUIRE(v.step({NodeId(2), NodeId(1), VoteRequest{v.term() + 1, Index(0), Term(0)}}).ok());
+    REQUIRE(v.vote() == no_node);
+    v.tick();
+  }
+  // Check: the voter still campaigns within its timeout.
+  CHECK(v.role() == Role::candidate);
+  // Reference: §3.4
+}
+
 TEST_CASE("a lone server elects itself") {
   Cluster c(1);
   c.elect(1);

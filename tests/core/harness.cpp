@@ -56,7 +56,7 @@ void Cluster::flush(std::uint64_t id) {
       wire_.push_back(Message{NodeId(id), send.to,
                               InstallSnapshot{send.term, send.meta, 0, Bytes(), true}});
     }
-    if (!out.entries.empty()) s.core->persisted(out.entries.back().term, out.entries.back().index);
+    if (out.write != 0) s.core->persisted(out.write);
     for (Message& m : out.messages_after_persist) wire_.push_back(std::move(m));
     if (out.install_snapshot) {
       s.applied = s.snapshot_entries;  // the state machine is replaced by the snapshot

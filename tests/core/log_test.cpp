@@ -42,20 +42,67 @@ TEST_CASE("a truncation lowers the durable prefix and an old acknowledgement can
   log.append(Entry{Index(2), Term(1), EntryType::normal, {}});
   std::optional<Index> trunc;
   std::vector<Entry> out;
-  log.take_unsaved(trunc, out);
+  const std::uint64_t first = log.take_unsaved(trunc, out, Term(1));
   CHECK(out.size() == 2);
-  // Before that write completes, a new leader replaces index 2, then the same (index, term)
-  // pair reappears: the first write's acknowledgement must count only up to index 1.
+  // Before that write completes, a new leader replaces index 2: the first write's
+  // acknowledgement must count only up to index 1.
   log.truncate_from(Index(2));
   log.append(Entry{Index(2), Term(2), EntryType::normal, {}});
-  log.take_unsaved(trunc, out);
+  const std::uint64_t second = log.take_unsaved(trunc, out, Term(2));
   REQUIRE(trunc.has_value());
   CHECK(*trunc == Index(2));
-  CHECK(log.persisted(Term(1), Index(2)) == true);
+  CHECK(second == first + 1);
+  CHECK(log.persisted(first) == true);
   CHECK(log.persisted_index() == Index(1));
-  CHECK(log.persisted(Term(2), Index(2)) == true);
+  CHECK(log.durable_hard_term() == Term(1));
+  CHECK(log.persisted(second) == true);
+  CHECK(log.persisted_index() == Index(2));
+  CHECK(log.durable_hard_term() == Term(2));
+  CHECK(log.writes_in_flight() == 0);
+}
+
+TEST_CASE("one acknowledgement of the last of three writes ending at one index covers them all") {
+  // Set up: writes ending at (2, t1), (2, t2) and (2, t1) again are in flight, as after two
+  // leader changes (the third leader holds the first one's entry).
+  RaftLog log({});
+  std::optional<Index> trunc;
+  std::vector<Entry> out;
+  log.append(Entry{Index(1), Term(1), EntryType::normal, {}});
+  log.append(Entry{Index(2), Term(1), EntryType::normal, {}});
+  (void)log.take_unsaved(trunc, out, Term(1));
+  log.truncate_from(Index(2));
+  log.append(Entry{Index(2), Term(2), EntryType::normal, {}});
+  (void)log.take_unsaved(trunc, out, Term(2));
+  log.truncate_from(Index(2));
+  log.append(Entry{Index(2), Term(1), EntryType::normal, {}});
+  const std::uint64_t third = log.take_unsaved(trunc, out, Term(3));
+  // Act: the caller coalesces the three acknowledgements into one naming the last write.
+  CHECK(log.persisted(third) == true);
+  // Check: every write is acknowledged and the whole log is durable.
   CHECK(log.persisted_index() == Index(2));
   CHECK(log.writes_in_flight() == 0);
+  CHECK(log.durable_hard_term() == Term(3));
+}
+
+TEST_CASE("a truncation of entries never handed out is not handed out") {
+  // Set up: entries 1-2 written; 3-4 appended, then 4 replaced before anything is taken.
+  RaftLog log({});
+  std::optional<Index> trunc;
+  std::vector<Entry> out;
+  log.append(Entry{Index(1), Term(1), EntryType::normal, {}});
+  log.append(Entry{Index(2), Term(1), EntryType::normal, {}});
+  (void)log.take_unsaved(trunc, out, Term(1));
+  log.append(Entry{Index(3), Term(1), EntryType::normal, {}});
+  log.append(Entry{Index(4), Term(1), EntryType::normal, {}});
+  log.truncate_from(Index(4));
+  log.append(Entry{Index(4), Term(2), EntryType::normal, {}});
+  // Act
+  out.clear();
+  (void)log.take_unsaved(trunc, out, Term(2));
+  // Check: the write appends 3 and the new 4; no truncation above its first entry.
+  REQUIRE(out.size() == 2);
+  CHECK(out.front().index == Index(3));
+  CHECK_FALSE(trunc.has_value());
 }
 
 TEST_CASE("an inflight window is full at its message count or its byte budget") {

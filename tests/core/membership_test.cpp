@@ -184,6 +184,43 @@ TEST_CASE("a learner added with promotion becomes a voter once caught up for an 
   // Reference: §4.2.1
 }
 
+TEST_CASE("a promotion due during a leadership transfer waits for the transfer to end") {
+  // Set up: learner 4 to be promoted, caught up; TimeoutNow to server 2 will be lost.
+  Cluster c = cluster_of(4, 3);
+  c.elect(1);
+  settle(c, 1);
+  REQUIRE(c.core(1).change_membership({ids({1, 2, 3}), ids({4}), ids({4})}).ok());
+  settle(c, 1, 3);
+  const Index conf_index = c.core(1).configuration_index();
+  REQUIRE(c.core(1).transfer_leadership(NodeId(2)).ok());
+  c.flush(1);
+  c.wire().clear();
+  // Act: the promotion falls due while the transfer is in progress.
+  settle(c, 1, 9);
+  // Check: no configuration entry during the transfer.
+  REQUIRE(c.core(1).transfer_target() == NodeId(2));
+  CHECK(c.core(1).configuration_index() == conf_index);
+  CHECK(c.core(1).configuration().learners == ids({4}));
+  // Act: the transfer is given up; the promotion follows.
+  settle(c, 1, 3);
+  // Check
+  CHECK(c.core(1).transfer_target() == no_node);
+  CHECK(c.core(1).configuration().voters == ids({1, 2, 3, 4}));
+  // Reference: §3.10, §4.2.1
+}
+
+TEST_CASE("a transfer is refused while a membership change is unfinished") {
+  Cluster c = cluster_of(4, 3);
+  c.elect(1);
+  settle(c, 1);
+  REQUIRE(c.core(1).change_membership({ids({1, 2, 3}), ids({4}), {}}).ok());
+  // Act / check: refused until the change commits.
+  CHECK(c.core(1).transfer_leadership(NodeId(2)).error().is(Errc::config_change_pending));
+  settle(c, 1);
+  CHECK(c.core(1).transfer_leadership(NodeId(2)).ok());
+  // Reference: §3.10, §4.1
+}
+
 TEST_CASE("a learner that stays behind is not promoted") {
   Cluster c = cluster_of(4, 3);
   c.elect(1);

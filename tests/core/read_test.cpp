@@ -179,9 +179,10 @@ TEST_CASE("a lease read is answered at once within the lease and needs a round a
   c.flush(1);
   CHECK(ready(c, 1, 1));
   CHECK(heartbeats_on_wire(c) == 0);
-  // Act: no answers for election_ticks - drift ticks.
+  // Act: no answers for election_ticks - 1 - drift ticks.
   c.isolate(1);
-  const auto lease = c.core(1).config().election_ticks - c.core(1).config().lease_clock_drift_ticks;
+  const auto lease =
+      c.core(1).config().election_ticks - 1 - c.core(1).config().lease_clock_drift_ticks;
   c.tick(1, static_cast<int>(lease));
   c.wire().clear();
   REQUIRE(c.core(1).read_index(2).ok());
@@ -192,16 +193,93 @@ TEST_CASE("a lease read is answered at once within the lease and needs a round a
   // Reference: §6.4.1
 }
 
-TEST_CASE("lease reads need CheckQuorum and a drift bound below the election timeout") {
+TEST_CASE("lease reads need CheckQuorum and a drift of at least one tick, below the timeout") {
   Config cfg = test_config(1, 3);
   cfg.lease_reads = true;
   CHECK(cfg.validate().ok());
   cfg.check_quorum = false;
   CHECK(cfg.validate().error().is(Errc::invalid_argument));
   cfg.check_quorum = true;
-  cfg.lease_clock_drift_ticks = cfg.election_ticks;
+  cfg.lease_clock_drift_ticks = cfg.election_ticks - 1;
+  CHECK(cfg.validate().error().is(Errc::invalid_argument));
+  cfg.lease_clock_drift_ticks = cfg.election_ticks - 2;
+  CHECK(cfg.validate().ok());
+  // No two clocks run at exactly one rate: a drift of zero is refused.
+  cfg.lease_clock_drift_ticks = 0;
   CHECK(cfg.validate().error().is(Errc::invalid_argument));
   // Reference: §6.4.1
+}
+
+TEST_CASE("a lease ends before a voter that answered its round may vote, with the drift allowed") {
+  // Set up: drift of one tick; a quorum answers the round the leader sent at its last tick.
+  Cluster c(3, [](Config& cfg) {
+    cfg.lease_reads = true;
+    cfg.lease_clock_drift_ticks = 1;
+  });
+  c.elect(1);
+  settle(c, 1);
+  const std::uint32_t election = c.core(1).config().election_ticks;
+  const std::uint32_t drift = c.core(1).config().lease_clock_drift_ticks;
+  c.isolate(1);
+  // Act: voter 2 heard the round; its first tick comes right after, and its clock runs ahead
+  // by the drift allowed, so its election_ticks ticks take election_ticks - 1 - drift of the
+  // leader's tick periods. Then another server asks for its vote.
+  c.tick(2, static_cast<int>(election));
+  const Term next = c.core(2).term() + 1;
+  REQUIRE(c.core(2)
+              .step({NodeId(3), NodeId(2),
+                     VoteRequest{next, c.core(2).log().last_index(), c.core(2).log().last_term(),
+                                 false, false}})
+              .ok());
+  REQUIRE(c.core(2).vote() == NodeId(3));  // a new leader may now be elected
+  c.tick(1, static_cast<int>(election - 1 - drift));
+  c.wire().clear();
+  REQUIRE(c.core(1).read_index(9).ok());
+  c.flush(1);
+  // Check: the old leader's lease is over; the read waits for a round.
+  CHECK_FALSE(ready(c, 1, 9));
+  // Reference: §6.4.1
+}
+
+TEST_CASE("a newer term learnt from a response keeps a follower refusing votes in a lease") {
+  // Set up: follower 2 hears leader 1 of term 1.
+  Cluster c = leased(3);
+  c.elect(1);
+  settle(c, 1);
+  const Term t = c.core(2).term();
+  REQUIRE(c.core(2).leader() == NodeId(1));
+  // Act: a delayed response of a newer term reaches follower 2 (from a server that ran an
+  // election meanwhile); then, a few ticks later, a candidate asks for its vote.
+  REQUIRE(c.core(2)
+              .step({NodeId(3), NodeId(2),
+                     AppendResponse{t + 1, false, Index(), Index(), Term(), Index()}})
+              .ok());
+  REQUIRE(c.core(2).term() == t + 1);
+  c.tick(2, 3);
+  REQUIRE(c.core(2)
+              .step({NodeId(3), NodeId(2),
+                     VoteRequest{t + 2, c.core(2).log().last_index(), c.core(2).log().last_term(),
+                                 false, false}})
+              .ok());
+  // Check: leader 1 may still hold its lease; follower 2 refuses.
+  CHECK(c.core(2).vote() != NodeId(3));
+  CHECK(c.core(2).term() == t + 1);
+  // Act: a candidate asks in the term follower 2 just learnt, with and without PreVote.
+  for (bool pre_vote : {true, false}) {
+    const Term asked = pre_vote ? t + 2 : t + 1;
+    REQUIRE(c.core(2)
+                .step({NodeId(3), NodeId(2),
+                       VoteRequest{asked, c.core(2).log().last_index(),
+                                   c.core(2).log().last_term(), pre_vote, false}})
+                .ok());
+  }
+  c.flush(2);
+  // Check: refused too.
+  CHECK(c.core(2).vote() != NodeId(3));
+  for (const Message& m : c.wire()) {
+    if (const auto* v = std::get_if<VoteResponse>(&m.body)) CHECK_FALSE(v->granted);
+  }
+  // Reference: §6.4.1, §4.2.3
 }
 
 TEST_CASE("with lease reads a restarted voter honours a leader lease for an election timeout") {

@@ -199,7 +199,7 @@ TEST_CASE("a leader commits an earlier term's entry once an entry of its own ter
   REQUIRE(leader.role() == Role::leader);
   Output out = leader.take_output();
   REQUIRE(out.entries.size() == 1);  // the no-op (2,2)
-  leader.persisted(Term(2), Index(2));
+  leader.persisted(out.write);
   // Act: server 2 holds (1,1) only; then it also holds the no-op (2,2).
   REQUIRE(leader.step(ack(2, 1, Term(2), Index(1))).ok());
   const Index after_old = leader.log().commit_index();
@@ -213,8 +213,7 @@ TEST_CASE("a leader commits an earlier term's entry once an entry of its own ter
 TEST_CASE("a leader sends entries before its own write is durable but counts itself after") {
   // Set up: a three-server leader with its no-op durable and acknowledged.
   Core leader = manual_leader(test_config(1, 3));
-  (void)leader.take_output();
-  leader.persisted(Term(1), Index(1));
+  leader.persisted(leader.take_output().write);
   REQUIRE(leader.step(ack(2, 1, Term(1), Index(1))).ok());
   REQUIRE(leader.step(ack(3, 1, Term(1), Index(1))).ok());
   (void)leader.take_output();
@@ -227,7 +226,7 @@ TEST_CASE("a leader sends entries before its own write is durable but counts its
   // One follower acknowledges: with the leader's write not yet durable, that is one of three.
   REQUIRE(leader.step(ack(2, 1, Term(1), Index(2))).ok());
   const Index before = leader.log().commit_index();
-  leader.persisted(Term(1), Index(2));
+  leader.persisted(out.write);
   // Check: committed only once the leader's own write completed.
   CHECK(before == Index(1));
   CHECK(leader.log().commit_index() == Index(2));
@@ -248,6 +247,34 @@ TEST_CASE("a follower acknowledges entries only after they are durable") {
   // Reference: §3.8
 }
 
+TEST_CASE("inputs given before one take_output keep the write's promises") {
+  // Set up: leader 1 of term 1 sends entries 1-3 to follower 2.
+  Core f(test_config(2, 3), {});
+  auto entry = [](std::uint64_t i, std::uint64_t t) {
+    return Entry{Index(i), Term(t), EntryType::normal, text("x")};
+  };
+  AppendRequest first{
+      Term(1), Index(0), Term(0), Index(0), {entry(1, 1), entry(2, 1), entry(3, 1)}};
+  REQUIRE(f.step({NodeId(1), NodeId(2), first}).ok());
+  // Act: before the output is taken, leader 3 of term 2 replaces index 2 onwards.
+  AppendRequest second{Term(2), Index(1), Term(1), Index(0), {entry(2, 2)}};
+  REQUIRE(f.step({NodeId(3), NodeId(2), second}).ok());
+  Output out = f.take_output();
+  // Check: the write starts at or above its truncation, and no acknowledgement covers more
+  // than the write stores: entry 3 of term 1 is never written.
+  REQUIRE(out.entries.size() == 2);
+  CHECK((!out.truncate_from || out.entries.front().index >= *out.truncate_from));
+  auto acks = bodies<AppendResponse>(out.messages_after_persist);
+  REQUIRE(acks.size() == 2);
+  for (const AppendResponse& a : acks) {
+    CHECK(a.success);
+    CHECK(a.match_index <= out.entries.back().index);
+  }
+  CHECK(acks[0].match_index == Index(1));  // leader 1 learns only of the entry kept
+  CHECK(acks[1].match_index == Index(2));
+  // Reference: §3.5, §3.8
+}
+
 TEST_CASE("committed entries are handed out for applying only once durable locally") {
   Core f(test_config(2, 3), {});
   AppendRequest r{Term(1), Index(0), Term(0), Index(1), {Entry{Index(1), Term(1), EntryType::normal, text("a")}}};
@@ -255,7 +282,7 @@ TEST_CASE("committed entries are handed out for applying only once durable local
   Output first = f.take_output();
   CHECK(f.log().commit_index() == Index(1));
   CHECK(first.committed.empty());
-  f.persisted(Term(1), Index(1));
+  f.persisted(first.write);
   Output second = f.take_output();
   REQUIRE(second.committed.size() == 1);
   CHECK(second.committed[0].index == Index(1));
@@ -368,6 +395,34 @@ TEST_CASE("proposals past the pending limit are refused with overloaded") {
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().is(Errc::overloaded));
   CHECK(leader.log().last_index() == Index(4));
+  // Reference: §10.2.1
+}
+
+TEST_CASE("proposals past the pending byte limit are refused with overloaded") {
+  // Set up: a leader of two voters whose follower answers nothing, 8 uncommitted bytes at most.
+  Config cfg = test_config(1, 2);
+  cfg.entry_bytes_max = 8;
+  cfg.pending_bytes_max = 8;
+  Core leader = manual_leader(cfg);
+  const Bytes four = text("abcd");
+  // Act / check: two entries of 4 bytes fit; one byte more does not, nor does a batch over 8.
+  REQUIRE(leader.propose(std::span<const Bytes>(&four, 1)).ok());
+  REQUIRE(leader.propose(std::span<const Bytes>(&four, 1)).ok());
+  const Bytes one = text("e");
+  auto r = leader.propose(std::span<const Bytes>(&one, 1));
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().is(Errc::overloaded));
+  std::vector<Bytes> nine{text("abcde"), text("abcd")};
+  CHECK(leader.propose(nine).error().is(Errc::too_large));
+  CHECK(leader.log().last_index() == Index(3));
+  // Act: everything commits; the backlog is empty again.
+  leader.persisted(leader.take_output().write);
+  REQUIRE(leader.step({NodeId(2), NodeId(1),
+                       AppendResponse{Term(1), true, Index(3), Index(3), Term(), Index()}})
+              .ok());
+  REQUIRE(leader.log().commit_index() == Index(3));
+  // Check
+  CHECK(leader.propose(std::span<const Bytes>(&one, 1)).ok());
   // Reference: §10.2.1
 }
 

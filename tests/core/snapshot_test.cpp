@@ -237,7 +237,8 @@ TEST_CASE("a failed snapshot transfer is retried and a reported success probes a
   REQUIRE(c.core(1).progress(NodeId(3))->state == Progress::State::snapshot);
   c.wire().clear();  // the stream is lost
   // Act: the node layer reports the failure; the next heartbeat round probes again.
-  c.core(1).report_snapshot(NodeId(3), false);
+  const std::uint64_t first = c.core(1).progress(NodeId(3))->snapshot_stream;
+  c.core(1).report_snapshot(NodeId(3), first, false);
   CHECK(c.core(1).progress(NodeId(3))->state == Progress::State::probe);
   wait_for_snapshot_state(c, 3);
   // Check: a new snapshot is requested.
@@ -248,10 +249,42 @@ TEST_CASE("a failed snapshot transfer is retried and a reported success probes a
   // Act: this time the stream succeeds but its answer is lost; the sender reports success.
   c.deliver_if([](const Message&) { return true; });
   c.wire().clear();
-  c.core(1).report_snapshot(NodeId(3), true);
+  // A late report of the first stream changes nothing.
+  c.core(1).report_snapshot(NodeId(3), first, true);
+  REQUIRE(c.core(1).progress(NodeId(3))->state == Progress::State::snapshot);
+  c.core(1).report_snapshot(NodeId(3), c.core(1).progress(NodeId(3))->snapshot_stream, true);
   c.deliver_all();
   // Check: the leader probed right after the snapshot and S3 is replicating again.
   CHECK(c.core(1).progress(NodeId(3))->state == Progress::State::replicate);
   CHECK(c.core(1).progress(NodeId(3))->match_index == c.core(1).log().last_index());
+  // Reference: §5.3
+}
+
+TEST_CASE("a snapshot stream neither reported nor answered is given up after its timeout") {
+  Cluster c(3, [](Config& cfg) {
+    cfg.snapshot_trailing_entries = 0;
+    cfg.snapshot_timeout_ticks = 20;
+    cfg.check_quorum = false;
+  });
+  c.elect(1);
+  c.isolate(3);
+  propose_n(c, 1, 5);
+  REQUIRE(c.take_snapshot(1).ok());
+  c.heal();
+  wait_for_snapshot_state(c, 3);
+  const std::uint64_t first = c.core(1).progress(NodeId(3))->snapshot_stream;
+  // Act: the stream is lost and the node layer never reports it.
+  c.wire().clear();
+  c.tick(1, 19);
+  // Check: still waiting just before the timeout.
+  CHECK(c.core(1).progress(NodeId(3))->state == Progress::State::snapshot);
+  CHECK(c.core(1).progress(NodeId(3))->snapshot_stream == first);
+  // Act / check: at the timeout the leader probes again, which starts a new stream.
+  c.tick(1, 1);
+  CHECK(c.core(1).progress(NodeId(3))->state == Progress::State::snapshot);
+  CHECK(c.core(1).progress(NodeId(3))->snapshot_stream != first);
+  // A late report of the stream given up changes nothing.
+  c.core(1).report_snapshot(NodeId(3), first, false);
+  CHECK(c.core(1).progress(NodeId(3))->state == Progress::State::snapshot);
   // Reference: §5.3
 }

@@ -1,10 +1,21 @@
 #include "checker.hpp"
 
 #include <algorithm>
+#include <iterator>
+#include <variant>
 
 #include <coraft/text.hpp>
 
 namespace coraft::sim {
+
+const char* message_name(const core::MessageBody& b) noexcept {
+  static constexpr const char* names[] = {
+      "VoteRequest", "VoteResponse",      "AppendRequest",    "AppendResponse",
+      "Heartbeat",   "HeartbeatResponse", "InstallSnapshot",  "InstallSnapshotResponse",
+      "TimeoutNow",  "ReadIndexRequest",  "ReadIndexResponse"};
+  static_assert(std::size(names) == std::variant_size_v<core::MessageBody>);
+  return names[b.index()];
+}
 
 void Checker::fail(std::string what) {
   if (failure_.empty()) failure_ = std::move(what);
@@ -18,25 +29,42 @@ Term DurableView::last_term() const noexcept {
   return entries->empty() ? snapshot_term : entries->back().term;
 }
 
+std::optional<Term> DurableView::term_at(Index i) const noexcept {
+  if (i.value() == 0) return Term();
+  if (i == snapshot_index) return snapshot_term;
+  if (entries->empty() || i < entries->front().index || i > entries->back().index) {
+    return std::nullopt;
+  }
+  return (*entries)[i - entries->front().index].term;
+}
+
 void Checker::on_send(const core::Message& m, const core::HardState& hard,
                       const DurableView& durable) {
   using namespace core;
+  // A disk that holds a later term will never let this server vote in `term` again, which is
+  // all a durable vote protects: a vote or a request for votes of an earlier term may leave
+  // late (a driver that takes one output after several inputs, or acknowledges several writes
+  // at once).
   if (const auto* v = std::get_if<VoteResponse>(&m.body); v && v->granted && !v->pre_vote) {
-    if (hard.term != v->term || hard.vote != m.to) {
+    if (hard.term < v->term || (hard.term == v->term && hard.vote != m.to)) {
       fail(detail::concat("vote durability: n", m.from, " granted its vote in term ", v->term,
                           " to n", m.to, " while its disk holds term ", hard.term, " vote n",
                           hard.vote));
     }
   } else if (const auto* r = std::get_if<VoteRequest>(&m.body); r && !r->pre_vote) {
-    if (hard.term != r->term || hard.vote != m.from) {
+    if (hard.term < r->term || (hard.term == r->term && hard.vote != m.from)) {
       fail(detail::concat("vote durability: n", m.from, " asked for votes in term ", r->term,
                           " while its disk holds term ", hard.term, " vote n", hard.vote));
     }
   } else if (const auto* a = std::get_if<AppendResponse>(&m.body); a && a->success) {
-    if (a->match_index > durable.last_index()) {
+    // Entries a leader of term T sent have terms <= T: the disk must hold the acknowledged
+    // index with such a term, not only some entry at that index.
+    const auto held = durable.term_at(a->match_index);
+    if (a->match_index > durable.last_index() || (held && *held > a->term)) {
       fail(detail::concat("append durability: n", m.from, " acknowledged entries up to ",
-                          a->match_index, " while its disk holds entries up to ",
-                          durable.last_index()));
+                          a->match_index, " in term ", a->term,
+                          " while its disk holds entries up to ", durable.last_index(), " (term ",
+                          held.value_or(Term()), " there)"));
     }
   } else if (const auto* s = std::get_if<InstallSnapshotResponse>(&m.body); s && s->success) {
     if (s->last_index > durable.last_index()) {
@@ -44,6 +72,16 @@ void Checker::on_send(const core::Message& m, const core::HardState& hard,
                           s->last_index, " while its disk holds entries up to ",
                           durable.last_index()));
     }
+  }
+  // A restart recovers the newer of the stored hard state's term and the stored log's last
+  // term: a message of a later term promises a term this server could forget.
+  const auto* pv = std::get_if<VoteRequest>(&m.body);
+  const auto* pr = std::get_if<VoteResponse>(&m.body);
+  const bool pre_vote = (pv && pv->pre_vote) || (pr && pr->pre_vote && pr->granted);
+  const Term stored = std::max(hard.term, durable.last_term());
+  if (!failed() && !pre_vote && term_of(m.body) > stored) {
+    fail(detail::concat("term durability: n", m.from, " sent ", message_name(m.body), " of term ",
+                        term_of(m.body), " to n", m.to, " while its disk holds term ", stored));
   }
 }
 

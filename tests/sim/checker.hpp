@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,7 +34,13 @@ struct DurableView {
   // The last stored entry, or the snapshot's last entry without one.
   [[nodiscard]] Index last_index() const noexcept;
   [[nodiscard]] Term last_term() const noexcept;
+  // The stored term at `i`: the snapshot's at its last index, nullopt where nothing is stored
+  // (within the snapshot, or past the end).
+  [[nodiscard]] std::optional<Term> term_at(Index i) const noexcept;
 };
+
+// The name of a message's kind, as traces print it.
+[[nodiscard]] const char* message_name(const core::MessageBody& b) noexcept;
 
 // What the checker sees of one server when it asks who could still win an election.
 struct ServerView {
@@ -69,10 +76,13 @@ class Checker {
   // A snapshot (taken or installed) covers only committed entries and agrees with them at its
   // last index: snapshots never lose or change committed entries.
   void on_snapshot(NodeId node, const SnapshotMeta& meta);
-  // Every message that promises something durable is sent only once it is durable on its
-  // sender (thesis §3.8): a granted vote and a candidate's request for votes carry the hard
-  // state the sender stored, an acknowledgement of entries or of a snapshot covers only what
-  // the sender's disk holds. `hard` and `durable` are the sender's disk at the send.
+  // No message of a term leaves a server whose disk holds an earlier term (pre-vote requests
+  // and granted pre-votes carry a prospective term and are exempt). Every message that
+  // promises something durable is sent only once it is durable on its sender (thesis §3.8): a
+  // granted vote and a candidate's request for votes carry the hard state the sender stored,
+  // an acknowledgement of entries in term T covers only entries the sender's disk holds with
+  // terms <= T, one of a snapshot only what the disk holds. `hard` and `durable` are the
+  // sender's disk at the send.
   void on_send(const core::Message& m, const core::HardState& hard, const DurableView& durable);
   // Leader Completeness for every election still to come: no voter that lacks the newest
   // committed entry could gather a majority of votes (in each voter set of its configuration)

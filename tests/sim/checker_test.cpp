@@ -45,12 +45,18 @@ TEST_CASE("a granted vote may leave only once the voter's disk holds it") {
   other_vote.on_send(grant, HardState{Term(3), NodeId(3)}, empty_disk);
   CHECK(other_vote.failed());
 
+  // A disk already in a later term never lets the voter vote in term 3 again: a late reply is
+  // no double vote.
+  Checker late;
+  late.on_send(grant, HardState{Term(4), NodeId(3)}, empty_disk);
+  CHECK_FALSE(late.failed());
+
   // A pre-vote changes nothing on disk, and a refusal promises nothing.
   Checker pre_and_refusal;
   pre_and_refusal.on_send(Message{NodeId(2), NodeId(1), VoteResponse{Term(3), true, true}},
                           HardState{Term(2), no_node}, empty_disk);
   pre_and_refusal.on_send(Message{NodeId(2), NodeId(1), VoteResponse{Term(3), false, false}},
-                          HardState{Term(2), no_node}, empty_disk);
+                          HardState{Term(3), no_node}, empty_disk);
   CHECK_FALSE(pre_and_refusal.failed());
 }
 
@@ -82,6 +88,43 @@ TEST_CASE("an acknowledgement covers only entries on the follower's disk") {
   snapshot.on_send(ack(9), HardState{Term(1), no_node},
                    DurableView{Index(9), &no_entries, Term(1)});
   CHECK_FALSE(snapshot.failed());
+}
+
+TEST_CASE("an acknowledgement in term T covers only entries of terms up to T on disk") {
+  // The disk holds index 4, but of term 2: an acknowledgement in term 1 up to 4 speaks of
+  // entries this disk does not hold.
+  const std::vector<Entry> disk_entries = entries({1, 1, 2, 2});
+  const DurableView disk{Index(), &disk_entries};
+  const auto ack = [](std::uint64_t term, std::uint64_t match) {
+    return Message{NodeId(2), NodeId(1),
+                   AppendResponse{Term(term), true, Index(match), Index(match), Term(), Index()}};
+  };
+  Checker stale;
+  stale.on_send(ack(1, 4), HardState{Term(2), no_node}, disk);
+  CHECK(mentions(stale, "append durability: n2 acknowledged entries up to 4 in term 1"));
+  Checker ok;
+  ok.on_send(ack(1, 2), HardState{Term(2), no_node}, disk);
+  ok.on_send(ack(2, 4), HardState{Term(2), no_node}, disk);
+  CHECK_FALSE(ok.failed());
+}
+
+TEST_CASE("no message of a term leaves a server whose disk holds an earlier term") {
+  const Message append{NodeId(1), NodeId(2),
+                       core::AppendRequest{Term(3), Index(), Term(), Index(), {}}};
+  Checker early;
+  early.on_send(append, HardState{Term(2), NodeId(1)}, empty_disk);
+  CHECK(mentions(early, "term durability: n1 sent AppendRequest of term 3 to n2"));
+  // The stored log's last term counts: a restart recovers it.
+  const std::vector<Entry> three = entries({1, 3});
+  Checker by_log;
+  by_log.on_send(append, HardState{Term(2), NodeId(1)}, DurableView{Index(), &three});
+  CHECK_FALSE(by_log.failed());
+  // A pre-vote request carries the term an election would use.
+  Checker pre_vote;
+  pre_vote.on_send(
+      Message{NodeId(1), NodeId(2), VoteRequest{Term(3), Index(), Term(), true, false}},
+      HardState{Term(2), no_node}, empty_disk);
+  CHECK_FALSE(pre_vote.failed());
 }
 
 // Thesis Figure 3.7 with three servers: n1 led term 2 and wrote (2, term 2) alone; n2 led term 3

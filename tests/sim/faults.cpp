@@ -230,7 +230,8 @@ void World::transfer() {
 // entry it commits is then held by a majority of that set only.
 std::size_t World::durable_quorum() const {
   const std::size_t all = nodes_.size() / 2 + 1;
-  return (opt_.faults & fault_reconfig) ? all / 2 + 1 : all;
+  if (!(opt_.faults & fault_reconfig)) return all;
+  return extras_.one_voter ? 1 : all / 2 + 1;
 }
 
 Configuration World::full_configuration() const {
@@ -245,7 +246,8 @@ void World::reconfig() {
   for (Node& n : nodes_) {
     if (!n.up || n.core->role() != core::Role::leader) continue;
     const std::size_t total = nodes_.size();
-    const std::size_t want = total / 2 + 1 + rng_.below(total - total / 2);
+    std::size_t want = total / 2 + 1 + rng_.below(total - total / 2);
+    if (extras_.one_voter && rng_.below(3) == 0) want = 1;  // a sole voter, maybe with learners
     std::vector<NodeId> ids = full_configuration().voters;
     for (std::size_t k = ids.size(); k > 1; --k) std::swap(ids[k - 1], ids[rng_.below(k)]);
     core::MembershipChange change;
@@ -380,12 +382,13 @@ void World::dispatch(const Event& e) {
     case Ev::tick: {
       Node& n = node(NodeId(e.a));
       if (!n.up || n.incarnation != e.b) return;
+      n.last_tick_at = now_;
       n.core->tick();
       after_input(n);
-      schedule(now_ + tick_us, Ev::tick, e.a, e.b);
+      schedule(now_ + n.tick_period, Ev::tick, e.a, e.b);
       return;
     }
-    case Ev::deliver: deliver(e.a); return;
+    case Ev::deliver: deliver(e.a, e.b != 0); return;
     case Ev::disk_done: {
       Node& n = node(NodeId(e.a));
       if (n.up && n.incarnation == e.b) disk_done(n);
@@ -439,6 +442,13 @@ void World::dispatch(const Event& e) {
       return;
     case Ev::audit: on_audit(); return;
     case Ev::snapshot_arrive: snapshot_arrive(e.a); return;
+    case Ev::drain: {
+      Node& n = node(NodeId(e.a));
+      if (!n.up || n.incarnation != e.b) return;
+      n.drain_scheduled = false;
+      drain(n);
+      return;
+    }
   }
 }
 
@@ -478,6 +488,14 @@ void World::on_audit() {
 SeedResult World::run() {
   nodes_.resize(opt_.nodes);
   for (std::uint32_t i = 0; i < opt_.nodes; ++i) nodes_[i].id = NodeId(i + 1);
+  if (extras_.drift != 0) {
+    // Clock skew as large as the lease allows: a lease of election_ticks - 1 - drift ticks of
+    // the slowest clock lasts no longer than election_ticks - 1 ticks of the fastest.
+    const Time e = knobs_.election_ticks - 1;
+    const Time slowest = tick_us * e / (e - extras_.drift);
+    SimRng skew(seed_ ^ 0xc10c5ull);
+    for (Node& n : nodes_) n.tick_period = skew.range(tick_us, slowest);
+  }
   link_clock_.assign(opt_.nodes * opt_.nodes, 0);
   blocked_.assign(opt_.nodes * opt_.nodes, 0);
   clients_.resize(clients);
@@ -487,7 +505,14 @@ SeedResult World::run() {
   }
   plan_faults();
   schedule(audit_us, Ev::audit);
+  std::uint64_t events = 0;
   while (!stop_ && !queue_.empty() && !checker_.failed()) {
+    if (++events > events_max && checker_failure_.empty()) {
+      // A livelock (a probe re-sent for ever, say) fails its seed instead of hanging the run.
+      checker_failure_ =
+          detail::concat("event budget: more than ", events_max, " events by ", now_, " us");
+      break;
+    }
     const Event e = queue_.top();
     queue_.pop();
     now_ = e.at;

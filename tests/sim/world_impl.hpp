@@ -21,6 +21,7 @@
 namespace coraft::sim::impl {
 
 using Time = std::uint64_t;  // simulated microseconds
+constexpr Time never = ~Time(0);
 
 // ---- Parameters of a run ----
 constexpr Time tick_us = 10'000;
@@ -35,6 +36,8 @@ constexpr Time attempt_timeout_us = 400'000;
 constexpr Time client_hop_us = 100;  // client <-> server latency
 constexpr std::uint32_t faults_min = 8, faults_extra = 17;
 constexpr std::uint32_t post_heal_ops = 2;  // each client must complete this many after healing
+// Events one seed may take; the busiest seeds of 7 servers take about 300,000.
+constexpr std::uint64_t events_max = 5'000'000;
 
 enum class Ev : std::uint8_t {
   tick,
@@ -52,6 +55,7 @@ enum class Ev : std::uint8_t {
   heal_partition,
   audit,
   snapshot_arrive,
+  drain,
 };
 
 struct Event {
@@ -78,6 +82,7 @@ struct SmState {
 
 // A snapshot on its way to a follower (the node layer's stream, modelled as one transfer).
 struct SnapshotStream {
+  std::uint64_t stream;  // SnapshotSend::stream
   NodeId from;
   std::uint32_t from_incarnation;
   NodeId to;
@@ -87,6 +92,7 @@ struct SnapshotStream {
 };
 
 struct DiskWrite {
+  std::uint64_t write = 0;  // the output's write number, acknowledged with persisted()
   std::optional<core::HardState> hard_state;
   // A received snapshot made the stored one, with the state it holds.
   std::optional<SnapshotMeta> install;
@@ -122,6 +128,7 @@ struct Node {
   // The newest snapshot the core knows of (taken, or installed and maybe not yet stored).
   Configuration applied_conf;  // the configuration as of the applied index
   Term led_term;               // the last term this server led (this incarnation)
+  Term checked_term;           // the last term the checker counted it as leader of
   std::optional<SnapshotMeta> latest_snap;
   SmState latest_state;
   std::deque<DiskWrite> writes;
@@ -143,6 +150,31 @@ struct Node {
   // A crash armed to strike when this server next starts writing a vote for another server.
   std::uint8_t crash_on_grant = 0;
   Time crash_down_us = 0;
+  // This server's tick period (clock skew), and the driver's state: a drain of the core's
+  // output already scheduled (batching), and the messages of completed writes not yet
+  // acknowledged to the core (coalescing).
+  Time tick_period = tick_us;
+  // When this server last took a message from the leader it follows (check_vote_guard).
+  Time heard_leader_at = never;
+  // What check_read_basis knows of this server's leadership: when it last ticked, its heartbeat
+  // rounds in `rounds_term` (when each went out, and when the lease it gives ends), the newest
+  // round each server answered, and when each read reached this core.
+  Time last_tick_at = 0;
+  Term rounds_term;
+  std::map<std::uint64_t, std::pair<Time, Time>> rounds;
+  std::map<NodeId, std::uint64_t> round_acked;
+  // (origin, id) -> arrival, covered by a lease then, configuration index then; the earliest
+  // of equal ids first
+  struct ReadAsked {
+    Time at;
+    bool leased;
+    Index configuration;
+  };
+  std::multimap<std::pair<std::uint64_t, std::uint64_t>, ReadAsked> read_asked;
+  bool drain_scheduled = false;
+  std::vector<core::Message> unacked_after;
+  // The last index the disk holds once every write handed to it is done.
+  Index disk_last;
   // What World::check_electable last saw of this server after one of its inputs: how up to
   // date it is as a voter and as a candidate (last term, last index), its log's offset, its
   // configuration's index and its incarnation.
@@ -199,15 +231,25 @@ inline std::string describe(const core::MessageBody& b) {
   if (const auto* h = std::get_if<HeartbeatRequest>(&b)) {
     return detail::concat("Heartbeat term=", h->term, " commit=", h->leader_commit);
   }
-  return detail::concat("HeartbeatResponse term=", term_of(b));
-}
-
-[[maybe_unused]] inline const char* body_name(const core::MessageBody& b) {
-  static const char* names[] = {
-      "VoteRequest", "VoteResponse",      "AppendRequest",    "AppendResponse",
-      "Heartbeat",   "HeartbeatResponse", "InstallSnapshot",  "InstallSnapshotResponse",
-      "TimeoutNow",  "ReadIndexRequest",  "ReadIndexResponse"};
-  return names[b.index()];
+  if (const auto* h = std::get_if<HeartbeatResponse>(&b)) {
+    return detail::concat("HeartbeatResponse term=", h->term, " round=", h->read_context);
+  }
+  if (const auto* is = std::get_if<InstallSnapshot>(&b)) {
+    return detail::concat("InstallSnapshot term=", is->term, " last=", is->meta.last_index, "/",
+                          is->meta.last_term);
+  }
+  if (const auto* r = std::get_if<InstallSnapshotResponse>(&b)) {
+    return detail::concat("InstallSnapshotResponse term=", r->term, " last=", r->last_index,
+                          r->success ? " ok" : " failed");
+  }
+  if (const auto* r = std::get_if<ReadIndexRequest>(&b)) {
+    return detail::concat("ReadIndexRequest term=", r->term, " read=", r->context);
+  }
+  if (const auto* r = std::get_if<ReadIndexResponse>(&b)) {
+    return detail::concat("ReadIndexResponse term=", r->term, " read=", r->context,
+                          " index=", r->read_index, r->success ? " ok" : " refused");
+  }
+  return detail::concat(message_name(b), " term=", term_of(b));
 }
 
 // Knobs drawn from the seed, so that different seeds exercise different corners of the
@@ -256,10 +298,48 @@ struct Knobs {
   }
 };
 
+// Knobs of the later schedules, drawn from a generator of their own so that a seed that uses
+// none of them replays the run it always had.
+struct Extras {
+  // Membership changes may leave a single voter (with learners): it wins elections alone.
+  bool one_voter;
+  // Servers' clocks run at different rates, as fast apart as lease_clock_drift_ticks allows;
+  // 0 when every clock runs at one rate (and the drift is the default).
+  std::uint32_t drift;
+  // The driver gives a server several inputs before it takes the output, within this many
+  // microseconds (0: an output after every input).
+  Time batch_us;
+  // The driver acknowledges a run of completed writes with one persisted() for the last.
+  bool coalesce;
+  // A cut link delays its messages by seconds instead of dropping them, and in delay faults one
+  // message in 32 is seconds late: messages of old terms arrive long after their leadership
+  // ended.
+  bool slow_links;
+  // PreVote off, whatever the seed's knobs say.
+  bool no_pre_vote;
+  // Config::pending_bytes_max (with entry_bytes_max 16), or 0 for the defaults.
+  std::uint64_t pending_bytes_max;
+
+  static Extras draw(std::uint64_t seed) {
+    SimRng rng(seed ^ 0x5eed0f0e97a5ull);
+    Extras x;
+    x.one_voter = rng.below(3) == 0;
+    x.drift = rng.below(2) == 0 ? static_cast<std::uint32_t>(rng.range(1, 3)) : 0;
+    static constexpr Time batch[] = {0, 0, 400, 5'000};
+    x.batch_us = batch[rng.below(4)];
+    x.coalesce = rng.below(2) == 0;
+    x.slow_links = rng.below(2) == 0;
+    x.no_pre_vote = rng.below(4) == 0;
+    static constexpr std::uint64_t pending_bytes[] = {0, 0, 64, 512};
+    x.pending_bytes_max = pending_bytes[rng.below(4)];
+    return x;
+  }
+};
+
 class World {
  public:
   World(std::uint64_t seed, const SimOptions& o)
-      : seed_(seed), opt_(o), rng_(seed), knobs_(Knobs::draw(rng_)) {}
+      : seed_(seed), opt_(o), rng_(seed), knobs_(Knobs::draw(rng_)), extras_(Extras::draw(seed)) {}
 
   SeedResult run();
 
@@ -288,10 +368,19 @@ class World {
   void apply(Node& n, const Entry& e);
   void disk_done(Node& n);
   void after_input(Node& n);
+  void on_new_leader(Node& n);
+  void check_output(Node& n, const core::Output& out);
+  void check_vote_guard(Node& n, NodeId candidate);
+  void note_round(Node& n, Term term, std::uint64_t seq);
+  void sync_rounds(Node& n);
+  void note_read(Node& n, NodeId origin, std::uint64_t read);
+  void check_read_basis(Node& n, NodeId origin, std::uint64_t read);
+  std::pair<std::uint64_t, const std::pair<Time, Time>*> confirmed_round(const Node& n) const;
 
   // ---- Network ----
-  void net_send(core::Message m);
-  void deliver(std::uint32_t slot);
+  // `checked`: Checker::on_send already saw it when the write it waited for completed.
+  void net_send(core::Message m, bool checked = false);
+  void deliver(std::uint32_t slot, bool through_cut);
   std::uint32_t park(core::Message m);
 
   // ---- Clients ----
@@ -347,6 +436,7 @@ class World {
   SimOptions opt_;
   SimRng rng_;
   Knobs knobs_;
+  Extras extras_;
   Checker checker_;
   std::priority_queue<Event, std::vector<Event>, Later> queue_;
   std::uint64_t seq_ = 0;
@@ -373,6 +463,7 @@ class World {
   Time drop_until_ = 0, dup_until_ = 0, reorder_until_ = 0, delay_until_ = 0;
   std::uint64_t drop_ppm_ = 0, dup_ppm_ = 0;
   Time delay_max_us_ = 0;
+  Time batch_hold_until_ = 0;  // drains wait until then (after_input)
   bool healing_ = false;
   Time healed_at_ = 0;
   std::uint32_t faults_injected_ = 0;
