@@ -10,7 +10,9 @@ using namespace coraft::core;
 using namespace coraft::core::test;
 
 namespace {
-void no_pre_vote(Config& c) { c.pre_vote = false; }
+void no_pre_vote(Config& c) {
+  c.pre_vote = false;
+}
 }  // namespace
 
 TEST_CASE("a follower that hears from no leader starts an election after its timeout") {
@@ -146,7 +148,8 @@ TEST_CASE("a server answers a stale leader with its newer term") {
   // Set up: a follower at term 5.
   Core f(test_config(2, 3), DurableState{HardState{Term(5), no_node}, {}});
   // Act: an AppendEntries of term 3.
-  REQUIRE(f.step({NodeId(1), NodeId(2), AppendRequest{Term(3), Index(0), Term(0), Index(0), {}}}).ok());
+  REQUIRE(
+      f.step({NodeId(1), NodeId(2), AppendRequest{Term(3), Index(0), Term(0), Index(0), {}}}).ok());
   auto replies = bodies<AppendResponse>(f.take_output().messages);
   // Check: rejected with term 5, and the follower's term is unchanged.
   REQUIRE(replies.size() == 1);
@@ -261,7 +264,8 @@ TEST_CASE("a follower that heard from its leader recently ignores vote requests"
   // Act: a vote request and a pre-vote request of a higher term from 3.
   const Index last = c.core(3).log().last_index();
   const Term last_term = c.core(3).log().last_term();
-  REQUIRE(c.core(2).step({NodeId(3), NodeId(2), VoteRequest{Term(5), last, last_term, false}}).ok());
+  REQUIRE(
+      c.core(2).step({NodeId(3), NodeId(2), VoteRequest{Term(5), last, last_term, false}}).ok());
   REQUIRE(c.core(2).step({NodeId(3), NodeId(2), VoteRequest{Term(5), last, last_term, true}}).ok());
   Output out = c.core(2).take_output();
   // Check: both ignored: no reply, no term change.
@@ -337,7 +341,8 @@ TEST_CASE("a vote request of an earlier term is refused with the newer term") {
   cfg.pre_vote = false;
   Core v(cfg, DurableState{HardState{Term(5), no_node}, {}});
   // Act: a candidate of term 3 asks.
-  REQUIRE(v.step({NodeId(3), NodeId(2), VoteRequest{Term(3), Index(0), Term(0), false, false}}).ok());
+  REQUIRE(
+      v.step({NodeId(3), NodeId(2), VoteRequest{Term(3), Index(0), Term(0), false, false}}).ok());
   Output out = v.take_output();
   // Check: refused, with term 5, so that the candidate catches up.
   std::vector<VoteResponse> replies = bodies<VoteResponse>(out.messages);

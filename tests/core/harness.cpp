@@ -16,7 +16,9 @@ Config test_config(std::uint64_t id, std::size_t n) {
   return c;
 }
 
-Bytes text(std::string_view s) { return Bytes::copy_of(s); }
+Bytes text(std::string_view s) {
+  return Bytes::copy_of(s);
+}
 
 Cluster::Cluster(std::size_t n, std::function<void(Config&)> tweak) : servers_(n) {
   for (std::size_t i = 0; i < n; ++i) {
@@ -53,8 +55,8 @@ void Cluster::flush(std::uint64_t id) {
     }
     for (Message& m : out.messages) wire_.push_back(std::move(m));
     for (const SnapshotSend& send : out.snapshot_sends) {
-      wire_.push_back(Message{NodeId(id), send.to,
-                              InstallSnapshot{send.term, send.meta, 0, Bytes(), true}});
+      wire_.push_back(
+          Message{NodeId(id), send.to, InstallSnapshot{send.term, send.meta, 0, Bytes(), true}});
     }
     if (out.write != 0) s.core->persisted(out.write);
     for (Message& m : out.messages_after_persist) wire_.push_back(std::move(m));
@@ -132,7 +134,9 @@ void Cluster::isolate(std::uint64_t id) {
   }
 }
 
-void Cluster::crash(std::uint64_t id) { servers_[id - 1].core.reset(); }
+void Cluster::crash(std::uint64_t id) {
+  servers_[id - 1].core.reset();
+}
 
 void Cluster::restart(std::uint64_t id) {
   Server& s = servers_[id - 1];

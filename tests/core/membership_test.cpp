@@ -107,7 +107,8 @@ TEST_CASE("a configuration whose entry is truncated is undone") {
   REQUIRE(f.step({NodeId(1), NodeId(2), add}).ok());
   REQUIRE(f.configuration().voters == ids({1, 2, 3, 4}));
   // Act: the leader of term 2 overwrites index 1 with an ordinary entry.
-  AppendRequest other{Term(2), Index(0), Term(0), Index(0), {Entry{Index(1), Term(2), EntryType::normal, {}}}};
+  AppendRequest other{
+      Term(2), Index(0), Term(0), Index(0), {Entry{Index(1), Term(2), EntryType::normal, {}}}};
   REQUIRE(f.step({NodeId(3), NodeId(2), other}).ok());
   // Check: the configuration is the one before the change again.
   CHECK(f.configuration().voters == ids({1, 2, 3}));
@@ -240,7 +241,8 @@ TEST_CASE("a change is refused while another is unfinished, or when it cannot be
   Cluster c = cluster_of(5, 3);
   // Set up: 1 wins an election, but nobody has acknowledged its first entry yet.
   auto votes = [](const Message& m) {
-    return std::holds_alternative<VoteRequest>(m.body) || std::holds_alternative<VoteResponse>(m.body);
+    return std::holds_alternative<VoteRequest>(m.body) ||
+           std::holds_alternative<VoteResponse>(m.body);
   };
   while (c.core(1).role() == Role::follower) c.tick(1);
   for (int i = 0; i < 4 && c.core(1).role() != Role::leader; ++i) c.deliver_if(votes);
@@ -251,12 +253,21 @@ TEST_CASE("a change is refused while another is unfinished, or when it cannot be
   settle(c, 1, 12);
   // Act: one change; then a second one before the first commits.
   REQUIRE(c.core(1).change_membership({ids({1, 2, 3, 4}), {}, {}}).ok());
-  CHECK(c.core(1).change_membership({ids({1, 2, 3, 4, 5}), {}, {}}).error().is(Errc::config_change_pending));
+  CHECK(c.core(1)
+            .change_membership({ids({1, 2, 3, 4, 5}), {}, {}})
+            .error()
+            .is(Errc::config_change_pending));
   settle(c, 1);
   // Check: a voter cannot become a learner in one step; promotion needs a learner; a follower
   // cannot change anything.
-  CHECK(c.core(1).change_membership({ids({1, 2, 3}), ids({4}), {}}).error().is(Errc::invalid_argument));
-  CHECK(c.core(1).change_membership({ids({1, 2, 3, 4}), {}, ids({4})}).error().is(Errc::invalid_argument));
+  CHECK(c.core(1)
+            .change_membership({ids({1, 2, 3}), ids({4}), {}})
+            .error()
+            .is(Errc::invalid_argument));
+  CHECK(c.core(1)
+            .change_membership({ids({1, 2, 3, 4}), {}, ids({4})})
+            .error()
+            .is(Errc::invalid_argument));
   CHECK(c.core(1).change_membership({{}, {}, {}}).error().is(Errc::invalid_argument));
   CHECK(c.core(2).change_membership({ids({1, 2}), {}, {}}).error().is(Errc::not_leader));
   CHECK(c.core(1).configuration().voters == ids({1, 2, 3, 4}));

@@ -12,9 +12,9 @@ using namespace coraft::core::test;
 namespace {
 
 std::size_t heartbeats_on_wire(Cluster& c) {
-  return static_cast<std::size_t>(std::count_if(c.wire().begin(), c.wire().end(), [](const Message& m) {
-    return std::holds_alternative<HeartbeatRequest>(m.body);
-  }));
+  return static_cast<std::size_t>(std::count_if(
+      c.wire().begin(), c.wire().end(),
+      [](const Message& m) { return std::holds_alternative<HeartbeatRequest>(m.body); }));
 }
 
 bool ready(Cluster& c, std::uint64_t server, std::uint64_t id) {
@@ -93,7 +93,8 @@ namespace {
 // Elects server 1 and stops before anything else moves: its no-op is appended, not committed.
 void elect_uncommitted(Cluster& c) {
   auto votes = [](const Message& m) {
-    return std::holds_alternative<VoteRequest>(m.body) || std::holds_alternative<VoteResponse>(m.body);
+    return std::holds_alternative<VoteRequest>(m.body) ||
+           std::holds_alternative<VoteResponse>(m.body);
   };
   while (c.core(1).role() == Role::follower) c.tick(1);
   for (int i = 0; i < 4 && c.core(1).role() != Role::leader; ++i) c.deliver_if(votes);
@@ -103,7 +104,9 @@ void elect_uncommitted(Cluster& c) {
 
 }  // namespace
 
-TEST_CASE("a new leader holds reads until it commits an entry of its term, then answers them at that index") {
+TEST_CASE(
+    "a new leader holds reads until it commits an entry of its term, then answers them at that "
+    "index") {
   Cluster c(3);
   elect_uncommitted(c);
   // Act: a local read and a follower's forwarded read arrive before the no-op commits.
@@ -125,7 +128,9 @@ TEST_CASE("a new leader holds reads until it commits an entry of its term, then 
   // Reference: §6.4
 }
 
-TEST_CASE("reads held by a new leader are dropped if it steps down before committing, and count toward the limit") {
+TEST_CASE(
+    "reads held by a new leader are dropped if it steps down before committing, and count toward "
+    "the limit") {
   Cluster c(3, [](Config& cfg) { cfg.reads_pending_max = 2; });
   elect_uncommitted(c);
   REQUIRE(c.core(1).read_index(1).ok());
@@ -269,8 +274,8 @@ TEST_CASE("a newer term learnt from a response keeps a follower refusing votes i
     const Term asked = pre_vote ? t + 2 : t + 1;
     REQUIRE(c.core(2)
                 .step({NodeId(3), NodeId(2),
-                       VoteRequest{asked, c.core(2).log().last_index(),
-                                   c.core(2).log().last_term(), pre_vote, false}})
+                       VoteRequest{asked, c.core(2).log().last_index(), c.core(2).log().last_term(),
+                                   pre_vote, false}})
                 .ok());
   }
   c.flush(2);
@@ -287,17 +292,20 @@ TEST_CASE("with lease reads a restarted voter honours a leader lease for an elec
   cfg.lease_reads = true;
   Core v(cfg, DurableState{HardState{Term(4), NodeId(1)}, {}});
   // Act: a candidate asks at once after the start, and again an election timeout later.
-  REQUIRE(v.step({NodeId(3), NodeId(2), VoteRequest{Term(5), Index(0), Term(0), false, false}}).ok());
+  REQUIRE(
+      v.step({NodeId(3), NodeId(2), VoteRequest{Term(5), Index(0), Term(0), false, false}}).ok());
   CHECK(v.term() == Term(4));
   CHECK(v.vote() == NodeId(1));
   for (std::uint32_t i = 0; i < cfg.election_ticks; ++i) v.tick();
   (void)v.take_output();
-  REQUIRE(v.step({NodeId(3), NodeId(2), VoteRequest{Term(5), Index(0), Term(0), false, false}}).ok());
+  REQUIRE(
+      v.step({NodeId(3), NodeId(2), VoteRequest{Term(5), Index(0), Term(0), false, false}}).ok());
   // Check
   CHECK(v.vote() == NodeId(3));
   // Check: a server that never saw a term cannot have supported a lease and votes at once.
   Core fresh(cfg, {});
-  REQUIRE(fresh.step({NodeId(3), NodeId(2), VoteRequest{Term(5), Index(0), Term(0), false, false}}).ok());
+  REQUIRE(fresh.step({NodeId(3), NodeId(2), VoteRequest{Term(5), Index(0), Term(0), false, false}})
+              .ok());
   CHECK(fresh.vote() == NodeId(3));
   // Reference: §6.4.1
 }

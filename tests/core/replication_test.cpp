@@ -57,7 +57,8 @@ TEST_CASE("a follower rejects entries whose predecessor does not match and hints
   }
   Core f(test_config(2, 3), d);
   // Act: the leader of term 5 believes index 4 has term 3.
-  REQUIRE(f.step({NodeId(1), NodeId(2), AppendRequest{Term(5), Index(4), Term(3), Index(0), {}}}).ok());
+  REQUIRE(
+      f.step({NodeId(1), NodeId(2), AppendRequest{Term(5), Index(4), Term(3), Index(0), {}}}).ok());
   auto r = bodies<AppendResponse>(f.take_output().messages_after_persist);
   // Check: rejected for index 4; the hint names index 4 with term 2, the last entry whose term
   // is at most 3, so the leader can skip the whole of its term-3 entries at once.
@@ -74,7 +75,8 @@ TEST_CASE("a leader backs up over a whole conflicting term in one round trip") {
   Config cfg = test_config(1, 2);
   cfg.pre_vote = false;
   DurableState d{HardState{Term(2), no_node}, {}};
-  for (std::uint64_t i = 1; i <= 3; ++i) d.entries.push_back(Entry{Index(i), Term(1), EntryType::normal, {}});
+  for (std::uint64_t i = 1; i <= 3; ++i)
+    d.entries.push_back(Entry{Index(i), Term(1), EntryType::normal, {}});
   Core leader(cfg, d);
   while (leader.role() != Role::candidate) leader.tick();
   (void)leader.take_output();
@@ -95,10 +97,15 @@ TEST_CASE("a leader backs up over a whole conflicting term in one round trip") {
 TEST_CASE("a follower deletes conflicting entries and appends the leader's") {
   // Set up: the follower holds (1,1) (2,1) (3,1) that are not committed.
   DurableState d{HardState{Term(1), no_node}, {}};
-  for (std::uint64_t i = 1; i <= 3; ++i) d.entries.push_back(Entry{Index(i), Term(1), EntryType::normal, text("old")});
+  for (std::uint64_t i = 1; i <= 3; ++i)
+    d.entries.push_back(Entry{Index(i), Term(1), EntryType::normal, text("old")});
   Core f(test_config(2, 3), d);
   // Act: the leader of term 2 sends (2,2) after (1,1).
-  AppendRequest r{Term(2), Index(1), Term(1), Index(0), {Entry{Index(2), Term(2), EntryType::normal, text("new")}}};
+  AppendRequest r{Term(2),
+                  Index(1),
+                  Term(1),
+                  Index(0),
+                  {Entry{Index(2), Term(2), EntryType::normal, text("new")}}};
   REQUIRE(f.step({NodeId(1), NodeId(2), r}).ok());
   Output out = f.take_output();
   // Check: the stored log is truncated from 2 and gets the new entry; the log ends there.
@@ -112,9 +119,11 @@ TEST_CASE("a follower deletes conflicting entries and appends the leader's") {
 
 TEST_CASE("a follower keeps entries a stale AppendEntries does not contradict") {
   DurableState d{HardState{Term(1), no_node}, {}};
-  for (std::uint64_t i = 1; i <= 3; ++i) d.entries.push_back(Entry{Index(i), Term(1), EntryType::normal, {}});
+  for (std::uint64_t i = 1; i <= 3; ++i)
+    d.entries.push_back(Entry{Index(i), Term(1), EntryType::normal, {}});
   Core f(test_config(2, 3), d);
-  AppendRequest r{Term(1), Index(0), Term(0), Index(0), {Entry{Index(1), Term(1), EntryType::normal, {}}}};
+  AppendRequest r{
+      Term(1), Index(0), Term(0), Index(0), {Entry{Index(1), Term(1), EntryType::normal, {}}}};
   REQUIRE(f.step({NodeId(1), NodeId(2), r}).ok());
   Output out = f.take_output();
   CHECK_FALSE(out.truncate_from.has_value());
@@ -124,7 +133,10 @@ TEST_CASE("a follower keeps entries a stale AppendEntries does not contradict") 
 
 TEST_CASE("an entry of an earlier term is never committed by counting replicas (Figure 8)") {
   // Set up (a): S1 leads term 1 and gets (2,1) only to S2 before it is cut off.
-  Cluster c(5, [](Config& cfg) { cfg.pre_vote = false; cfg.check_quorum = false; });
+  Cluster c(5, [](Config& cfg) {
+    cfg.pre_vote = false;
+    cfg.check_quorum = false;
+  });
   c.elect(1);
   REQUIRE(c.core(1).role() == Role::leader);  // index 1: S1's no-op, committed everywhere
   c.tick(1);
@@ -191,7 +203,8 @@ TEST_CASE("a leader commits an earlier term's entry once an entry of its own ter
   // Set up: server 1 holds (1,1) from an earlier term and wins term 2 with server 2's vote.
   Config cfg = test_config(1, 3);
   cfg.pre_vote = false;
-  DurableState d{HardState{Term(1), no_node}, {Entry{Index(1), Term(1), EntryType::normal, text("old")}}};
+  DurableState d{HardState{Term(1), no_node},
+                 {Entry{Index(1), Term(1), EntryType::normal, text("old")}}};
   Core leader(cfg, d);
   while (leader.role() != Role::candidate) leader.tick();
   (void)leader.take_output();
@@ -235,7 +248,11 @@ TEST_CASE("a leader sends entries before its own write is durable but counts its
 
 TEST_CASE("a follower acknowledges entries only after they are durable") {
   Core f(test_config(2, 3), {});
-  AppendRequest r{Term(1), Index(0), Term(0), Index(0), {Entry{Index(1), Term(1), EntryType::normal, text("a")}}};
+  AppendRequest r{Term(1),
+                  Index(0),
+                  Term(0),
+                  Index(0),
+                  {Entry{Index(1), Term(1), EntryType::normal, text("a")}}};
   REQUIRE(f.step({NodeId(1), NodeId(2), r}).ok());
   Output out = f.take_output();
   CHECK(bodies<AppendResponse>(out.messages).empty());
@@ -277,7 +294,11 @@ TEST_CASE("inputs given before one take_output keep the write's promises") {
 
 TEST_CASE("committed entries are handed out for applying only once durable locally") {
   Core f(test_config(2, 3), {});
-  AppendRequest r{Term(1), Index(0), Term(0), Index(1), {Entry{Index(1), Term(1), EntryType::normal, text("a")}}};
+  AppendRequest r{Term(1),
+                  Index(0),
+                  Term(0),
+                  Index(1),
+                  {Entry{Index(1), Term(1), EntryType::normal, text("a")}}};
   REQUIRE(f.step({NodeId(1), NodeId(2), r}).ok());
   Output first = f.take_output();
   CHECK(f.log().commit_index() == Index(1));
@@ -417,8 +438,9 @@ TEST_CASE("proposals past the pending byte limit are refused with overloaded") {
   CHECK(leader.log().last_index() == Index(3));
   // Act: everything commits; the backlog is empty again.
   leader.persisted(leader.take_output().write);
-  REQUIRE(leader.step({NodeId(2), NodeId(1),
-                       AppendResponse{Term(1), true, Index(3), Index(3), Term(), Index()}})
+  REQUIRE(leader
+              .step({NodeId(2), NodeId(1),
+                     AppendResponse{Term(1), true, Index(3), Index(3), Term(), Index()}})
               .ok());
   REQUIRE(leader.log().commit_index() == Index(3));
   // Check
@@ -464,7 +486,8 @@ TEST_CASE("a candidate that learns of the leader of its term becomes its followe
 
 TEST_CASE("malformed AppendEntries are refused without changing anything") {
   Core f(test_config(2, 3), {});
-  AppendRequest gap{Term(1), Index(0), Term(0), Index(0), {Entry{Index(2), Term(1), EntryType::normal, {}}}};
+  AppendRequest gap{
+      Term(1), Index(0), Term(0), Index(0), {Entry{Index(2), Term(1), EntryType::normal, {}}}};
   auto r = f.step({NodeId(1), NodeId(2), gap});
   CHECK(r.error().is(Errc::protocol_error));
   CHECK(f.term() == Term(0));
@@ -484,7 +507,8 @@ TEST_CASE("a follower commits no further than the entries a request vouches for"
                   Entry{Index(3), Term(2), EntryType::normal, text("stale")}}};
   Core f(test_config(2, 3), d);
   // Act: the leader's commit index is 3, but this request only vouches for index 1.
-  REQUIRE(f.step({NodeId(1), NodeId(2), AppendRequest{Term(3), Index(1), Term(1), Index(3), {}}}).ok());
+  REQUIRE(
+      f.step({NodeId(1), NodeId(2), AppendRequest{Term(3), Index(1), Term(1), Index(3), {}}}).ok());
   // Check: committed up to 1 only; the stale entry at 3 is not committed.
   CHECK(f.log().commit_index() == Index(1));
   // Reference: §3.5

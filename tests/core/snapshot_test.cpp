@@ -25,13 +25,16 @@ SnapshotMeta meta_at(std::uint64_t index, std::uint64_t term, std::size_t voters
 }
 
 Message install(std::uint64_t term, SnapshotMeta meta) {
-  return Message{NodeId(1), NodeId(2), InstallSnapshot{Term(term), std::move(meta), 0, Bytes(), true}};
+  return Message{NodeId(1), NodeId(2),
+                 InstallSnapshot{Term(term), std::move(meta), 0, Bytes(), true}};
 }
 
 // Runs heartbeat rounds (and the probes they cause) until the leader puts `peer` in snapshot
 // state; the snapshot request is left on the wire.
 void wait_for_snapshot_state(Cluster& c, std::uint64_t peer) {
-  auto in_snapshot = [&] { return c.core(1).progress(NodeId(peer))->state == Progress::State::snapshot; };
+  auto in_snapshot = [&] {
+    return c.core(1).progress(NodeId(peer))->state == Progress::State::snapshot;
+  };
   for (int i = 0; i < 200 && !in_snapshot(); ++i) {
     if (c.wire().empty()) {
       c.tick(1);
@@ -65,7 +68,8 @@ TEST_CASE("a snapshot compacts the log but keeps the configured trailing entries
   // Reference: §5.1
 }
 
-TEST_CASE("a snapshot that is not applied, not newer, or of another term or configuration is refused") {
+TEST_CASE(
+    "a snapshot that is not applied, not newer, or of another term or configuration is refused") {
   Cluster c(3, [](Config& cfg) { cfg.snapshot_trailing_entries = 0; });
   c.elect(1);
   propose_n(c, 1, 3);
@@ -199,7 +203,8 @@ TEST_CASE("snapshot chunks never reach the core and a snapshot from an older ter
 TEST_CASE("a server restarts from its stored snapshot and the log after it") {
   // Set up: a snapshot at (5, 2) and a stored log holding 4..8 (4 and 5 are covered).
   DurableState d{HardState{Term(3), no_node}, {}, meta_at(5, 2)};
-  for (std::uint64_t i = 4; i <= 8; ++i) d.entries.push_back(Entry{Index(i), Term(i <= 5 ? 2 : 3), EntryType::normal, {}});
+  for (std::uint64_t i = 4; i <= 8; ++i)
+    d.entries.push_back(Entry{Index(i), Term(i <= 5 ? 2 : 3), EntryType::normal, {}});
   // Act
   Core f(test_config(2, 3), d);
   // Check: the log starts after the snapshot, which counts as committed and applied.

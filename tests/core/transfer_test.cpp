@@ -51,7 +51,10 @@ TEST_CASE("a transfer brings a lagging target up to date first and refuses propo
   // Check: no TimeoutNow yet, and proposals and membership changes are refused.
   CHECK_FALSE(timeout_now_on_wire(c, 3));
   CHECK(c.propose(1, "c").error().is(Errc::transfer_in_progress));
-  CHECK(c.core(1).change_membership({{NodeId(1), NodeId(2)}, {}, {}}).error().is(Errc::transfer_in_progress));
+  CHECK(c.core(1)
+            .change_membership({{NodeId(1), NodeId(2)}, {}, {}})
+            .error()
+            .is(Errc::transfer_in_progress));
   CHECK(c.core(1).transfer_target() == NodeId(3));
   // Act: 3 comes back and catches up.
   c.heal();
@@ -103,7 +106,8 @@ TEST_CASE("TimeoutNow makes a voter campaign at once, skipping PreVote and the l
   // Check: a voter inside its leader lease still grants such a request.
   Core v(test_config(3, 3), {});
   REQUIRE(v.step({NodeId(1), NodeId(3), HeartbeatRequest{Term(2), Index(0), 0}}).ok());
-  REQUIRE(v.step({NodeId(2), NodeId(3), VoteRequest{Term(3), Index(0), Term(0), false, true}}).ok());
+  REQUIRE(
+      v.step({NodeId(2), NodeId(3), VoteRequest{Term(3), Index(0), Term(0), false, true}}).ok());
   CHECK(v.vote() == NodeId(2));
   // Reference: §3.10
 }
