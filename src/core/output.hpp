@@ -71,6 +71,7 @@
 #include <vector>
 
 #include <coraft/entry.hpp>
+#include <coraft/hard_state.hpp>
 #include <coraft/membership.hpp>
 #include <coraft/types.hpp>
 
@@ -78,13 +79,7 @@
 
 namespace coraft::core {
 
-// The state that must be durable before a vote or a term is acted on (thesis §3.8).
-struct HardState {
-  Term term;
-  NodeId vote;  // the candidate voted for in `term`, or no_node
-
-  friend bool operator==(const HardState&, const HardState&) = default;
-};
+using coraft::HardState;
 
 enum class Role : std::uint8_t { follower, pre_candidate, candidate, leader };
 

@@ -111,7 +111,7 @@ Result<void> NodeImpl::open() {
   if (!snap) return snap.error();
 
   core::DurableState durable;
-  durable.hard_state = core::HardState{hs->current().term, hs->current().voted_for};
+  durable.hard_state = hs->current();
   if (*snap) {
     durable.snapshot = (*snap)->meta;
     BytesSource source((*snap)->data);

@@ -30,7 +30,7 @@ class StorageDurable final : public DurablePort {
 
   asio::awaitable<Result<void>> save_hard_state(core::HardState hs) override {
     if (!log_) co_return Errc::shutting_down;
-    auto r = co_await hs_->save(storage::HardState{hs.term, hs.vote});
+    auto r = co_await hs_->save(hs);
     co_return r;
   }
   asio::awaitable<Result<void>> append(std::vector<Entry> entries) override {

@@ -111,7 +111,7 @@ SlotBytes encode_slot(std::uint64_t version, const HardState& hs) {
   std::memcpy(slot.data(), magic, 8);
   put64(slot.data() + 8, version);
   put64(slot.data() + 16, hs.term.value());
-  put64(slot.data() + 24, hs.voted_for.value());
+  put64(slot.data() + 24, hs.vote.value());
   std::uint32_t crc = slot_crc(slot.data());
   for (int i = 0; i < 4; ++i) slot[32 + i] = static_cast<std::byte>(crc >> (8 * i));
   return slot;

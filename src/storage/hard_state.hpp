@@ -32,6 +32,7 @@
 #include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
 
+#include <coraft/hard_state.hpp>
 #include <coraft/result.hpp>
 #include <coraft/types.hpp>
 
@@ -40,11 +41,7 @@
 
 namespace coraft::storage {
 
-struct HardState {
-  Term term;
-  NodeId voted_for;
-  friend bool operator==(const HardState&, const HardState&) = default;
-};
+using coraft::HardState;
 
 struct HardStateOptions {
   BackendKind backend = BackendKind::automatic;

@@ -247,7 +247,7 @@ TEST_CASE_FIXTURE(KillRun,
     std::uint64_t term = hs->current().term.value();
     // At most one save is in flight: it may or may not have reached the disk.
     REQUIRE_MESSAGE((term == a || term == a + 1), "acknowledged term ", a, " but found ", term);
-    REQUIRE(hs->current().voted_for == vote_for(term));
+    REQUIRE(hs->current().vote == vote_for(term));
     a = term;
   };
   std::uint64_t kills_mid_save = kill_cycles(hard_state_child_main, check);

@@ -108,7 +108,7 @@ int verify(const std::string& dir) {
     } else {
       std::printf("hard state: term %llu, voted for %llu\n",
                   static_cast<unsigned long long>(hs->current().term.value()),
-                  static_cast<unsigned long long>(hs->current().voted_for.value()));
+                  static_cast<unsigned long long>(hs->current().vote.value()));
       if (hs->damaged_slot()) {
         std::printf(
             "hard state: damaged slot at %s offset %llu ignored: a torn save or corruption; "
