@@ -41,7 +41,6 @@ void NodeImpl::spawn(asio::awaitable<void> a) {
   asio::co_spawn(ex_, std::move(a), [self = shared_from_this()](std::exception_ptr e) {
     if (e) std::rethrow_exception(e);
     --self->coroutines_;
-    self->idle_event_.notify();
   });
 }
 
@@ -131,7 +130,18 @@ void NodeImpl::on_receive(core::Message m) {
   last_contact_[m.from.value()] = Clock::now();
   auto r = core_->step(std::move(m));
   if (!r) log(LogLevel::debug, "node ", config_.id, ": message refused: ", r.error().message());
-  drain();
+  drain_soon();
+}
+
+// Inputs that arrive together (proposals, received messages) make one output: one write and
+// one AppendEntries per follower for all of them, instead of one each.
+void NodeImpl::drain_soon() {
+  if (drain_posted_) return;
+  drain_posted_ = true;
+  asio::post(ex_, [self = shared_from_this()] {
+    self->drain_posted_ = false;
+    self->drain();
+  });
 }
 
 void NodeImpl::on_soft_state(const core::SoftState& s) {
@@ -310,7 +320,9 @@ asio::awaitable<void> NodeImpl::writer() {
       if (stopping_) break;
       job->started = Clock::now();
       ++writes_started_;
+      writer_busy_ = true;
       auto r = co_await durable_->save_hard_state(*job->hard_state);
+      writer_busy_ = false;
       if (!r) {
         fail_stop(r.error());
         break;
@@ -327,7 +339,9 @@ asio::awaitable<void> NodeImpl::writer() {
       ++writes_started_;
     }
     if (job->truncate_from) {
+      writer_busy_ = true;
       auto r = co_await durable_->truncate_suffix(*job->truncate_from);
+      writer_busy_ = false;
       if (!r) {
         fail_stop(r.error());
         break;
@@ -435,9 +449,11 @@ asio::awaitable<void> NodeImpl::applier() {
     }
     if (!commands.empty()) {
       // Run the state machine on the apply thread, then come back.
+      applier_busy_ = true;
       co_await asio::post(apply_io_.get_executor(), asio::use_awaitable);
       sm_.apply(commands, replies);
       co_await asio::post(ex_, asio::use_awaitable);
+      applier_busy_ = false;
       CORAFT_ASSERT(replies.size() == commands.size(),
                     "StateMachine::apply must give one reply "
                     "per command",

@@ -68,8 +68,7 @@ NodeImpl::NodeImpl(asio::any_io_executor ex, NodeConfig config, StateMachine& sm
       hooks_(std::move(hooks)),
       write_event_(ex_),
       written_event_(ex_),
-      apply_event_(ex_),
-      idle_event_(ex_) {
+      apply_event_(ex_) {
   for (const ServerAddress& a : config_.peers) addresses_[a.id] = a;
   addresses_[config_.id] = ServerAddress{config_.id, config_.listen_host, config_.listen_port};
 }
@@ -316,7 +315,7 @@ void NodeImpl::propose(std::vector<Bytes> payloads, Completion<ProposedBatch> ba
   w.one = std::move(one_done);
   proposal_bytes_ += bytes;
   proposals_.emplace(*first, std::move(w));
-  drain();
+  drain_soon();
 }
 
 void NodeImpl::read_barrier(Completion<Index> done, std::uint64_t op) {
@@ -594,13 +593,22 @@ asio::awaitable<void> NodeImpl::stopper(Completion<void> done) {
   written_event_.notify();
   apply_event_.notify();
   // Wait for every other coroutine (appends in flight finish their writes).
+  const auto began = Clock::now();
+  bool said = false;
   while (coroutines_ > 1) {
-    log(LogLevel::debug, "node ", config_.id, ": stopping, waiting for ", coroutines_ - 1,
-        " coroutines (", appends_in_flight_, " appends in flight)");
-    co_await idle_event_.wait();
+    // Polled, so that no missed wake-up can hold a stop; the waits end within a tick.
+    asio::steady_timer poll(ex_, std::chrono::milliseconds(5));
+    co_await poll.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
     write_event_.notify();
     written_event_.notify();
     apply_event_.notify();
+    if (!said && Clock::now() - began > std::chrono::seconds(5)) {
+      said = true;
+      log(LogLevel::warn, "node ", config_.id, ": stopping for over 5 s, waiting for ",
+          coroutines_ - 1, " coroutines: ", appends_in_flight_, " log writes in flight",
+          writer_busy_ ? ", the writer in a disk call" : "",
+          applier_busy_ ? ", the state machine" : "");
+    }
   }
   transport_->stop();
   co_await transport_->shutdown();

@@ -119,6 +119,7 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
 
   // ---- The driver ----
   void drain();
+  void drain_soon();
   void handle(core::Output out);
   void send(core::Message m);
   void on_receive(core::Message m);
@@ -168,7 +169,6 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   Event write_event_;
   Event written_event_;
   Event apply_event_;
-  Event idle_event_;
   std::deque<std::shared_ptr<WriteJob>> writes_;  // every job not yet acknowledged, in order
   std::size_t writes_started_ = 0;                // of writes_, how many the writer took
   std::uint64_t appends_in_flight_ = 0;
@@ -197,6 +197,9 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   std::vector<NodeId> needs_snapshot_;
   NodeMetrics metrics_;
   bool draining_ = false;
+  bool drain_posted_ = false;
+  bool writer_busy_ = false;   // the writer awaits a hard-state save or a truncation
+  bool applier_busy_ = false;  // the applier is on the apply thread
   bool started_ = false;
   bool stopping_ = false;
   bool disk_full_ = false;

@@ -163,7 +163,7 @@ class Cluster {
     c.cluster_id = cluster_id;
     c.data_dir = data_dir(id);
     c.listen_port = ports_[id.value() - 1];
-    c.tick_interval = 10ms;
+    c.tick_interval = 20ms;  // elections within 0.2-0.4 s, with room for slow sanitizer builds
     c.election_ticks = 10;
     c.heartbeat_ticks = 2;
     c.disk_stall_timeout = 500ms;
@@ -206,6 +206,7 @@ class Cluster {
     if (f.wait_for(30s) != std::future_status::ready) {
       std::fprintf(stderr, "node %llu did not stop within 30 s\n",
                    static_cast<unsigned long long>(id.value()));
+      std::this_thread::sleep_for(std::chrono::seconds(std::getenv("CORAFT_HANG_WAIT") ? 120 : 0));
       std::abort();
     }
     CHECK(f.get().ok());

@@ -34,11 +34,20 @@ class FaultyDurable final : public node::DurablePort {
     auto r = co_await inner_->save_hard_state(hs);
     co_return r;
   }
+  // Appends pass one at a time, in the order they were made, as a real disk keeps them.
   asio::awaitable<Result<void>> append(std::vector<Entry> entries) override {
-    while (faults_.stall) {
-      asio::steady_timer t(ex_, 5ms);
+    const std::uint64_t ticket = next_ticket_++;
+    while (faults_.stall || ticket != serving_) {
+      asio::steady_timer t(ex_, 2ms);
       co_await t.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
     }
+    auto r = co_await pass(std::move(entries));
+    ++serving_;
+    co_return r;
+  }
+
+ private:
+  asio::awaitable<Result<void>> pass(std::vector<Entry> entries) {
     if (const int f = faults_.fail.load(); f != 0) {
       ++faults_.failed;
       co_return Error(static_cast<Errc>(f), "injected");
@@ -58,6 +67,8 @@ class FaultyDurable final : public node::DurablePort {
     auto r = co_await inner_->append(std::move(entries));
     co_return r;
   }
+
+ public:
   asio::awaitable<Result<void>> truncate_suffix(Index from) override {
     auto r = co_await inner_->truncate_suffix(from);
     co_return r;
@@ -72,6 +83,8 @@ class FaultyDurable final : public node::DurablePort {
   std::unique_ptr<node::DurablePort> inner_;
   asio::any_io_executor ex_;
   DiskFaults& faults_;
+  std::uint64_t next_ticket_ = 0;
+  std::uint64_t serving_ = 0;
 };
 
 // Gives every node of `c` a faulty disk driven by faults[id - 1].
