@@ -488,6 +488,10 @@ void World::on_audit() {
 SeedResult World::run() {
   nodes_.resize(opt_.nodes);
   for (std::uint32_t i = 0; i < opt_.nodes; ++i) nodes_[i].id = NodeId(i + 1);
+  trace("knobs: election=", knobs_.election_ticks, " heartbeat=", knobs_.heartbeat_ticks,
+        " inflight_msgs=", knobs_.inflight_msgs_max, " inflight_bytes=", knobs_.inflight_bytes_max,
+        " append_bytes=", knobs_.append_bytes_max, " stall=", knobs_.replicate_stall_ticks,
+        " trailing=", knobs_.snapshot_trailing_entries, " disk_us=", knobs_.disk_us_max);
   if (extras_.drift != 0) {
     // Clock skew as large as the lease allows: a lease of election_ticks - 1 - drift ticks of
     // the slowest clock lasts no longer than election_ticks - 1 ticks of the fastest.
