@@ -352,9 +352,11 @@ Time World::catch_up_allowance() const {
   const std::uint64_t msgs = std::clamp<std::uint64_t>(
       (c.inflight_bytes_max + per_msg * payload - 1) / (per_msg * payload), 1, c.inflight_msgs_max);
   // A round trip: two hops of at most 1 ms, two drains of the batching driver, and a follower
-  // write that may wait behind one other.
-  const Time rtt = 2 * (1'000 + extras_.batch_us) + 2 * knobs_.disk_us_max;
-  return lag * rtt / (per_msg * msgs);
+  // write that may wait behind one other. The follower writes each message on its own, one
+  // after another, so a window of several messages is also bounded by its disk.
+  const Time disk = knobs_.disk_us_max;
+  const Time rtt = 2 * (1'000 + extras_.batch_us) + 2 * disk;
+  return lag * std::max(rtt / msgs, disk) / per_msg;
 }
 
 DurableView World::durable_view(const Node& n) {
