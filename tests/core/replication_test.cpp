@@ -375,6 +375,47 @@ TEST_CASE("a follower is probed one message at a time until the logs agree") {
   // Reference: §3.5
 }
 
+TEST_CASE("a follower far behind is caught up with full messages filling the window") {
+  // Set up: follower 2 keeps up; follower 3 leaves the first probe unanswered while forty
+  // entries of 3 bytes commit without it.
+  Config cfg = test_config(1, 3);
+  cfg.append_bytes_max = 6;
+  cfg.inflight_msgs_max = 4;
+  Core leader = manual_leader(cfg);
+  leader.persisted(leader.take_output().write);
+  REQUIRE(leader.step(ack(2, 1, Term(1), Index(1))).ok());
+  std::vector<Bytes> ps(40, text("abc"));
+  REQUIRE(leader.propose(ps).ok());
+  Output out = leader.take_output();
+  leader.persisted(out.write);
+  for (const Message& m : out.messages) CHECK(m.to != NodeId(3));
+  REQUIRE(leader.step(ack(2, 1, Term(1), Index(41))).ok());
+  (void)leader.take_output();
+  REQUIRE(leader.log().commit_index() == Index(41));
+  // Act: the probe succeeds, follower 3 holding only the first entry.
+  REQUIRE(leader.step(ack(3, 1, Term(1), Index(1))).ok());
+  std::vector<AppendRequest> sent;
+  for (const Message& m : leader.take_output().messages) {
+    if (const auto* a = std::get_if<AppendRequest>(&m.body); a && m.to == NodeId(3)) {
+      sent.push_back(*a);
+    }
+  }
+  // Check: streaming at once, a whole window of messages of two entries each, back to back.
+  CHECK(leader.progress(NodeId(3))->state == Progress::State::replicate);
+  REQUIRE(sent.size() == 4);
+  for (std::size_t k = 0; k < sent.size(); ++k) {
+    CHECK(sent[k].prev_log_index == Index(1 + 2 * k));
+    CHECK(sent[k].entries.size() == 2);
+  }
+  // Each acknowledgement frees a slot for the next two entries.
+  REQUIRE(leader.step(ack(3, 1, Term(1), Index(3))).ok());
+  auto next = bodies<AppendRequest>(leader.take_output().messages);
+  REQUIRE(next.size() == 1);
+  CHECK(next[0].prev_log_index == Index(9));
+  CHECK(next[0].entries.size() == 2);
+  // Reference: §10.2.1
+}
+
 TEST_CASE("lost AppendEntries are sent again after the follower stops acknowledging") {
   Config cfg = test_config(1, 2);
   cfg.replicate_stall_ticks = 3;

@@ -284,6 +284,7 @@ void World::restore_membership() {
 void World::heal() {
   healing_ = true;
   healed_at_ = now_;
+  liveness_deadline_ = now_ + liveness_us;
   std::fill(blocked_.begin(), blocked_.end(), 0);
   orphans_.stage = Orphans::idle;
   isolate_next_leader_ = false;
@@ -323,6 +324,39 @@ bool World::finished() const {
     if (n.applied != commit) return false;
   }
   return true;
+}
+
+// How long the servers still behind the leader 10 s after healing may take to catch up, at
+// the slowest rate the seed's knobs allow. With append_bytes_max below one operation's payload
+// every AppendEntries carries one entry, and a window of one message (or of too few bytes for
+// a second) lets one entry through per round trip, each behind a follower's disk write: the
+// core honours those bounds, so a follower hundreds of entries behind needs seconds, and
+// clients' new operations queue behind it when it is needed for a quorum. One that catches up
+// at the configured rate passes; one that makes no progress still fails, later by this much.
+Time World::catch_up_allowance() const {
+  const Node* leader = nullptr;
+  for (const Node& n : nodes_) {
+    if (n.up && n.core->role() == core::Role::leader) leader = &n;
+  }
+  if (!leader) return 0;
+  const Index last = leader->core->log().last_index();
+  std::uint64_t lag = 0;
+  for (const Node& n : nodes_) {
+    const Index held = std::min(n.core->log().last_index(), n.applied);
+    if (held < last) lag = std::max<std::uint64_t>(lag, last - held);
+  }
+  constexpr std::uint64_t payload = 9;  // encode_op()
+  const core::Config c = config_for(*leader);
+  const std::uint64_t per_msg =
+      std::clamp<std::uint64_t>(c.append_bytes_max / payload, 1, c.append_entries_max);
+  const std::uint64_t msgs = std::clamp<std::uint64_t>(
+      (c.inflight_bytes_max + per_msg * payload - 1) / (per_msg * payload), 1, c.inflight_msgs_max);
+  // A round trip: two hops of at most 1 ms, two drains of the batching driver, and a follower
+  // write that may wait behind one other. The follower writes each message on its own, one
+  // after another, so a window of several messages is also bounded by its disk.
+  const Time disk = knobs_.disk_us_max;
+  const Time rtt = 2 * (1'000 + extras_.batch_us) + 2 * disk;
+  return lag * std::max(rtt / msgs, disk) / per_msg;
 }
 
 DurableView World::durable_view(const Node& n) {
@@ -468,7 +502,11 @@ void World::on_audit() {
     stop_ = true;
     return;
   }
-  if (healing_ && now_ - healed_at_ > liveness_us) {
+  if (healing_ && now_ > liveness_deadline_ && !liveness_extended_) {
+    liveness_extended_ = true;
+    liveness_deadline_ += catch_up_allowance();
+  }
+  if (healing_ && now_ > liveness_deadline_) {
     std::uint64_t open = 0;
     for (const Client& c : clients_) open += c.busy ? 1 : 0;
     std::string servers;
@@ -477,8 +515,10 @@ void World::on_audit() {
           detail::concat(" n", n.id, ":", core::to_string(n.core->role()), "/t", n.core->term(),
                          "/applied=", n.applied, "/last=", n.core->log().last_index());
     }
-    checker_failure_ = detail::concat("liveness: 10 s after healing, ", open,
-                                      " operations open, servers", servers);
+    checker_failure_ =
+        detail::concat("liveness: 10 s after healing (then ",
+                       (liveness_deadline_ - healed_at_ - liveness_us) / 1000,
+                       " ms more to catch up), ", open, " operations open, servers", servers);
     stop_ = true;
     return;
   }
@@ -488,6 +528,10 @@ void World::on_audit() {
 SeedResult World::run() {
   nodes_.resize(opt_.nodes);
   for (std::uint32_t i = 0; i < opt_.nodes; ++i) nodes_[i].id = NodeId(i + 1);
+  trace("knobs: election=", knobs_.election_ticks, " heartbeat=", knobs_.heartbeat_ticks,
+        " inflight_msgs=", knobs_.inflight_msgs_max, " inflight_bytes=", knobs_.inflight_bytes_max,
+        " append_bytes=", knobs_.append_bytes_max, " stall=", knobs_.replicate_stall_ticks,
+        " trailing=", knobs_.snapshot_trailing_entries, " disk_us=", knobs_.disk_us_max);
   if (extras_.drift != 0) {
     // Clock skew as large as the lease allows: a lease of election_ticks - 1 - drift ticks of
     // the slowest clock lasts no longer than election_ticks - 1 ticks of the fastest.

@@ -28,7 +28,7 @@ constexpr Time tick_us = 10'000;
 constexpr Time safety_us = 20'000'000;      // fault phase: at least this long...
 constexpr std::uint64_t ops_min = 500;      // ...and at least this many operations invoked
 constexpr Time safety_cap_us = 60'000'000;  // but never longer than this
-constexpr Time liveness_us = 10'000'000;    // after healing, everything must finish in this
+constexpr Time liveness_us = 10'000'000;    // after healing, everything must finish in this...
 constexpr Time audit_us = 500'000;          // period of the log-matching audit
 constexpr std::uint32_t clients = 8;
 constexpr Time think_min_us = 1'000, think_max_us = 250'000;
@@ -421,6 +421,7 @@ class World {
   void audit();
   void on_audit();
   bool finished() const;
+  Time catch_up_allowance() const;
   void final_checks();
   std::vector<DurableView> durable_logs() const;
   static DurableView durable_view(const Node& n);
@@ -466,6 +467,9 @@ class World {
   Time batch_hold_until_ = 0;  // drains wait until then (after_input)
   bool healing_ = false;
   Time healed_at_ = 0;
+  // ...or by this time: liveness_us after healing, once extended by catch_up_allowance().
+  Time liveness_deadline_ = 0;
+  bool liveness_extended_ = false;
   std::uint32_t faults_injected_ = 0;
   std::uint64_t ops_done_ = 0;
   bool stop_ = false;
