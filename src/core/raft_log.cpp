@@ -112,8 +112,9 @@ bool RaftLog::restore(Index index, Term term) {
   persisted_ = index;
   saved_ = index;
   for (Write& w : writes_) w.cap = std::min(w.cap, index);
-  const Index from = index + 1;
-  truncate_pending_ = truncate_pending_ ? std::min(*truncate_pending_, from) : from;
+  // The installed snapshot replaces every stored entry up to `index` (output.hpp step 2), so a
+  // truncation pending below it is subsumed: only what lies above the snapshot goes.
+  truncate_pending_ = index + 1;
   return false;
 }
 

@@ -105,6 +105,30 @@ TEST_CASE("a truncation of entries never handed out is not handed out") {
   CHECK_FALSE(trunc.has_value());
 }
 
+TEST_CASE(
+    "a snapshot installed after a truncation in one batch hands out only the truncation above it") {
+  // Set up: entries 1-4 written; then, before anything is taken, entry 3 is replaced by a
+  // leader's (a truncation at 3) and a snapshot ending at 10 that the log does not hold comes.
+  RaftLog log({});
+  std::optional<Index> trunc;
+  std::vector<Entry> out;
+  for (std::uint64_t i = 1; i <= 4; ++i)
+    log.append(Entry{Index(i), Term(1), EntryType::normal, {}});
+  (void)log.take_unsaved(trunc, out, Term(1));
+  log.truncate_from(Index(3));
+  log.append(Entry{Index(3), Term(2), EntryType::normal, {}});
+  // Act
+  CHECK_FALSE(log.restore(Index(10), Term(2)));
+  out.clear();
+  (void)log.take_unsaved(trunc, out, Term(2));
+  // Check: installing the snapshot deletes every stored entry up to 10 (output.hpp step 2), so
+  // the write truncates only from 11; a truncation from 3 would leave the log ending at 2
+  // behind a snapshot ending at 10.
+  REQUIRE(trunc.has_value());
+  CHECK(*trunc == Index(11));
+  CHECK(out.empty());
+}
+
 TEST_CASE("an inflight window is full at its message count or its byte budget") {
   Inflights by_count(2, 1000);
   by_count.add(Index(1), 10);
