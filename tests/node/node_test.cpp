@@ -135,6 +135,9 @@ TEST_CASE("leadership transfer hands the cluster to the chosen voter") {
   c.start_all();
   auto leader = c.leader();
   REQUIRE(leader);
+  // Until the new leader commits in its term, the bootstrap configuration is an unfinished
+  // change, and transfers are refused with the retryable config_change_pending.
+  REQUIRE(c.propose(*leader, "first").ok());
   const NodeId target(leader->value() % 3 + 1);
   auto r = c.node(*leader).transfer_leadership(target, asio::use_future).get();
   REQUIRE_MESSAGE(r.ok(), r.error().message());
