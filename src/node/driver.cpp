@@ -173,17 +173,22 @@ void NodeImpl::on_soft_state(const core::SoftState& s) {
 void NodeImpl::fail_unknown_after_commit() {
   const Index commit = core_->log().commit_index();
   for (auto it = proposals_.upper_bound(commit); it != proposals_.end();) {
-    ProposalWaiter w = std::move(it->second);
-    it = proposals_.erase(it);
-    proposal_bytes_ -= w.bytes;
-    if (w.batch) w.batch(Errc::outcome_unknown);
-    if (w.one) w.one(Errc::outcome_unknown);
+    it = fail_proposal(it, Errc::outcome_unknown);
   }
   std::erase_if(config_waiters_, [&](ConfigWaiter& w) {
     if (w.index <= commit) return false;
     w.done(Errc::outcome_unknown);
     return true;
   });
+}
+
+NodeImpl::ProposalMap::iterator NodeImpl::fail_proposal(ProposalMap::iterator it, Errc code) {
+  ProposalWaiter w = std::move(it->second);
+  it = proposals_.erase(it);
+  proposal_bytes_ -= w.bytes;
+  if (w.batch) w.batch(code);
+  if (w.one) w.one(code);
+  return it;
 }
 
 // The log no longer holds the entries at `from` and above: proposals there can never commit.
@@ -195,11 +200,7 @@ void NodeImpl::fail_waiters_from(Index from, Errc code) {
       ++it;
       continue;
     }
-    ProposalWaiter w = std::move(it->second);
-    it = proposals_.erase(it);
-    proposal_bytes_ -= w.bytes;
-    if (w.batch) w.batch(code);
-    if (w.one) w.one(code);
+    it = fail_proposal(it, code);
   }
   std::erase_if(config_waiters_, [&](ConfigWaiter& w) {
     if (w.index < from) return false;
@@ -477,11 +478,7 @@ asio::awaitable<void> NodeImpl::applier() {
         ProposalWaiter& w = it->second;
         if (e.index <= w.last) {
           if (e.term != w.term) {
-            ProposalWaiter gone = std::move(w);
-            proposals_.erase(it);
-            proposal_bytes_ -= gone.bytes;
-            if (gone.batch) gone.batch(Errc::dropped);
-            if (gone.one) gone.one(Errc::dropped);
+            fail_proposal(it, Errc::dropped);
           } else {
             w.replies.push_back(std::move(out));
             if (e.index == w.last) {

@@ -261,8 +261,11 @@ std::string NodeImpl::address_of(NodeId id) const {
 }
 
 Error NodeImpl::not_leader() const {
-  Error e = Error::not_leader(soft_.leader);
-  e.leader_address = address_of(soft_.leader);
+  return with_leader_address(Error::not_leader(soft_.leader));
+}
+
+Error NodeImpl::with_leader_address(Error e) const {
+  if (e.is(Errc::not_leader)) e.leader_address = address_of(e.leader_hint);
   return e;
 }
 
@@ -301,9 +304,7 @@ void NodeImpl::propose(std::vector<Bytes> payloads, Completion<ProposedBatch> ba
   if (auto ok = admit_proposal(bytes, payloads.size()); !ok) return fail(ok.error());
   auto first = core_->propose(payloads);
   if (!first) {
-    Error e = first.error();
-    if (e.is(Errc::not_leader)) e.leader_address = address_of(e.leader_hint);
-    return fail(std::move(e));
+    return fail(with_leader_address(first.error()));
   }
   metrics_.proposals += payloads.size();
   ProposalWaiter w;
@@ -325,9 +326,7 @@ void NodeImpl::read_barrier(Completion<Index> done, std::uint64_t op) {
   }
   auto r = core_->read_index(op);
   if (!r) {
-    Error e = r.error();
-    if (e.is(Errc::not_leader)) e.leader_address = address_of(e.leader_hint);
-    return done(std::move(e));
+    return done(with_leader_address(r.error()));
   }
   reads_.emplace(op, ReadWaiter{op, Clock::now() + config_.read_timeout, Index(), std::move(done)});
   drain();
@@ -364,9 +363,7 @@ void NodeImpl::change(std::vector<NodeId> voters, std::vector<NodeId> learners,
   auto index =
       core_->change_membership(core::MembershipChange{voters, learners, auto_promote}, recorded);
   if (!index) {
-    Error e = index.error();
-    if (e.is(Errc::not_leader)) e.leader_address = address_of(e.leader_hint);
-    return done(std::move(e));
+    return done(with_leader_address(index.error()));
   }
   config_waiters_.push_back(ConfigWaiter{*index, core_->term(), std::move(done)});
   drain();
@@ -479,11 +476,7 @@ asio::awaitable<Result<Index>> NodeImpl::take_snapshot() {
 void NodeImpl::cancel(std::uint64_t op) {
   for (auto it = proposals_.begin(); it != proposals_.end(); ++it) {
     if (it->second.op != op) continue;
-    ProposalWaiter w = std::move(it->second);
-    proposals_.erase(it);
-    proposal_bytes_ -= w.bytes;
-    if (w.batch) w.batch(Errc::cancelled);
-    if (w.one) w.one(Errc::cancelled);
+    fail_proposal(it, Errc::cancelled);
     return;
   }
   auto it = reads_.find(op);
@@ -574,12 +567,9 @@ void NodeImpl::stop(Completion<void> done) {
 
 asio::awaitable<void> NodeImpl::stopper(Completion<void> done) {
   // Fail everything pending. Proposals are all in the log already: their outcome is unknown.
-  for (auto& [index, w] : proposals_) {
-    if (w.batch) w.batch(Errc::outcome_unknown);
-    if (w.one) w.one(Errc::outcome_unknown);
+  for (auto it = proposals_.begin(); it != proposals_.end();) {
+    it = fail_proposal(it, Errc::outcome_unknown);
   }
-  proposals_.clear();
-  proposal_bytes_ = 0;
   for (auto& [id, r] : reads_) r.done(Errc::shutting_down);
   reads_.clear();
   reads_by_index_.clear();

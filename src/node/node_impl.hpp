@@ -139,6 +139,8 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   void learn_addresses(const Configuration& conf);
   [[nodiscard]] std::string address_of(NodeId id) const;
   [[nodiscard]] Error not_leader() const;
+  // Adds the leader's address to a not_leader error.
+  [[nodiscard]] Error with_leader_address(Error e) const;
   [[nodiscard]] Result<void> admit_proposal(std::uint64_t bytes, std::size_t count) const;
 
   asio::awaitable<void> ticker();
@@ -177,7 +179,10 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   bool snapshot_requested_ = false;
   std::vector<Completion<Index>> snapshot_waiters_;
 
-  std::map<Index, ProposalWaiter> proposals_;  // by first index
+  using ProposalMap = std::map<Index, ProposalWaiter>;
+  // Removes the waiter, completes it with `code`; returns the next waiter.
+  ProposalMap::iterator fail_proposal(ProposalMap::iterator it, Errc code);
+  ProposalMap proposals_;  // by first index
   std::uint64_t proposal_bytes_ = 0;
   std::unordered_map<std::uint64_t, ReadWaiter> reads_;
   std::multimap<Index, std::uint64_t> reads_by_index_;
