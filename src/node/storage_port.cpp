@@ -73,9 +73,8 @@ Result<void> sync_dir(const std::string& dir) {
 }
 
 // Runs `a` to completion on a private io_context (offline tools only).
-template <class T>
-Result<T> run_blocking(asio::io_context& io, asio::awaitable<Result<T>> a) {
-  std::optional<Result<T>> out;
+Result<void> run_blocking(asio::io_context& io, asio::awaitable<Result<void>> a) {
+  std::optional<Result<void>> out;
   asio::co_spawn(
       io,
       [&]() -> asio::awaitable<void> {
@@ -217,30 +216,12 @@ namespace coraft::node {
 
 Result<void> run_blocking_append(asio::io_context& io, storage::SegmentedLog& log,
                                  std::vector<Entry> entries) {
-  auto r = run_blocking<std::monostate>(
-      io,
-      [](storage::SegmentedLog& l,
-         std::vector<Entry> e) -> asio::awaitable<Result<std::monostate>> {
-        auto appended = co_await l.append(std::move(e));
-        if (!appended) co_return appended.error();
-        co_return std::monostate{};
-      }(log, std::move(entries)));
-  if (!r) return r.error();
-  return {};
+  return run_blocking(io, log.append(std::move(entries)));
 }
 
 Result<void> run_blocking_save(asio::io_context& io, storage::HardStateFile& hs,
                                storage::HardState state) {
-  auto r = run_blocking<std::monostate>(
-      io,
-      [](storage::HardStateFile& f,
-         storage::HardState s) -> asio::awaitable<Result<std::monostate>> {
-        auto saved = co_await f.save(s);
-        if (!saved) co_return saved.error();
-        co_return std::monostate{};
-      }(hs, state));
-  if (!r) return r.error();
-  return {};
+  return run_blocking(io, hs.save(state));
 }
 
 }  // namespace coraft::node
