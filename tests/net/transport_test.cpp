@@ -701,6 +701,10 @@ TEST_CASE("a transport runs on any executor, a strand for one") {
   CHECK(stop_all(io, {&b}));
 }
 
+// Not in a build with UBSan's vptr check: on a miss in its type cache the check opens a pipe to
+// test whether the object's memory is readable, and with no descriptor left it reports a valid
+// object as one with an invalid vptr.
+#ifndef CORAFT_TEST_UBSAN_VPTR
 namespace {
 
 // The child's side of the descriptor test: listens, reports its port on `port_pipe`, lowers its
@@ -712,13 +716,9 @@ int accept_with_few_descriptors(int port_pipe, int spare, std::chrono::milliseco
     lines.push_back(std::string(to_string(level)) + ": " + std::string(line));
   });
   asio::io_context io;
-  // Only accepting runs out of descriptors: no peers to dial, and no handshake deadline falls
-  // within the run. (Under clang's UBSan, Asio 1.22 reports an invalid vptr in a cancellation
-  // slot when a dial or a handshake deadline completes while descriptors are exhausted; that
-  // is outside what this test is about.)
-  auto config = node_config(n2, {});
-  config.inbound_handshake_timeout = 10s;
-  TestNode b(io, config);
+  // A peer to dial and the default handshake deadline: dialling and handshakes meet the
+  // lowered limit too.
+  TestNode b(io, node_config(n2, {n1}));
   if (!b->start().ok()) return 10;
   std::uint16_t port = b->local_port();
   if (::write(port_pipe, &port, sizeof port) != sizeof port) return 11;
@@ -777,6 +777,8 @@ TEST_CASE("out of descriptors the accept loop backs off and says so once") {
   REQUIRE(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
 }
+
+#endif  // CORAFT_TEST_UBSAN_VPTR
 
 TEST_CASE("a handshake refusal's reason is logged escaped and cut short") {
   LogRecorder logs;
