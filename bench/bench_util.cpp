@@ -5,89 +5,31 @@
 #include <cmath>
 #include <cstdio>
 
+#include <nlohmann/json.hpp>
+
 namespace coraft::bench {
 
-std::string Flags::parse(int argc, char** argv) {
-  for (int i = 0; i < argc; ++i) {
-    std::string_view a = argv[i];
-    if (a.substr(0, 2) != "--") return "unexpected argument '" + std::string(a) + "'";
-    std::string name(a.substr(2));
-    std::string value;
-    if (auto eq = name.find('='); eq != std::string::npos) {
-      value = name.substr(eq + 1);
-      name.resize(eq);
-      auto it = spec_.find(name);
-      if (it == spec_.end()) return "unknown flag --" + name;
-      if (!it->second) return "flag --" + name + " takes no value";
-    } else {
-      auto it = spec_.find(name);
-      if (it == spec_.end()) return "unknown flag --" + name;
-      if (it->second) {
-        if (i + 1 >= argc) return "flag --" + name + " needs a value";
-        value = argv[++i];
-      }
-    }
-    values_[name] = value;
-  }
-  return {};
-}
-
-std::string Flags::str(std::string_view name, std::string fallback) const {
-  auto it = values_.find(std::string(name));
-  return it == values_.end() ? fallback : it->second;
-}
-
-std::uint64_t Flags::size(std::string_view name, std::uint64_t fallback) const {
-  auto it = values_.find(std::string(name));
-  if (it == values_.end()) return fallback;
-  const std::string& s = it->second;
+std::optional<std::uint64_t> parse_size(const std::string& s) {
   std::uint64_t v = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  std::uint64_t mult = 1;
-  if (ec == std::errc() && p != s.data() + s.size() && p + 1 == s.data() + s.size()) {
+  const char* end = s.data() + s.size();
+  auto [p, ec] = std::from_chars(s.data(), end, v);
+  if (ec != std::errc() || p == s.data()) return std::nullopt;
+  int shift = 0;
+  if (p + 1 == end) {
     switch (*p) {
       case 'k':
-      case 'K':
-        mult = 1ull << 10;
-        ++p;
-        break;
+      case 'K': shift = 10; break;
       case 'm':
-      case 'M':
-        mult = 1ull << 20;
-        ++p;
-        break;
+      case 'M': shift = 20; break;
       case 'g':
-      case 'G':
-        mult = 1ull << 30;
-        ++p;
-        break;
-      default: break;
+      case 'G': shift = 30; break;
+      default: return std::nullopt;
     }
+  } else if (p != end) {
+    return std::nullopt;
   }
-  if (ec != std::errc() || p != s.data() + s.size() || s.empty()) {
-    value_error_ = "flag --" + std::string(name) + ": '" + s + "' is not a size";
-    return fallback;
-  }
-  return v * mult;
-}
-
-double Flags::real(std::string_view name, double fallback) const {
-  auto it = values_.find(std::string(name));
-  if (it == values_.end()) return fallback;
-  char* end = nullptr;
-  double v = std::strtod(it->second.c_str(), &end);
-  if (it->second.empty() || *end != '\0' || !std::isfinite(v) || v < 0) {
-    value_error_ = "flag --" + std::string(name) + ": '" + it->second + "' is not a number";
-    return fallback;
-  }
-  return v;
-}
-
-int flag_error(std::string_view command, std::string_view message, std::string_view usage) {
-  std::string text = "coraft-bench " + std::string(command) + ": " + std::string(message) + "\n";
-  if (!usage.empty()) text += "usage: " + std::string(usage) + "\n";
-  std::fputs(text.c_str(), stderr);
-  return 2;
+  if (shift > 0 && v > (UINT64_MAX >> shift)) return std::nullopt;
+  return v << shift;
 }
 
 void Latencies::add(std::chrono::nanoseconds d) {
@@ -121,35 +63,33 @@ double Latencies::mean_us() const {
   return seen_ ? sum_ns_ / static_cast<double>(seen_) / 1000.0 : 0;
 }
 
-void JsonLine::key(std::string_view k) {
-  if (!body_.empty()) body_ += ',';
-  body_ += '"';
-  body_ += k;
-  body_ += "\":";
-}
+JsonLine::JsonLine()
+    : j_(std::make_unique<nlohmann::ordered_json>(nlohmann::ordered_json::object())) {}
+JsonLine::~JsonLine() = default;
 
 JsonLine& JsonLine::num(std::string_view k, double v) {
-  key(k);
-  char buf[40];
-  int n = std::isfinite(v) ? std::snprintf(buf, sizeof buf, "%.6g", v)
-                           : std::snprintf(buf, sizeof buf, "null");
-  body_.append(buf, static_cast<std::size_t>(n));
+  auto& slot = (*j_)[std::string(k)];
+  if (!std::isfinite(v)) {
+    slot = nullptr;
+  } else if (v == std::floor(v) && std::fabs(v) < 9.0e15) {
+    slot = static_cast<std::int64_t>(v);  // counts print as integers
+  } else {
+    slot = v;
+  }
   return *this;
+}
+
+JsonLine& JsonLine::str(std::string_view k, std::string_view v) {
+  (*j_)[std::string(k)] = std::string(v);
+  return *this;
+}
+
+std::string JsonLine::text() const {
+  return j_->dump();
 }
 
 void JsonLine::print() const {
   std::printf("%s\n", text().c_str());
-}
-
-JsonLine& JsonLine::str(std::string_view k, std::string_view v) {
-  key(k);
-  body_ += '"';
-  for (char c : v) {
-    if (c == '"' || c == '\\') body_ += '\\';
-    body_ += c;
-  }
-  body_ += '"';
-  return *this;
 }
 
 }  // namespace coraft::bench

@@ -1,43 +1,20 @@
-// Shared pieces of coraft-bench: flag parsing, latency statistics, JSON output.
+// Shared pieces of coraft-bench: latency statistics, JSON output.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
-#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 namespace coraft::bench {
 
-// Parses "--name value" and "--flag" arguments against a declared set. Unknown flags, missing
-// values and malformed numbers are errors with a message naming the flag.
-class Flags {
- public:
-  // `spec` maps each accepted flag name (without "--") to whether it takes a value.
-  Flags(std::map<std::string, bool, std::less<>> spec) : spec_(std::move(spec)) {}
-
-  // Returns an error message, or an empty string on success.
-  [[nodiscard]] std::string parse(int argc, char** argv);
-
-  [[nodiscard]] bool has(std::string_view name) const { return values_.count(std::string(name)); }
-  [[nodiscard]] std::string str(std::string_view name, std::string fallback) const;
-  // Accepts plain integers and the suffixes k, m, g (×1024) for sizes: "64k", "1m".
-  [[nodiscard]] std::uint64_t size(std::string_view name, std::uint64_t fallback) const;
-  [[nodiscard]] double real(std::string_view name, double fallback) const;
-  // Set when a size() or real() value was malformed; report it and exit.
-  [[nodiscard]] const std::string& value_error() const { return value_error_; }
-
- private:
-  std::map<std::string, bool, std::less<>> spec_;
-  std::map<std::string, std::string> values_;
-  mutable std::string value_error_;
-};
-
-// Reports a bad command line: prints "coraft-bench <command>: <message>" to stderr, then
-// "usage: <usage>" when a usage line is given. Returns 2, the exit status for bad flags.
-int flag_error(std::string_view command, std::string_view message, std::string_view usage = {});
+// "4096", "64k", "1m", "2g" (x1024 each); nullopt when malformed or past 2^64.
+[[nodiscard]] std::optional<std::uint64_t> parse_size(const std::string& s);
 
 // Collects latency samples up to a fixed count (later samples replace random earlier ones, so
 // the memory stays bounded however long the run) and reports percentiles.
@@ -59,18 +36,22 @@ class Latencies {
   std::uint64_t rng_ = 0x9e3779b97f4a7c15ull;
 };
 
-// Builds one JSON object, printed as the last line of a --json run.
+// Builds one JSON object, printed as the last line of a --json run. Keys keep their order;
+// whole numbers print as integers.
 class JsonLine {
  public:
+  JsonLine();
+  ~JsonLine();
+  JsonLine(const JsonLine&) = delete;
+  JsonLine& operator=(const JsonLine&) = delete;
   JsonLine& num(std::string_view key, double v);
   JsonLine& str(std::string_view key, std::string_view v);
-  [[nodiscard]] std::string text() const { return "{" + body_ + "}"; }
+  [[nodiscard]] std::string text() const;
   // Prints text() and a newline on stdout.
   void print() const;
 
  private:
-  void key(std::string_view k);
-  std::string body_;
+  std::unique_ptr<nlohmann::ordered_json> j_;
 };
 
 using Clock = std::chrono::steady_clock;

@@ -11,6 +11,7 @@
 #include <coraft/bytes.hpp>
 
 #include "bench_util.hpp"
+#include "commands.hpp"
 #include "core/core.hpp"
 
 namespace coraft::bench {
@@ -84,21 +85,10 @@ struct Cluster {
   }
 };
 
-int run(int argc, char** argv) {
-  Flags flags({{"payload", true}, {"nodes", true}, {"seconds", true}, {"json", false}});
-  std::string err = flags.parse(argc, argv);
-  if (err.empty() && !flags.has("payload")) err = "--payload BYTES is required";
-  const std::uint64_t payload = flags.size("payload", 256);
-  const std::uint64_t nodes = flags.size("nodes", 3);
-  const double seconds = flags.real("seconds", 3);
-  if (err.empty()) err = flags.value_error();
-  if (err.empty() && (payload == 0 || payload > (1u << 20))) err = "--payload must be 1..1m";
-  if (err.empty() && (nodes == 0 || nodes > 9)) err = "--nodes must be 1..9";
-  if (err.empty() && (seconds <= 0 || seconds > 3600)) err = "--seconds must be in (0, 3600]";
-  if (!err.empty()) {
-    return flag_error("core", err,
-                      "coraft-bench core --payload BYTES [--nodes N] [--seconds T] [--json]");
-  }
+int run(const CoreOptions& o) {
+  const std::uint64_t payload = o.payload;
+  const std::uint64_t nodes = o.nodes;
+  const double seconds = o.seconds;
   // Every proposal shares one buffer: the core must never copy payloads.
   const Bytes body = Bytes::copy_of(std::string(payload, 'p'));
   const std::vector<Bytes> batch(batch_entries, body);
@@ -138,7 +128,7 @@ int run(int argc, char** argv) {
       static_cast<unsigned long long>(applied), static_cast<unsigned long long>(messages), elapsed,
       static_cast<unsigned long long>(snapshot_every_entries),
       static_cast<unsigned long long>(log_entries_max));
-  if (flags.has("json")) {
+  if (o.json) {
     JsonLine()
         .str("bench", "core")
         .num("nodes", static_cast<double>(nodes))
@@ -154,8 +144,8 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int run_core(int argc, char** argv) {
-  return run(argc, argv);
+int run_core(const CoreOptions& o) {
+  return run(o);
 }
 
 }  // namespace coraft::bench

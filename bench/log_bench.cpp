@@ -360,107 +360,29 @@ class LogRun {
   Latencies lat_;
 };
 
-constexpr const char* log_usage =
-    "usage: coraft-bench log --payload BYTES --inflight C [--seconds T] [--dir DIR] [--json]\n"
-    "                        [--prepare prewrite|fallocate] [--backend auto|uring|thread]\n"
-    "                        [--segment BYTES] [--direct BYTES] [--direct-sync dsync|fdatasync]\n"
-    "                        [--all-floors]\n"
-    "  --payload BYTES   entry payload size, at most 64m (sizes take the suffixes k, m, g)\n"
-    "  --inflight C      concurrent appenders, 1..4096\n"
-    "  --seconds T       length of the run (default 5)\n"
-    "  --dir DIR         where the log and the floors' files go (default coraft-bench-log)\n"
-    "  --json            end with one JSON line of the figures\n"
-    "  --prepare         how segments are prepared (default prewrite)\n"
-    "  --backend         the log's disk path (default auto)\n"
-    "  --segment BYTES   segment size (default 64m)\n"
-    "  --direct BYTES    batches whose block-aligned extent fits go O_DIRECT (default 16m, 0 off)\n"
-    "  --direct-sync     how O_DIRECT batches are made durable (default dsync)\n"
-    "  --all-floors      also measure the other floors (see bench/README.md)\n";
-
-// A size flag whose value carries a suffix that takes it past 2^64 (Flags::size would wrap).
-std::optional<std::string> size_overflow(const Flags& f, const char* name) {
-  if (!f.has(name)) return std::nullopt;
-  std::string s = f.str(name, "");
-  if (s.empty()) return std::nullopt;
-  std::uint64_t mult = 1;
-  switch (s.back()) {
-    case 'k':
-    case 'K': mult = 1ull << 10; break;
-    case 'm':
-    case 'M': mult = 1ull << 20; break;
-    case 'g':
-    case 'G': mult = 1ull << 30; break;
-    default: return std::nullopt;
-  }
-  std::uint64_t v = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size() - 1, v);
-  if (ec != std::errc() || p != s.data() + s.size() - 1 || v <= UINT64_MAX / mult)
-    return std::nullopt;
-  return "flag --" + std::string(name) + ": '" + s + "' is too large";
-}
-
-int parse(int argc, char** argv, Options& o) {
-  Flags f({{"payload", true},
-           {"inflight", true},
-           {"seconds", true},
-           {"dir", true},
-           {"json", false},
-           {"prepare", true},
-           {"backend", true},
-           {"segment", true},
-           {"direct", true},
-           {"direct-sync", true},
-           {"all-floors", false}});
-  if (auto err = f.parse(argc, argv); !err.empty()) return flag_error("log", err);
-  for (const char* name : {"payload", "inflight", "segment", "direct"}) {
-    if (auto err = size_overflow(f, name)) return flag_error("log", *err);
-  }
-  o.payload = f.size("payload", 0);
-  o.inflight = f.size("inflight", 0);
-  o.seconds = f.real("seconds", 5);
-  o.dir = f.str("dir", "coraft-bench-log");
-  o.json = f.has("json");
-  o.all_floors = f.has("all-floors");
-  o.segment_bytes = f.size("segment", o.segment_bytes);
-  o.direct_bytes = f.size("direct", o.direct_bytes);
-  std::string direct_sync = f.str("direct-sync", "dsync");
-  std::string prep = f.str("prepare", "prewrite");
-  std::string backend = f.str("backend", "auto");
-  const char* bad = nullptr;
-  if (!f.value_error().empty()) return flag_error("log", f.value_error());
-  if (!f.has("payload") || o.payload > payload_bytes_max)
-    bad = "--payload BYTES is required, at most 64m";
-  if (!f.has("inflight") || o.inflight == 0 || o.inflight > inflight_max)
-    bad = "--inflight C is required, 1..4096";
-  if (o.seconds <= 0) bad = "--seconds must be positive";
-  if (o.direct_bytes % 4096 != 0 || o.direct_bytes > (1ull << 30))
-    bad = "--direct is a multiple of 4096, at most 1g";
-  if (direct_sync != "dsync" && direct_sync != "fdatasync")
-    bad = "--direct-sync is dsync or fdatasync";
-  if (prep != "prewrite" && prep != "fallocate") bad = "--prepare is prewrite or fallocate";
-  if (backend != "auto" && backend != "uring" && backend != "thread")
-    bad = "--backend is auto, uring or thread";
-  if (bad) return flag_error("log", bad);
-  o.direct_sync = direct_sync == "dsync" ? storage::Sync::dsync : storage::Sync::fdatasync;
-  o.prepare =
-      prep == "prewrite" ? storage::SegmentPrepare::prewrite : storage::SegmentPrepare::fallocate;
-  o.backend = backend == "uring"    ? storage::BackendKind::uring
-              : backend == "thread" ? storage::BackendKind::thread
-                                    : storage::BackendKind::automatic;
-  return 0;
+Options convert(const LogOptions& f) {
+  Options o;
+  o.payload = f.payload;
+  o.inflight = f.inflight;
+  o.seconds = f.seconds;
+  o.dir = f.dir;
+  o.json = f.json;
+  o.all_floors = f.all_floors;
+  o.segment_bytes = f.segment_bytes;
+  o.direct_bytes = f.direct_bytes;
+  o.direct_sync = f.direct_sync == "dsync" ? storage::Sync::dsync : storage::Sync::fdatasync;
+  o.prepare = f.prepare == "prewrite" ? storage::SegmentPrepare::prewrite
+                                      : storage::SegmentPrepare::fallocate;
+  o.backend = f.backend == "uring"    ? storage::BackendKind::uring
+              : f.backend == "thread" ? storage::BackendKind::thread
+                                      : storage::BackendKind::automatic;
+  return o;
 }
 
 }  // namespace
 
-int run_log(int argc, char** argv) {
-  for (int i = 0; i < argc; ++i) {
-    if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
-      std::fputs(log_usage, stdout);
-      return 0;
-    }
-  }
-  Options o;
-  if (int rc = parse(argc, argv, o); rc != 0) return rc;
+int run_log(const LogOptions& options) {
+  const Options o = convert(options);
   std::error_code ec;
   std::filesystem::create_directories(o.dir, ec);
   if (ec) {

@@ -20,6 +20,7 @@
 #include <coraft/log.hpp>
 
 #include "bench_util.hpp"
+#include "commands.hpp"
 #include "net/transport.hpp"
 
 namespace coraft::bench {
@@ -178,16 +179,10 @@ bool run_transports(std::size_t entries, std::size_t payload, double seconds, Co
 
 }  // namespace
 
-int run_net(int argc, char** argv) {
-  Flags flags({{"payload", true}, {"entries", true}, {"seconds", true}, {"json", false}});
-  if (auto err = flags.parse(argc, argv); !err.empty()) return flag_error("net", err);
-  std::size_t payload = flags.size("payload", 256);
-  std::size_t entries = flags.size("entries", 64);
-  double seconds = flags.real("seconds", 5);
-  if (!flags.value_error().empty()) return flag_error("net", flags.value_error());
-  if (entries == 0 || seconds <= 0) {
-    return flag_error("net", "--entries and --seconds must be positive");
-  }
+int run_net(const NetOptions& o) {
+  const std::size_t payload = o.payload;
+  const std::size_t entries = o.entries;
+  const double seconds = o.seconds;
   // The floor is the best of six short runs, three before and three after the transports run,
   // so that a burst of other load on the machine does not flatter the comparison.
   set_log_level(LogLevel::warn);  // connection notices would clutter the figures
@@ -216,7 +211,7 @@ int run_net(int argc, char** argv) {
               floor_gb > 0 ? 100 * gb_per_s / floor_gb : 0.0);
   std::printf("  floor: raw loopback TCP %.3f GB/s (one stream), 64-byte round trip %.1f us\n",
               floor_gb, rtt_us);
-  if (flags.has("json")) {
+  if (o.json) {
     JsonLine()
         .str("command", "net")
         .num("payload", static_cast<double>(payload))

@@ -34,3 +34,26 @@ if(NOT TARGET coraft::dep_mimalloc)
     endif()
   endif()
 endif()
+
+# CLI11 parses the command lines of coraft-bench and the apps (header-only).
+if(NOT TARGET coraft::dep_cli11)
+  find_package(CLI11 CONFIG QUIET)
+  if(TARGET CLI11::CLI11)
+    add_library(coraft::dep_cli11 INTERFACE IMPORTED)
+    set_target_properties(coraft::dep_cli11 PROPERTIES INTERFACE_LINK_LIBRARIES CLI11::CLI11)
+  else()
+    _coraft_missing("CLI11" libcli11-dev)
+  endif()
+endif()
+
+# nlohmann-json writes the JSON of coraft-bench and the apps (header-only).
+if(NOT TARGET coraft::dep_json)
+  find_package(nlohmann_json CONFIG QUIET)
+  if(TARGET nlohmann_json::nlohmann_json)
+    add_library(coraft::dep_json INTERFACE IMPORTED)
+    set_target_properties(coraft::dep_json PROPERTIES
+      INTERFACE_LINK_LIBRARIES nlohmann_json::nlohmann_json)
+  else()
+    _coraft_missing("nlohmann-json" nlohmann-json3-dev)
+  endif()
+endif()

@@ -2,7 +2,7 @@
 # direct_share, bad flags (sizes past 2^64 included) are refused with a message and exit
 # status 2, and --help prints the usage.
 execute_process(COMMAND ${BENCH} log --help OUTPUT_VARIABLE out RESULT_VARIABLE rc)
-if(NOT rc EQUAL 0 OR NOT out MATCHES "^usage: coraft-bench log --payload BYTES")
+if(NOT rc EQUAL 0 OR NOT out MATCHES "Usage: coraft-bench log \\[OPTIONS\\]" OR NOT out MATCHES "--payload SIZE REQUIRED")
   message(FATAL_ERROR "coraft-bench log --help: expected exit 0 and the usage, got ${rc}: ${out}")
 endif()
 file(REMOVE_RECURSE "${DIR}")

@@ -8,13 +8,7 @@
 #include <string>
 #include <vector>
 
-using coraft::bench::Flags;
-
 namespace {
-std::string parse(Flags& f, std::vector<const char*> args) {
-  return f.parse(static_cast<int>(args.size()), const_cast<char**>(args.data()));
-}
-
 // Runs `f` with `stream` (stdout or stderr) sent to a temporary file; returns what it wrote.
 std::string captured(std::FILE* stream, const std::function<void()>& f) {
   std::FILE* file = std::tmpfile();
@@ -37,27 +31,22 @@ std::string captured(std::FILE* stream, const std::function<void()>& f) {
 }
 }  // namespace
 
-TEST_CASE("bench flags parse sizes with suffixes and booleans") {
-  Flags f({{"payload", true}, {"json", false}, {"seconds", true}});
-  REQUIRE(parse(f, {"--payload", "64k", "--json", "--seconds=2.5"}).empty());
-  CHECK(f.size("payload", 0) == 65536);
-  CHECK(f.has("json"));
-  CHECK(f.real("seconds", 0) == doctest::Approx(2.5));
-  CHECK(f.size("missing", 7) == 7);
-  CHECK(f.value_error().empty());
-}
-
-TEST_CASE("bench flags reject unknown flags, missing values and malformed numbers") {
-  Flags f({{"payload", true}, {"json", false}});
-  CHECK(parse(f, {"--bogus"}) == "unknown flag --bogus");
-  Flags g({{"payload", true}});
-  CHECK(parse(g, {"--payload"}) == "flag --payload needs a value");
-  Flags h({{"json", false}});
-  CHECK(parse(h, {"--json=1"}) == "flag --json takes no value");
-  Flags k({{"payload", true}});
-  REQUIRE(parse(k, {"--payload", "12x"}).empty());
-  CHECK(k.size("payload", 1) == 1);
-  CHECK(k.value_error() == "flag --payload: '12x' is not a size");
+TEST_CASE("sizes take the k, m and g suffixes and refuse anything else") {
+  using coraft::bench::parse_size;
+  CHECK(parse_size("4096") == 4096u);
+  CHECK(parse_size("64k") == 65536u);
+  CHECK(parse_size("1M") == (1u << 20));
+  CHECK(parse_size("2g") == (2ull << 30));
+  CHECK(parse_size("0") == 0u);
+  CHECK_FALSE(parse_size(""));
+  CHECK_FALSE(parse_size("k"));
+  CHECK_FALSE(parse_size("12x"));
+  CHECK_FALSE(parse_size("1kb"));
+  CHECK_FALSE(parse_size("-1"));
+  CHECK_FALSE(parse_size("1.5k"));
+  CHECK(parse_size("17179869183g") == (17179869183ull << 30));  // the largest that fits
+  CHECK_FALSE(parse_size("17179869184g"));                      // 2^64: past the range
+  CHECK_FALSE(parse_size("18446744073709551616"));              // 2^64 without a suffix
 }
 
 TEST_CASE("latency percentiles come from the recorded samples") {
@@ -72,20 +61,8 @@ TEST_CASE("latency percentiles come from the recorded samples") {
 
 TEST_CASE("a JSON line escapes strings and joins fields") {
   coraft::bench::JsonLine j;
-  j.num("entries_per_s", 1500000).str("mode", "io\"uring");
-  CHECK(j.text() == R"({"entries_per_s":1.5e+06,"mode":"io\"uring"})");
-}
-
-TEST_CASE("a flag error names the command, adds the usage line when given and returns 2") {
-  int status = 0;
-  CHECK(captured(stderr, [&] { status = coraft::bench::flag_error("net", "unknown flag --x"); }) ==
-        "coraft-bench net: unknown flag --x\n");
-  CHECK(status == 2);
-  status = 0;
-  CHECK(captured(stderr, [&] {
-          status = coraft::bench::flag_error("core", "--nodes must be 1..9", "coraft-bench core");
-        }) == "coraft-bench core: --nodes must be 1..9\nusage: coraft-bench core\n");
-  CHECK(status == 2);
+  j.num("entries_per_s", 1500000).str("mode", "io\"uring").num("p50_us", 2.5);
+  CHECK(j.text() == R"({"entries_per_s":1500000,"mode":"io\"uring","p50_us":2.5})");
 }
 
 TEST_CASE("a JSON line prints as one line on stdout") {
