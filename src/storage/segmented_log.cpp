@@ -72,7 +72,26 @@ Result<void> prepare_file(const std::string& dir, const std::string& path, const
       r = errno_error(errno, "fallocate " + path);
     }
   } else {
-    for (std::uint64_t off = 0; r && off < opt.segment_bytes; off += zero_chunk_bytes) {
+    // Zeros written through the O_DIRECT descriptor cost no copy into the page cache (a
+    // buffered prewrite of a 64 MiB segment is a third of a busy node's CPU); where O_DIRECT is
+    // refused, or the segment ends off a block boundary, the rest goes buffered.
+    std::uint64_t off = 0;
+    if (want_direct) {
+      out.direct_fd = open_direct(path, out.direct_errno, out.direct_refused);
+      if (out.direct_fd.valid() && opt.segment_bytes % direct_block_bytes == 0) {
+        auto zeros = aligned_buffer(zero_chunk_bytes);
+        std::memset(zeros.get(), 0, zero_chunk_bytes);
+        while (off < opt.segment_bytes) {
+          auto n = std::min<std::uint64_t>(zero_chunk_bytes, opt.segment_bytes - off);
+          ssize_t w = ::pwrite(out.direct_fd.get(), zeros.get(), n, static_cast<off_t>(off));
+          if (w < 0 && errno == EINTR) continue;
+          if (w <= 0) break;  // the buffered writes below take over from here
+          off += static_cast<std::uint64_t>(w) / direct_block_bytes * direct_block_bytes;
+          if (static_cast<std::uint64_t>(w) < direct_block_bytes) break;
+        }
+      }
+    }
+    for (; r && off < opt.segment_bytes; off += zero_chunk_bytes) {
       auto n = std::min<std::uint64_t>(zero_chunk_bytes, opt.segment_bytes - off);
       r = pwrite_all(fd->get(), {zero_chunk, n}, off, path);
     }
@@ -81,11 +100,14 @@ Result<void> prepare_file(const std::string& dir, const std::string& path, const
   if (r) r = fsync_dir(dir);
   if (!r) {
     fd->reset();
+    out.direct_fd.reset();
     (void)remove_file(path);
     return r;
   }
   out.fd = std::move(*fd);
-  if (want_direct) out.direct_fd = open_direct(path, out.direct_errno, out.direct_refused);
+  if (want_direct && !out.direct_fd.valid()) {
+    out.direct_fd = open_direct(path, out.direct_errno, out.direct_refused);
+  }
   return {};
 }
 
