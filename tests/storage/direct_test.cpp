@@ -3,8 +3,11 @@
 // system that refuses O_DIRECT costs nothing but the speed.
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <filesystem>
@@ -120,6 +123,61 @@ TEST_CASE("direct_bytes_max 0 writes every batch buffered") {
     CHECK((*log)->stats().direct_batches == 0);
   }
   check_reopened(dir.path(), 20);
+}
+
+namespace {
+
+// How many of `path`'s pages are in the page cache.
+std::size_t resident_pages(const std::string& path, std::size_t& pages) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  struct stat st {};
+  REQUIRE(::fstat(fd, &st) == 0);
+  const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  const auto bytes = static_cast<std::size_t>(st.st_size);
+  pages = (bytes + page - 1) / page;
+  void* map = ::mmap(nullptr, bytes, PROT_READ, MAP_SHARED, fd, 0);
+  ::close(fd);
+  REQUIRE(map != MAP_FAILED);
+  std::vector<unsigned char> in(pages);
+  REQUIRE(::mincore(map, bytes, in.data()) == 0);
+  ::munmap(map, bytes);
+  std::size_t n = 0;
+  for (unsigned char c : in) n += c & 1;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("a segment is prepared ahead through O_DIRECT, past the page cache") {
+  TempDir dir;
+  asio::io_context io;
+  LogOptions o = options(dir.path(), 16384);
+  o.segment_bytes = 1u << 20;
+  auto log = SegmentedLog::open(io.get_executor(), o);
+  REQUIRE(log.ok());
+  // Fill the first segment: writing into the second has the third prepared ahead.
+  std::string ahead;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  for (std::uint64_t i = 1; ahead.empty() && std::chrono::steady_clock::now() < deadline; ++i) {
+    REQUIRE(run(io, (*log)->append(entries(i, i))).ok());
+    for (const auto& f : std::filesystem::directory_iterator(dir.path())) {
+      const std::string name = f.path().filename().string();
+      if (name.rfind("open-", 0) == 0 && name > "open-00000000000000000002" &&
+          f.file_size() == o.segment_bytes) {
+        ahead = f.path().string();
+      }
+    }
+  }
+  REQUIRE(!ahead.empty());
+  io.run_for(std::chrono::milliseconds(50));  // the prewrite's sync
+  std::size_t pages = 0;
+  const std::size_t resident = resident_pages(ahead, pages);
+  CAPTURE(ahead);
+  CAPTURE(resident);
+  // A buffered prewrite leaves all 256 pages of zeros in the page cache.
+  CHECK(pages == 256);
+  CHECK(resident * 8 < pages);
 }
 
 TEST_CASE("direct_bytes_max must be a multiple of 4096") {
