@@ -342,6 +342,7 @@ Snapshot take(double at, const Server& leader, const Server* follower, const Clu
 struct DiskRates {
   double syncs_per_s = 0;
   double mean_batch = 0;
+  double messages_per_s = 0;  // sent
 };
 
 DiskRates disk_rates(const NodeMetrics& a, const NodeMetrics& b, double seconds) {
@@ -349,6 +350,7 @@ DiskRates disk_rates(const NodeMetrics& a, const NodeMetrics& b, double seconds)
   const double writes = static_cast<double>(b.log_writes - a.log_writes);
   const double syncs = writes + static_cast<double>(b.hard_state_writes - a.hard_state_writes);
   r.syncs_per_s = syncs / seconds;
+  r.messages_per_s = static_cast<double>(b.messages_sent - a.messages_sent) / seconds;
   if (writes > 0) r.mean_batch = static_cast<double>(b.log_entries - a.log_entries) / writes;
   return r;
 }
@@ -441,11 +443,13 @@ int run_cluster(const ClusterOptions& o) {
       ops, p50, p99, p999, lat.count(), static_cast<unsigned long long>(errors));
   std::printf("  CPU %.2f s in the window (%.1f us per entry); machine busy %.2f cores\n", cpu,
               ops > 0 ? cpu * 1e6 / (ops * window) : 0.0, machine_cpu / window);
-  std::printf("  leader: %.0f durable writes/s, %.1f entries each", ld.syncs_per_s, ld.mean_batch);
+  std::printf("  leader: %.0f durable writes/s, %.1f entries each, %.0f messages/s sent",
+              ld.syncs_per_s, ld.mean_batch, ld.messages_per_s);
   if (o.processes) {
     std::printf("; the followers run in other processes\n");
   } else {
-    std::printf("; follower: %.0f/s, %.1f each\n", fd.syncs_per_s, fd.mean_batch);
+    std::printf("; follower: %.0f/s, %.1f each, %.0f messages/s\n", fd.syncs_per_s, fd.mean_batch,
+                fd.messages_per_s);
   }
   if (!load->first_error.empty()) {
     std::printf("  first error: %s\n", load->first_error.c_str());
@@ -469,6 +473,8 @@ int run_cluster(const ClusterOptions& o) {
         .num("leader_mean_batch", ld.mean_batch)
         .num("follower_syncs_per_s", fd.syncs_per_s)
         .num("follower_mean_batch", fd.mean_batch)
+        .num("leader_messages_per_s", ld.messages_per_s)
+        .num("follower_messages_per_s", fd.messages_per_s)
         .print();
   }
   std::printf(

@@ -277,7 +277,7 @@ Result<Index> Core::propose(std::span<const Bytes> payloads) {
     log_.append(Entry{next, term_, EntryType::normal, p});
     ++next;
   }
-  broadcast_append(*l);
+  broadcast_append_soon(*l);
 #ifndef NDEBUG
   check_invariants();
 #endif
@@ -290,7 +290,7 @@ void Core::persisted(std::uint64_t write) {
   durable_term_ = std::max(durable_term_, log_.durable_hard_term());
   if (auto* l = std::get_if<Leader>(&state_)) {
     // A snapshot stream held until the term was durable may start now.
-    if ((grew && maybe_commit(*l)) || term_now_durable) broadcast_append(*l);
+    if ((grew && maybe_commit(*l)) || term_now_durable) broadcast_append_soon(*l);
   }
   step_down_if_removed();
 #ifndef NDEBUG
@@ -310,6 +310,7 @@ bool Core::has_output() const noexcept {
   if (HardState{term_, vote_} != saved_hard_) return true;
   if (log_.has_unsaved() || !messages_.empty() || !messages_after_persist_.empty()) return true;
   if (install_pending_ || !snapshot_sends_.empty()) return true;
+  if (const auto* l = std::get_if<Leader>(&state_); l && l->append_due) return true;
   if (!reads_ready_.empty() || !reads_dropped_.empty()) return true;
   if (SoftState{role(), leader_, term_} != reported_soft_) return true;
   const Index ready = std::min(log_.commit_index(), log_.persisted_index());
@@ -317,6 +318,10 @@ bool Core::has_output() const noexcept {
 }
 
 Output Core::take_output() {
+  if (auto* l = std::get_if<Leader>(&state_); l && l->append_due) {
+    l->append_due = false;
+    broadcast_append(*l);
+  }
   Output out;
   const HardState hs{term_, vote_};
   if (hs != saved_hard_) {

@@ -194,6 +194,9 @@ class Core {
     bool lease_revoked = false;
     // Payload bytes of the entries after the commit index. Invariant: the sum over the log.
     std::uint64_t uncommitted_bytes = 0;
+    // New entries or a newer commit index wait to go out to every peer at take_output(), so
+    // that the inputs taken in one output send one AppendEntries per peer, not one each.
+    bool append_due = false;
     // Scratch space for the commit computation, one slot per voter of each set.
     std::vector<Index> matches;
     std::vector<Index> matches_outgoing;
@@ -224,6 +227,8 @@ class Core {
   // replication.cpp: log replication and commit.
   void send_append(Leader& leader, Progress& pr);
   void broadcast_append(Leader& leader);
+  // Has broadcast_append run at the next take_output() (see Leader::append_due).
+  void broadcast_append_soon(Leader& leader) { leader.append_due = true; }
   void broadcast_heartbeat(Leader& leader);
   void handle_append_request(NodeId from, AppendRequest& r);
   void reject_append(NodeId from, const AppendRequest& r);

@@ -29,6 +29,9 @@
 //     is durable once a write carrying it was acknowledged, or a vote of that term was granted
 //     to it). For the same reason no `snapshot_sends` entry names a term not yet durable.
 //     These rules hold however many inputs the caller gives between two take_output() calls.
+//     A leader builds its AppendEntries in take_output(): the proposals and acknowledgements of
+//     every input given since the last output leave as one AppendEntries per peer, so a caller
+//     that takes outputs less often sends fewer, larger messages.
 //  5. If `install_snapshot` is set, load the state machine from that snapshot (it replaces
 //     everything applied so far) and call `core.applied(install_snapshot->last_index)`. Apply
 //     `committed` to the state machine in order, then call `core.applied(last index)`.

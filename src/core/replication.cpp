@@ -161,7 +161,7 @@ void Core::handle_append_response(Leader& leader, NodeId from, const AppendRespo
   }
   if (leader.transfer_target == from) maybe_send_timeout_now(leader, *pr);
   if (moved && maybe_commit(leader)) {
-    broadcast_append(leader);
+    broadcast_append_soon(leader);
   } else {
     send_append(leader, *pr);
   }

@@ -246,6 +246,38 @@ TEST_CASE("a leader sends entries before its own write is durable but counts its
   // Reference: §10.2.1
 }
 
+TEST_CASE("proposals and acknowledgements taken in one output send one AppendEntries per peer") {
+  // Set up: a three-server leader with its no-op durable and acknowledged.
+  Core leader = manual_leader(test_config(1, 3));
+  leader.persisted(leader.take_output().write);
+  REQUIRE(leader.step(ack(2, 1, Term(1), Index(1))).ok());
+  REQUIRE(leader.step(ack(3, 1, Term(1), Index(1))).ok());
+  (void)leader.take_output();
+  // Act: three proposals before one take_output.
+  for (const char* c : {"a", "b", "c"}) {
+    const Bytes p = text(c);
+    REQUIRE(leader.propose(std::span<const Bytes>(&p, 1)).ok());
+  }
+  Output out = leader.take_output();
+  // Check: one AppendEntries per follower, carrying all three entries.
+  auto sent = bodies<AppendRequest>(out.messages);
+  REQUIRE(sent.size() == 2);
+  for (const AppendRequest& r : sent) CHECK(r.entries.size() == 3);
+  // Act: the leader's write and both acknowledgements arrive before the next take_output.
+  leader.persisted(out.write);
+  REQUIRE(leader.step(ack(2, 1, Term(1), Index(4))).ok());
+  REQUIRE(leader.step(ack(3, 1, Term(1), Index(4))).ok());
+  out = leader.take_output();
+  // Check: the new commit index goes out once per follower, not once per acknowledgement.
+  CHECK(leader.log().commit_index() == Index(4));
+  sent = bodies<AppendRequest>(out.messages);
+  REQUIRE(sent.size() == 2);
+  for (const AppendRequest& r : sent) {
+    CHECK(r.entries.empty());
+    CHECK(r.leader_commit == Index(4));
+  }
+}
+
 TEST_CASE("a follower acknowledges entries only after they are durable") {
   Core f(test_config(2, 3), {});
   AppendRequest r{Term(1),
