@@ -54,8 +54,6 @@
 namespace coraft::bench {
 namespace {
 
-constexpr std::uint64_t payload_bytes_max = 64ull << 20;
-constexpr std::uint64_t inflight_max = 4096;
 constexpr std::uint64_t floor_file_bytes = 64ull << 20;
 constexpr double slice_seconds = 0.25;
 
