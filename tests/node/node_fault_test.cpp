@@ -100,8 +100,10 @@ void wrap_disks(Cluster& c, std::vector<DiskFaults>& faults) {
 
 // Three nodes over faulty disks, a leader elected and one proposal committed.
 struct FaultyCluster {
-  Cluster c{3};
+  // Declared before the cluster, so that they outlive its io thread: an append still waiting
+  // on a fault when the test ends reads them until the cluster has stopped.
   std::vector<DiskFaults> faults = std::vector<DiskFaults>(3);
+  Cluster c{3};
   NodeId leader;
 
   FaultyCluster() {
@@ -244,8 +246,8 @@ TEST_CASE("a follower far behind a leader with 16-byte entries catches up") {
 }
 
 TEST_CASE("a follower writes payloads from the received frame's buffer, without copying them") {
+  std::vector<DiskFaults> faults(3);  // outlives the cluster (see FaultyCluster)
   Cluster c(3);
-  std::vector<DiskFaults> faults(3);
   wrap_disks(c, faults);
   c.start_all();
   auto leader = c.leader();
