@@ -115,6 +115,7 @@ struct Snapshot {
 // Where each server listens, and the other servers' addresses for server `i` (1-based).
 struct Layout {
   std::vector<std::uint16_t> ports;
+  bool apply_inline = false;
   [[nodiscard]] NodeConfig config(std::uint64_t i, const std::string& dir) const {
     NodeConfig c;
     c.id = NodeId(i);
@@ -122,6 +123,7 @@ struct Layout {
     c.data_dir = dir + "/n" + std::to_string(i);
     c.listen_port = ports[i - 1];
     c.tick_interval = std::chrono::milliseconds(20);
+    c.apply_inline = apply_inline;
     for (std::uint64_t j = 1; j <= ports.size(); ++j) {
       if (j != i) c.peers.push_back(ServerAddress{NodeId(j), "127.0.0.1", ports[j - 1]});
     }
@@ -145,6 +147,7 @@ class Cluster {
   // Starts the servers this process hosts (all, or only server 1 with --processes).
   Result<void> start() {
     for (std::uint64_t i = 1; i <= o_.nodes; ++i) layout_.ports.push_back(free_port());
+    layout_.apply_inline = o_.apply_inline;
     std::vector<NodeId> ids;
     for (std::uint64_t i = 1; i <= o_.nodes; ++i) ids.push_back(NodeId(i));
     auto conf = Configuration::make(ids);
@@ -256,6 +259,7 @@ class Cluster {
                                      std::to_string(c.listen_port),
                                      "--election-ticks",
                                      std::to_string(c.election_ticks)};
+    if (c.apply_inline) args.emplace_back("--apply-inline");
     for (const ServerAddress& p : c.peers) {
       args.push_back("--peer");
       args.push_back(std::to_string(p.id.value()) + "=" + std::to_string(p.port));
@@ -496,6 +500,7 @@ int run_cluster_server(const ClusterServerOptions& o) {
   c.listen_port = o.port;
   c.tick_interval = std::chrono::milliseconds(20);
   c.election_ticks = o.election_ticks;
+  c.apply_inline = o.apply_inline;
   for (const auto& [id, port] : o.peers)
     c.peers.push_back(ServerAddress{NodeId(id), "127.0.0.1", port});
   // SIGTERM ends the run: block it here and wait for it below.

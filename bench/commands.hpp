@@ -49,8 +49,9 @@ struct ClusterOptions {
   double seconds = 8;
   std::string dir = "/tmp";  // the data directories go in a fresh directory under it
   bool json = false;
-  bool processes = false;   // each server in its own process
-  bool one_thread = false;  // all in-process servers on one io thread
+  bool processes = false;     // each server in its own process
+  bool one_thread = false;    // all in-process servers on one io thread
+  bool apply_inline = false;  // NodeConfig::apply_inline
 };
 int run_cluster(const ClusterOptions& o);
 
@@ -60,6 +61,7 @@ struct ClusterServerOptions {
   std::string dir;
   std::uint16_t port = 0;
   std::uint32_t election_ticks = 10;
+  bool apply_inline = false;
   std::vector<std::pair<std::uint64_t, std::uint16_t>> peers;  // id, port on 127.0.0.1
 };
 int run_cluster_server(const ClusterServerOptions& o);

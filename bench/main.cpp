@@ -105,6 +105,8 @@ void add_cluster_flags(CLI::App& c, ClusterOptions& o) {
              "each server in its own process (the load runs beside server 1)");
   c.add_flag("--one-thread", o.one_thread, "the in-process servers share one io thread")
       ->excludes("--processes");
+  c.add_flag("--apply-inline", o.apply_inline,
+             "the state machine runs on each node's executor (NodeConfig::apply_inline)");
 }
 
 void add_cluster(CLI::App& app, ClusterOptions& o, MatrixOptions& m, bool& matrix) {
@@ -128,6 +130,7 @@ void add_cluster_server(CLI::App& app, ClusterServerOptions& o) {
   c->add_option("--dir", o.dir)->required();
   c->add_option("--port", o.port)->required();
   c->add_option("--election-ticks", o.election_ticks)->check(CLI::Range(2, 1000));
+  c->add_flag("--apply-inline", o.apply_inline);
   c->add_option_function<std::vector<std::string>>(
       "--peer",
       [&o](const std::vector<std::string>& all) {

@@ -107,6 +107,7 @@ int run_matrix(const MatrixOptions& o) {
                                      "--json"};
     if (o.cell.processes) args.emplace_back("--processes");
     if (o.cell.one_thread) args.emplace_back("--one-thread");
+    if (o.cell.apply_inline) args.emplace_back("--apply-inline");
     auto text = run_child(args);
     nlohmann::ordered_json row;
     if (text) {

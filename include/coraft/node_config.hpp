@@ -72,14 +72,18 @@ struct NodeConfig {
   std::uint64_t pending_proposal_bytes_max = 256ull << 20;  // ... and their payload bytes
   std::uint64_t apply_lag_entries_max = 1u << 16;           // committed, not yet applied
   std::uint64_t apply_batch_entries_max = 1024;             // commands in one apply() call
-  std::uint64_t reads_pending_max = 1u << 14;               // read_barrier() calls waiting
-  std::uint64_t send_queue_messages_max = 4096;             // per peer
-  std::uint64_t send_queue_bytes_max = 64ull << 20;         // per peer
-  std::uint64_t frame_bytes_max = 64ull << 20;              // one peer frame
-  std::uint64_t segment_bytes = 64ull << 20;                // one log segment file
-  std::uint64_t log_queue_bytes_max = 256ull << 20;         // log writes waiting for the disk
-  std::uint64_t log_cache_bytes_max = 64ull << 20;          // recent entries kept in memory
-  std::uint64_t snapshot_bytes_max = 1ull << 30;            // one snapshot, when loaded
+  // apply() runs on the node's executor instead of the apply thread (state_machine.hpp): two
+  // thread hand-offs fewer per batch, for a state machine whose apply() never blocks and takes
+  // microseconds. A slow one then delays heartbeats and replication.
+  bool apply_inline = false;
+  std::uint64_t reads_pending_max = 1u << 14;        // read_barrier() calls waiting
+  std::uint64_t send_queue_messages_max = 4096;      // per peer
+  std::uint64_t send_queue_bytes_max = 64ull << 20;  // per peer
+  std::uint64_t frame_bytes_max = 64ull << 20;       // one peer frame
+  std::uint64_t segment_bytes = 64ull << 20;         // one log segment file
+  std::uint64_t log_queue_bytes_max = 256ull << 20;  // log writes waiting for the disk
+  std::uint64_t log_cache_bytes_max = 64ull << 20;   // recent entries kept in memory
+  std::uint64_t snapshot_bytes_max = 1ull << 30;     // one snapshot, when loaded
   // Entries kept in the log behind a snapshot, so slightly lagging followers catch up without one.
   std::uint64_t snapshot_trailing_entries = 1024;
   // Take a snapshot once this many entries were applied since the last one. Zero: never on

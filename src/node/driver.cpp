@@ -3,6 +3,7 @@
 // executor.
 #include <algorithm>
 
+#include <asio/bind_executor.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/experimental/as_tuple.hpp>
@@ -421,6 +422,13 @@ void NodeImpl::complete_writes() {
   }
 }
 
+asio::awaitable<void> NodeImpl::to_apply_thread() {
+  // The completion must be bound to the apply thread's executor: posting a plain use_awaitable
+  // there would hand the completion straight back to this coroutine's own executor, and the
+  // state machine would run on the node's executor after all.
+  co_await asio::post(asio::bind_executor(apply_io_.get_executor(), asio::use_awaitable));
+}
+
 asio::awaitable<void> NodeImpl::applier() {
   std::vector<Command> commands;
   std::vector<Bytes> replies;
@@ -451,9 +459,13 @@ asio::awaitable<void> NodeImpl::applier() {
     if (!commands.empty()) {
       // Run the state machine on the apply thread, then come back.
       applier_busy_ = true;
-      co_await asio::post(apply_io_.get_executor(), asio::use_awaitable);
-      sm_.apply(commands, replies);
-      co_await asio::post(ex_, asio::use_awaitable);
+      if (config_.apply_inline) {
+        sm_.apply(commands, replies);
+      } else {
+        co_await to_apply_thread();
+        sm_.apply(commands, replies);
+        co_await asio::post(ex_, asio::use_awaitable);
+      }
       applier_busy_ = false;
       CORAFT_ASSERT(replies.size() == commands.size(),
                     "StateMachine::apply must give one reply "

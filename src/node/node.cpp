@@ -440,7 +440,7 @@ asio::awaitable<Result<Index>> NodeImpl::take_snapshot() {
   meta.last_term = *term;
   meta.configuration = applied_conf_;
   Result<void> saved;
-  co_await asio::post(apply_io_.get_executor(), asio::use_awaitable);
+  co_await to_apply_thread();
   {
     auto store = storage::SnapshotStore::open(config_.data_dir);
     if (!store) {

@@ -147,6 +147,8 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   asio::awaitable<void> writer();
   asio::awaitable<void> append_job(std::shared_ptr<WriteJob> job);
   asio::awaitable<void> applier();
+  // Resumes the calling coroutine on the apply thread; `co_await asio::post(ex_, ...)` returns.
+  asio::awaitable<void> to_apply_thread();
   asio::awaitable<Result<Index>> take_snapshot();
   asio::awaitable<void> stopper(Completion<void> done);
   void spawn(asio::awaitable<void> a);

@@ -33,6 +33,7 @@ class RecordingMachine final : public StateMachine {
  public:
   void apply(std::span<const Command> commands, std::vector<Bytes>& replies) override {
     std::lock_guard lock(mu_);
+    apply_thread_ = std::this_thread::get_id();
     for (const Command& c : commands) {
       applied_.emplace_back(c.index, std::string(c.payload.chars()));
       replies.push_back(Bytes::copy_of("ok " + std::to_string(c.index.value())));
@@ -75,11 +76,17 @@ class RecordingMachine final : public StateMachine {
     std::lock_guard lock(mu_);
     delay_ = d;
   }
+  // The thread of the latest apply().
+  std::thread::id apply_thread() const {
+    std::lock_guard lock(mu_);
+    return apply_thread_;
+  }
 
  private:
   mutable std::mutex mu_;
   std::vector<std::pair<Index, std::string>> applied_;
   std::chrono::milliseconds delay_{0};
+  std::thread::id apply_thread_;
 };
 
 // A port below the kernel's ephemeral range (so no outgoing connection takes it between the
@@ -252,6 +259,8 @@ class Cluster {
   }
 
   std::function<void(NodeConfig&)> tweak;
+  // The thread that runs every node's executor.
+  std::thread::id io_thread() const { return thread_.get_id(); }
 
  private:
   static int& counter() {

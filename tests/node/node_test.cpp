@@ -420,12 +420,6 @@ TEST_CASE("NodeConfig refuses limits that cannot work together, naming the field
   CHECK(p.validate().error().detail.find("peers") != std::string::npos);
 }
 
-}  // namespace
-}  // namespace coraft::test
-
-namespace coraft::test {
-namespace {
-
 TEST_CASE("snapshot_now saves the state machine, compacts the log, and a restart restores it") {
   Cluster c(3);
   c.tweak = [](NodeConfig& cfg) { cfg.snapshot_trailing_entries = 5; };
@@ -501,6 +495,21 @@ TEST_CASE("a cancelled read_barrier completes with cancelled, once") {
   CHECK_FALSE(r.error().definite());
   std::this_thread::sleep_for(50ms);
   CHECK(calls == 1);
+}
+
+TEST_CASE("apply() runs on the apply thread, or on the node's executor with apply_inline") {
+  for (bool inline_apply : {false, true}) {
+    CAPTURE(inline_apply);
+    Cluster c(3);
+    c.tweak = [&](NodeConfig& conf) { conf.apply_inline = inline_apply; };
+    c.start_all();
+    auto leader = c.leader();
+    REQUIRE(leader);
+    REQUIRE(c.propose(*leader, "x").ok());
+    const std::thread::id applied_on = c.machine(*leader).apply_thread();
+    CHECK(applied_on != std::thread::id());
+    CHECK((applied_on == c.io_thread()) == inline_apply);
+  }
 }
 
 }  // namespace
