@@ -5,6 +5,8 @@
 // therefore never overlap with each other, and a slow apply() delays only later applies: the
 // node's executor keeps sending heartbeats, replicating and committing meanwhile (proposals get
 // `overloaded` once the applied index falls apply_lag_entries_max behind the commit index).
+// With NodeConfig::apply_inline, apply() runs on the node's executor instead (save() and
+// restore() stay on the apply thread); it must then never block.
 //
 // Reads: after Node::read_barrier() completes, every entry committed before the call has been
 // applied, so a read of the state machine made from then on is linearizable. Such a read runs on
