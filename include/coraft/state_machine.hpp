@@ -1,12 +1,13 @@
 // The replicated state machine a service implements, and the byte streams its snapshots use.
 //
-// Threads: a node calls its StateMachine from one thread of its own, the apply thread, never
-// from the node's executor and never from two threads at once. apply(), save() and restore()
-// therefore never overlap with each other, and a slow apply() delays only later applies: the
-// node's executor keeps sending heartbeats, replicating and committing meanwhile (proposals get
-// `overloaded` once the applied index falls apply_lag_entries_max behind the commit index).
-// With NodeConfig::apply_inline, apply() runs on the node's executor instead (save() and
-// restore() stay on the apply thread); it must then never block.
+// Threads: a node calls apply() and save() from one thread of its own, the apply thread, never
+// from the node's executor and never from two threads at once; restore() runs once, on the
+// node's executor while Node::start opens the node, before any apply(). The three therefore
+// never overlap, and a slow apply() delays only later applies: the node's executor keeps
+// sending heartbeats, replicating and committing meanwhile (proposals get `overloaded` once the
+// applied index falls apply_lag_entries_max behind the commit index). With
+// NodeConfig::apply_inline, apply() runs on the node's executor instead (save() stays on the
+// apply thread); it must then never block.
 //
 // Reads: after Node::read_barrier() completes, every entry committed before the call has been
 // applied, so a read of the state machine made from then on is linearizable. Such a read runs on
