@@ -153,13 +153,22 @@ int run_matrix(const MatrixOptions& o) {
   std::ofstream(json_path) << results.dump(2) << "\n";
   std::printf("\n%zu cells in %.0f s; figures in %s\n", all.size(), seconds_since(start),
               json_path.c_str());
-  // The plots need python3 with matplotlib; without them the table and the JSON file stand.
-  const std::string plot =
-      std::string("python3 ") + CORAFT_BENCH_PLOT + " '" + json_path + "' '" + o.out + "'";
-  if (std::system("python3 -c 'import matplotlib' 2>/dev/null") == 0) {
-    if (std::system(plot.c_str()) != 0) std::fprintf(stderr, "plotting failed: %s\n", plot.c_str());
-  } else {
+  // The plots need python3 with matplotlib (the system's, when another python3 comes first on
+  // the PATH); without them the table and the JSON file stand.
+  std::string python;
+  for (const char* candidate : {"python3", "/usr/bin/python3"}) {
+    const std::string probe = std::string(candidate) + " -c 'import matplotlib' 2>/dev/null";
+    if (std::system(probe.c_str()) == 0) {
+      python = candidate;
+      break;
+    }
+  }
+  if (python.empty()) {
     std::printf("no plots: python3 with matplotlib (python3-matplotlib) is not installed\n");
+  } else {
+    const std::string plot =
+        python + " " + CORAFT_BENCH_PLOT + " '" + json_path + "' '" + o.out + "'";
+    if (std::system(plot.c_str()) != 0) std::fprintf(stderr, "plotting failed: %s\n", plot.c_str());
   }
   return failures == 0 ? 0 : 1;
 }

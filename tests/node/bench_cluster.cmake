@@ -42,3 +42,24 @@ foreach(bad "--inflight;0" "--payload;0" "--nodes;9" "--bogus" "--payload;180143
     message(FATAL_ERROR "coraft-bench cluster ${bad}: expected exit 2 with a message, got ${rc}: ${err}")
   endif()
 endforeach()
+
+# --matrix --quick: one cell in a child process, a table, and the JSON file.
+file(REMOVE_RECURSE "${DIR}-matrix")
+file(MAKE_DIRECTORY "${DIR}-matrix")
+execute_process(COMMAND ${BENCH} cluster --matrix --quick --warmup 0.3 --seconds 0.7
+                        --dir ${DIR}-matrix --out ${DIR}-matrix/out
+                OUTPUT_VARIABLE out ERROR_VARIABLE err RESULT_VARIABLE rc)
+file(GLOB json "${DIR}-matrix/out/cluster-matrix-*.json")
+if(json)
+  file(READ "${json}" figures)
+endif()
+file(REMOVE_RECURSE "${DIR}-matrix")
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "coraft-bench cluster --matrix --quick failed (${rc}): ${out} ${err}")
+endif()
+if(NOT out MATCHES "\n\\| 3 \\| 256 \\| 64 \\| [1-9][0-9]* \\|")
+  message(FATAL_ERROR "--matrix printed no table row with figures: ${out}")
+endif()
+if(NOT figures MATCHES "\"ops_per_s\": [0-9.e+]+" OR NOT figures MATCHES "\"errors\": 0")
+  message(FATAL_ERROR "--matrix wrote no JSON file with the cell's figures: ${figures}")
+endif()
