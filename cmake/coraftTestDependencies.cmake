@@ -35,25 +35,22 @@ if(NOT TARGET coraft::dep_mimalloc)
   endif()
 endif()
 
-# CLI11 parses the command lines of coraft-bench and the apps (header-only).
-if(NOT TARGET coraft::dep_cli11)
-  find_package(CLI11 CONFIG QUIET)
-  if(TARGET CLI11::CLI11)
-    add_library(coraft::dep_cli11 INTERFACE IMPORTED)
-    set_target_properties(coraft::dep_cli11 PROPERTIES INTERFACE_LINK_LIBRARIES CLI11::CLI11)
-  else()
-    _coraft_missing("CLI11" libcli11-dev)
+# Finds a package's CMake config and maps its target onto coraft::dep_NAME, or stops configure
+# naming the Debian package to install.
+function(_coraft_config_dependency name package target what debian)
+  if(TARGET coraft::dep_${name})
+    return()
   endif()
-endif()
+  find_package(${package} CONFIG QUIET)
+  if(NOT TARGET ${target})
+    _coraft_missing("${what}" ${debian})
+  endif()
+  add_library(coraft::dep_${name} INTERFACE IMPORTED GLOBAL)
+  set_target_properties(coraft::dep_${name} PROPERTIES INTERFACE_LINK_LIBRARIES ${target})
+endfunction()
 
-# nlohmann-json writes the JSON of coraft-bench and the apps (header-only).
-if(NOT TARGET coraft::dep_json)
-  find_package(nlohmann_json CONFIG QUIET)
-  if(TARGET nlohmann_json::nlohmann_json)
-    add_library(coraft::dep_json INTERFACE IMPORTED)
-    set_target_properties(coraft::dep_json PROPERTIES
-      INTERFACE_LINK_LIBRARIES nlohmann_json::nlohmann_json)
-  else()
-    _coraft_missing("nlohmann-json" nlohmann-json3-dev)
-  endif()
-endif()
+# Header-only, for coraft-bench and the apps: CLI11 parses their command lines, nlohmann-json
+# writes their JSON.
+_coraft_config_dependency(cli11 CLI11 CLI11::CLI11 "CLI11" libcli11-dev)
+_coraft_config_dependency(json nlohmann_json nlohmann_json::nlohmann_json "nlohmann-json"
+                          nlohmann-json3-dev)

@@ -27,6 +27,16 @@ Core manual_leader(Config cfg) {
 Message ack(std::uint64_t from, std::uint64_t to, Term term, Index match) {
   return Message{NodeId(from), NodeId(to), AppendResponse{term, true, match, match, {}, {}}};
 }
+
+// Server 1 of three, leader of term 1, its no-op durable and acknowledged by both followers.
+Core acknowledged_leader() {
+  Core leader = manual_leader(test_config(1, 3));
+  leader.persisted(leader.take_output().write);
+  REQUIRE(leader.step(ack(2, 1, Term(1), Index(1))).ok());
+  REQUIRE(leader.step(ack(3, 1, Term(1), Index(1))).ok());
+  (void)leader.take_output();
+  return leader;
+}
 }  // namespace
 
 TEST_CASE("a leader replicates entries and commits them once a majority holds them") {
@@ -225,11 +235,7 @@ TEST_CASE("a leader commits an earlier term's entry once an entry of its own ter
 
 TEST_CASE("a leader sends entries before its own write is durable but counts itself after") {
   // Set up: a three-server leader with its no-op durable and acknowledged.
-  Core leader = manual_leader(test_config(1, 3));
-  leader.persisted(leader.take_output().write);
-  REQUIRE(leader.step(ack(2, 1, Term(1), Index(1))).ok());
-  REQUIRE(leader.step(ack(3, 1, Term(1), Index(1))).ok());
-  (void)leader.take_output();
+  Core leader = acknowledged_leader();
   // Act: propose; the AppendEntries leave in the same output as the entry to write.
   const Bytes p = text("a");
   REQUIRE(leader.propose(std::span<const Bytes>(&p, 1)).ok());
@@ -248,11 +254,7 @@ TEST_CASE("a leader sends entries before its own write is durable but counts its
 
 TEST_CASE("proposals and acknowledgements taken in one output send one AppendEntries per peer") {
   // Set up: a three-server leader with its no-op durable and acknowledged.
-  Core leader = manual_leader(test_config(1, 3));
-  leader.persisted(leader.take_output().write);
-  REQUIRE(leader.step(ack(2, 1, Term(1), Index(1))).ok());
-  REQUIRE(leader.step(ack(3, 1, Term(1), Index(1))).ok());
-  (void)leader.take_output();
+  Core leader = acknowledged_leader();
   // Act: three proposals before one take_output.
   for (const char* c : {"a", "b", "c"}) {
     const Bytes p = text(c);
