@@ -22,7 +22,9 @@
 //
 // Bounds: at most `sessions_max` sessions (registering one more expires the least recently used
 // first), at most `replies_per_session_max` saved replies per session (a command further ahead
-// of the client's first_unacked is refused), each reply at most `reply_bytes_max` bytes.
+// of the client's first_unacked is refused), each reply at most `reply_bytes_max` bytes. The
+// saved replies therefore never exceed the product of the three; a service with large replies
+// lowers them to fit its memory.
 //
 // Threads: a Sessions is not thread-safe. Use it from the state machine's apply thread only
 // (apply(), save() and restore() never overlap; see state_machine.hpp).
@@ -136,13 +138,15 @@ class Sessions {
   // Precondition: 1 <= sessions_max <= sessions_max_max, 1 <= replies_per_session_max <=
   // replies_per_session_max_max, reply_bytes_max <= reply_bytes_max_max.
   explicit Sessions(SessionLimits limits = {});
+  // A moved-from Sessions may only be destroyed or assigned to.
   ~Sessions();
   Sessions(Sessions&&) noexcept;
   Sessions& operator=(Sessions&&) noexcept;
 
   // Opens a session for the register envelope applied at `index`; its id is `index`. When the
   // table is full, the least recently used session expires first.
-  // Precondition: index is greater than every index given to this table before.
+  // Precondition: index is not less than any index given to this table before, and greater than
+  // that of every session registered before (one register per entry).
   SessionId register_session(Index index, std::uint64_t time_ms);
 
   // Ends a session; a later command in it gets session_expired. Closing an unknown session is

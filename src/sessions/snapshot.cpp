@@ -121,6 +121,7 @@ std::vector<std::byte> Sessions::serialize() const {
 }
 
 Result<void> Sessions::restore(std::span<const std::byte> bytes) {
+  CORAFT_REQUIRE(!table_->owed, "restore() while record() is owed");
   if (bytes.size() < header_bytes + crc_bytes) {
     return corrupt(detail::concat(bytes.size(), " bytes is too short"));
   }
@@ -154,7 +155,6 @@ Result<void> Sessions::restore(std::span<const std::byte> bytes) {
   }
   if (r.remaining() != 0) return corrupt(detail::concat(r.remaining(), " trailing bytes"));
   t->check_invariants();
-  CORAFT_REQUIRE(!table_->owed, "restore() while record() is owed");
   table_ = std::move(t);
   return {};
 }

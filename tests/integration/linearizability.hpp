@@ -23,6 +23,7 @@
 // rather than a search that runs for hours.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <string>
