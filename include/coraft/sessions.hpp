@@ -18,7 +18,8 @@
 // never on a server's clock. Time comes from the envelopes (the table's clock is the largest
 // `time_ms` seen so far, so a new leader whose clock lags cannot move it back), and position
 // comes from the entries' indexes. Replicas applying the same log hold identical tables and
-// serialise them to identical bytes.
+// serialise them to identical bytes. A proposing server whose clock runs ahead expires sessions
+// early (all replicas alike), so keep the servers' clocks roughly in step.
 //
 // Bounds: at most `sessions_max` sessions (registering one more expires the least recently used
 // first), at most `replies_per_session_max` saved replies per session (a command further ahead

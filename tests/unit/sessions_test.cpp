@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "sessions/wire.hpp"
@@ -457,6 +458,98 @@ TEST_CASE("damaged snapshot bytes are refused and leave the table unchanged") {
   }
   SUBCASE("the same bytes with a matching checksum are accepted") {
     CHECK(target.sessions.restore(with_crc(saved)).ok());
+  }
+}
+
+namespace {
+
+struct RawSession {
+  std::uint64_t id = 0;
+  std::uint64_t first_unacked = 0;
+  std::uint64_t last_active_ms = 0;
+  std::uint64_t last_active_index = 0;
+  std::vector<std::pair<std::uint64_t, std::string>> replies;
+};
+
+// A serialised table written field by field, as the format in src/sessions/snapshot.cpp says.
+std::vector<std::byte> raw_table(std::uint64_t last_registered, std::vector<RawSession> sessions,
+                                 std::size_t trailing_bytes = 0) {
+  std::vector<std::byte> out;
+  coraft::sessions::Writer w(out);
+  for (char c : std::string("CRSN")) w.u8(static_cast<std::uint8_t>(c));
+  w.u8(1);
+  w.u64(1000);  // now_ms
+  w.u64(100);   // last_index
+  w.u64(last_registered);
+  w.u32(static_cast<std::uint32_t>(sessions.size()));
+  for (const auto& s : sessions) {
+    w.u64(s.id);
+    w.u64(s.first_unacked);
+    w.u64(s.last_active_ms);
+    w.u64(s.last_active_index);
+    w.u32(static_cast<std::uint32_t>(s.replies.size()));
+    for (const auto& [seq, reply] : s.replies) {
+      w.u64(seq);
+      w.u32(static_cast<std::uint32_t>(reply.size()));
+      for (char c : reply) w.u8(static_cast<std::uint8_t>(c));
+    }
+  }
+  for (std::size_t i = 0; i < trailing_bytes; ++i) w.u8(0);
+  w.u32(coraft::sessions::crc32c(out));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a snapshot whose structure is wrong is refused even with a matching checksum") {
+  RawSession a{7, 2, 10, 20, {{2, "x"}, {3, "y"}}};
+  RawSession b{9, 0, 30, 40, {}};
+  Sessions target;
+  auto refused = [&](const std::vector<std::byte>& bytes) {
+    auto r = target.restore(bytes);
+    return !r.ok() && r.error().is(coraft::Errc::storage_corrupt) && target.size() == 0;
+  };
+
+  SUBCASE("the well-formed table is accepted") {
+    REQUIRE(target.restore(raw_table(9, {a, b})).ok());
+    CHECK(target.size() == 2);
+    auto dup = target.admit(Index(100), Counter::command(SessionId(7), 3, 2, 1, 1000));
+    REQUIRE(dup.ok());
+    CHECK(dup->reply.chars() == "y");
+  }
+  SUBCASE("a session id of 0") {
+    auto zero = b;
+    zero.id = 0;
+    CHECK(refused(raw_table(9, {a, zero})));
+  }
+  SUBCASE("a session newer than the last registered") {
+    CHECK(refused(raw_table(8, {a, b})));
+  }
+  SUBCASE("a session listed twice") {
+    auto again = a;
+    again.last_active_ms = 50;
+    CHECK(refused(raw_table(9, {a, again})));
+  }
+  SUBCASE("sessions out of least-recently-used order by log position") {
+    auto late = a;
+    late.last_active_index = 50;
+    CHECK(refused(raw_table(9, {late, b})));
+  }
+  SUBCASE("a reply below first_unacked or past the window") {
+    auto below = a;
+    below.replies = {{1, "x"}};
+    CHECK(refused(raw_table(9, {below, b})));
+    auto past = a;
+    past.replies = {{2 + SessionLimits{}.replies_per_session_max, "x"}};
+    CHECK(refused(raw_table(9, {past, b})));
+  }
+  SUBCASE("replies out of order") {
+    auto swapped = a;
+    swapped.replies = {{3, "y"}, {2, "x"}};
+    CHECK(refused(raw_table(9, {swapped, b})));
+  }
+  SUBCASE("bytes after the last session") {
+    CHECK(refused(raw_table(9, {a, b}, 1)));
   }
 }
 
