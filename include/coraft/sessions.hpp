@@ -49,14 +49,17 @@ namespace coraft {
 // A session's id: the log index of the entry that registered it. 0 means "no session".
 using SessionId = Strong<struct SessionIdTag, false>;
 
-// Why Sessions refused a command. Every one is definite: the command did not take effect by this
-// call (reply_discarded: it took effect earlier), and retrying it unchanged gives the same answer.
+// Why Sessions refused a command. Each is a definite answer: this attempt did not take effect,
+// and the table will never apply it later. What that says about earlier attempts of the same
+// command is noted per code.
 enum class SessionErrc {
   // The session is unknown: it expired, was closed, was evicted to make room for a newer one,
-  // or was never registered. The command did not take effect; register a new session.
+  // or was never registered. This attempt did not take effect, but an earlier attempt may have
+  // before the session ended, and nothing can tell any more: the client must treat the outcome
+  // of its commands still unanswered as unknown, then register a new session (thesis §6.3).
   session_expired = 1,
-  // seq is replies_per_session_max or more past the client's first_unacked. The command did
-  // not take effect; wait for replies to earlier commands, then send it again.
+  // seq is replies_per_session_max or more past the client's first_unacked. The command has
+  // never taken effect; wait for replies to earlier commands, then send it again.
   window_exceeded = 2,
   // seq is below a first_unacked the client sent earlier: the client said it had seen this
   // command's reply, so the command took effect once and its reply is no longer kept.
