@@ -1,0 +1,1 @@
+#include <asio/io_context.hpp>
