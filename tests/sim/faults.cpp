@@ -276,6 +276,15 @@ void World::restore_membership() {
     if (n.core->transfer_target() != no_node) return;
     auto r = n.core->change_membership(core::MembershipChange{full.voters, {}, {}});
     if (r) trace("heal: n", n.id, " restores the full membership at ", *r);
+    // A server outside the configuration gets no entries, and the leader can start this change
+    // only once an earlier one is done, which may wait for a voter it added far behind to catch
+    // up. If that took past the first deadline, the others' catch-up starts only now: they get
+    // the time it takes at the configured rate, once.
+    if (r && liveness_extended_ && !restore_extended_) {
+      restore_extended_ = true;
+      liveness_deadline_ = std::max(liveness_deadline_, now_ + catch_up_allowance());
+      trace("heal: the liveness deadline is now ", liveness_deadline_, " us");
+    }
     after_input(n);
     return;
   }

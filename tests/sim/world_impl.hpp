@@ -470,6 +470,7 @@ class World {
   // ...or by this time: liveness_us after healing, once extended by catch_up_allowance().
   Time liveness_deadline_ = 0;
   bool liveness_extended_ = false;
+  bool restore_extended_ = false;  // extended again when restore_membership() got its change in
   std::uint32_t faults_injected_ = 0;
   std::uint64_t ops_done_ = 0;
   bool stop_ = false;
