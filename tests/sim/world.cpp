@@ -47,6 +47,7 @@ void World::start_node(Node& n) {
   schedule(now_ + rng_.range(1, n.tick_period), Ev::tick, static_cast<std::uint32_t>(n.id.value()),
            n.incarnation);
   trace("n", n.id, " start term=", n.core->term(), " log=", n.core->log().last_index());
+  checker_.check_acknowledged(n.id, n.core->term(), n.core->log());
   mix(0x51a7 ^ n.id.value());
   check_electable();
 }
@@ -87,6 +88,7 @@ void World::crash(Node& n, bool torn) {
 
 void World::after_input(Node& n) {
   n.core->check_invariants();
+  checker_.check_acknowledged(n.id, n.core->term(), n.core->log());
   if (n.core->role() == core::Role::leader && n.led_term != n.core->term()) on_new_leader(n);
   // A leadership counts for Election Safety once its term is durable: a sole voter wins in
   // memory at once, but acts (sends, commits, serves reads) only after that write, and one that
