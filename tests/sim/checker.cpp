@@ -119,6 +119,25 @@ void Checker::check_acknowledged(NodeId node, Term term, const core::RaftLog& lo
   }
 }
 
+void Checker::arm_stability(NodeId leader, Term term, std::vector<NodeId> members) {
+  stable_leader_ = leader;
+  stable_term_ = term;
+  stable_members_ = std::move(members);
+}
+
+void Checker::check_stable(NodeId node, Term term, bool leads) {
+  if (stable_leader_ == no_node) return;
+  if (node == stable_leader_ && (!leads || term != stable_term_)) {
+    fail(detail::concat("stability: n", node, " was deposed as leader of term ", stable_term_,
+                        " (now ", leads ? "leader" : "not leader", " in term ", term,
+                        ") while it reached a majority both ways"));
+  } else if (term > stable_term_ && std::find(stable_members_.begin(), stable_members_.end(),
+                                              node) != stable_members_.end()) {
+    fail(detail::concat("stability: n", node, " moved to term ", term, " while n", stable_leader_,
+                        " led term ", stable_term_, " and reached a majority both ways"));
+  }
+}
+
 namespace {
 
 // Whether `voter` may grant a vote to a candidate whose log ends at (last, term): its log on

@@ -200,6 +200,48 @@ TEST_CASE("no message of a term leaves a server whose disk holds an earlier term
   CHECK_FALSE(pre_vote.failed());
 }
 
+TEST_CASE("a leader that reaches a majority both ways is never deposed") {
+  const std::vector<NodeId> members{NodeId(1), NodeId(2), NodeId(3)};
+  // Not armed: nothing is known of the network, and anything may happen.
+  Checker unarmed;
+  unarmed.check_stable(NodeId(1), Term(6), false);
+  unarmed.check_stable(NodeId(2), Term(7), false);
+  CHECK_FALSE(unarmed.failed());
+
+  // Armed: followers may become pre-candidates (their term stays) and the leader keeps leading.
+  Checker quiet;
+  quiet.arm_stability(NodeId(1), Term(5), members);
+  quiet.check_stable(NodeId(2), Term(5), false);
+  quiet.check_stable(NodeId(1), Term(5), true);
+  CHECK_FALSE(quiet.failed());
+
+  // A planted disruption: the leader steps down in its term...
+  Checker stepped_down;
+  stepped_down.arm_stability(NodeId(1), Term(5), members);
+  stepped_down.check_stable(NodeId(1), Term(5), false);
+  CHECK(mentions(stepped_down, "stability: n1 was deposed as leader of term 5"));
+  // ...or a member starts an election of a later term, before the leader hears of it.
+  Checker election;
+  election.arm_stability(NodeId(1), Term(5), members);
+  election.check_stable(NodeId(3), Term(6), false);
+  CHECK(mentions(election, "stability: n3 moved to term 6 while n1 led term 5"));
+
+  // A server outside the configuration may raise its term: the voters, hearing the leader,
+  // refuse it.
+  Checker outsider;
+  outsider.arm_stability(NodeId(1), Term(5), members);
+  outsider.check_stable(NodeId(4), Term(9), false);
+  CHECK_FALSE(outsider.failed());
+  // Disarmed (a transfer began), the leader may go.
+  Checker transfer;
+  transfer.arm_stability(NodeId(1), Term(5), members);
+  transfer.disarm_stability();
+  transfer.check_stable(NodeId(1), Term(5), false);
+  transfer.check_stable(NodeId(2), Term(6), true);
+  CHECK_FALSE(transfer.failed());
+  CHECK(transfer.stable_leader() == no_node);
+}
+
 // Thesis Figure 3.7 with three servers: n1 led term 2 and wrote (2, term 2) alone; n2 led term 3
 // and wrote (2, term 3) alone; n1, leading term 4, has sent (2, term 2) to n3 and appended its
 // own (3, term 4).

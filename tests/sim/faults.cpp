@@ -294,6 +294,7 @@ void World::heal() {
   healing_ = true;
   healed_at_ = now_;
   liveness_deadline_ = now_ + liveness_us;
+  stability_from_ = std::max(latest_delivery_, now_ + 2 * knobs_.election_ticks * slowest_tick_);
   std::fill(blocked_.begin(), blocked_.end(), 0);
   orphans_.stage = Orphans::idle;
   isolate_next_leader_ = false;
@@ -507,8 +508,16 @@ void World::on_audit() {
     heal();
   }
   if (healing_) restore_membership();
-  if (healing_ && finished()) {
-    stop_ = true;
+  if (healing_ && !finished_ && finished()) {
+    finished_ = true;
+    stable_until_ = std::max(now_, stability_from_) + stability_us;
+  }
+  if (finished_) {
+    if (!stability_applies_ || now_ >= stable_until_) {
+      stop_ = true;
+      return;
+    }
+    schedule(now_ + audit_us / 10, Ev::audit);
     return;
   }
   if (healing_ && now_ > liveness_deadline_ && !liveness_extended_) {
@@ -548,6 +557,19 @@ SeedResult World::run() {
     const Time slowest = tick_us * e / (e - extras_.drift);
     SimRng skew(seed_ ^ 0xc10c5ull);
     for (Node& n : nodes_) n.tick_period = skew.range(tick_us, slowest);
+  }
+  for (const Node& n : nodes_) slowest_tick_ = std::max(slowest_tick_, n.tick_period);
+  {
+    // A heartbeat goes out every heartbeat_ticks of the leader's clock and reaches a follower
+    // within one hop and the driver's batching; its answer comes back as fast (a follower with
+    // no write in flight answers at once). Both must fit, with the jitter, in the shortest
+    // election timeout of the fastest clock, which may fire election_ticks - 1 periods after
+    // the last message heard.
+    const core::Config c = config_for(nodes_[0]);
+    const Time hop = 1'000 + extras_.batch_us + (extras_.batch_us != 0 ? 20'000 : 0);
+    stability_applies_ =
+        c.pre_vote && c.check_quorum &&
+        knobs_.heartbeat_ticks * slowest_tick_ + 2 * hop < (knobs_.election_ticks - 1) * tick_us;
   }
   link_clock_.assign(opt_.nodes * opt_.nodes, 0);
   blocked_.assign(opt_.nodes * opt_.nodes, 0);

@@ -30,6 +30,9 @@ constexpr std::uint64_t ops_min = 500;      // ...and at least this many operati
 constexpr Time safety_cap_us = 60'000'000;  // but never longer than this
 constexpr Time liveness_us = 10'000'000;    // after healing, everything must finish in this...
 constexpr Time audit_us = 500'000;          // period of the log-matching audit
+// Once liveness holds, the run goes on this long with no fault and no client: the leader must
+// keep leading (World::check_stability).
+constexpr Time stability_us = 1'000'000;
 constexpr std::uint32_t clients = 8;
 constexpr Time think_min_us = 1'000, think_max_us = 250'000;
 constexpr Time attempt_timeout_us = 400'000;
@@ -348,6 +351,8 @@ class World {
   void schedule(Time at, Ev kind, std::uint32_t a = 0, std::uint32_t b = 0, std::uint64_t c = 0,
                 std::uint64_t d = 0) {
     queue_.push(Event{at, seq_++, kind, a, b, c, d});
+    if (kind == Ev::deliver || kind == Ev::snapshot_arrive)
+      latest_delivery_ = std::max(latest_delivery_, at);
   }
   void dispatch(const Event& e);
   void mix(std::uint64_t v) noexcept { digest_ = (digest_ ^ v) * 0x100000001b3ull; }
@@ -371,6 +376,7 @@ class World {
   void on_new_leader(Node& n);
   void check_output(Node& n, const core::Output& out);
   void check_vote_guard(Node& n, NodeId candidate);
+  void check_stability(Node& n);
   void note_round(Node& n, Term term, std::uint64_t seq);
   void sync_rounds(Node& n);
   void note_read(Node& n, NodeId origin, std::uint64_t read);
@@ -470,7 +476,17 @@ class World {
   // ...or by this time: liveness_us after healing, once extended by catch_up_allowance().
   Time liveness_deadline_ = 0;
   bool liveness_extended_ = false;
-  bool restore_extended_ = false;  // extended again when restore_membership() got its change in
+  bool restore_extended_ = false;
+  // The stability check (check_stability): whether the seed's timing lets a leader that reaches
+  // every server keep its lease, the slowest clock's tick, the latest delivery scheduled so far
+  // (messages sent before healing may arrive late), when the check may start (set on healing),
+  // whether liveness held, and when the quiet period after it ends.
+  bool stability_applies_ = false;
+  Time slowest_tick_ = tick_us;
+  Time latest_delivery_ = 0;
+  Time stability_from_ = never;
+  bool finished_ = false;
+  Time stable_until_ = 0;  // extended again when restore_membership() got its change in
   std::uint32_t faults_injected_ = 0;
   std::uint64_t ops_done_ = 0;
   bool stop_ = false;
