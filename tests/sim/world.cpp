@@ -72,6 +72,7 @@ void World::crash(Node& n, bool torn) {
   n.crash_on_vote = 0;
   n.crash_on_lead = 0;
   n.crash_on_grant = 0;
+  n.crash_planned = 0;
   n.core.reset();
   n.up = false;
   ++n.incarnation;
@@ -105,6 +106,7 @@ void World::after_input(Node& n) {
                    (n.led_term == n.core->term() && n.led_term.value() != 0);
   if (led) checker_.on_leader_commit(n.core->term(), n.core->log());
   if (orphans_.stage == Orphans::first_back) orphans_on_commit(n);
+  if (joint_cut_.leader == n.id && !healing_) cut_after_joint(n);
   if (extras_.batch_us == 0) {
     drain(n);
   } else if (!n.drain_scheduled) {

@@ -152,6 +152,8 @@ struct Node {
   std::uint8_t crash_on_lead = 0;
   // A crash armed to strike when this server next starts writing a vote for another server.
   std::uint8_t crash_on_grant = 0;
+  // A crash scheduled for a set time by a schedule of its own (cut_after_joint, stale_leader).
+  std::uint8_t crash_planned = 0;
   Time crash_down_us = 0;
   // This server's tick period (clock skew), and the driver's state: a drain of the core's
   // output already scheduled (batching), and the messages of completed writes not yet
@@ -421,6 +423,9 @@ class World {
   void isolate(NodeId victim, Time duration);
   bool orphan_leaders();
   void forget_votes();
+  void cut_after_joint(Node& n);
+  void stale_leader();
+  bool one_entry_messages() const;
   void orphans_on_lead(Node& n, Term term);
   void orphans_on_commit(Node& n);
   void heal();
@@ -466,6 +471,17 @@ class World {
     Index commit;  // the first leader's commit index when it led again
   } orphans_;
   bool isolate_next_leader_ = false;  // forget_votes()
+  // The leader whose joint configuration, at `index`, is to commit before it is cut off
+  // (`crash` false) or crashed (cut_after_joint()); no_node when none.
+  struct JointCut {
+    NodeId leader;
+    Term term;
+    Index index;
+    bool crash = false;
+  } joint_cut_;
+  // The later schedules draw from a generator of their own, so that the runs of seeds that
+  // take none of them do not change.
+  SimRng schedule_rng_{seed_ ^ 0x5c4ed01e5ull};
   // Network fault windows and their strength.
   Time drop_until_ = 0, dup_until_ = 0, reorder_until_ = 0, delay_until_ = 0;
   std::uint64_t drop_ppm_ = 0, dup_ppm_ = 0;
