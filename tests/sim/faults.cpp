@@ -155,7 +155,7 @@ bool World::one_entry_messages() const {
 // it, without it (thesis §4.3).
 void World::cut_after_joint(Node& n) {
   if (joint_cut_.leader != n.id) return;
-  if (n.core->term() != joint_cut_.term) {
+  if (n.core->term() != joint_cut_.term || n.core->role() != core::Role::leader) {
     joint_cut_ = JointCut{};
     return;
   }
