@@ -592,8 +592,10 @@ void World::on_audit() {
     return;
   }
   if (healing_ && now_ > liveness_deadline_ && !liveness_extended_) {
+    // The allowance is for the lag as it is now, which may be up to an audit period after the
+    // deadline: counted from the deadline, a lag of a few entries would fail at once.
     liveness_extended_ = true;
-    liveness_deadline_ += catch_up_allowance();
+    liveness_deadline_ = now_ + catch_up_allowance();
   }
   if (healing_ && now_ > liveness_deadline_) {
     std::uint64_t open = 0;
