@@ -492,7 +492,7 @@ class World {
   // ...or by this time: liveness_us after healing, once extended by catch_up_allowance().
   Time liveness_deadline_ = 0;
   bool liveness_extended_ = false;
-  bool restore_extended_ = false;
+  bool restore_extended_ = false;  // extended again when restore_membership() got its change in
   // The stability check (check_stability): whether the seed's timing lets a leader that reaches
   // every server keep its lease, the slowest clock's tick, the latest delivery scheduled so far
   // (messages sent before healing may arrive late), when the check may start (set on healing),
@@ -502,7 +502,7 @@ class World {
   Time latest_delivery_ = 0;
   Time stability_from_ = never;
   bool finished_ = false;
-  Time stable_until_ = 0;  // extended again when restore_membership() got its change in
+  Time stable_until_ = 0;
   std::uint32_t faults_injected_ = 0;
   std::uint64_t ops_done_ = 0;
   bool stop_ = false;
