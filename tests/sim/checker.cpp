@@ -66,7 +66,9 @@ void Checker::on_send(const core::Message& m, const core::HardState& hard,
                           " while its disk holds entries up to ", durable.last_index(), " (term ",
                           held.value_or(Term()), " there)"));
     }
+    note_acknowledged(m.from, a->term, a->match_index, held);
   } else if (const auto* s = std::get_if<InstallSnapshotResponse>(&m.body); s && s->success) {
+    note_acknowledged(m.from, s->term, s->last_index, durable.term_at(s->last_index));
     if (s->last_index > durable.last_index()) {
       fail(detail::concat("snapshot durability: n", m.from, " acknowledged a snapshot up to ",
                           s->last_index, " while its disk holds entries up to ",
@@ -82,6 +84,57 @@ void Checker::on_send(const core::Message& m, const core::HardState& hard,
   if (!failed() && !pre_vote && term_of(m.body) > stored) {
     fail(detail::concat("term durability: n", m.from, " sent ", message_name(m.body), " of term ",
                         term_of(m.body), " to n", m.to, " while its disk holds term ", stored));
+  }
+}
+
+void Checker::note_acknowledged(NodeId node, Term term, Index index,
+                                std::optional<Term> entry_term) {
+  const auto k = static_cast<std::size_t>(node.value());
+  if (acknowledged_.size() <= k) acknowledged_.resize(k + 1);
+  Acknowledged& a = acknowledged_[k];
+  // An acknowledgement of an earlier term may leave late, after the promise it made ended.
+  if (term < a.term || (term == a.term && index <= a.index)) return;
+  a = Acknowledged{term, index, entry_term};
+}
+
+void Checker::check_acknowledged(NodeId node, Term term, const core::RaftLog& log) {
+  const auto k = static_cast<std::size_t>(node.value());
+  if (k >= acknowledged_.size()) return;
+  Acknowledged& a = acknowledged_[k];
+  if (a.term.value() == 0 || term < a.term) return;
+  if (term > a.term) {
+    a = Acknowledged{};
+    return;
+  }
+  // Entries a snapshot covers are the snapshot checks' concern.
+  if (a.index <= log.offset()) return;
+  const bool held =
+      a.entry_term ? log.matches(a.index, *a.entry_term) : log.last_index() >= a.index;
+  if (!held) {
+    const std::optional<Term> now = log.term_at(a.index);
+    fail(detail::concat("acknowledged entries: n", node, " acknowledged entries up to ", a.index,
+                        " (term ", a.entry_term.value_or(Term()), " there) in term ", a.term,
+                        " and still in that term holds entries up to ", log.last_index(), " (term ",
+                        now.value_or(Term()), " there)"));
+  }
+}
+
+void Checker::arm_stability(NodeId leader, Term term, std::vector<NodeId> members) {
+  stable_leader_ = leader;
+  stable_term_ = term;
+  stable_members_ = std::move(members);
+}
+
+void Checker::check_stable(NodeId node, Term term, bool leads) {
+  if (stable_leader_ == no_node) return;
+  if (node == stable_leader_ && (!leads || term != stable_term_)) {
+    fail(detail::concat("stability: n", node, " was deposed as leader of term ", stable_term_,
+                        " (now ", leads ? "leader" : "not leader", " in term ", term,
+                        ") while it reached a majority both ways"));
+  } else if (term > stable_term_ && std::find(stable_members_.begin(), stable_members_.end(),
+                                              node) != stable_members_.end()) {
+    fail(detail::concat("stability: n", node, " moved to term ", term, " while n", stable_leader_,
+                        " led term ", stable_term_, " and reached a majority both ways"));
   }
 }
 

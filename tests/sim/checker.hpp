@@ -84,6 +84,27 @@ class Checker {
   // terms <= T, one of a snapshot only what the disk holds. `hard` and `durable` are the
   // sender's disk at the send.
   void on_send(const core::Message& m, const core::HardState& hard, const DurableView& durable);
+  // A server keeps every entry it acknowledged in term T for as long as its term is T: the
+  // entries a leader of T sent never conflict with one another, so no input of that term may
+  // remove them (§3.5), and a leader may already count them towards a commit. A server that
+  // loses one is caught here even while the entry stays on a majority. on_send records the
+  // acknowledgements (of entries and of snapshots, with the stored term at the acknowledged
+  // index); this compares them with `log`, the server's log as it is now in `term`. A newer
+  // term ends the promise: the entries may then go, and a restart into term T again (its newer
+  // term not yet durable) does not renew it.
+  void check_acknowledged(NodeId node, Term term, const core::RaftLog& log);
+  // Stability (PreVote with CheckQuorum, thesis §9.6 and §6.2): a leader that reaches a
+  // majority both ways is never deposed. The simulator arms the check with a leader, its term
+  // and the members of its configuration once it knows that the network, the servers and
+  // their clocks let every member hear the leader and the leader hear them within every
+  // election timeout (World::check_stability), and disarms it when it no longer knows that
+  // (a leadership transfer, a configuration without the leader). Meanwhile check_stable, called
+  // after every input, fails when a member moves past the term or the leader stops leading:
+  // the disruption is the bug, whether or not anything unsafe follows it.
+  void arm_stability(NodeId leader, Term term, std::vector<NodeId> members);
+  void disarm_stability() noexcept { stable_leader_ = no_node; }
+  [[nodiscard]] NodeId stable_leader() const noexcept { return stable_leader_; }
+  void check_stable(NodeId node, Term term, bool leads);
   // Leader Completeness for every election still to come: no voter that lacks the newest
   // committed entry could gather a majority of votes (in each voter set of its configuration)
   // from servers whose logs, in memory or on disk, are no more up to date than its own. A
@@ -105,6 +126,17 @@ class Checker {
     Bytes payload;
     Term commit_term;  // the lowest term of a leader that committed it
   };
+  // The highest acknowledgement each server sent in its newest term of one, by id.
+  struct Acknowledged {
+    Term term;
+    Index index;
+    std::optional<Term> entry_term;  // the stored term at `index`; unknown within a snapshot
+  };
+  void note_acknowledged(NodeId node, Term term, Index index, std::optional<Term> entry_term);
+  std::vector<Acknowledged> acknowledged_;
+  NodeId stable_leader_;  // no_node when the stability check is not armed
+  Term stable_term_;
+  std::vector<NodeId> stable_members_;
   std::vector<NodeId> leaders_;       // by term; no_node when none seen
   std::vector<Committed> committed_;  // index i at [i - 1]
   std::string failure_;

@@ -108,6 +108,79 @@ TEST_CASE("an acknowledgement in term T covers only entries of terms up to T on 
   CHECK_FALSE(ok.failed());
 }
 
+TEST_CASE("a server keeps the entries it acknowledged while it stays in that term") {
+  const std::vector<Entry> disk_entries = entries({1, 2, 2, 2});
+  const DurableView disk{Index(), &disk_entries};
+  const Message ack{NodeId(2), NodeId(1),
+                    AppendResponse{Term(2), true, Index(4), Index(4), Term(), Index()}};
+  // Kept, and longer since: fine.
+  Checker kept;
+  kept.on_send(ack, HardState{Term(2), no_node}, disk);
+  kept.check_acknowledged(NodeId(2), Term(2), core::RaftLog(entries({1, 2, 2, 2, 2})));
+  CHECK_FALSE(kept.failed());
+  // Still in term 2, the log ends at 3: entry 4 was lost.
+  Checker shorter;
+  shorter.on_send(ack, HardState{Term(2), no_node}, disk);
+  shorter.check_acknowledged(NodeId(2), Term(2), core::RaftLog(entries({1, 2, 2})));
+  CHECK(mentions(shorter,
+                 "acknowledged entries: n2 acknowledged entries up to 4 (term 2 there) "
+                 "in term 2 and still in that term holds entries up to 3"));
+  // As long, but entry 4 (of term 1) replaced by one of term 2: lost too.
+  const std::vector<Entry> ones = entries({1, 1, 1, 1});
+  Checker replaced;
+  replaced.on_send(ack, HardState{Term(2), no_node}, DurableView{Index(), &ones});
+  replaced.check_acknowledged(NodeId(2), Term(2), core::RaftLog(entries({1, 1, 1, 2})));
+  CHECK(mentions(replaced, "acknowledged entries: n2 acknowledged entries up to 4 (term 1 there)"));
+  // Another server's log says nothing about n2's promise.
+  Checker other;
+  other.on_send(ack, HardState{Term(2), no_node}, disk);
+  other.check_acknowledged(NodeId(3), Term(2), core::RaftLog(entries({1})));
+  CHECK_FALSE(other.failed());
+  // In a newer term a leader of that term may remove the entries, and the promise is over
+  // for good: a restart back into term 2 (the newer term not durable) does not renew it.
+  Checker newer;
+  newer.on_send(ack, HardState{Term(2), no_node}, disk);
+  newer.check_acknowledged(NodeId(2), Term(3), core::RaftLog(entries({1, 3})));
+  newer.check_acknowledged(NodeId(2), Term(2), core::RaftLog(entries({1, 2})));
+  CHECK_FALSE(newer.failed());
+  // An acknowledgement of an earlier term that leaves late makes no promise for this term, and
+  // a later one of a lower index does not lower the one made.
+  Checker late;
+  late.on_send(ack, HardState{Term(2), no_node}, disk);
+  late.on_send(Message{NodeId(2), NodeId(1),
+                       AppendResponse{Term(1), true, Index(1), Index(1), Term(), Index()}},
+               HardState{Term(2), no_node}, disk);
+  late.on_send(Message{NodeId(2), NodeId(1),
+                       AppendResponse{Term(2), true, Index(2), Index(2), Term(), Index()}},
+               HardState{Term(2), no_node}, disk);
+  late.check_acknowledged(NodeId(2), Term(2), core::RaftLog(entries({1, 2, 2})));
+  CHECK(mentions(late, "acknowledged entries up to 4"));
+  // A refusal promises nothing.
+  Checker refusal;
+  refusal.on_send(Message{NodeId(2), NodeId(1),
+                          AppendResponse{Term(2), false, Index(4), Index(4), Term(), Index()}},
+                  HardState{Term(2), no_node}, disk);
+  refusal.check_acknowledged(NodeId(2), Term(2), core::RaftLog(entries({1})));
+  CHECK_FALSE(refusal.failed());
+}
+
+TEST_CASE("an acknowledged snapshot or compacted entries count as kept") {
+  const std::vector<Entry> none;
+  const Message ack{NodeId(2), NodeId(1),
+                    core::InstallSnapshotResponse{Term(3), Index(6), 0, true, true}};
+  // The snapshot's last entry (6, term 2) must stay: a log restarting from it holds it.
+  Checker kept;
+  kept.on_send(ack, HardState{Term(3), no_node}, DurableView{Index(6), &none, Term(2)});
+  kept.check_acknowledged(NodeId(2), Term(3), core::RaftLog(Index(6), Term(2), {}));
+  CHECK_FALSE(kept.failed());
+  Checker lost;
+  lost.on_send(ack, HardState{Term(3), no_node}, DurableView{Index(6), &none, Term(2)});
+  lost.check_acknowledged(NodeId(2), Term(3), core::RaftLog(entries({1, 1})));
+  CHECK(mentions(lost,
+                 "acknowledged entries: n2 acknowledged entries up to 6 (term 2 there) in "
+                 "term 3"));
+}
+
 TEST_CASE("no message of a term leaves a server whose disk holds an earlier term") {
   const Message append{NodeId(1), NodeId(2),
                        core::AppendRequest{Term(3), Index(), Term(), Index(), {}}};
@@ -125,6 +198,48 @@ TEST_CASE("no message of a term leaves a server whose disk holds an earlier term
       Message{NodeId(1), NodeId(2), VoteRequest{Term(3), Index(), Term(), true, false}},
       HardState{Term(2), no_node}, empty_disk);
   CHECK_FALSE(pre_vote.failed());
+}
+
+TEST_CASE("a leader that reaches a majority both ways is never deposed") {
+  const std::vector<NodeId> members{NodeId(1), NodeId(2), NodeId(3)};
+  // Not armed: nothing is known of the network, and anything may happen.
+  Checker unarmed;
+  unarmed.check_stable(NodeId(1), Term(6), false);
+  unarmed.check_stable(NodeId(2), Term(7), false);
+  CHECK_FALSE(unarmed.failed());
+
+  // Armed: followers may become pre-candidates (their term stays) and the leader keeps leading.
+  Checker quiet;
+  quiet.arm_stability(NodeId(1), Term(5), members);
+  quiet.check_stable(NodeId(2), Term(5), false);
+  quiet.check_stable(NodeId(1), Term(5), true);
+  CHECK_FALSE(quiet.failed());
+
+  // A planted disruption: the leader steps down in its term...
+  Checker stepped_down;
+  stepped_down.arm_stability(NodeId(1), Term(5), members);
+  stepped_down.check_stable(NodeId(1), Term(5), false);
+  CHECK(mentions(stepped_down, "stability: n1 was deposed as leader of term 5"));
+  // ...or a member starts an election of a later term, before the leader hears of it.
+  Checker election;
+  election.arm_stability(NodeId(1), Term(5), members);
+  election.check_stable(NodeId(3), Term(6), false);
+  CHECK(mentions(election, "stability: n3 moved to term 6 while n1 led term 5"));
+
+  // A server outside the configuration may raise its term: the voters, hearing the leader,
+  // refuse it.
+  Checker outsider;
+  outsider.arm_stability(NodeId(1), Term(5), members);
+  outsider.check_stable(NodeId(4), Term(9), false);
+  CHECK_FALSE(outsider.failed());
+  // Disarmed (a transfer began), the leader may go.
+  Checker transfer;
+  transfer.arm_stability(NodeId(1), Term(5), members);
+  transfer.disarm_stability();
+  transfer.check_stable(NodeId(1), Term(5), false);
+  transfer.check_stable(NodeId(2), Term(6), true);
+  CHECK_FALSE(transfer.failed());
+  CHECK(transfer.stable_leader() == no_node);
 }
 
 // Thesis Figure 3.7 with three servers: n1 led term 2 and wrote (2, term 2) alone; n2 led term 3

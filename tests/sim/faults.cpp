@@ -75,6 +75,10 @@ void World::inject_fault() {
         forget_votes();
         break;
       }
+      if (kind == fault_crash && one_entry_messages() && schedule_rng_.below(3) == 0) {
+        stale_leader();
+        break;
+      }
       NodeId victim = pick_victim();
       for (std::uint32_t k = 0; k < opt_.nodes && !node(victim).up; ++k) {
         victim = NodeId(victim.value() % opt_.nodes + 1);
@@ -115,6 +119,60 @@ void World::forget_votes() {
   }
   isolate_next_leader_ = true;
   trace("fault: every follower will forget its next vote; the next leader will be isolated");
+}
+
+// The leader is cut off while clients still send it requests, so that its log grows a suffix
+// no one else holds; the others elect a new leader, which writes other entries at those
+// indexes. Just before the link heals the old leader crashes, and it restarts as it heals,
+// with the stale suffix on its disk, to be replaced one entry per message (the seeds that take
+// this schedule send one entry per AppendEntries): the new leader must walk back over the
+// suffix, and the old one must give it up without losing anything committed.
+void World::stale_leader() {
+  for (Node& n : nodes_) {
+    if (!n.up || n.core->role() != core::Role::leader) continue;
+    const Time cut = schedule_rng_.range(1'000'000, 3'000'000);
+    isolate(n.id, cut);
+    const Time down = schedule_rng_.range(20'000, 300'000);
+    n.crash_planned = 1;
+    n.crash_down_us = down + schedule_rng_.range(1'000, 50'000);
+    schedule(now_ + cut - down, Ev::armed_crash, static_cast<std::uint32_t>(n.id.value()),
+             n.incarnation, 3);
+    trace("fault: leader n", n.id, " isolated for ", cut / 1000, "ms, to crash ", down / 1000,
+          "ms before it rejoins");
+    return;
+  }
+  --faults_injected_;  // no leader to cut off
+}
+
+// Messages carry one entry each: append_bytes_max holds one client operation and no more.
+bool World::one_entry_messages() const {
+  constexpr std::uint64_t payload = 9;  // encode_op()
+  return knobs_.append_bytes_max < 2 * payload;
+}
+
+// Right after its joint configuration commits (and it appends the final one, which it alone
+// then holds) the leader is cut off or crashes: the others must finish the change, or undo
+// it, without it (thesis §4.3).
+void World::cut_after_joint(Node& n) {
+  if (joint_cut_.leader != n.id) return;
+  if (n.core->term() != joint_cut_.term || n.core->role() != core::Role::leader) {
+    joint_cut_ = JointCut{};
+    return;
+  }
+  if (n.core->log().commit_index() < joint_cut_.index) return;
+  const bool crash = joint_cut_.crash;
+  joint_cut_ = JointCut{};
+  const Time duration = schedule_rng_.range(300'000, 3'000'000);
+  if (crash) {
+    n.crash_planned = 1;
+    n.crash_down_us = duration;
+    schedule(now_ + schedule_rng_.range(1, 3'000), Ev::armed_crash,
+             static_cast<std::uint32_t>(n.id.value()), n.incarnation, 3);
+  } else {
+    isolate(n.id, duration);
+  }
+  trace("fault: n", n.id, crash ? " will crash" : " isolated", " as its joint configuration at ",
+        n.core->log().commit_index(), " commits");
 }
 
 // Cuts every link to and from `victim` until the partition heals `duration` from now.
@@ -261,6 +319,15 @@ void World::reconfig() {
     auto r = n.core->change_membership(change);
     trace("fault: n", n.id, " membership change to ", change.voters.size(), " voters, ",
           change.learners.size(), " learners: ", r ? "accepted" : r.error().message());
+    // Half the joint changes, with crashes or partitions among the faults, lose their leader
+    // as they commit (cut_after_joint).
+    const std::uint32_t cuts = opt_.faults & (fault_crash | fault_partition);
+    if (r && n.core->configuration().joint() && cuts != 0 && schedule_rng_.below(2) == 0) {
+      const bool crash = cuts == fault_crash || (cuts != fault_partition && schedule_rng_.below(2));
+      joint_cut_ = JointCut{n.id, n.core->term(), *r, crash};
+      trace("fault: n", n.id, crash ? " will crash" : " will be isolated",
+            " once its joint configuration commits");
+    }
     after_input(n);
     return;
   }
@@ -276,6 +343,15 @@ void World::restore_membership() {
     if (n.core->transfer_target() != no_node) return;
     auto r = n.core->change_membership(core::MembershipChange{full.voters, {}, {}});
     if (r) trace("heal: n", n.id, " restores the full membership at ", *r);
+    // A server outside the configuration gets no entries, and the leader can start this change
+    // only once an earlier one is done, which may wait for a voter it added far behind to catch
+    // up. If that took past the first deadline, the others' catch-up starts only now: they get
+    // the time it takes at the configured rate, once.
+    if (r && liveness_extended_ && !restore_extended_) {
+      restore_extended_ = true;
+      liveness_deadline_ = std::max(liveness_deadline_, now_ + catch_up_allowance());
+      trace("heal: the liveness deadline is now ", liveness_deadline_, " us");
+    }
     after_input(n);
     return;
   }
@@ -285,14 +361,17 @@ void World::heal() {
   healing_ = true;
   healed_at_ = now_;
   liveness_deadline_ = now_ + liveness_us;
+  stability_from_ = std::max(latest_delivery_, now_ + 2 * knobs_.election_ticks * slowest_tick_);
   std::fill(blocked_.begin(), blocked_.end(), 0);
   orphans_.stage = Orphans::idle;
   isolate_next_leader_ = false;
+  joint_cut_ = JointCut{};
   drop_until_ = dup_until_ = reorder_until_ = delay_until_ = 0;
   for (Node& n : nodes_) {
     n.crash_on_vote = 0;
     n.crash_on_lead = 0;
     n.crash_on_grant = 0;
+    n.crash_planned = 0;
     if (!n.up) start_node(n);
   }
   trace("heal: faults stop, network heals, all servers up");
@@ -458,8 +537,10 @@ void World::dispatch(const Event& e) {
     case Ev::fault: inject_fault(); return;
     case Ev::armed_crash: {
       Node& n = node(NodeId(e.a));
-      std::uint8_t& armed =
-          e.c == 1 ? n.crash_on_lead : (e.c == 2 ? n.crash_on_grant : n.crash_on_vote);
+      std::uint8_t& armed = e.c == 1   ? n.crash_on_lead
+                            : e.c == 2 ? n.crash_on_grant
+                            : e.c == 3 ? n.crash_planned
+                                       : n.crash_on_vote;
       if (!n.up || n.incarnation != e.b || !armed || healing_) return;
       const bool torn = armed == 2;
       const Time down = n.crash_down_us;
@@ -498,13 +579,23 @@ void World::on_audit() {
     heal();
   }
   if (healing_) restore_membership();
-  if (healing_ && finished()) {
-    stop_ = true;
+  if (healing_ && !finished_ && finished()) {
+    finished_ = true;
+    stable_until_ = std::max(now_, stability_from_) + stability_us;
+  }
+  if (finished_) {
+    if (!stability_applies_ || now_ >= stable_until_) {
+      stop_ = true;
+      return;
+    }
+    schedule(now_ + audit_us / 10, Ev::audit);
     return;
   }
   if (healing_ && now_ > liveness_deadline_ && !liveness_extended_) {
+    // The allowance is for the lag as it is now, which may be up to an audit period after the
+    // deadline: counted from the deadline, a lag of a few entries would fail at once.
     liveness_extended_ = true;
-    liveness_deadline_ += catch_up_allowance();
+    liveness_deadline_ = now_ + catch_up_allowance();
   }
   if (healing_ && now_ > liveness_deadline_) {
     std::uint64_t open = 0;
@@ -539,6 +630,19 @@ SeedResult World::run() {
     const Time slowest = tick_us * e / (e - extras_.drift);
     SimRng skew(seed_ ^ 0xc10c5ull);
     for (Node& n : nodes_) n.tick_period = skew.range(tick_us, slowest);
+  }
+  for (const Node& n : nodes_) slowest_tick_ = std::max(slowest_tick_, n.tick_period);
+  {
+    // A heartbeat goes out every heartbeat_ticks of the leader's clock and reaches a follower
+    // within one hop and the driver's batching; its answer comes back as fast (a follower with
+    // no write in flight answers at once). Both must fit, with the jitter, in the shortest
+    // election timeout of the fastest clock, which may fire election_ticks - 1 periods after
+    // the last message heard.
+    const core::Config c = config_for(nodes_[0]);
+    const Time hop = 1'000 + extras_.batch_us + (extras_.batch_us != 0 ? 20'000 : 0);
+    stability_applies_ =
+        c.pre_vote && c.check_quorum &&
+        knobs_.heartbeat_ticks * slowest_tick_ + 2 * hop < (knobs_.election_ticks - 1) * tick_us;
   }
   link_clock_.assign(opt_.nodes * opt_.nodes, 0);
   blocked_.assign(opt_.nodes * opt_.nodes, 0);

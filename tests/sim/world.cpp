@@ -47,6 +47,7 @@ void World::start_node(Node& n) {
   schedule(now_ + rng_.range(1, n.tick_period), Ev::tick, static_cast<std::uint32_t>(n.id.value()),
            n.incarnation);
   trace("n", n.id, " start term=", n.core->term(), " log=", n.core->log().last_index());
+  checker_.check_acknowledged(n.id, n.core->term(), n.core->log());
   mix(0x51a7 ^ n.id.value());
   check_electable();
 }
@@ -71,6 +72,7 @@ void World::crash(Node& n, bool torn) {
   n.crash_on_vote = 0;
   n.crash_on_lead = 0;
   n.crash_on_grant = 0;
+  n.crash_planned = 0;
   n.core.reset();
   n.up = false;
   ++n.incarnation;
@@ -87,6 +89,8 @@ void World::crash(Node& n, bool torn) {
 
 void World::after_input(Node& n) {
   n.core->check_invariants();
+  checker_.check_acknowledged(n.id, n.core->term(), n.core->log());
+  check_stability(n);
   if (n.core->role() == core::Role::leader && n.led_term != n.core->term()) on_new_leader(n);
   // A leadership counts for Election Safety once its term is durable: a sole voter wins in
   // memory at once, but acts (sends, commits, serves reads) only after that write, and one that
@@ -102,6 +106,7 @@ void World::after_input(Node& n) {
                    (n.led_term == n.core->term() && n.led_term.value() != 0);
   if (led) checker_.on_leader_commit(n.core->term(), n.core->log());
   if (orphans_.stage == Orphans::first_back) orphans_on_commit(n);
+  if (joint_cut_.leader == n.id && !healing_) cut_after_joint(n);
   if (extras_.batch_us == 0) {
     drain(n);
   } else if (!n.drain_scheduled) {
@@ -216,6 +221,43 @@ void World::check_vote_guard(Node& n, NodeId candidate) {
         " us after it last heard from a leader (guard ", guard, " us)");
     stop_ = true;
   }
+}
+
+// With PreVote and CheckQuorum a leader that reaches a majority both ways is never deposed
+// (Checker::arm_stability). The simulator knows that it does only in the quiet period after
+// liveness held: every server up, every fault over, every message sent before healing
+// delivered, two CheckQuorum periods of the slowest clock past since healing, no client
+// writing (so no follower's disk holds back its answers), and timing that lets a heartbeat and
+// its answer travel well within an election timeout of the fastest clock (stability_applies_,
+// set in run()). The check is armed once every server follows one leader in its term, and
+// disarmed if that leader starts a transfer or leaves the configuration.
+void World::check_stability(Node& n) {
+  if (!stability_applies_ || !finished_ || now_ < stability_from_) return;
+  checker_.check_stable(n.id, n.core->term(), n.core->role() == core::Role::leader);
+  if (checker_.failed()) return;
+  const auto legitimate = [](const Node& l) {
+    return l.core->transfer_target() == no_node && l.core->configuration().is_voter(l.id);
+  };
+  if (const NodeId armed = checker_.stable_leader(); armed != no_node) {
+    const Node& l = node(armed);
+    if (!legitimate(l)) {
+      checker_.disarm_stability();
+      trace("stability: disarmed");
+    }
+    return;
+  }
+  const Node* leader = nullptr;
+  for (const Node& x : nodes_) {
+    if (!x.up) return;
+    if (x.core->role() == core::Role::leader) leader = &x;
+  }
+  if (!leader || !legitimate(*leader)) return;
+  const Term term = leader->core->term();
+  for (const Node& x : nodes_) {
+    if (x.core->term() != term || x.core->leader() != leader->id) return;
+  }
+  checker_.arm_stability(leader->id, term, leader->core->configuration().members());
+  trace("stability: armed with leader n", leader->id, " of term ", term);
 }
 
 // A heartbeat round of a leader: when it went out and when the lease it gives ends, as

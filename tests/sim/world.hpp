@@ -19,7 +19,8 @@ enum FaultBit : std::uint32_t {
   fault_partition = 1u << 4,
   // Crashes that lose what is not durable, at random or at the most dangerous moments (writing
   // a vote, just after winning an election); a quarter of them make every follower forget its
-  // next vote (World::forget_votes).
+  // next vote (World::forget_votes). On seeds whose messages carry one entry each, a third of
+  // the others cut the leader off and restart it with a stale suffix (World::stale_leader).
   fault_crash = 1u << 5,
   fault_torn = 1u << 6,
   // Leadership transfers to random voters at random times.
@@ -31,7 +32,9 @@ enum FaultBit : std::uint32_t {
   // followers then receive snapshots.
   fault_snapshot = 1u << 9,
   // Membership changes: voters removed and added back (through joint consensus when several
-  // change), servers kept as learners, some of them promoted automatically.
+  // change), servers kept as learners, some of them promoted automatically. With crash or
+  // partition faults, half the joint changes lose their leader (crashed or cut off) as they
+  // commit (World::cut_after_joint).
   fault_reconfig = 1u << 10,
   faults_all = (1u << 11) - 1,
 };

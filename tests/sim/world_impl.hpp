@@ -30,6 +30,9 @@ constexpr std::uint64_t ops_min = 500;      // ...and at least this many operati
 constexpr Time safety_cap_us = 60'000'000;  // but never longer than this
 constexpr Time liveness_us = 10'000'000;    // after healing, everything must finish in this...
 constexpr Time audit_us = 500'000;          // period of the log-matching audit
+// Once liveness holds, the run goes on this long with no fault and no client: the leader must
+// keep leading (World::check_stability).
+constexpr Time stability_us = 1'000'000;
 constexpr std::uint32_t clients = 8;
 constexpr Time think_min_us = 1'000, think_max_us = 250'000;
 constexpr Time attempt_timeout_us = 400'000;
@@ -149,6 +152,8 @@ struct Node {
   std::uint8_t crash_on_lead = 0;
   // A crash armed to strike when this server next starts writing a vote for another server.
   std::uint8_t crash_on_grant = 0;
+  // A crash scheduled for a set time by a schedule of its own (cut_after_joint, stale_leader).
+  std::uint8_t crash_planned = 0;
   Time crash_down_us = 0;
   // This server's tick period (clock skew), and the driver's state: a drain of the core's
   // output already scheduled (batching), and the messages of completed writes not yet
@@ -348,6 +353,8 @@ class World {
   void schedule(Time at, Ev kind, std::uint32_t a = 0, std::uint32_t b = 0, std::uint64_t c = 0,
                 std::uint64_t d = 0) {
     queue_.push(Event{at, seq_++, kind, a, b, c, d});
+    if (kind == Ev::deliver || kind == Ev::snapshot_arrive)
+      latest_delivery_ = std::max(latest_delivery_, at);
   }
   void dispatch(const Event& e);
   void mix(std::uint64_t v) noexcept { digest_ = (digest_ ^ v) * 0x100000001b3ull; }
@@ -371,6 +378,7 @@ class World {
   void on_new_leader(Node& n);
   void check_output(Node& n, const core::Output& out);
   void check_vote_guard(Node& n, NodeId candidate);
+  void check_stability(Node& n);
   void note_round(Node& n, Term term, std::uint64_t seq);
   void sync_rounds(Node& n);
   void note_read(Node& n, NodeId origin, std::uint64_t read);
@@ -415,6 +423,9 @@ class World {
   void isolate(NodeId victim, Time duration);
   bool orphan_leaders();
   void forget_votes();
+  void cut_after_joint(Node& n);
+  void stale_leader();
+  bool one_entry_messages() const;
   void orphans_on_lead(Node& n, Term term);
   void orphans_on_commit(Node& n);
   void heal();
@@ -460,6 +471,17 @@ class World {
     Index commit;  // the first leader's commit index when it led again
   } orphans_;
   bool isolate_next_leader_ = false;  // forget_votes()
+  // The leader whose joint configuration, at `index`, is to commit before it is cut off
+  // (`crash` false) or crashed (cut_after_joint()); no_node when none.
+  struct JointCut {
+    NodeId leader;
+    Term term;
+    Index index;
+    bool crash = false;
+  } joint_cut_;
+  // The later schedules draw from a generator of their own, so that the runs of seeds that
+  // take none of them do not change.
+  SimRng schedule_rng_{seed_ ^ 0x5c4ed01e5ull};
   // Network fault windows and their strength.
   Time drop_until_ = 0, dup_until_ = 0, reorder_until_ = 0, delay_until_ = 0;
   std::uint64_t drop_ppm_ = 0, dup_ppm_ = 0;
@@ -470,6 +492,17 @@ class World {
   // ...or by this time: liveness_us after healing, once extended by catch_up_allowance().
   Time liveness_deadline_ = 0;
   bool liveness_extended_ = false;
+  bool restore_extended_ = false;  // extended again when restore_membership() got its change in
+  // The stability check (check_stability): whether the seed's timing lets a leader that reaches
+  // every server keep its lease, the slowest clock's tick, the latest delivery scheduled so far
+  // (messages sent before healing may arrive late), when the check may start (set on healing),
+  // whether liveness held, and when the quiet period after it ends.
+  bool stability_applies_ = false;
+  Time slowest_tick_ = tick_us;
+  Time latest_delivery_ = 0;
+  Time stability_from_ = never;
+  bool finished_ = false;
+  Time stable_until_ = 0;
   std::uint32_t faults_injected_ = 0;
   std::uint64_t ops_done_ = 0;
   bool stop_ = false;
