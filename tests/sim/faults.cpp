@@ -413,9 +413,18 @@ bool World::finished() const {
 // clients' new operations queue behind it when it is needed for a quorum. One that catches up
 // at the configured rate passes; one that makes no progress still fails, later by this much.
 Time World::catch_up_allowance() const {
+  // Measured against the leader, or, between leaders (an election in progress when the lag is
+  // measured), against the longest log of a server that is up: the next leader's is at least
+  // as long as the longest voter's that elects it.
   const Node* leader = nullptr;
   for (const Node& n : nodes_) {
     if (n.up && n.core->role() == core::Role::leader) leader = &n;
+  }
+  for (const Node& n : nodes_) {
+    if (leader && leader->core->role() == core::Role::leader) break;
+    if (n.up && (!leader || n.core->log().last_index() > leader->core->log().last_index())) {
+      leader = &n;
+    }
   }
   if (!leader) return 0;
   const Index last = leader->core->log().last_index();
