@@ -26,6 +26,7 @@
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/use_future.hpp>
 
 #include <coraft/log.hpp>
@@ -312,10 +313,27 @@ struct Load {
         ++errors_outside;
       }
       if (!r && first_error.empty()) first_error = r.error().message();
-      if (!stopping.load(std::memory_order_relaxed)) issue();
-      if (--live == 0 && stopping.load(std::memory_order_relaxed)) drained.set_value();
+      if (stopping.load(std::memory_order_relaxed)) {
+        if (--live == 0) drained.set_value();
+      } else if (r) {
+        --live;
+        issue();
+      } else {
+        // A refused proposal is retried after a pause, as a client would, not in a tight loop.
+        auto pause = std::make_shared<asio::steady_timer>(node.executor(), error_pause);
+        pause->async_wait([this, pause](std::error_code) {
+          --live;
+          if (!stopping.load(std::memory_order_relaxed)) {
+            issue();
+          } else if (live == 0) {
+            drained.set_value();
+          }
+        });
+      }
     });
   }
+
+  static constexpr auto error_pause = std::chrono::milliseconds(1);
 
   Node& node;
   Bytes body;
@@ -456,7 +474,8 @@ int run_cluster(const ClusterOptions& o) {
                 fd.messages_per_s);
   }
   if (!load->first_error.empty()) {
-    std::printf("  first error: %s\n", load->first_error.c_str());
+    std::printf("  first error: %s (%llu errors before or after the window)\n",
+                load->first_error.c_str(), static_cast<unsigned long long>(load->errors_outside));
   }
   if (o.json) {
     JsonLine()
