@@ -1,9 +1,12 @@
 #include "bench_util.hpp"
 
+#include <unistd.h>
 #include <algorithm>
+
 #include <charconv>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 
 #include <nlohmann/json.hpp>
 
@@ -30,6 +33,25 @@ std::optional<std::uint64_t> parse_size(const std::string& s) {
   }
   if (shift > 0 && v > (UINT64_MAX >> shift)) return std::nullopt;
   return v << shift;
+}
+
+std::string self_path() {
+  std::error_code ec;
+  return std::filesystem::read_symlink("/proc/self/exe", ec).string();
+}
+
+int spawn_process(const std::vector<std::string>& args, int stdout_fd) {
+  // The argument vector is built before fork: the child only redirects and execs.
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    if (stdout_fd >= 0) ::dup2(stdout_fd, 1);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  return pid;
 }
 
 void Latencies::add(std::chrono::nanoseconds d) {

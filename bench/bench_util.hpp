@@ -16,6 +16,13 @@ namespace coraft::bench {
 // "4096", "64k", "1m", "2g" (x1024 each); nullopt when malformed or past 2^64.
 [[nodiscard]] std::optional<std::uint64_t> parse_size(const std::string& s);
 
+// The path of the running coraft-bench, for starting more of it.
+[[nodiscard]] std::string self_path();
+
+// Starts `args` (args[0] is the program's path) in a child process, its standard output sent to
+// `stdout_fd` when that is not -1. Returns the child's pid, or -1 when fork failed.
+int spawn_process(const std::vector<std::string>& args, int stdout_fd = -1);
+
 // Collects latency samples up to a fixed count (later samples replace random earlier ones, so
 // the memory stays bounded however long the run) and reports percentiles.
 class Latencies {

@@ -113,18 +113,25 @@ struct Snapshot {
   double machine_cpu = 0;
 };
 
+// What every server of the benchmark shares, in this process or in a server process of its own.
+NodeConfig server_config(std::uint64_t id, std::string data_dir, std::uint16_t port,
+                         bool apply_inline) {
+  NodeConfig c;
+  c.id = NodeId(id);
+  c.cluster_id = cluster_id;
+  c.data_dir = std::move(data_dir);
+  c.listen_port = port;
+  c.tick_interval = std::chrono::milliseconds(20);
+  c.apply_inline = apply_inline;
+  return c;
+}
+
 // Where each server listens, and the other servers' addresses for server `i` (1-based).
 struct Layout {
   std::vector<std::uint16_t> ports;
   bool apply_inline = false;
   [[nodiscard]] NodeConfig config(std::uint64_t i, const std::string& dir) const {
-    NodeConfig c;
-    c.id = NodeId(i);
-    c.cluster_id = cluster_id;
-    c.data_dir = dir + "/n" + std::to_string(i);
-    c.listen_port = ports[i - 1];
-    c.tick_interval = std::chrono::milliseconds(20);
-    c.apply_inline = apply_inline;
+    NodeConfig c = server_config(i, dir + "/n" + std::to_string(i), ports[i - 1], apply_inline);
     for (std::uint64_t j = 1; j <= ports.size(); ++j) {
       if (j != i) c.peers.push_back(ServerAddress{NodeId(j), "127.0.0.1", ports[j - 1]});
     }
@@ -265,20 +272,7 @@ class Cluster {
       args.push_back("--peer");
       args.push_back(std::to_string(p.id.value()) + "=" + std::to_string(p.port));
     }
-    pid_t pid = ::fork();
-    if (pid == 0) {
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    return pid;
-  }
-
-  static std::string self_path() {
-    std::error_code ec;
-    return std::filesystem::read_symlink("/proc/self/exe", ec).string();
+    return spawn_process(args);
   }
 
   const ClusterOptions& o_;
@@ -512,14 +506,8 @@ int run_cluster(const ClusterOptions& o) {
 
 int run_cluster_server(const ClusterServerOptions& o) {
   set_log_level(LogLevel::warn);
-  NodeConfig c;
-  c.id = NodeId(o.id);
-  c.cluster_id = cluster_id;
-  c.data_dir = o.dir;
-  c.listen_port = o.port;
-  c.tick_interval = std::chrono::milliseconds(20);
+  NodeConfig c = server_config(o.id, o.dir, o.port, o.apply_inline);
   c.election_ticks = o.election_ticks;
-  c.apply_inline = o.apply_inline;
   for (const auto& [id, port] : o.peers)
     c.peers.push_back(ServerAddress{NodeId(id), "127.0.0.1", port});
   // SIGTERM ends the run: block it here and wait for it below.

@@ -1,6 +1,7 @@
 // coraft-bench cluster --matrix: the peers' whole matrix, one cell after another, each in a child
 // process of its own (a fresh heap, fresh data directories, nothing carried over), then a table,
 // a JSON file and plots.
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -41,18 +42,12 @@ std::vector<Cell> cells(bool quick) {
 // Runs `argv` and returns its standard output; nullopt when it could not run or failed.
 std::optional<std::string> run_child(const std::vector<std::string>& args) {
   int out[2];
-  if (::pipe(out) != 0) return std::nullopt;
-  pid_t pid = ::fork();
-  if (pid < 0) return std::nullopt;
-  if (pid == 0) {
-    ::dup2(out[1], 1);
+  if (::pipe2(out, O_CLOEXEC) != 0) return std::nullopt;  // the child keeps only its dup on 1
+  const int pid = spawn_process(args, out[1]);
+  if (pid < 0) {
     ::close(out[0]);
     ::close(out[1]);
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
+    return std::nullopt;
   }
   ::close(out[1]);
   std::string text;
@@ -77,7 +72,7 @@ std::string stamp() {
 
 int run_matrix(const MatrixOptions& o) {
   std::error_code ec;
-  const std::string self = std::filesystem::read_symlink("/proc/self/exe", ec).string();
+  const std::string self = self_path();
   std::filesystem::create_directories(o.out, ec);
   if (ec) {
     std::fprintf(stderr, "coraft-bench cluster: cannot create %s: %s\n", o.out.c_str(),
