@@ -22,6 +22,7 @@ struct Handshake {
   clusterId @1 :UInt64;         # the cluster both nodes must belong to; a mismatch is refused
   senderId @2 :UInt64;          # the dialing node's id; it must be a configured peer
   receiverId @3 :UInt64;        # the node the dialer meant to reach; 0 accepts any
+  groupId @4 :UInt64;           # the Raft group the connection carries; a mismatch is refused
 }
 
 struct HandshakeReply {
@@ -30,6 +31,7 @@ struct HandshakeReply {
   clusterId @2 :UInt64;         # the accepting node's cluster id
   nodeId @3 :UInt64;            # the accepting node's id
   reason @4 :Text;              # why the handshake was refused; empty when accepted
+  groupId @5 :UInt64;           # the accepting node's group, echoed when accepted
 }
 
 struct VoteRequest {

@@ -38,6 +38,11 @@ struct NodeConfig {
   NodeId id;
   // Every server of the cluster must carry the same id (bootstrap() stores it in data_dir).
   std::uint64_t cluster_id = 0;
+  // The Raft group this server belongs to within the cluster. Every server of a group carries the
+  // same id; peer connections name it and refuse a mismatch. One group per Node today: the id
+  // is on the wire so that many groups sharing one process and its connections need no new
+  // protocol version.
+  std::uint64_t group_id = 0;
   std::string data_dir;
   std::string listen_host = "127.0.0.1";
   std::uint16_t listen_port = 0;

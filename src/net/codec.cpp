@@ -73,6 +73,7 @@ class Writer {
     w.setClusterId(m.cluster_id);
     w.setSenderId(m.sender.value());
     w.setReceiverId(m.receiver.value());
+    w.setGroupId(m.group_id);
   }
   void put(wire::Frame::Builder f, const HandshakeReply& m) {
     auto w = f.initHandshakeReply();
@@ -81,6 +82,7 @@ class Writer {
     w.setClusterId(m.cluster_id);
     w.setNodeId(m.node.value());
     w.setReason(m.reason);
+    w.setGroupId(m.group_id);
   }
   void put(wire::Frame::Builder f, const core::VoteRequest& m) {
     auto w = f.initVoteRequest();

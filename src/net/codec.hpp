@@ -59,6 +59,7 @@ struct Handshake {
   std::uint64_t cluster_id = 0;
   NodeId sender;
   NodeId receiver;  // no_node accepts whoever answers
+  std::uint64_t group_id = 0;
 };
 
 // The accepting side's answer. When `accepted` is false the connection closes after it.
@@ -68,6 +69,7 @@ struct HandshakeReply {
   std::uint64_t cluster_id = 0;
   NodeId node;
   std::string reason;
+  std::uint64_t group_id = 0;
 };
 
 // Sent by a dialer that has had nothing to send for a while, so that the acceptor does not close

@@ -69,12 +69,12 @@ class Reader {
 
   static Handshake handshake(wire::Handshake::Reader w) {
     return {w.getProtocolVersion(), w.getClusterId(), NodeId(w.getSenderId()),
-            NodeId(w.getReceiverId())};
+            NodeId(w.getReceiverId()), w.getGroupId()};
   }
   static HandshakeReply reply(wire::HandshakeReply::Reader w) {
     auto reason = w.getReason();
     return {w.getAccepted(), w.getProtocolVersion(), w.getClusterId(), NodeId(w.getNodeId()),
-            std::string(reason.begin(), reason.size())};
+            std::string(reason.begin(), reason.size()), w.getGroupId()};
   }
   static core::VoteRequest vote_request(wire::VoteRequest::Reader w) {
     return {Term(w.getTerm()), Index(w.getLastLogIndex()), Term(w.getLastLogTerm()), w.getPreVote(),

@@ -5,7 +5,8 @@
 //
 // TcpTransport's shape:
 // - One outbound connection per peer, dialled by this node and used only to send. It starts with
-//   a handshake (protocol version, cluster id, sender and receiver ids) that the peer answers.
+//   a handshake (protocol version, cluster and group ids, sender and receiver ids) that the peer
+//   answers.
 //   When it fails or drops, it is dialled again after a jittered, exponentially growing delay
 //   between reconnect_delay_min and reconnect_delay_max.
 // - An acceptor. Each accepted connection must open with a handshake from a configured peer of
@@ -119,6 +120,10 @@ struct TlsConfig {
 
 struct TransportConfig {
   std::uint64_t cluster_id = 0;
+  // The Raft group this transport carries. Every handshake names it and either side refuses a
+  // mismatch, so a later transport that serves many groups of one process over shared
+  // connections changes no frame format: only the routing behind the handshake.
+  std::uint64_t group_id = 0;
   NodeId self;
   std::string listen_host = "127.0.0.1";
   std::uint16_t listen_port = 0;  // 0: an ephemeral port, see TcpTransport::local_port()

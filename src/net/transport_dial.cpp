@@ -129,8 +129,9 @@ asio::awaitable<void> TcpTransport::Impl::dial(Peer& p, std::optional<Result<voi
     out = named.error();
     co_return;
   }
-  auto hello = encode(Handshake{protocol_version, config.cluster_id, config.self, p.address.id},
-                      config.limits);
+  auto hello = encode(
+      Handshake{protocol_version, config.cluster_id, config.self, p.address.id, config.group_id},
+      config.limits);
   CORAFT_ASSERT(hello.ok(), "a handshake always fits a frame");
   if (auto wec = co_await p.stream->write(hello->buffers()); wec) {
     out = Error(Errc::connection_closed, "sending the handshake: " + wec.message());
@@ -163,11 +164,12 @@ Result<void> TcpTransport::Impl::check_reply(const Peer& p, const FrameBody& bod
   if (!r->accepted)
     return Error(Errc::peer_rejected, "the peer refused the handshake: " + printable(r->reason));
   if (r->protocol_version != protocol_version || r->cluster_id != config.cluster_id ||
-      r->node != p.address.id) {
+      r->group_id != config.group_id || r->node != p.address.id) {
     return Error(Errc::peer_rejected,
                  detail::concat("the peer is node ", r->node, " of cluster ", r->cluster_id,
-                                " speaking protocol version ", r->protocol_version,
-                                "; expected node ", p.address.id, " of cluster ", config.cluster_id,
+                                " group ", r->group_id, " speaking protocol version ",
+                                r->protocol_version, "; expected node ", p.address.id,
+                                " of cluster ", config.cluster_id, " group ", config.group_id,
                                 " speaking version ", protocol_version));
   }
   return {};

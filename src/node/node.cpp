@@ -166,6 +166,7 @@ Result<void> NodeImpl::open() {
 
   net::TransportConfig tc;
   tc.cluster_id = config_.cluster_id;
+  tc.group_id = config_.group_id;
   tc.self = config_.id;
   tc.listen_host = config_.listen_host;
   tc.listen_port = config_.listen_port;

@@ -24,6 +24,7 @@ using namespace coraft::net;
 namespace {
 
 constexpr std::uint64_t cluster = 0xc0ffee;
+constexpr std::uint64_t group = 7;
 constexpr std::size_t frames_wanted = 5;  // the handshake, three messages and a keepalive
 
 // Plays node 2 by hand: accepts the connection, answers the handshake and records every byte.
@@ -43,7 +44,7 @@ asio::awaitable<void> record(asio::ip::tcp::acceptor& acceptor, std::vector<std:
       auto next = reader.next();
       if (!next || !*next) break;
       if (frames++ == 0) {
-        auto reply = encode(HandshakeReply{true, protocol_version, cluster, NodeId(2), ""}, limits);
+        auto reply = encode(HandshakeReply{true, protocol_version, cluster, NodeId(2), "", group}, limits);
         co_await asio::async_write(socket, reply->buffers(), asio::use_awaitable);
       }
     }
@@ -66,6 +67,7 @@ int main(int argc, char** argv) {
 
   TransportConfig config;
   config.cluster_id = cluster;
+  config.group_id = group;
   config.self = NodeId(1);
   config.peers.push_back({NodeId(2), "127.0.0.1", acceptor.local_endpoint().port()});
   config.keepalive_interval = std::chrono::milliseconds(20);

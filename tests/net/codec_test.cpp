@@ -54,15 +54,16 @@ TEST_CASE("every message kind survives an encode and decode round trip") {
 }
 
 TEST_CASE("handshake and handshake reply survive a round trip") {
-  auto h = decode(encode_flat(Handshake{protocol_version, 77, NodeId(3), NodeId(4)}), {});
+  auto h = decode(encode_flat(Handshake{protocol_version, 77, NodeId(3), NodeId(4), 12}), {});
   REQUIRE(h.ok());
   const auto& hs = std::get<Handshake>(*h);
   CHECK(hs.protocol_version == protocol_version);
   CHECK(hs.cluster_id == 77);
   CHECK(hs.sender == NodeId(3));
   CHECK(hs.receiver == NodeId(4));
+  CHECK(hs.group_id == 12);
 
-  auto r = decode(encode_flat(HandshakeReply{false, 2, 78, NodeId(4), "wrong cluster"}), {});
+  auto r = decode(encode_flat(HandshakeReply{false, 2, 78, NodeId(4), "wrong cluster", 13}), {});
   REQUIRE(r.ok());
   const auto& reply = std::get<HandshakeReply>(*r);
   CHECK(!reply.accepted);
@@ -70,6 +71,7 @@ TEST_CASE("handshake and handshake reply survive a round trip") {
   CHECK(reply.cluster_id == 78);
   CHECK(reply.node == NodeId(4));
   CHECK(reply.reason == "wrong cluster");
+  CHECK(reply.group_id == 13);
 }
 
 TEST_CASE("a keepalive frame survives a round trip and is the schema's keepalive") {

@@ -70,6 +70,37 @@ TEST_CASE("a peer of another cluster is refused at the handshake") {
   CHECK(p.a->peer_stats(n2).queued_messages == 1);
 }
 
+TEST_CASE("a peer of another Raft group of the same cluster is refused at the handshake") {
+  LogRecorder logs;
+  auto ca = node_config(n1, {n2});
+  ca.group_id = 5;
+  auto cb = node_config(n2, {n1});
+  cb.group_id = 6;
+  Pair p(ca, cb);
+  REQUIRE(p.a->send(timeout_now(n2)).ok());
+  REQUIRE(p.b->send(timeout_now(n1)).ok());
+  REQUIRE(run_until(p.io, [&] {
+    return logs.contains("refused connection", "group id 5, this node's is 6") &&
+           logs.contains("refused connection", "group id 6, this node's is 5");
+  }));
+  run_for(p.io, 50ms);
+  CHECK(p.a.inbox.empty());
+  CHECK(p.b.inbox.empty());
+  CHECK(!p.a->peer_stats(n2).connected);
+  CHECK(!p.b->peer_stats(n1).connected);
+}
+
+TEST_CASE("peers of one group other than the default connect and deliver") {
+  auto ca = node_config(n1, {n2});
+  ca.group_id = 5;
+  auto cb = node_config(n2, {n1});
+  cb.group_id = 5;
+  Pair p(ca, cb);
+  REQUIRE(p.a->send(timeout_now(n2)).ok());
+  REQUIRE(run_until(p.io, [&] { return p.b.inbox.size() == 1; }));
+  CHECK(p.b.inbox[0].from == n1);
+}
+
 TEST_CASE("a sender that is not a configured peer is refused") {
   LogRecorder logs;
   Pair p(node_config(NodeId(9), {n2}), node_config(n2, {n1}));
