@@ -126,7 +126,7 @@ struct HardStateFile::State {
   std::uint64_t version = 0;
   std::uint64_t slot = 1;  // the slot holding `version`
   std::optional<std::uint64_t> damaged;
-  std::unique_ptr<DiskBackend> backend;  // null when opened read-only
+  std::unique_ptr<DiskChannel> backend;  // null when opened read-only
   std::function<int()> fault;
   bool saving = false;  // a save is in flight or being handed its turn
   bool closed = false;
@@ -254,9 +254,9 @@ Result<HardStateFile> HardStateFile::open(asio::any_io_executor ex, const std::s
     return errno_error(errno, "flock " + st->path);
   }
   if (auto r = st->load(dir); !r) return r.error();
-  auto backend = make_disk_backend(std::move(ex), options.backend);
+  auto backend = shared_disk_backend(std::move(ex), options.backend);
   if (!backend) return backend.error();
-  st->backend = std::move(*backend);
+  st->backend = std::make_unique<DiskChannel>(std::move(*backend));
   if (auto r = st->backend->hold_until_gone(st->fd.get()); !r) return r.error();
   return HardStateFile(std::move(st));
 }

@@ -9,9 +9,9 @@
 //   32  4  CRC32C of bytes 0..63 computed with this field zero
 //   36 28  zero
 //   ..     zero up to 512
-// A save writes the slot not holding the newest version, then fdatasyncs, through the same disk
-// backend as the log (io_uring write linked to fdatasync, or the fallback thread), so the event
-// loop never waits for the disk. Saves run one at a time, in the order they were called. A crash
+// A save writes the slot not holding the newest version, then fdatasyncs, through the disk
+// backend every log and hard state on the io_context shares (one io_uring with the write linked
+// to its fdatasync, or one fallback thread), so the event loop never waits for the disk. Saves run one at a time, in the order they were called. A crash
 // or a failed save can only damage the slot being written, so the other still holds the previous
 // state, and the next save writes the same slot again. A new file is created (under a temporary
 // name, synced, renamed) with slot 1 holding version 0: term 0, no vote; so a file without a

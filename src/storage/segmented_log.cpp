@@ -708,13 +708,13 @@ Result<std::unique_ptr<SegmentedLog>> SegmentedLog::open(asio::any_io_executor e
   impl->dir_lock = std::move(*lock);
   if (auto r = impl->recover(); !r) return r.error();
   int setup_fault = impl->opt.fault ? impl->opt.fault(FaultPoint::uring_setup) : 0;
-  auto backend = make_disk_backend(ex, impl->opt.backend, setup_fault);
+  auto backend = shared_disk_backend(ex, impl->opt.backend, setup_fault);
   if (!backend) return backend.error();
-  impl->backend = std::move(*backend);
+  impl->backend = std::make_unique<DiskChannel>(std::move(*backend));
   // A killed process's io_uring writes may still be landing after its descriptors are closed:
   // the directory stays locked until they have.
   if (auto r = impl->backend->hold_until_gone(impl->dir_lock.get()); !r) return r.error();
-  impl->worker = std::make_unique<FileWorker>(ex);
+  impl->worker = std::make_unique<FileWorkerChannel>(FileWorker::shared(ex));
   if (impl->opt.direct_bytes_max > 0) {
     impl->staging = aligned_buffer(impl->opt.direct_bytes_max);
     impl->tail = aligned_buffer(direct_block_bytes);

@@ -57,6 +57,8 @@ struct LogOptions {
   std::uint32_t direct_bytes_max = 16u << 20;
   // How an O_DIRECT batch is made durable: RWF_DSYNC on the write, or a linked fdatasync.
   Sync direct_sync = Sync::dsync;
+  // Logs and hard-state files on one io_context share one backend of each kind
+  // (shared_disk_backend): one io_uring, or one writer thread, for all of them.
   BackendKind backend = BackendKind::automatic;
   SegmentPrepare prepare = SegmentPrepare::prewrite;
   // Cut the log at the first damaged record instead of refusing to open.

@@ -88,8 +88,8 @@ struct SegmentedLog::Impl {
   asio::any_io_executor ex;
   LogOptions opt;
   Fd dir_lock;  // the directory's lock file, held while the log is open
-  std::unique_ptr<DiskBackend> backend;
-  std::unique_ptr<FileWorker> worker;
+  std::unique_ptr<DiskChannel> backend;
+  std::unique_ptr<FileWorkerChannel> worker;
 
   std::deque<Segment> segments;  // by first index, contiguous
   Segment* active = nullptr;     // the open segment being written, if any

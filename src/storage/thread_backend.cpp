@@ -10,11 +10,16 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
+#include <asio/execution/context.hpp>
+#include <asio/execution_context.hpp>
 #include <asio/post.hpp>
+#include <asio/query.hpp>
 
 #include <coraft/log.hpp>
 
@@ -25,6 +30,7 @@ namespace coraft::storage {
 namespace {
 
 struct ThreadOp {
+  DiskBackend::Owner owner = 0;
   int fd = -1;
   std::uint64_t offset = 0;
   std::vector<iovec> iov;
@@ -67,16 +73,31 @@ class ThreadBackend final : public DiskBackend {
     *alive_ = false;
   }
 
-  void write_sync(int fd, std::uint64_t offset, std::span<const iovec> iov, Sync how,
+  Owner open_owner() override {
+    const Owner o = next_owner_++;
+    owners_.insert(o);
+    return o;
+  }
+
+  void write_sync(Owner owner, int fd, std::uint64_t offset, std::span<const iovec> iov, Sync how,
                   Done done) override {
     {
       std::lock_guard lock(mu_);
-      queue_.push_back(ThreadOp{fd, offset, {iov.begin(), iov.end()}, how, std::move(done)});
+      queue_.push_back(
+          ThreadOp{owner, fd, offset, {iov.begin(), iov.end()}, how, std::move(done)});
     }
     cv_.notify_one();
   }
 
-  Result<void> hold_until_gone(int) override { return {}; }
+  Result<void> hold_until_gone(Owner, int) override { return {}; }
+
+  void close_owner(Owner owner) override {
+    std::unique_lock lock(mu_);
+    std::erase_if(queue_, [&](const ThreadOp& op) { return op.owner == owner; });
+    idle_cv_.wait(lock, [&] { return running_ != owner; });
+    // Completions already posted find the owner gone and are dropped.
+    owners_.erase(owner);
+  }
 
   [[nodiscard]] std::string_view name() const noexcept override { return "thread"; }
 
@@ -90,11 +111,17 @@ class ThreadBackend final : public DiskBackend {
         if (queue_.empty()) return;
         op = std::move(queue_.front());
         queue_.pop_front();
+        running_ = op.owner;
       }
       int err = write_all_and_sync(op);
-      asio::post(ex_, [alive = alive_, done = std::move(op.done), err] {
-        if (*alive) done(err);
+      asio::post(ex_, [this, alive = alive_, owner = op.owner, done = std::move(op.done), err] {
+        if (*alive && owners_.contains(owner)) done(err);
       });
+      {
+        std::lock_guard lock(mu_);
+        running_ = 0;
+      }
+      idle_cv_.notify_all();
     }
   }
 
@@ -103,7 +130,12 @@ class ThreadBackend final : public DiskBackend {
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<ThreadOp> queue_;
+  Owner running_ = 0;  // the owner whose write the thread is doing, or 0
+  std::condition_variable idle_cv_;
   bool stopping_ = false;
+  // Executor thread only.
+  std::unordered_set<Owner> owners_;
+  Owner next_owner_ = 1;
   std::thread worker_;
 };
 
@@ -117,19 +149,52 @@ BackendKind from_environment(BackendKind kind) {
   return kind;
 }
 
+// The backends shared on one execution context, by kind; each goes with its last user.
+class SharedBackends final : public asio::execution_context::service {
+ public:
+  static asio::execution_context::id id;
+
+  explicit SharedBackends(asio::execution_context& ctx) : service(ctx) {}
+
+  Result<std::shared_ptr<DiskBackend>> get(asio::any_io_executor ex, BackendKind kind) {
+    std::lock_guard lock(mu_);
+    std::weak_ptr<DiskBackend>& slot = backends_[kind];
+    if (auto live = slot.lock()) return live;
+    auto made = make_disk_backend(std::move(ex), kind);
+    if (made) slot = *made;
+    return made;
+  }
+
+ private:
+  void shutdown() override {}
+
+  std::mutex mu_;
+  std::map<BackendKind, std::weak_ptr<DiskBackend>> backends_;
+};
+
+asio::execution_context::id SharedBackends::id;
+
 }  // namespace
 
-std::unique_ptr<DiskBackend> make_thread_backend(asio::any_io_executor ex) {
-  return std::make_unique<ThreadBackend>(std::move(ex));
+Result<std::shared_ptr<DiskBackend>> shared_disk_backend(asio::any_io_executor ex,
+                                                         BackendKind kind,
+                                                         int injected_setup_errno) {
+  if (injected_setup_errno != 0) return make_disk_backend(std::move(ex), kind, injected_setup_errno);
+  auto& ctx = asio::query(ex, asio::execution::context);
+  return asio::use_service<SharedBackends>(ctx).get(std::move(ex), from_environment(kind));
 }
 
-Result<std::unique_ptr<DiskBackend>> make_disk_backend(asio::any_io_executor ex, BackendKind kind,
+std::shared_ptr<DiskBackend> make_thread_backend(asio::any_io_executor ex) {
+  return std::make_shared<ThreadBackend>(std::move(ex));
+}
+
+Result<std::shared_ptr<DiskBackend>> make_disk_backend(asio::any_io_executor ex, BackendKind kind,
                                                        int injected_setup_errno) {
   kind = from_environment(kind);
   if (kind == BackendKind::thread) return make_thread_backend(std::move(ex));
   auto uring = injected_setup_errno == 0
                    ? make_uring_backend(ex)
-                   : Result<std::unique_ptr<DiskBackend>>(
+                   : Result<std::shared_ptr<DiskBackend>>(
                          Error(Errc::storage_io, std::string("io_uring setup failed: ") +
                                                      std::strerror(injected_setup_errno)));
   if (uring || kind == BackendKind::uring) return uring;

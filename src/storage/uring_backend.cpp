@@ -8,9 +8,13 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <unordered_map>
 #include <vector>
 
+#include <asio/post.hpp>
 #include <asio/posix/stream_descriptor.hpp>
+
+#include <coraft/text.hpp>
 
 #include "storage/disk_backend.hpp"
 #include "storage/iov_util.hpp"
@@ -19,8 +23,11 @@ namespace coraft::storage {
 namespace {
 
 constexpr unsigned ring_entries = 64;
+// Files held through the ring (hold_until_gone), for every owner together: two per node.
+constexpr unsigned held_files_max = 1024;
 
 struct UringOp {
+  DiskBackend::Owner owner = 0;
   int fd = -1;
   std::uint64_t offset = 0;
   std::vector<iovec> iov;
@@ -36,7 +43,8 @@ struct UringOp {
 class UringBackend final : public DiskBackend {
  public:
   UringBackend(asio::any_io_executor ex, io_uring ring, int efd)
-      : ring_(ring),
+      : ex_(ex),
+        ring_(ring),
         efd_(ex, efd),
         alive_(std::make_shared<bool>(true)),
         skip_write_cqe_((ring_.features & IORING_FEAT_CQE_SKIP) != 0) {}
@@ -59,6 +67,7 @@ class UringBackend final : public DiskBackend {
       }
     }
     for (UringOp* op : waiting_) delete op;
+    for (UringOp* op : deferred_) delete op;
     // Nothing is in flight any more: give the held files back now rather than whenever the
     // kernel frees the ring, so that a clean close releases their locks at once.
     if (files_held_) io_uring_unregister_files(&ring_);
@@ -67,31 +76,107 @@ class UringBackend final : public DiskBackend {
     io_uring_queue_exit(&ring_);
   }
 
-  Result<void> hold_until_gone(int fd) override {
-    // One registration per ring: the ring's file table holds the file until the ring is freed,
-    // which the kernel does only after every request on it has completed.
-    CORAFT_REQUIRE(!files_held_, "hold_until_gone takes one file per ring");
-    int rc = io_uring_register_files(&ring_, &fd, 1);
+  Owner open_owner() override {
+    const Owner o = next_owner_++;
+    owners_.emplace(o, OwnerState{});
+    return o;
+  }
+
+  Result<void> hold_until_gone(Owner owner, int fd) override {
+    // The ring's file table holds each file until the ring is freed, which the kernel does
+    // only after every request on it has completed, or until the slot is cleared.
+    if (!files_held_) {
+      std::vector<int> empty(held_files_max, -1);
+      int rc = io_uring_register_files(&ring_, empty.data(), held_files_max);
+      if (rc < 0) {
+        return Error(Errc::storage_io,
+                     std::string("io_uring file registration failed: ") + std::strerror(-rc));
+      }
+      files_held_ = true;
+      free_slots_.reserve(held_files_max);
+      for (unsigned i = held_files_max; i > 0; --i) free_slots_.push_back(i - 1);
+    }
+    if (free_slots_.empty()) {
+      return Error(Errc::storage_io, detail::concat("io_uring holds ", held_files_max,
+                                                    " files already (held_files_max)"));
+    }
+    const unsigned slot = free_slots_.back();
+    int rc = io_uring_register_files_update(&ring_, slot, &fd, 1);
     if (rc < 0) {
       return Error(Errc::storage_io,
                    std::string("io_uring file registration failed: ") + std::strerror(-rc));
     }
-    files_held_ = true;
+    free_slots_.pop_back();
+    owners_.at(owner).slots.push_back(slot);
     return {};
   }
 
-  void write_sync(int fd, std::uint64_t offset, std::span<const iovec> iov, Sync how,
+  void write_sync(Owner owner, int fd, std::uint64_t offset, std::span<const iovec> iov, Sync how,
                   Done done) override {
     auto* op = new UringOp;
+    op->owner = owner;
     op->fd = fd;
     op->how = how;
     op->offset = offset;
     op->iov.assign(iov.begin(), iov.end());
     op->remaining = iov_bytes(iov);
     op->done = std::move(done);
+    ++owners_.at(owner).ops;
     waiting_.push_back(op);
     submit_waiting();
     arm();
+  }
+
+  void close_owner(Owner owner) override {
+    auto it = owners_.find(owner);
+    if (it == owners_.end()) return;
+    OwnerState& st = it->second;
+    auto drop = [&](std::deque<UringOp*>& list) {
+      std::erase_if(list, [&](UringOp* op) {
+        if (op->owner != owner) return false;
+        --st.ops;
+        delete op;
+        return true;
+      });
+    };
+    drop(waiting_);
+    drop(deferred_);
+    // Its writes in flight must end before the memory they write from may be freed. Others'
+    // writes that end meanwhile complete later, on the executor.
+    while (st.ops > 0) {
+      io_uring_cqe* cqe = nullptr;
+      int rc = io_uring_wait_cqe(&ring_, &cqe);
+      if (rc == -EINTR) continue;
+      CORAFT_ASSERT(rc == 0, "waiting for io_uring completions failed", rc, st.ops);
+      UringOp* op = op_of(cqe);
+      bool done = record(op, cqe);
+      io_uring_cqe_seen(&ring_, cqe);
+      if (!done) continue;
+      --in_flight_;
+      if (op->owner == owner) {
+        --st.ops;
+        delete op;
+      } else {
+        deferred_.push_back(op);
+      }
+    }
+    for (unsigned slot : st.slots) {
+      int none = -1;
+      int rc = io_uring_register_files_update(&ring_, slot, &none, 1);
+      CORAFT_ASSERT(rc >= 0, "clearing an io_uring file slot failed", rc, slot);
+      free_slots_.push_back(slot);
+    }
+    owners_.erase(it);
+    if (!deferred_.empty() || !waiting_.empty()) {
+      asio::post(ex_, [this, alive = alive_] {
+        if (!*alive) return;
+        std::deque<UringOp*> ready;
+        ready.swap(deferred_);
+        for (UringOp* op : ready) finish(op);
+        submit_waiting();
+        arm();
+      });
+    }
   }
 
   [[nodiscard]] std::string_view name() const noexcept override { return "io_uring"; }
@@ -209,14 +294,26 @@ class UringBackend final : public DiskBackend {
     }
     Done done = std::move(op->done);
     int err = op->err;
+    --owners_.at(op->owner).ops;
     delete op;
     done(err);
   }
 
+  struct OwnerState {
+    std::size_t ops = 0;          // waiting, in flight, or completed and not yet handed back
+    std::vector<unsigned> slots;  // its files in the ring's table
+  };
+
+  asio::any_io_executor ex_;
   io_uring ring_;
   asio::posix::stream_descriptor efd_;
   std::shared_ptr<bool> alive_;
+  std::unordered_map<Owner, OwnerState> owners_;
+  Owner next_owner_ = 1;
+  std::vector<unsigned> free_slots_;
   std::deque<UringOp*> waiting_;
+  // Completed while an owner was closing; handed back on the executor.
+  std::deque<UringOp*> deferred_;
   int in_flight_ = 0;
   bool armed_ = false;
   bool skip_write_cqe_;
@@ -225,7 +322,7 @@ class UringBackend final : public DiskBackend {
 
 }  // namespace
 
-Result<std::unique_ptr<DiskBackend>> make_uring_backend(asio::any_io_executor ex) {
+Result<std::shared_ptr<DiskBackend>> make_uring_backend(asio::any_io_executor ex) {
   io_uring ring;
   int rc = io_uring_queue_init(ring_entries, &ring, 0);
   if (rc < 0) {
@@ -244,7 +341,7 @@ Result<std::unique_ptr<DiskBackend>> make_uring_backend(asio::any_io_executor ex
     return Error(Errc::storage_io,
                  std::string("io_uring eventfd registration failed: ") + std::strerror(-rc));
   }
-  std::unique_ptr<DiskBackend> b = std::make_unique<UringBackend>(std::move(ex), ring, efd);
+  std::shared_ptr<DiskBackend> b = std::make_shared<UringBackend>(std::move(ex), ring, efd);
   return b;
 }
 

@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <filesystem>
 
+#include <asio/detached.hpp>
+
 #include <coraft/log.hpp>
 
 #include "storage/file_util.hpp"
@@ -560,7 +562,8 @@ TEST_CASE_FIXTURE(LogTest,
   std::string path = dir.path() + "/lock";
   auto held = lock_file(path);
   REQUIRE(held.ok());
-  REQUIRE((*ring)->hold_until_gone(held->get()).ok());
+  const auto owner = (*ring)->open_owner();
+  REQUIRE((*ring)->hold_until_gone(owner, held->get()).ok());
   held->reset();
   CHECK_FALSE(lockable(path));
   ring->reset();
@@ -569,9 +572,35 @@ TEST_CASE_FIXTURE(LogTest,
   auto thread = make_thread_backend(io.get_executor());
   auto again = lock_file(path);
   REQUIRE(again.ok());
-  REQUIRE(thread->hold_until_gone(again->get()).ok());
+  REQUIRE(thread->hold_until_gone(thread->open_owner(), again->get()).ok());
   again->reset();
   CHECK(lockable(path));
+}
+
+TEST_CASE_FIXTURE(LogTest, "an owner closed on a shared ring lets go of its held files at once") {
+  auto ring = make_uring_backend(io.get_executor());
+  if (!ring.ok()) {
+    MESSAGE("io_uring cannot be set up here: ", ring.error().message());
+    return;
+  }
+  std::string first_path = dir.path() + "/first";
+  std::string second_path = dir.path() + "/second";
+  auto first = lock_file(first_path);
+  auto second = lock_file(second_path);
+  REQUIRE(first.ok());
+  REQUIRE(second.ok());
+  const auto a = (*ring)->open_owner();
+  const auto b = (*ring)->open_owner();
+  REQUIRE((*ring)->hold_until_gone(a, first->get()).ok());
+  REQUIRE((*ring)->hold_until_gone(b, second->get()).ok());
+  first->reset();
+  second->reset();
+  CHECK_FALSE(lockable(first_path));
+  (*ring)->close_owner(a);
+  CHECK(lockable(first_path));
+  CHECK_FALSE(lockable(second_path));  // the other owner still holds its own
+  (*ring)->close_owner(b);
+  CHECK(lockable(second_path));
 }
 
 TEST_CASE_FIXTURE(LogTest, "a hard state file is held by one opener at a time") {
@@ -581,4 +610,100 @@ TEST_CASE_FIXTURE(LogTest, "a hard state file is held by one opener at a time") 
   REQUIRE_FALSE(second.ok());
   CHECK(second.error().is(Errc::storage_io));
   CHECK(second.error().detail.find("locked") != std::string::npos);
+}
+
+namespace {
+
+std::size_t thread_count() {
+  std::size_t n = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator("/proc/self/task")) ++n;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE_FIXTURE(LogTest,
+                  "logs and hard states on one io_context share one writer thread and one file "
+                  "worker") {
+  const std::size_t before = thread_count();
+  auto a_options = small_options(dir.path() + "/a");
+  a_options.backend = BackendKind::thread;
+  auto b_options = small_options(dir.path() + "/b");
+  b_options.backend = BackendKind::thread;
+  auto a = open_log(a_options);
+  auto b = open_log(b_options);
+  HardStateOptions hs_options;
+  hs_options.backend = BackendKind::thread;
+  auto hs_a = HardStateFile::open(io.get_executor(), dir.path() + "/a", hs_options);
+  auto hs_b = HardStateFile::open(io.get_executor(), dir.path() + "/b", hs_options);
+  REQUIRE(hs_a.ok());
+  REQUIRE(hs_b.ok());
+  // One writer thread for every write and sync, and one thread for the logs' file work.
+  CHECK(thread_count() == before + 2);
+  CHECK(a->backend_name() == "thread");
+
+  // Writes of all four owners in flight together complete, each with its own outcome.
+  int done = 0;
+  auto spawn = [&](asio::awaitable<Result<void>> op) {
+    asio::co_spawn(
+        io,
+        [&, op = std::move(op)]() mutable -> asio::awaitable<void> {
+          auto r = co_await std::move(op);
+          CHECK(r.ok());
+          ++done;
+        },
+        asio::detached);
+  };
+  spawn(a->append(make_entries(1, 10, 1, 1000)));
+  spawn(b->append(make_entries(1, 20, 1, 1000)));
+  spawn(hs_a->save(HardState{Term(3), NodeId(1)}));
+  spawn(hs_b->save(HardState{Term(4), NodeId(2)}));
+  io.run();
+  io.restart();
+  CHECK(done == 4);
+  CHECK(a->last_index() == Index(10));
+  CHECK(b->last_index() == Index(20));
+  CHECK(hs_b->current().term == Term(4));
+}
+
+TEST_CASE_FIXTURE(LogTest,
+                  "closing one log leaves another's writes on the shared backend to complete") {
+  for (BackendKind kind : {BackendKind::uring, BackendKind::thread}) {
+    CAPTURE(static_cast<int>(kind));
+    if (kind == BackendKind::uring && !make_uring_backend(io.get_executor()).ok()) continue;
+    const std::string sub = dir.path() + "/" + std::to_string(static_cast<int>(kind));
+    auto a_options = small_options(sub + "/a");
+    a_options.backend = kind;
+    auto b_options = small_options(sub + "/b");
+    b_options.backend = kind;
+    auto a = open_log(a_options);
+    auto b = open_log(b_options);
+    std::optional<Result<void>> a_result;
+    std::optional<Result<void>> b_result;
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          a_result = co_await a->append(make_entries(1, 50, 1, 4000));
+        },
+        asio::detached);
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          b_result = co_await b->append(make_entries(1, 50, 1, 4000));
+        },
+        asio::detached);
+    // Both batches reach the backend; then the first log closes with its write in flight.
+    io.poll();
+    a.reset();
+    io.run();
+    io.restart();
+    REQUIRE(b_result.has_value());
+    CHECK(b_result->ok());
+    CHECK(b->last_index() == Index(50));
+    // The closed log's append either finished before it closed or was told it is closing.
+    if (a_result) CHECK((a_result->ok() || a_result->error().code == Errc::shutting_down));
+    // What it wrote before it closed is a prefix of its append, and the log opens again.
+    auto reopened = open_log(a_options);
+    CHECK(reopened->last_index() <= Index(50));
+  }
 }
