@@ -119,6 +119,11 @@ struct NodeMetrics {
   std::uint64_t elections = 0;       // campaigns this node started
   std::uint64_t leader_changes = 0;  // changes of the leader this node knows
   std::uint64_t snapshots = 0;       // snapshots of this node's state machine taken
+  std::uint64_t snapshots_sent = 0;  // streams a follower installed (leader side)
+  std::uint64_t snapshot_streams_failed = 0;  // streams given up (leader side)
+  std::uint64_t snapshot_bytes_sent = 0;
+  std::uint64_t snapshots_installed = 0;  // snapshots received and installed (follower side)
+  std::uint64_t snapshot_bytes_received = 0;
   std::uint64_t messages_sent = 0;
   std::uint64_t messages_refused = 0;  // sends the transport refused (queue full)
   std::uint64_t messages_received = 0;

@@ -88,13 +88,27 @@ struct NodeConfig {
   std::uint64_t segment_bytes = 64ull << 20;         // one log segment file
   std::uint64_t log_queue_bytes_max = 256ull << 20;  // log writes waiting for the disk
   std::uint64_t log_cache_bytes_max = 64ull << 20;   // recent entries kept in memory
-  std::uint64_t snapshot_bytes_max = 1ull << 30;     // one snapshot, when loaded
+  std::uint64_t snapshot_bytes_max = 1ull << 30;     // one snapshot's state machine data
   // Entries kept in the log behind a snapshot, so slightly lagging followers catch up without one.
   std::uint64_t snapshot_trailing_entries = 1024;
-  // Take a snapshot once this many entries were applied since the last one. Zero: never on
-  // its own (snapshot_now() still works). Off by default while followers far behind cannot yet
-  // be sent a snapshot.
-  std::uint64_t snapshot_threshold_entries = 0;
+  // Take a snapshot once this many entries, or this many payload bytes, were applied since the
+  // last one; zero turns that trigger off (snapshot_now() always works). They bound the disk the
+  // log takes and the entries the node keeps in memory.
+  std::uint64_t snapshot_threshold_entries = 100'000;
+  std::uint64_t snapshot_threshold_bytes = 256ull << 20;
+  std::uint32_t snapshots_kept = 2;  // stored snapshots; older ones are deleted
+  // Streaming a snapshot to a follower whose entries are compacted away: chunks of this many
+  // bytes, at most this many unacknowledged (the receiver acknowledges a chunk once it is
+  // durable), so sender and receiver each hold at most chunk x window bytes of it in memory.
+  std::uint64_t snapshot_chunk_bytes = 1ull << 20;
+  std::uint32_t snapshot_window_chunks = 4;
+  // A stream fails when no chunk is acknowledged for this long (progress, not total time:
+  // restoring the state machine on the receiver does not count).
+  std::chrono::milliseconds snapshot_chunk_timeout{10000};
+  // A follower whose stream failed gets the next one after this, doubled per failure up to the
+  // maximum, and back to none after a success.
+  std::chrono::milliseconds snapshot_retry_delay_min{100};
+  std::chrono::milliseconds snapshot_retry_delay_max{5000};
   // A learner added with auto-promotion becomes a voter once within this many entries.
   std::uint64_t promotion_lag_entries_max = 64;
 

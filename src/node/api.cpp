@@ -88,6 +88,15 @@ Result<void> NodeConfig::validate() const {
   if (read_timeout.count() <= 0) return bad("read_timeout", "must be positive");
   if (transfer_timeout.count() <= 0) return bad("transfer_timeout", "must be positive");
   if (disk_stall_timeout.count() < 0) return bad("disk_stall_timeout", "must not be negative");
+  if (snapshot_chunk_bytes < 4096 || snapshot_chunk_bytes + 4096 > frame_bytes_max) {
+    return bad("snapshot_chunk_bytes", "must be at least 4096 and fit a frame_bytes_max frame");
+  }
+  if (snapshot_window_chunks == 0) return bad("snapshot_window_chunks", "must be positive");
+  if (snapshot_chunk_timeout.count() <= 0) return bad("snapshot_chunk_timeout", "must be positive");
+  if (snapshot_retry_delay_min.count() <= 0 || snapshot_retry_delay_max < snapshot_retry_delay_min) {
+    return bad("snapshot_retry_delay_max", "need 0 < snapshot_retry_delay_min <= the maximum");
+  }
+  if (snapshots_kept == 0) return bad("snapshots_kept", "must be positive");
   return {};
 }
 
@@ -205,6 +214,15 @@ std::string Node::metrics_text(NodeId id, const NodeMetrics& m) {
   one("elections_total", "counter", "Campaigns started.", m.elections);
   one("leader_changes_total", "counter", "Changes of the known leader.", m.leader_changes);
   one("snapshots_total", "counter", "Snapshots of the state machine taken.", m.snapshots);
+  one("snapshots_sent_total", "counter", "Snapshot streams a follower installed.",
+      m.snapshots_sent);
+  one("snapshot_streams_failed_total", "counter", "Snapshot streams given up.",
+      m.snapshot_streams_failed);
+  one("snapshot_bytes_sent_total", "counter", "Snapshot bytes sent.", m.snapshot_bytes_sent);
+  one("snapshots_installed_total", "counter", "Snapshots received and installed.",
+      m.snapshots_installed);
+  one("snapshot_bytes_received_total", "counter", "Snapshot bytes received durably.",
+      m.snapshot_bytes_received);
   one("messages_sent_total", "counter", "Messages handed to the transport.", m.messages_sent);
   one("messages_refused_total", "counter", "Messages the transport refused.", m.messages_refused);
   one("messages_received_total", "counter", "Messages received.", m.messages_received);

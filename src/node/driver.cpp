@@ -65,8 +65,15 @@ void NodeImpl::drain() {
 void NodeImpl::handle(core::Output out) {
   // Step 2 and 4: durable work, and messages that wait for it, go to the writer in order.
   if (out.has_durable_work() || !out.messages_after_persist.empty()) {
-    CORAFT_ASSERT(!out.install_snapshot, "snapshot installation is not supported yet");
     auto job = std::make_shared<WriteJob>();
+    if (out.install_snapshot) {
+      // Only a stream this node received and checked makes the core install a snapshot.
+      CORAFT_ASSERT(staged_ && staged_->last_index() == out.install_snapshot->last_index,
+                    "an installed snapshot was received", out.install_snapshot->last_index);
+      job->install = out.install_snapshot;
+      job->staged = std::move(staged_);
+      job->keeps_log = staged_keeps_log_;
+    }
     job->write = out.write;
     job->hard_state = out.hard_state;
     job->truncate_from = out.truncate_from;
@@ -87,13 +94,7 @@ void NodeImpl::handle(core::Output out) {
     apply_event_.notify();
   }
   if (out.soft_state) on_soft_state(*out.soft_state);
-  for (const core::SnapshotSend& s : out.snapshot_sends) {
-    if (std::find(needs_snapshot_.begin(), needs_snapshot_.end(), s.to) == needs_snapshot_.end()) {
-      needs_snapshot_.push_back(s.to);
-      log(LogLevel::warn, "node ", config_.id, ": peer ", s.to,
-          " needs a snapshot to catch up (its entries are compacted away)");
-    }
-  }
+  for (const core::SnapshotSend& s : out.snapshot_sends) start_snapshot_stream(s);
   for (const core::ReadState& r : out.reads_ready) {
     auto it = reads_.find(r.id);
     if (it == reads_.end()) continue;
@@ -129,6 +130,16 @@ void NodeImpl::on_receive(core::Message m) {
   if (hooks_.drop_incoming && hooks_.drop_incoming(m)) return;
   ++metrics_.messages_received;
   last_contact_[m.from.value()] = Clock::now();
+  // Snapshot chunks and their acknowledgements are the node's; the core sees a stream only
+  // once it is received whole, and the receiver core's final answer.
+  if (auto* chunk = std::get_if<core::InstallSnapshot>(&m.body)) {
+    on_snapshot_chunk(m.from, std::move(*chunk));
+    return;
+  }
+  if (const auto* r = std::get_if<core::InstallSnapshotResponse>(&m.body)) {
+    on_snapshot_response(m.from, *r);
+    if (!r->done) return;
+  }
   auto r = core_->step(std::move(m));
   if (!r) log(LogLevel::debug, "node ", config_.id, ": message refused: ", r.error().message());
   drain_soon();
@@ -163,8 +174,10 @@ void NodeImpl::on_soft_state(const core::SoftState& s) {
       for (auto& w : waiters) w.done(s.leader);
     }
   }
+  // A stream belongs to one leadership: it ends before any message of a new term leaves.
+  if (s.role != core::Role::leader || s.term != prev.term) cancel_snapshot_streams();
+  if (in_stream_ && in_stream_->term < s.term) in_stream_.reset();
   if (prev.role == core::Role::leader && s.role != core::Role::leader) {
-    needs_snapshot_.clear();
     fail_unknown_after_commit();
   }
 }
@@ -298,8 +311,12 @@ asio::awaitable<void> NodeImpl::ticker() {
     drain();
     sweep_timeouts(now);
     check_disk_stall(now);
-    if (config_.snapshot_threshold_entries != 0 &&
-        applied_since_snapshot_ >= config_.snapshot_threshold_entries && !snapshot_requested_) {
+    const bool due =
+        (config_.snapshot_threshold_entries != 0 &&
+         applied_since_snapshot_ >= config_.snapshot_threshold_entries) ||
+        (config_.snapshot_threshold_bytes != 0 &&
+         applied_bytes_since_snapshot_ >= config_.snapshot_threshold_bytes);
+    if (due && !snapshot_requested_) {
       snapshot_requested_ = true;
       apply_event_.notify();
     }
@@ -311,25 +328,42 @@ asio::awaitable<void> NodeImpl::ticker() {
 // handed them out. Appends and truncations are ordered by the log itself and overlap (group
 // commit).
 asio::awaitable<void> NodeImpl::writer() {
+  if (clear_log_on_start_) {
+    writer_busy_ = true;
+    auto r = co_await durable_->clear_log();
+    writer_busy_ = false;
+    if (!r) fail_stop(r.error());
+  }
   while (!stopping_) {
     if (writes_started_ >= writes_.size()) {
       co_await write_event_.wait();
       continue;
     }
     std::shared_ptr<WriteJob> job = writes_[writes_started_];
-    if (job->hard_state) {
+    if (job->hard_state || job->install) {
       while (appends_in_flight_ > 0 && !stopping_) co_await written_event_.wait();
       if (stopping_) break;
       job->started = Clock::now();
       ++writes_started_;
-      writer_busy_ = true;
-      auto r = co_await durable_->save_hard_state(*job->hard_state);
-      writer_busy_ = false;
-      if (!r) {
-        fail_stop(r.error());
-        break;
+      if (job->hard_state) {
+        writer_busy_ = true;
+        auto r = co_await durable_->save_hard_state(*job->hard_state);
+        writer_busy_ = false;
+        if (!r) {
+          fail_stop(r.error());
+          break;
+        }
+        ++metrics_.hard_state_writes;
       }
-      ++metrics_.hard_state_writes;
+      if (job->install) {
+        writer_busy_ = true;
+        auto r = co_await install_staged(*job);
+        writer_busy_ = false;
+        if (!r) {
+          fail_stop(r.error());
+          break;
+        }
+      }
     } else {
       // Bound what waits for the disk; a lone job always goes.
       while (appends_in_flight_ > 0 &&
@@ -434,6 +468,25 @@ asio::awaitable<void> NodeImpl::applier() {
   std::vector<Bytes> replies;
   std::vector<Entry> batch;
   while (!stopping_) {
+    if (restore_pending_) {
+      const SnapshotMeta meta = std::move(*restore_pending_);
+      restore_pending_.reset();
+      auto r = co_await restore_stored(meta);
+      if (stopping_) break;
+      if (!r) {
+        fail_stop(r.error());
+        break;
+      }
+      while (!to_apply_.empty() && to_apply_.front().index <= meta.last_index) to_apply_.pop_front();
+      applied_ = meta.last_index;
+      applied_conf_ = meta.configuration;
+      applied_since_snapshot_ = 0;
+      applied_bytes_since_snapshot_ = 0;
+      core_->applied(applied_);
+      drain();
+      resolve_reads();
+      continue;
+    }
     if (snapshot_requested_) {
       snapshot_requested_ = false;
       auto r = co_await take_snapshot();
@@ -506,6 +559,7 @@ asio::awaitable<void> NodeImpl::applier() {
       }
       applied_ = e.index;
       ++applied_since_snapshot_;
+      applied_bytes_since_snapshot_ += e.payload.size();
     }
     std::erase_if(config_waiters_, [&](ConfigWaiter& w) {
       if (w.index > applied_ || applied_conf_.joint()) return false;

@@ -43,21 +43,6 @@ class StoreSink final : public SnapshotSink {
   storage::SnapshotStore::Writer& w_;
 };
 
-class BytesSource final : public SnapshotSource {
- public:
-  explicit BytesSource(Bytes b) : b_(std::move(b)) {}
-  Result<std::size_t> read(std::span<std::byte> out) override {
-    const std::size_t n = std::min(out.size(), b_.size() - pos_);
-    if (n > 0) std::memcpy(out.data(), b_.data() + pos_, n);
-    pos_ += n;
-    return n;
-  }
-  [[nodiscard]] std::uint64_t size() const noexcept override { return b_.size(); }
-
- private:
-  Bytes b_;
-  std::size_t pos_ = 0;
-};
 
 }  // namespace
 
@@ -104,31 +89,47 @@ Result<void> NodeImpl::open() {
   }
   auto hs = storage::HardStateFile::open(ex_, lo.dir);
   if (!hs) return hs.error();
-  auto store = storage::SnapshotStore::open(config_.data_dir);
+  auto store = storage::SnapshotStore::open(config_.data_dir, config_.snapshots_kept);
   if (!store) return store.error();
-  auto snap = store->load_latest(config_.snapshot_bytes_max);
-  if (!snap) return snap.error();
+  store_.emplace(std::move(*store));
+  auto stored = store_->list();
+  if (!stored) return stored.error();
 
   core::DurableState durable;
   durable.hard_state = hs->current();
-  if (*snap) {
-    durable.snapshot = (*snap)->meta;
-    BytesSource source((*snap)->data);
-    auto restored = sm_.restore(source);
+  if (!stored->empty()) {
+    // Checked and loaded in blocks: a large snapshot is never held in memory whole.
+    auto info = storage::SnapshotStore::verify(stored->front().path, config_.snapshot_bytes_max);
+    if (!info) return info.error();
+    durable.snapshot = info->meta;
+    auto restored = restore_from_file(sm_, *info);
     if (!restored) return restored;
-    applied_ = (*snap)->meta.last_index;
-    applied_conf_ = (*snap)->meta.configuration;
+    applied_ = info->meta.last_index;
+    applied_conf_ = info->meta.configuration;
   }
-  // Replay the stored log into the core.
+  // Replay the stored log into the core. A log that does not continue the snapshot (a crash
+  // between installing a received snapshot and clearing the log it replaced) holds nothing the
+  // snapshot does not cover or contradict: it is cleared before anything else is written.
   const Index first = (*log)->first_index();
   const Index last = (*log)->last_index();
+  if (durable.snapshot && last >= first) {
+    const Index s = durable.snapshot->last_index;
+    auto t = s >= first && s <= last ? (*log)->term_at(s) : Result<Term>(Errc::invalid_argument);
+    const bool holds = t && *t == durable.snapshot->last_term;
+    const bool follows = first.value() == s.value() + 1;
+    if (!holds && !follows) {
+      coraft::log(LogLevel::warn, "node ", config_.id, ": the log (", first, "..", last,
+          ") does not continue snapshot ", s, "; it is cleared");
+      clear_log_on_start_ = true;
+    }
+  }
   Index from = first;
   if (durable.snapshot && from.value() <= durable.snapshot->last_index.value()) {
     from = Index(durable.snapshot->last_index.value() + 1);
     // The core wants the log to start at or below the snapshot's next index.
     if (first.value() <= durable.snapshot->last_index.value()) from = first;
   }
-  while (from <= last && last.value() >= 1) {
+  while (!clear_log_on_start_ && from <= last && last.value() >= 1) {
     auto chunk = (*log)->read_range(from, last, 64u << 20);
     if (!chunk) return chunk.error();
     for (Entry& e : *chunk) durable.entries.push_back(std::move(e));
@@ -192,6 +193,7 @@ Result<void> NodeImpl::open() {
   listen_port_ = transport_->local_port();
   addresses_[config_.id].port = listen_port_;
 
+  file_worker_ = std::make_unique<storage::FileWorkerChannel>(storage::FileWorker::shared(ex_));
   apply_work_.emplace(apply_io_.get_executor());
   apply_thread_ = std::thread([this] { apply_io_.run(); });
   started_ = true;
@@ -443,10 +445,7 @@ asio::awaitable<Result<Index>> NodeImpl::take_snapshot() {
   Result<void> saved;
   co_await to_apply_thread();
   {
-    auto store = storage::SnapshotStore::open(config_.data_dir);
-    if (!store) {
-      saved = store.error();
-    } else if (auto w = store->begin(meta); !w) {
+    if (auto w = store_->begin(meta); !w) {
       saved = w.error();
     } else {
       StoreSink sink(*w);
@@ -463,6 +462,7 @@ asio::awaitable<Result<Index>> NodeImpl::take_snapshot() {
   if (!taken) co_return taken.error();
   ++metrics_.snapshots;
   applied_since_snapshot_ = 0;
+  applied_bytes_since_snapshot_ = 0;
   drain();
   const std::uint64_t trailing = config_.snapshot_trailing_entries;
   if (meta.last_index.value() > trailing) {
@@ -518,8 +518,7 @@ NodeStatus NodeImpl::status() const {
                       : pr->state == core::Progress::State::replicate ? "replicate"
                                                                       : "snapshot";
     }
-    p.needs_snapshot =
-        std::find(needs_snapshot_.begin(), needs_snapshot_.end(), id) != needs_snapshot_.end();
+    p.needs_snapshot = out_streams_.contains(id);
     auto c = last_contact_.find(id.value());
     if (c != last_contact_.end()) {
       p.last_contact = std::chrono::duration_cast<std::chrono::milliseconds>(now - c->second);
@@ -580,6 +579,8 @@ asio::awaitable<void> NodeImpl::stopper(Completion<void> done) {
   transfer_waiters_.clear();
   for (auto& w : snapshot_waiters_) w(Errc::shutting_down);
   snapshot_waiters_.clear();
+  cancel_snapshot_streams();
+  in_stream_.reset();
   write_event_.notify();
   written_event_.notify();
   apply_event_.notify();
@@ -603,6 +604,8 @@ asio::awaitable<void> NodeImpl::stopper(Completion<void> done) {
   }
   transport_->stop();
   co_await transport_->shutdown();
+  file_worker_.reset();  // waits for its file work; completions not yet run are dropped
+  staged_.reset();
   durable_->close();
   apply_work_.reset();
   if (apply_thread_.joinable()) apply_thread_.join();

@@ -24,6 +24,8 @@
 #include "core/core.hpp"
 #include "net/transport.hpp"
 #include "node/ports.hpp"
+#include "storage/file_worker.hpp"
+#include "storage/snapshot_store.hpp"
 
 namespace coraft::detail {
 
@@ -113,8 +115,35 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
     std::vector<Entry> entries;
     std::uint64_t bytes = 0;
     std::vector<core::Message> after;
+    // A received snapshot to install (output.hpp step 2): the staged file, and whether the log
+    // holds the snapshot's last entry (then it keeps what follows; else it is cleared).
+    std::optional<SnapshotMeta> install;
+    std::shared_ptr<storage::SnapshotStore::Receiver> staged;
+    bool keeps_log = false;
     Clock::time_point started;
     bool done = false;
+  };
+  // A snapshot this leader streams to one follower.
+  struct OutStream {
+    explicit OutStream(const asio::any_io_executor& ex) : progress(ex) {}
+    core::SnapshotSend send;
+    std::uint64_t acked = 0;  // bytes the follower holds durably
+    bool answered = false;    // the follower's core answered: it holds the snapshot now
+    bool rejected = false;    // the follower refused a chunk
+    bool cancelled = false;   // superseded, or no longer this leadership's
+    Event progress;
+  };
+  // A snapshot this node receives.
+  struct InStream {
+    NodeId from;
+    Term term;
+    SnapshotMeta meta;
+    std::shared_ptr<storage::SnapshotStore::Receiver> receiver;
+    std::uint64_t expected = 0;  // the next offset accepted (writes queued included)
+  };
+  struct Backoff {
+    Clock::duration delay{};
+    Clock::time_point not_before{};
   };
 
   // ---- The driver ----
@@ -150,6 +179,23 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   // Resumes the calling coroutine on the apply thread; `co_await asio::post(ex_, ...)` returns.
   asio::awaitable<void> to_apply_thread();
   asio::awaitable<Result<Index>> take_snapshot();
+
+  // ---- Snapshot streams (snapshots.cpp) ----
+  void start_snapshot_stream(const core::SnapshotSend& s);
+  asio::awaitable<void> stream_snapshot(std::shared_ptr<OutStream> st);
+  void on_snapshot_response(NodeId from, const core::InstallSnapshotResponse& r);
+  void on_snapshot_chunk(NodeId from, core::InstallSnapshot chunk);
+  void on_chunk_written(const std::shared_ptr<storage::SnapshotStore::Receiver>& rec, NodeId from,
+                        Term term, Index last, std::uint64_t end, bool done, Result<void> r);
+  void on_stream_received(const std::shared_ptr<storage::SnapshotStore::Receiver>& rec,
+                          NodeId from, Term term, const SnapshotMeta& meta,
+                          Result<storage::SnapshotInfo> r);
+  void answer_chunk(NodeId to, Term term, Index last, std::uint64_t next, bool ok);
+  void cancel_snapshot_streams();
+  asio::awaitable<Result<void>> install_staged(WriteJob& job);
+  // Loads the stored snapshot `meta` names into the state machine, on the apply thread.
+  asio::awaitable<Result<void>> restore_stored(SnapshotMeta meta);
+  asio::awaitable<Result<void>> on_file_worker(storage::FileWorker::Job job);
   asio::awaitable<void> stopper(Completion<void> done);
   void spawn(asio::awaitable<void> a);
 
@@ -201,7 +247,19 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   Index commit_seen_;
   std::uint64_t applied_since_snapshot_ = 0;
   std::unordered_map<std::uint64_t, Clock::time_point> last_contact_;
-  std::vector<NodeId> needs_snapshot_;
+  std::uint64_t applied_bytes_since_snapshot_ = 0;
+  std::optional<storage::SnapshotStore> store_;
+  std::unique_ptr<storage::FileWorkerChannel> file_worker_;
+  std::map<NodeId, std::shared_ptr<OutStream>> out_streams_;
+  std::map<NodeId, Backoff> snapshot_backoff_;
+  std::optional<InStream> in_stream_;
+  // A received snapshot handed to the core, until an install takes it.
+  std::shared_ptr<storage::SnapshotStore::Receiver> staged_;
+  bool staged_keeps_log_ = false;
+  // Installed durably; the applier loads it into the state machine next.
+  std::optional<SnapshotMeta> restore_pending_;
+  // The stored log does not continue the stored snapshot: the writer clears it first.
+  bool clear_log_on_start_ = false;
   NodeMetrics metrics_;
   bool draining_ = false;
   bool drain_posted_ = false;
@@ -214,6 +272,9 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   std::string failure_;
   int coroutines_ = 0;
 };
+
+// Loads the state machine from a verified stored snapshot, reading the file in blocks.
+Result<void> restore_from_file(StateMachine& sm, const storage::SnapshotInfo& info);
 
 // For tests: start a node with hooks.
 void start_node(asio::any_io_executor ex, NodeConfig config, StateMachine& sm, node::Hooks hooks,

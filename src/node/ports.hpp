@@ -30,6 +30,9 @@ class DurablePort {
   virtual asio::awaitable<Result<void>> append(std::vector<Entry> entries) = 0;
   virtual asio::awaitable<Result<void>> truncate_suffix(Index from) = 0;
   virtual asio::awaitable<Result<void>> compact_prefix(Index upto) = 0;
+  // Removes every entry, durably, after the appends before it: the next append may start at any
+  // index (a snapshot installed over a log that does not hold its last entry).
+  virtual asio::awaitable<Result<void>> clear_log() = 0;
   // Fails every call still waiting with shutting_down and waits for the write in flight.
   virtual void close() = 0;
 };

@@ -48,6 +48,11 @@ class StorageDurable final : public DurablePort {
     auto r = co_await log_->compact_prefix(upto);
     co_return r;
   }
+  asio::awaitable<Result<void>> clear_log() override {
+    if (!log_) co_return Errc::shutting_down;
+    auto r = co_await log_->truncate_suffix(log_->first_index());
+    co_return r;
+  }
   void close() override {
     hs_.reset();
     log_.reset();

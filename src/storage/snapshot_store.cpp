@@ -136,6 +136,110 @@ Result<SnapshotInfo> SnapshotStore::Writer::finish() {
   return SnapshotInfo{meta_, final_path_, data_bytes_};
 }
 
+Result<SnapshotStore::Receiver> SnapshotStore::receive(Index last, Term term) {
+  Receiver r;
+  r.dir_ = dir_;
+  r.keep_ = keep_;
+  r.last_ = last;
+  r.term_ = term;
+  r.final_path_ = join_path(dir_, snapshot_name(SnapshotMeta{last, term, {}}));
+  r.tmp_path_ = r.final_path_ + ".recv.tmp";
+  auto fd = open_file(r.tmp_path_, O_RDWR | O_CREAT | O_TRUNC);
+  if (!fd) return fd.error();
+  r.fd_ = std::move(*fd);
+  return r;
+}
+
+SnapshotStore::Receiver::~Receiver() {
+  if (fd_.valid()) {
+    fd_.reset();
+    (void)remove_file(tmp_path_);
+  }
+}
+
+Result<void> SnapshotStore::Receiver::write(std::uint64_t offset, std::span<const std::byte> data) {
+  CORAFT_REQUIRE(fd_.valid(), "write after adopt");
+  if (offset != received_) {
+    return Error(Errc::invalid_argument, "snapshot chunk at offset " + std::to_string(offset) +
+                                             ", expected " + std::to_string(received_));
+  }
+  if (auto r = pwrite_all(fd_.get(), data, offset, tmp_path_); !r) return r;
+  if (auto r = sync_file(fd_.get(), tmp_path_); !r) return r;
+  received_ += data.size();
+  return {};
+}
+
+Result<SnapshotInfo> SnapshotStore::Receiver::check(std::uint64_t bytes_max) const {
+  CORAFT_REQUIRE(fd_.valid(), "check after adopt");
+  auto info = verify(tmp_path_, bytes_max);
+  if (!info) return info.error();
+  if (info->meta.last_index != last_ || info->meta.last_term != term_) {
+    return corrupt(tmp_path_, 16,
+                   "the received snapshot is of index " +
+                       std::to_string(info->meta.last_index.value()) + " term " +
+                       std::to_string(info->meta.last_term.value()) + ", the stream named index " +
+                       std::to_string(last_.value()) + " term " + std::to_string(term_.value()));
+  }
+  if (info->file_bytes != received_) {
+    return corrupt(tmp_path_, received_, "received bytes differ from the file's size");
+  }
+  return info;
+}
+
+Result<SnapshotInfo> SnapshotStore::Receiver::adopt() {
+  CORAFT_REQUIRE(fd_.valid(), "adopt called twice");
+  if (auto r = rename_file(tmp_path_, final_path_); !r) return r.error();
+  fd_.reset();
+  if (auto r = fsync_dir(dir_); !r) return r.error();
+  if (auto r = prune(dir_, keep_); !r) return r.error();
+  return SnapshotInfo{SnapshotMeta{last_, term_, {}}, final_path_, 0, 0, received_};
+}
+
+Result<SnapshotInfo> SnapshotStore::verify(const std::string& path, std::uint64_t bytes_max) {
+  auto fd = open_file(path, O_RDONLY);
+  if (!fd) return fd.error();
+  auto size = file_size(fd->get(), path);
+  if (!size) return size.error();
+  std::byte h[header_bytes];
+  if (*size < header_bytes) return corrupt(path, *size, "file ends inside the header");
+  if (auto r = pread_all(fd->get(), h, 0, path); !r) return r.error();
+  if (std::memcmp(h, magic, 8) != 0 || get32(h + 8) != version || get32(h + 12) != header_crc(h)) {
+    return corrupt(path, 0, "bad snapshot header");
+  }
+  const std::uint64_t config_bytes = get32(h + 32);
+  const std::uint64_t data_bytes = get64(h + 40);
+  if (data_bytes > bytes_max)
+    return Error(Errc::too_large, path + ": snapshot larger than bytes_max");
+  const std::uint64_t expect = header_bytes + config_bytes + data_bytes;
+  if (*size != expect) {
+    return corrupt(
+        path, std::min(*size, expect),
+        "file is " + std::to_string(*size) + " bytes, the header says " + std::to_string(expect));
+  }
+  std::vector<std::byte> config(config_bytes);
+  if (auto r = pread_all(fd->get(), config, header_bytes, path); !r) return r.error();
+  std::uint32_t crc = crc32c(config);
+  std::vector<std::byte> block(std::min<std::uint64_t>(data_bytes, std::uint64_t{1} << 20));
+  for (std::uint64_t at = 0; at < data_bytes;) {
+    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(block.size(), data_bytes - at));
+    std::span<std::byte> part(block.data(), n);
+    if (auto r = pread_all(fd->get(), part, header_bytes + config_bytes + at, path); !r)
+      return r.error();
+    crc = crc32c_extend(crc, part);
+    at += n;
+  }
+  if (crc != get32(h + 48)) return corrupt(path, header_bytes, "snapshot CRC mismatch");
+  auto conf = decode_configuration(std::span<const std::byte>(config.data(), config.size()));
+  if (!conf) return corrupt(path, header_bytes, "bad configuration: " + conf.error().message());
+  SnapshotMeta meta{Index(get64(h + 16)), Term(get64(h + 24)), std::move(*conf)};
+  if (auto named = parse_snapshot_name(path.substr(path.find_last_of('/') + 1))) {
+    if (named->first != meta.last_index || named->second != meta.last_term) {
+      return corrupt(path, 16, "the header's index and term differ from the name's");
+    }
+  }
+  return SnapshotInfo{std::move(meta), path, data_bytes, header_bytes + config_bytes, *size};
+}
+
 Result<std::vector<SnapshotInfo>> SnapshotStore::list() const {
   auto names = list_dir(dir_);
   if (!names) return names.error();

@@ -39,6 +39,8 @@ struct SnapshotInfo {
   SnapshotMeta meta;
   std::string path;
   std::uint64_t data_bytes = 0;
+  std::uint64_t data_offset = 0;  // where the data starts in the file (set by verify())
+  std::uint64_t file_bytes = 0;   // the whole file (set by verify())
 };
 
 struct Snapshot {
@@ -80,6 +82,45 @@ class SnapshotStore {
   };
 
   [[nodiscard]] Result<Writer> begin(const SnapshotMeta& meta);
+
+  // Another server's snapshot file, received in pieces: the exact bytes of its file, staged in
+  // this store's directory under a .tmp name (so a restart deletes a stream left half done).
+  class Receiver {
+   public:
+    Receiver(Receiver&&) noexcept = default;
+    Receiver& operator=(Receiver&&) noexcept = default;
+    // Deletes the staging file unless adopt() succeeded.
+    ~Receiver();
+    // Writes `data` at `offset`, which must be received(), and makes it durable.
+    [[nodiscard]] Result<void> write(std::uint64_t offset, std::span<const std::byte> data);
+    [[nodiscard]] std::uint64_t received() const noexcept { return received_; }
+    [[nodiscard]] Index last_index() const noexcept { return last_; }
+    [[nodiscard]] Term last_term() const noexcept { return term_; }
+    // Checks the whole staged file (verify()) and that it is the snapshot the stream named.
+    [[nodiscard]] Result<SnapshotInfo> check(std::uint64_t bytes_max) const;
+    // Makes the staged file the store's snapshot of its name, durably, and prunes old ones.
+    [[nodiscard]] Result<SnapshotInfo> adopt();
+
+   private:
+    friend class SnapshotStore;
+    Receiver() = default;
+    std::string dir_;
+    std::uint32_t keep_ = 2;
+    Index last_;
+    Term term_;
+    std::string tmp_path_;
+    std::string final_path_;
+    Fd fd_;
+    std::uint64_t received_ = 0;
+  };
+
+  // Stages a snapshot of (last, term) received from another server.
+  [[nodiscard]] Result<Receiver> receive(Index last, Term term);
+
+  // Checks a snapshot file without holding it in memory: header, size, CRC and name, read in
+  // blocks. Errors as load().
+  [[nodiscard]] static Result<SnapshotInfo> verify(const std::string& path,
+                                                   std::uint64_t bytes_max);
 
   // Complete snapshots by name, newest first. Damaged files are listed too; load() finds them.
   [[nodiscard]] Result<std::vector<SnapshotInfo>> list() const;

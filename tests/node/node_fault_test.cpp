@@ -77,6 +77,10 @@ class FaultyDurable final : public node::DurablePort {
     auto r = co_await inner_->compact_prefix(upto);
     co_return r;
   }
+  asio::awaitable<Result<void>> clear_log() override {
+    auto r = co_await inner_->clear_log();
+    co_return r;
+  }
   void close() override { inner_->close(); }
 
  private:

@@ -1,0 +1,389 @@
+// Snapshot streams (output.hpp step 7): the leader sends its stored snapshot file in chunks
+// with a window of unacknowledged ones; the follower stages them durably, acknowledges each once
+// it is synced, checks the whole file, and only then hands the snapshot to its core. Installing
+// (step 2) and loading the state machine (step 5) follow.
+//
+// The chunks are the exact bytes of the stored file (header, configuration, data), so the
+// receiver checks what it got with the file's own CRCs and keeps it as its stored snapshot.
+// A stream belongs to one leadership and one snapshot; it fails when no chunk is acknowledged
+// for snapshot_chunk_timeout, and the follower then waits a growing delay for the next one.
+#include <fcntl.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/post.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <coraft/log.hpp>
+
+#include "node/node_impl.hpp"
+#include "storage/file_util.hpp"
+
+namespace coraft::detail {
+
+namespace {
+
+// The data of a stored snapshot file, read in order.
+class FileSource final : public SnapshotSource {
+ public:
+  FileSource(storage::Fd fd, std::string path, std::uint64_t offset, std::uint64_t size)
+      : fd_(std::move(fd)), path_(std::move(path)), offset_(offset), size_(size) {}
+  Result<std::size_t> read(std::span<std::byte> out) override {
+    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(out.size(), size_ - pos_));
+    if (n == 0) return std::size_t{0};
+    if (auto r = storage::pread_all(fd_.get(), out.first(n), offset_ + pos_, path_); !r) {
+      return r.error();
+    }
+    pos_ += n;
+    return n;
+  }
+  [[nodiscard]] std::uint64_t size() const noexcept override { return size_; }
+
+ private:
+  storage::Fd fd_;
+  std::string path_;
+  std::uint64_t offset_;
+  std::uint64_t size_;
+  std::uint64_t pos_ = 0;
+};
+
+// How long a stream waits for an acknowledgement before it looks again.
+constexpr auto stream_poll = std::chrono::milliseconds(50);
+
+}  // namespace
+
+Result<void> restore_from_file(StateMachine& sm, const storage::SnapshotInfo& info) {
+  auto fd = storage::open_file(info.path, O_RDONLY);
+  if (!fd) return fd.error();
+  FileSource source(std::move(*fd), info.path, info.data_offset, info.data_bytes);
+  return sm.restore(source);
+}
+
+asio::awaitable<Result<void>> NodeImpl::on_file_worker(storage::FileWorker::Job job) {
+  struct Waiter {
+    explicit Waiter(const asio::any_io_executor& ex) : done(ex) {}
+    Event done;
+    std::optional<Result<void>> result;
+  };
+  auto w = std::make_shared<Waiter>(ex_);
+  file_worker_->submit(std::move(job), [w](Result<void> r) {
+    w->result = std::move(r);
+    w->done.notify();
+  });
+  while (!w->result) co_await w->done.wait();
+  co_return std::move(*w->result);
+}
+
+// ---- The leader's side ----
+
+void NodeImpl::start_snapshot_stream(const core::SnapshotSend& s) {
+  if (auto it = out_streams_.find(s.to); it != out_streams_.end()) {
+    it->second->cancelled = true;  // the core gave that stream up: this one replaces it
+    it->second->progress.notify();
+  }
+  auto st = std::make_shared<OutStream>(ex_);
+  st->send = s;
+  out_streams_[s.to] = st;
+  log(LogLevel::info, "node ", config_.id, ": streaming snapshot ", s.meta.last_index, " to node ",
+      s.to);
+  spawn(stream_snapshot(std::move(st)));
+}
+
+void NodeImpl::cancel_snapshot_streams() {
+  for (auto& [id, st] : out_streams_) {
+    st->cancelled = true;
+    st->progress.notify();
+  }
+  out_streams_.clear();
+}
+
+void NodeImpl::on_snapshot_response(NodeId from, const core::InstallSnapshotResponse& r) {
+  auto it = out_streams_.find(from);
+  if (it == out_streams_.end()) return;
+  OutStream& st = *it->second;
+  if (r.last_index != st.send.meta.last_index || r.term < st.send.term) return;  // stale
+  if (r.done) {
+    st.answered = r.success;
+    st.rejected = !r.success;
+  } else if (!r.success) {
+    st.rejected = true;
+  } else {
+    st.acked = std::max(st.acked, r.next_offset);
+  }
+  st.progress.notify();
+}
+
+asio::awaitable<void> NodeImpl::stream_snapshot(std::shared_ptr<OutStream> st) {
+  const core::SnapshotSend send = st->send;
+  const NodeId to = send.to;
+  asio::steady_timer timer(ex_);
+  auto pause = [&](Clock::duration d) -> asio::awaitable<void> {
+    timer.expires_after(d);
+    co_await timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+  };
+  // A follower whose last stream failed waits before the next.
+  for (;;) {
+    const auto wait = snapshot_backoff_[to].not_before - Clock::now();
+    if (wait <= Clock::duration::zero() || st->cancelled || stopping_) break;
+    co_await pause(std::min<Clock::duration>(wait, stream_poll));
+  }
+  bool ok = false;
+  std::string why;
+  std::optional<storage::Fd> fd;
+  std::string path;
+  std::uint64_t size = 0;
+  if (!st->cancelled && !stopping_) {
+    auto all = store_->list();
+    if (all) {
+      for (const storage::SnapshotInfo& i : *all) {
+        if (i.meta.last_index == send.meta.last_index && i.meta.last_term == send.meta.last_term) {
+          path = i.path;
+        }
+      }
+    }
+    if (path.empty()) {
+      why = concat("snapshot ", send.meta.last_index, " is no longer stored");
+    } else if (auto f = storage::open_file(path, O_RDONLY); !f) {
+      why = f.error().message();
+    } else if (auto n = storage::file_size(f->get(), path); !n) {
+      why = n.error().message();
+    } else {
+      fd = std::move(*f);
+      size = *n;
+    }
+  }
+  const std::uint64_t chunk = config_.snapshot_chunk_bytes;
+  const std::uint64_t window = chunk * config_.snapshot_window_chunks;
+  std::uint64_t offset = 0;
+  std::uint64_t seen_acked = 0;
+  auto last_progress = Clock::now();
+  while (fd && !st->cancelled && !stopping_) {
+    if (st->answered) {
+      ok = true;
+      break;
+    }
+    if (st->rejected) {
+      why = "the follower refused a chunk";
+      break;
+    }
+    if (st->acked > seen_acked) {
+      seen_acked = st->acked;
+      last_progress = Clock::now();
+    }
+    // Fill the window: at most `window` bytes sent and not yet durable on the follower.
+    bool refused = false;
+    while (offset < size && offset - std::min(offset, st->acked) < window) {
+      const std::uint64_t n = std::min(chunk, size - offset);
+      auto buf = std::make_shared<std::vector<std::byte>>(n);
+      if (auto r = storage::pread_all(fd->get(), *buf, offset, path); !r) {
+        why = r.error().message();
+        break;
+      }
+      const std::span<const std::byte> bytes(*buf);
+      core::Message m{config_.id, to,
+                      core::InstallSnapshot{send.term, send.meta, offset, Bytes::wrap(buf, bytes),
+                                            offset + n == size}};
+      if (hooks_.drop_outgoing && hooks_.drop_outgoing(m)) {
+        offset += n;  // lost on the way, as a network may lose it
+        continue;
+      }
+      auto sent = transport_->send(std::move(m));
+      if (!sent) {
+        if (!sent.error().is(Errc::overloaded)) why = sent.error().message();
+        refused = true;  // the queue is full: try again once it drained a little
+        break;
+      }
+      offset += n;
+      metrics_.snapshot_bytes_sent += n;
+    }
+    if (!why.empty()) break;
+    if (Clock::now() - last_progress > config_.snapshot_chunk_timeout) {
+      why = concat("no chunk acknowledged for ", config_.snapshot_chunk_timeout.count(), " ms");
+      break;
+    }
+    // Wait for an acknowledgement, a refusal or the next look.
+    timer.expires_after(refused ? std::chrono::milliseconds(5) : stream_poll);
+    timer.async_wait([st](const asio::error_code&) { st->progress.notify(); });
+    co_await st->progress.wait();
+    timer.cancel();
+  }
+  if (auto it = out_streams_.find(to); it != out_streams_.end() && it->second == st) {
+    out_streams_.erase(it);
+  }
+  if (st->cancelled || stopping_) co_return;  // the core no longer waits for this stream
+  Backoff& b = snapshot_backoff_[to];
+  if (ok) {
+    ++metrics_.snapshots_sent;
+    b = Backoff{};
+    log(LogLevel::info, "node ", config_.id, ": node ", to, " installed snapshot ",
+        send.meta.last_index);
+  } else {
+    ++metrics_.snapshot_streams_failed;
+    b.delay = std::clamp<Clock::duration>(2 * b.delay, config_.snapshot_retry_delay_min,
+                                          config_.snapshot_retry_delay_max);
+    b.not_before = Clock::now() + b.delay;
+    log(LogLevel::warn, "node ", config_.id, ": snapshot stream to node ", to, " failed: ", why,
+        "; the next in ",
+        std::chrono::duration_cast<std::chrono::milliseconds>(b.delay).count(), " ms");
+  }
+  core_->report_snapshot(to, send.stream, ok);
+  drain();
+}
+
+// ---- The follower's side ----
+
+void NodeImpl::answer_chunk(NodeId to, Term term, Index last, std::uint64_t next, bool ok) {
+  send(core::Message{config_.id, to,
+                     core::InstallSnapshotResponse{std::max(term, core_->term()), last, next, ok,
+                                                   false}});
+}
+
+void NodeImpl::on_snapshot_chunk(NodeId from, core::InstallSnapshot c) {
+  const Index last = c.meta.last_index;
+  if (c.term < core_->term() || (c.term == core_->term() && core_->role() == core::Role::leader)) {
+    answer_chunk(from, c.term, last, 0, false);  // a stream of an old leadership
+    return;
+  }
+  const bool same = in_stream_ && in_stream_->from == from && in_stream_->term == c.term &&
+                    in_stream_->meta.last_index == last &&
+                    in_stream_->meta.last_term == c.meta.last_term;
+  if (!same) {
+    if (staged_ && staged_->last_index() == last) return;  // a duplicate of a finished stream
+    if (c.offset != 0) {
+      answer_chunk(from, c.term, last, 0, false);  // joined in the middle: start again
+      return;
+    }
+    // A newer stream replaces an older one; the staging file goes with its last write.
+    in_stream_.reset();
+    auto rec = store_->receive(last, c.meta.last_term);
+    if (!rec) {
+      log(LogLevel::error, "node ", config_.id, ": cannot stage snapshot ", last, ": ",
+          rec.error().message());
+      answer_chunk(from, c.term, last, 0, false);
+      return;
+    }
+    in_stream_ = InStream{from, c.term, c.meta,
+                          std::make_shared<storage::SnapshotStore::Receiver>(std::move(*rec)), 0};
+  }
+  InStream& in = *in_stream_;
+  if (c.offset < in.expected) return;  // sent again after a reconnect: already taken
+  if (c.offset > in.expected) {
+    answer_chunk(from, c.term, last, 0, false);  // a chunk went missing
+    in_stream_.reset();
+    return;
+  }
+  in.expected += c.data.size();
+  auto rec = in.receiver;
+  const std::uint64_t end = c.offset + c.data.size();
+  file_worker_->submit(
+      [rec, offset = c.offset, data = c.data] { return rec->write(offset, data.span()); },
+      [self = shared_from_this(), rec, from, term = c.term, last, end,
+       done = c.done](Result<void> r) {
+        self->on_chunk_written(rec, from, term, last, end, done, std::move(r));
+      });
+}
+
+void NodeImpl::on_chunk_written(const std::shared_ptr<storage::SnapshotStore::Receiver>& rec,
+                                NodeId from, Term term, Index last, std::uint64_t end, bool done,
+                                Result<void> r) {
+  if (!running() || !in_stream_ || in_stream_->receiver != rec) return;  // superseded
+  if (!r) {
+    log(LogLevel::error, "node ", config_.id, ": staging snapshot ", last, " failed: ",
+        r.error().message());
+    answer_chunk(from, term, last, 0, false);
+    in_stream_.reset();
+    return;
+  }
+  answer_chunk(from, term, last, end, true);
+  if (!done) return;
+  // The whole file is durable: check it against its own CRCs before the core hears of it.
+  auto info = std::make_shared<Result<storage::SnapshotInfo>>(Errc::invalid_argument);
+  const SnapshotMeta meta = in_stream_->meta;
+  file_worker_->submit(
+      [rec, info, bytes_max = config_.snapshot_bytes_max] {
+        *info = rec->check(bytes_max);
+        return info->ok() ? Result<void>() : Result<void>(info->error());
+      },
+      [self = shared_from_this(), rec, from, term, meta, info](Result<void>) {
+        self->on_stream_received(rec, from, term, meta, std::move(*info));
+      });
+}
+
+void NodeImpl::on_stream_received(const std::shared_ptr<storage::SnapshotStore::Receiver>& rec,
+                                  NodeId from, Term term, const SnapshotMeta& meta,
+                                  Result<storage::SnapshotInfo> r) {
+  if (!running() || !in_stream_ || in_stream_->receiver != rec) return;
+  in_stream_.reset();
+  if (r && r->meta.configuration != meta.configuration) {
+    r = Error(Errc::storage_corrupt, "the received snapshot's configuration differs from the "
+                                     "stream's");
+  }
+  if (!r) {
+    log(LogLevel::error, "node ", config_.id, ": received snapshot ", meta.last_index,
+        " is damaged: ", r.error().message());
+    answer_chunk(from, term, meta.last_index, 0, false);
+    return;
+  }
+  // Hand it to the core as the stream's last message (output.hpp step 7). The core installs it
+  // (the next output's install_snapshot takes the staged file) or ignores a stale one.
+  staged_ = rec;
+  auto t = core_->log().term_at(meta.last_index);
+  staged_keeps_log_ = t && *t == meta.last_term;
+  auto stepped = core_->step(core::Message{
+      from, config_.id, core::InstallSnapshot{term, meta, rec->received(), Bytes(), true}});
+  if (!stepped) {
+    log(LogLevel::warn, "node ", config_.id, ": received snapshot refused: ",
+        stepped.error().message());
+  }
+  drain();
+  staged_.reset();  // not installed: the core had it all already
+}
+
+asio::awaitable<Result<void>> NodeImpl::install_staged(WriteJob& job) {
+  auto staged = std::move(job.staged);
+  auto adopted = co_await on_file_worker([staged] {
+    auto a = staged->adopt();
+    return a ? Result<void>() : Result<void>(a.error());
+  });
+  if (!adopted) co_return adopted;
+  const Index last = job.install->last_index;
+  // (No co_await inside a conditional expression: GCC 12 miscompiles the temporaries.)
+  Result<void> r;
+  if (job.keeps_log) {
+    r = co_await durable_->compact_prefix(last);
+  } else {
+    r = co_await durable_->clear_log();
+  }
+  if (!r) co_return r;
+  ++metrics_.snapshots_installed;
+  metrics_.snapshot_bytes_received += staged->received();
+  restore_pending_ = *job.install;
+  apply_event_.notify();
+  log(LogLevel::info, "node ", config_.id, ": installed snapshot ", last, " from the leader");
+  co_return Result<void>();
+}
+
+asio::awaitable<Result<void>> NodeImpl::restore_stored(SnapshotMeta meta) {
+  std::string path;
+  auto all = store_->list();
+  if (!all) co_return all.error();
+  for (const storage::SnapshotInfo& i : *all) {
+    if (i.meta.last_index == meta.last_index && i.meta.last_term == meta.last_term) path = i.path;
+  }
+  if (path.empty()) {
+    co_return Error(Errc::storage_corrupt, concat("installed snapshot ", meta.last_index,
+                                                  " is missing from the store"));
+  }
+  Result<void> restored;
+  if (!config_.apply_inline) co_await to_apply_thread();
+  {
+    auto info = storage::SnapshotStore::verify(path, config_.snapshot_bytes_max);
+    restored = info ? restore_from_file(sm_, *info) : Result<void>(info.error());
+  }
+  if (!config_.apply_inline) co_await asio::post(ex_, asio::use_awaitable);
+  co_return restored;
+}
+
+}  // namespace coraft::detail
