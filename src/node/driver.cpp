@@ -490,6 +490,9 @@ asio::awaitable<void> NodeImpl::applier() {
     if (snapshot_requested_) {
       snapshot_requested_ = false;
       auto r = co_await take_snapshot();
+      if (!r && snapshot_waiters_.empty()) {
+        log(LogLevel::warn, "node ", config_.id, ": snapshot failed: ", r.error().message());
+      }
       auto waiters = std::move(snapshot_waiters_);
       snapshot_waiters_.clear();
       for (auto& w : waiters) w(r);

@@ -43,6 +43,8 @@ struct Hooks {
   std::function<std::unique_ptr<DurablePort>(std::unique_ptr<DurablePort>)> wrap_durable;
   // Returns true to drop an outgoing message (partitions).
   std::function<bool(const core::Message&)> drop_outgoing;
+  // May change a snapshot chunk before it is sent (corruption on the way).
+  std::function<void(core::Message&)> tamper_outgoing;
   // Returns true to drop an incoming message.
   std::function<bool(const core::Message&)> drop_incoming;
 };

@@ -31,7 +31,8 @@ class FileSource final : public SnapshotSource {
   FileSource(storage::Fd fd, std::string path, std::uint64_t offset, std::uint64_t size)
       : fd_(std::move(fd)), path_(std::move(path)), offset_(offset), size_(size) {}
   Result<std::size_t> read(std::span<std::byte> out) override {
-    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(out.size(), size_ - pos_));
+    const std::size_t n =
+        static_cast<std::size_t>(std::min<std::uint64_t>(out.size(), size_ - pos_));
     if (n == 0) return std::size_t{0};
     if (auto r = storage::pread_all(fd_.get(), out.first(n), offset_ + pos_, path_); !r) {
       return r.error();
@@ -185,6 +186,7 @@ asio::awaitable<void> NodeImpl::stream_snapshot(std::shared_ptr<OutStream> st) {
       core::Message m{config_.id, to,
                       core::InstallSnapshot{send.term, send.meta, offset, Bytes::wrap(buf, bytes),
                                             offset + n == size}};
+      if (hooks_.tamper_outgoing) hooks_.tamper_outgoing(m);
       if (hooks_.drop_outgoing && hooks_.drop_outgoing(m)) {
         offset += n;  // lost on the way, as a network may lose it
         continue;
@@ -225,8 +227,8 @@ asio::awaitable<void> NodeImpl::stream_snapshot(std::shared_ptr<OutStream> st) {
                                           config_.snapshot_retry_delay_max);
     b.not_before = Clock::now() + b.delay;
     log(LogLevel::warn, "node ", config_.id, ": snapshot stream to node ", to, " failed: ", why,
-        "; the next in ",
-        std::chrono::duration_cast<std::chrono::milliseconds>(b.delay).count(), " ms");
+        "; the next in ", std::chrono::duration_cast<std::chrono::milliseconds>(b.delay).count(),
+        " ms");
   }
   core_->report_snapshot(to, send.stream, ok);
   drain();
@@ -235,9 +237,9 @@ asio::awaitable<void> NodeImpl::stream_snapshot(std::shared_ptr<OutStream> st) {
 // ---- The follower's side ----
 
 void NodeImpl::answer_chunk(NodeId to, Term term, Index last, std::uint64_t next, bool ok) {
-  send(core::Message{config_.id, to,
-                     core::InstallSnapshotResponse{std::max(term, core_->term()), last, next, ok,
-                                                   false}});
+  send(core::Message{
+      config_.id, to,
+      core::InstallSnapshotResponse{std::max(term, core_->term()), last, next, ok, false}});
 }
 
 void NodeImpl::on_snapshot_chunk(NodeId from, core::InstallSnapshot c) {
@@ -290,8 +292,8 @@ void NodeImpl::on_chunk_written(const std::shared_ptr<storage::SnapshotStore::Re
                                 Result<void> r) {
   if (!running() || !in_stream_ || in_stream_->receiver != rec) return;  // superseded
   if (!r) {
-    log(LogLevel::error, "node ", config_.id, ": staging snapshot ", last, " failed: ",
-        r.error().message());
+    log(LogLevel::error, "node ", config_.id, ": staging snapshot ", last,
+        " failed: ", r.error().message());
     answer_chunk(from, term, last, 0, false);
     in_stream_.reset();
     return;
@@ -316,9 +318,11 @@ void NodeImpl::on_stream_received(const std::shared_ptr<storage::SnapshotStore::
                                   Result<storage::SnapshotInfo> r) {
   if (!running() || !in_stream_ || in_stream_->receiver != rec) return;
   in_stream_.reset();
-  if (r && r->meta.configuration != meta.configuration) {
-    r = Error(Errc::storage_corrupt, "the received snapshot's configuration differs from the "
-                                     "stream's");
+  // The stream's metadata carries the membership without addresses; the file has it whole.
+  if (r && (r->meta.configuration.voters != meta.configuration.voters ||
+            r->meta.configuration.outgoing_voters != meta.configuration.outgoing_voters ||
+            r->meta.configuration.learners != meta.configuration.learners)) {
+    r = Error(Errc::storage_corrupt, "the received snapshot's membership differs from the stream's");
   }
   if (!r) {
     log(LogLevel::error, "node ", config_.id, ": received snapshot ", meta.last_index,
@@ -332,10 +336,10 @@ void NodeImpl::on_stream_received(const std::shared_ptr<storage::SnapshotStore::
   auto t = core_->log().term_at(meta.last_index);
   staged_keeps_log_ = t && *t == meta.last_term;
   auto stepped = core_->step(core::Message{
-      from, config_.id, core::InstallSnapshot{term, meta, rec->received(), Bytes(), true}});
+      from, config_.id, core::InstallSnapshot{term, r->meta, rec->received(), Bytes(), true}});
   if (!stepped) {
-    log(LogLevel::warn, "node ", config_.id, ": received snapshot refused: ",
-        stepped.error().message());
+    log(LogLevel::warn, "node ", config_.id,
+        ": received snapshot refused: ", stepped.error().message());
   }
   drain();
   staged_.reset();  // not installed: the core had it all already
@@ -343,10 +347,12 @@ void NodeImpl::on_stream_received(const std::shared_ptr<storage::SnapshotStore::
 
 asio::awaitable<Result<void>> NodeImpl::install_staged(WriteJob& job) {
   auto staged = std::move(job.staged);
-  auto adopted = co_await on_file_worker([staged] {
+  // Named first: GCC 12 mishandles temporaries with destructors that live across a co_await.
+  storage::FileWorker::Job adopt = [staged] {
     auto a = staged->adopt();
     return a ? Result<void>() : Result<void>(a.error());
-  });
+  };
+  auto adopted = co_await on_file_worker(std::move(adopt));
   if (!adopted) co_return adopted;
   const Index last = job.install->last_index;
   // (No co_await inside a conditional expression: GCC 12 miscompiles the temporaries.)
@@ -373,8 +379,8 @@ asio::awaitable<Result<void>> NodeImpl::restore_stored(SnapshotMeta meta) {
     if (i.meta.last_index == meta.last_index && i.meta.last_term == meta.last_term) path = i.path;
   }
   if (path.empty()) {
-    co_return Error(Errc::storage_corrupt, concat("installed snapshot ", meta.last_index,
-                                                  " is missing from the store"));
+    co_return Error(Errc::storage_corrupt,
+                    concat("installed snapshot ", meta.last_index, " is missing from the store"));
   }
   Result<void> restored;
   if (!config_.apply_inline) co_await to_apply_thread();

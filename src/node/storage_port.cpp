@@ -23,6 +23,19 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// The new log bootstrap() writes its one entry to: a small segment, not the node's usual size
+// (it stays until a snapshot compacts it).
+storage::LogOptions bootstrap_log_options(const std::string& dir) {
+  storage::LogOptions lo;
+  lo.dir = dir;
+  lo.segment_bytes = 1u << 20;
+  lo.entry_bytes_max = 64u << 10;
+  lo.batch_bytes_max = static_cast<std::uint32_t>(
+      std::min<std::uint64_t>(lo.batch_bytes_max, lo.segment_bytes));
+  lo.direct_bytes_max = std::min(lo.direct_bytes_max, lo.batch_bytes_max);
+  return lo;
+}
+
 class StorageDurable final : public DurablePort {
  public:
   StorageDurable(std::unique_ptr<storage::SegmentedLog> log, storage::HardStateFile hs)
@@ -171,8 +184,7 @@ Result<void> bootstrap(const std::string& data_dir, std::uint64_t cluster_id, No
   if (!hs) return hs.error();
   auto saved = node::run_blocking_save(io, *hs, storage::HardState{Term(1), no_node});
   if (!saved) return saved;
-  storage::LogOptions lo;
-  lo.dir = dir;
+  storage::LogOptions lo = node::bootstrap_log_options(dir);
   auto log = storage::SegmentedLog::open(io.get_executor(), lo);
   if (!log) return log.error();
   std::vector<Entry> first;

@@ -28,40 +28,94 @@ namespace coraft::test {
 
 using namespace std::chrono_literals;
 
-// Records every command it applies; the reply is "ok <index>".
+// Records every command it applies; the reply is "ok <index>". In summary mode it keeps only
+// the count and a digest of the commands in order, so its snapshots stay small however long a
+// run is. Snapshots may carry `padding` bytes of a fixed pattern, checked on restore in blocks,
+// to make them as large as a test needs without holding them in memory.
 class RecordingMachine final : public StateMachine {
  public:
   void apply(std::span<const Command> commands, std::vector<Bytes>& replies) override {
     std::lock_guard lock(mu_);
     apply_thread_ = std::this_thread::get_id();
     for (const Command& c : commands) {
-      applied_.emplace_back(c.index, std::string(c.payload.chars()));
+      ++count_;
+      for (std::byte b : c.payload.span())
+        digest_ = (digest_ ^ static_cast<std::uint8_t>(b)) * 1099511628211ull;
+      if (!summary_) applied_.emplace_back(c.index, std::string(c.payload.chars()));
       replies.push_back(Bytes::copy_of("ok " + std::to_string(c.index.value())));
     }
     if (delay_.count() > 0) std::this_thread::sleep_for(delay_);
   }
   Result<void> save(SnapshotSink& sink) override {
-    std::lock_guard lock(mu_);
-    std::string all;
-    for (const auto& [index, text] : applied_) {
-      all += std::to_string(index.value()) + " " + text + "\n";
+    std::string body;
+    std::uint64_t padding = 0;
+    {
+      std::lock_guard lock(mu_);
+      padding = padding_;
+      body = std::to_string(count_) + " " + std::to_string(digest_) + "\n";
+      for (const auto& [index, text] : applied_) {
+        body += std::to_string(index.value()) + " " + text + "\n";
+      }
     }
-    return sink.write(std::as_bytes(std::span(all.data(), all.size())));
+    std::uint64_t len = body.size();
+    if (auto r = sink.write(std::as_bytes(std::span(&len, 1))); !r) return r;
+    if (auto r = sink.write(std::as_bytes(std::span(body.data(), body.size()))); !r) return r;
+    std::vector<std::byte> block(64 << 10);
+    for (std::uint64_t at = 0; at < padding;) {
+      const std::size_t n =
+          static_cast<std::size_t>(std::min<std::uint64_t>(block.size(), padding - at));
+      for (std::size_t i = 0; i < n; ++i) block[i] = pattern(at + i);
+      if (auto r = sink.write(std::span(block.data(), n)); !r) return r;
+      at += n;
+    }
+    return {};
   }
   Result<void> restore(SnapshotSource& source) override {
-    std::string all(source.size(), '\0');
-    auto n = source.read(std::as_writable_bytes(std::span(all.data(), all.size())));
-    if (!n) return n.error();
+    auto read_exact = [&](std::span<std::byte> out) -> Result<void> {
+      while (!out.empty()) {
+        auto n = source.read(out);
+        if (!n) return n.error();
+        if (*n == 0) return Error(Errc::storage_corrupt, "snapshot ends early");
+        out = out.subspan(*n);
+      }
+      return {};
+    };
+    std::uint64_t len = 0;
+    if (auto r = read_exact(std::as_writable_bytes(std::span(&len, 1))); !r) return r;
+    if (len > source.size()) return Error(Errc::storage_corrupt, "bad snapshot body length");
+    std::string body(len, '\0');
+    if (auto r = read_exact(std::as_writable_bytes(std::span(body.data(), body.size()))); !r) {
+      return r;
+    }
+    // The padding, checked block by block.
+    std::vector<std::byte> block(64 << 10);
+    std::uint64_t at = 0;
+    for (;;) {
+      auto n = source.read(block);
+      if (!n) return n.error();
+      if (*n == 0) break;
+      for (std::size_t i = 0; i < *n; ++i) {
+        if (block[i] != pattern(at + i)) return Error(Errc::storage_corrupt, "padding differs");
+      }
+      at += *n;
+    }
+    if (restore_delay_.count() > 0) std::this_thread::sleep_for(restore_delay_);
     std::lock_guard lock(mu_);
     applied_.clear();
-    std::size_t pos = 0;
-    while (pos < all.size()) {
-      const std::size_t nl = all.find('\n', pos);
-      const std::string line = all.substr(pos, nl - pos);
+    std::size_t pos = body.find('\n');
+    const std::string head = body.substr(0, pos);
+    count_ = std::stoull(head.substr(0, head.find(' ')));
+    digest_ = std::stoull(head.substr(head.find(' ') + 1));
+    ++pos;
+    while (pos < body.size()) {
+      const std::size_t nl = body.find('\n', pos);
+      const std::string line = body.substr(pos, nl - pos);
       const std::size_t sp = line.find(' ');
       applied_.emplace_back(Index(std::stoull(line.substr(0, sp))), line.substr(sp + 1));
       pos = nl + 1;
     }
+    restored_padding_ = at;
+    ++restores_;
     return {};
   }
   std::vector<std::pair<Index, std::string>> applied() const {
@@ -70,11 +124,35 @@ class RecordingMachine final : public StateMachine {
   }
   std::size_t count() const {
     std::lock_guard lock(mu_);
-    return applied_.size();
+    return count_;
+  }
+  std::uint64_t digest() const {
+    std::lock_guard lock(mu_);
+    return digest_;
+  }
+  std::uint64_t restores() const {
+    std::lock_guard lock(mu_);
+    return restores_;
+  }
+  std::uint64_t restored_padding() const {
+    std::lock_guard lock(mu_);
+    return restored_padding_;
   }
   void set_delay(std::chrono::milliseconds d) {
     std::lock_guard lock(mu_);
     delay_ = d;
+  }
+  void set_restore_delay(std::chrono::milliseconds d) {
+    std::lock_guard lock(mu_);
+    restore_delay_ = d;
+  }
+  void set_summary(bool on) {
+    std::lock_guard lock(mu_);
+    summary_ = on;
+  }
+  void set_padding(std::uint64_t bytes) {
+    std::lock_guard lock(mu_);
+    padding_ = bytes;
   }
   // The thread of the latest apply().
   std::thread::id apply_thread() const {
@@ -83,9 +161,19 @@ class RecordingMachine final : public StateMachine {
   }
 
  private:
+  static std::byte pattern(std::uint64_t i) {
+    return static_cast<std::byte>((i * 2654435761u) >> 13);
+  }
   mutable std::mutex mu_;
   std::vector<std::pair<Index, std::string>> applied_;
+  std::uint64_t count_ = 0;
+  std::uint64_t digest_ = 14695981039346656037ull;
+  bool summary_ = false;
+  std::uint64_t padding_ = 0;
+  std::uint64_t restored_padding_ = 0;
+  std::uint64_t restores_ = 0;
   std::chrono::milliseconds delay_{0};
+  std::chrono::milliseconds restore_delay_{0};
   std::thread::id apply_thread_;
 };
 
@@ -188,6 +276,7 @@ class Cluster {
   // A restarted node rebuilds its state machine from its snapshot and log, so it gets a new one.
   Result<void> start(NodeId id, NodeConfig c) {
     machines_[id.value() - 1] = std::make_unique<RecordingMachine>();
+    if (setup_machine) setup_machine(*machines_[id.value() - 1]);
     std::promise<Result<std::shared_ptr<Node>>> p;
     auto f = p.get_future();
     detail::start_node(io_.get_executor(), std::move(c), *machines_[id.value() - 1],
@@ -259,6 +348,8 @@ class Cluster {
   }
 
   std::function<void(NodeConfig&)> tweak;
+  // Called on each node's new state machine before the node starts.
+  std::function<void(RecordingMachine&)> setup_machine;
   // The thread that runs every node's executor.
   std::thread::id io_thread() const { return thread_.get_id(); }
 
