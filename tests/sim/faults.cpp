@@ -64,7 +64,10 @@ void World::inject_fault() {
       if (!take_snapshot()) --faults_injected_;
       break;
     case fault_partition:
-      // Half the partitions play the history of thesis Figure 3.7 instead.
+      // With five servers or more, a third of the partitions hold a follower's output while
+      // it takes entries of two leaders (hold_follower); half the others play the history of
+      // thesis Figure 3.7.
+      if (opt_.nodes >= 5 && schedule_rng_.below(3) == 0 && hold_follower()) break;
       if (rng_.below(2) == 0 && orphan_leaders()) break;
       partition();
       schedule(now_ + duration, Ev::heal_partition, 0, 0, partition_id_);
@@ -173,6 +176,88 @@ void World::cut_after_joint(Node& n) {
   }
   trace("fault: n", n.id, crash ? " will crash" : " isolated", " as its joint configuration at ",
         n.core->log().commit_index(), " commits");
+}
+
+// A follower takes AppendEntries of two leaders before its driver takes one output: the
+// leader's entries (and its acknowledgement of them, waiting for the write), then a new
+// leader's conflicting ones, which remove them again. The driver stops taking the follower's
+// output; tens of milliseconds later (the leader's latest entries reaching the others too)
+// the leader and the follower are cut off from the rest, which elect a new leader; the cut
+// heals as it wins, and the follower's output is taken once it holds an entry of the new term
+// (or when the hold ends, if nothing of this comes about). Output.hpp's promises for that
+// output are World::check_output's. Needs a voter set of five or more: the rest must elect a
+// leader without the two. Returns false when there is no leader.
+bool World::hold_follower() {
+  Node* leader = nullptr;
+  for (Node& n : nodes_) {
+    if (n.up && n.core->role() == core::Role::leader) leader = &n;
+  }
+  if (held_.stage != Held::idle) return false;  // one at a time
+  if (!leader || leader->core->configuration().joint()) return false;
+  const std::vector<NodeId>& voters = leader->core->configuration().voters;
+  if (voters.size() < 5) return false;
+  NodeId follower = voters[schedule_rng_.below(voters.size())];
+  if (follower == leader->id) follower = voters[(std::find(voters.begin(), voters.end(), follower) -
+                                                 voters.begin() + 1) % voters.size()];
+  Node& f = node(follower);
+  if (!f.up) return false;
+  const Time cut_in = schedule_rng_.range(2'000, 50'000);
+  f.drain_held_until = now_ + cut_in + 4 * knobs_.election_ticks * slowest_tick_ + 100'000;
+  f.drain_scheduled = true;
+  schedule(f.drain_held_until, Ev::drain, static_cast<std::uint32_t>(f.id.value()), f.incarnation);
+  held_ = Held{Held::holding, follower, leader->id, leader->core->term()};
+  schedule(now_ + cut_in, Ev::hold_cut);
+  trace("fault: n", follower, "'s output held; it and leader n", leader->id, " to be cut off in ",
+        cut_in / 1000, "ms");
+  return true;
+}
+
+void World::hold_cut() {
+  if (held_.stage != Held::holding || healing_) return;
+  Node& l = node(held_.leader);
+  Node& f = node(held_.follower);
+  if (!l.up || !f.up || l.core->role() != core::Role::leader || l.core->term() != held_.term) {
+    held_ = Held{};
+    release_hold(f);
+    return;
+  }
+  ++partition_id_;
+  const std::size_t n = opt_.nodes;
+  std::fill(blocked_.begin(), blocked_.end(), 0);
+  for (std::size_t a = 0; a < n; ++a) {
+    const bool side_a = NodeId(a + 1) == l.id || NodeId(a + 1) == f.id;
+    for (std::size_t b = 0; b < n; ++b) {
+      const bool side_b = NodeId(b + 1) == l.id || NodeId(b + 1) == f.id;
+      if (side_a != side_b) blocked_[a * n + b] = 1;
+    }
+  }
+  schedule(std::max(now_, f.drain_held_until) + 100'000, Ev::heal_partition, 0, 0, partition_id_);
+  held_.stage = Held::cut;
+  trace("fault: n", l.id, " and n", f.id, " cut off from the others");
+}
+
+// A new leader among the others: the cut heals, and its first AppendEntries reach the held
+// follower.
+void World::hold_on_lead(Node& n, Term term) {
+  if (term <= held_.term || n.id == held_.follower || n.id == held_.leader) return;
+  ++partition_id_;
+  std::fill(blocked_.begin(), blocked_.end(), 0);
+  held_.stage = Held::healed;
+  trace("fault: cut healed as n", n.id, " wins term ", term);
+}
+
+void World::hold_after_input(Node& n) {
+  if (held_.stage != Held::healed || n.id != held_.follower) return;
+  if (n.core->log().last_term() <= held_.term) return;
+  held_ = Held{};
+  release_hold(n);
+  trace("n", n.id, " holds an entry of a newer term: its output is taken");
+}
+
+void World::release_hold(Node& n) {
+  if (!n.up || n.drain_held_until <= now_) return;
+  n.drain_held_until = now_;
+  schedule(now_, Ev::drain, static_cast<std::uint32_t>(n.id.value()), n.incarnation);
 }
 
 // Cuts every link to and from `victim` until the partition heals `duration` from now.
@@ -366,12 +451,14 @@ void World::heal() {
   orphans_.stage = Orphans::idle;
   isolate_next_leader_ = false;
   joint_cut_ = JointCut{};
+  held_ = Held{};
   drop_until_ = dup_until_ = reorder_until_ = delay_until_ = 0;
   for (Node& n : nodes_) {
     n.crash_on_vote = 0;
     n.crash_on_lead = 0;
     n.crash_on_grant = 0;
     n.crash_planned = 0;
+    release_hold(n);
     if (!n.up) start_node(n);
   }
   trace("heal: faults stop, network heals, all servers up");
@@ -566,9 +653,10 @@ void World::dispatch(const Event& e) {
       return;
     case Ev::audit: on_audit(); return;
     case Ev::snapshot_arrive: snapshot_arrive(e.a); return;
+    case Ev::hold_cut: hold_cut(); return;
     case Ev::drain: {
       Node& n = node(NodeId(e.a));
-      if (!n.up || n.incarnation != e.b) return;
+      if (!n.up || n.incarnation != e.b || now_ < n.drain_held_until) return;
       n.drain_scheduled = false;
       drain(n);
       return;

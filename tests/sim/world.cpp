@@ -65,6 +65,7 @@ void World::crash(Node& n, bool torn) {
   n.writes.clear();
   n.unacked_after.clear();
   n.drain_scheduled = false;
+  n.drain_held_until = 0;
   n.rounds_term = Term();
   n.rounds.clear();
   n.round_acked.clear();
@@ -107,7 +108,10 @@ void World::after_input(Node& n) {
   if (led) checker_.on_leader_commit(n.core->term(), n.core->log());
   if (orphans_.stage == Orphans::first_back) orphans_on_commit(n);
   if (joint_cut_.leader == n.id && !healing_) cut_after_joint(n);
-  if (extras_.batch_us == 0) {
+  if (held_.stage != Held::idle) hold_after_input(n);
+  if (now_ < n.drain_held_until) {
+    // Held (hold_follower): a drain is scheduled for the end of the hold.
+  } else if (extras_.batch_us == 0) {
     drain(n);
   } else if (!n.drain_scheduled) {
     // The driver takes the output a little later: more inputs may come first.
@@ -386,6 +390,7 @@ void World::on_new_leader(Node& n) {
   if (extras_.batch_us != 0 && rng_.below(2) == 0) batch_hold_until_ = now_ + 20'000;
   n.led_term = term;
   if (orphans_.stage != Orphans::idle) orphans_on_lead(n, term);
+  if (held_.stage == Held::cut) hold_on_lead(n, term);
   if (isolate_next_leader_ && !healing_) {
     isolate_next_leader_ = false;
     isolate(n.id, rng_.range(300'000, 2'000'000));

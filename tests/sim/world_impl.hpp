@@ -59,6 +59,7 @@ enum class Ev : std::uint8_t {
   audit,
   snapshot_arrive,
   drain,
+  hold_cut,
 };
 
 struct Event {
@@ -177,6 +178,8 @@ struct Node {
   };
   std::multimap<std::pair<std::uint64_t, std::uint64_t>, ReadAsked> read_asked;
   bool drain_scheduled = false;
+  // The driver takes no output from this server before then (World::hold_follower).
+  Time drain_held_until = 0;
   std::vector<core::Message> unacked_after;
   // The last index the disk holds once every write handed to it is done.
   Index disk_last;
@@ -426,6 +429,11 @@ class World {
   void cut_after_joint(Node& n);
   void stale_leader();
   bool one_entry_messages() const;
+  bool hold_follower();
+  void hold_cut();
+  void hold_on_lead(Node& n, Term term);
+  void hold_after_input(Node& n);
+  void release_hold(Node& n);
   void orphans_on_lead(Node& n, Term term);
   void orphans_on_commit(Node& n);
   void heal();
@@ -471,6 +479,12 @@ class World {
     Index commit;  // the first leader's commit index when it led again
   } orphans_;
   bool isolate_next_leader_ = false;  // forget_votes()
+  // hold_follower(): the follower whose output waits, the leader cut off with it and its term.
+  struct Held {
+    enum Stage : std::uint8_t { idle, holding, cut, healed } stage = idle;
+    NodeId follower, leader;
+    Term term;
+  } held_;
   // The leader whose joint configuration, at `index`, is to commit before it is cut off
   // (`crash` false) or crashed (cut_after_joint()); no_node when none.
   struct JointCut {
