@@ -360,13 +360,65 @@ void World::transfer() {
   for (Node& n : nodes_) {
     if (!n.up || n.core->role() != core::Role::leader) continue;
     const auto& voters = n.core->configuration().voters;
-    const NodeId target = voters[rng_.below(voters.size())];
-    trace("fault: n", n.id, " transfers leadership to n", target);
-    (void)n.core->transfer_leadership(target);  // refused when the target is the leader itself
-    after_input(n);
+    transfer_now(n, voters[rng_.below(voters.size())]);
     return;
   }
   --faults_injected_;  // no leader to transfer from
+}
+
+// Leader `n` is asked to hand leadership to `target` (refused when that is itself). It must
+// refuse while a membership change is unfinished (core.hpp, transfer_leadership): a
+// configuration entry still to commit, or a joint configuration still to leave, would be
+// appended or committed during the transfer (World::check_transfer).
+void World::transfer_now(Node& n, NodeId target) {
+  auto r = n.core->transfer_leadership(target);
+  trace("fault: n", n.id, " transfers leadership to n", target, ": ",
+        r ? "accepted" : r.error().message());
+  const core::RaftLog& log = n.core->log();
+  if (r && checker_failure_.empty() &&
+      (n.core->configuration().joint() || n.core->configuration_index() > log.commit_index())) {
+    checker_failure_ = detail::concat("transfer: leader n", n.id,
+                                      " accepted a transfer while its configuration at ",
+                                      n.core->configuration_index(), " is ",
+                                      n.core->configuration().joint() ? "joint" : "uncommitted",
+                                      " (commit index ", log.commit_index(), ")");
+    stop_ = true;
+  }
+  after_input(n);
+}
+
+// The leader of promotion_watch_ hands leadership over just before the tick at which one of the
+// watched learners' automatic promotion falls due; the core counts the ticks a learner has been
+// close enough as this does (Core::tick_promotions). The promotion must wait for the transfer
+// to end.
+void World::promotion_tick(Node& n) {
+  PromotionWatch& w = promotion_watch_;
+  if (n.core->role() != core::Role::leader || n.core->term() != w.term || w.ticks_left == 0) {
+    w = PromotionWatch{};
+    return;
+  }
+  --w.ticks_left;
+  const core::Config& c = n.core->config();
+  const core::RaftLog& log = n.core->log();
+  const Configuration& conf = n.core->configuration();
+  bool due = false;
+  for (auto& [id, ticks] : w.learners) {
+    const core::Progress* pr = n.core->progress(id);
+    const bool close = pr && pr->state == core::Progress::State::replicate &&
+                       log.last_index() - pr->match_index <= c.promotion_lag_entries_max;
+    ticks = close ? ticks + 1 : 0;
+    due = due || (ticks >= c.election_ticks && conf.is_learner(id));
+  }
+  const bool idle = n.core->configuration_index() <= log.commit_index() && !conf.joint() &&
+                    log.matches(log.commit_index(), n.core->term());
+  if (!due || !idle || n.core->transfer_target() != no_node || conf.voters.size() < 2) return;
+  w = PromotionWatch{};
+  NodeId target = conf.voters[schedule_rng_.below(conf.voters.size())];
+  if (target == n.id) target = conf.voters[(std::find(conf.voters.begin(), conf.voters.end(),
+                                                      target) - conf.voters.begin() + 1) %
+                                           conf.voters.size()];
+  trace("fault: a promotion falls due at n", n.id, "'s next tick");
+  transfer_now(n, target);
 }
 
 // With membership changes the voter set may shrink to a bare majority of the servers, and an
@@ -406,6 +458,19 @@ void World::reconfig() {
           change.learners.size(), " learners: ", r ? "accepted" : r.error().message());
     // Half the joint changes, with crashes or partitions among the faults, lose their leader
     // as they commit (cut_after_joint).
+    // With transfer faults, three in four changes that promote learners are followed by a
+    // transfer at the tick a promotion falls due (promotion_tick), and half the others by a
+    // transfer at once, which the leader must refuse while the change is unfinished.
+    if (r && (opt_.faults & fault_transfer)) {
+      if (!change.auto_promote.empty() && schedule_rng_.below(4) != 0) {
+        promotion_watch_ = PromotionWatch{n.id, n.core->term(), 30 * knobs_.election_ticks, {}};
+        for (NodeId id : change.auto_promote) promotion_watch_.learners.emplace_back(id, 0);
+        trace("fault: n", n.id, " will transfer leadership as a promotion falls due");
+      } else if (schedule_rng_.below(2) == 0) {
+        const auto& voters = n.core->configuration().voters;
+        transfer_now(n, voters[schedule_rng_.below(voters.size())]);
+      }
+    }
     const std::uint32_t cuts = opt_.faults & (fault_crash | fault_partition);
     if (r && n.core->configuration().joint() && cuts != 0 && schedule_rng_.below(2) == 0) {
       const bool crash = cuts == fault_crash || (cuts != fault_partition && schedule_rng_.below(2));
@@ -452,6 +517,7 @@ void World::heal() {
   isolate_next_leader_ = false;
   joint_cut_ = JointCut{};
   held_ = Held{};
+  promotion_watch_ = PromotionWatch{};
   drop_until_ = dup_until_ = reorder_until_ = delay_until_ = 0;
   for (Node& n : nodes_) {
     n.crash_on_vote = 0;
@@ -592,6 +658,7 @@ void World::dispatch(const Event& e) {
       Node& n = node(NodeId(e.a));
       if (!n.up || n.incarnation != e.b) return;
       n.last_tick_at = now_;
+      if (promotion_watch_.leader == n.id) promotion_tick(n);
       n.core->tick();
       after_input(n);
       schedule(now_ + n.tick_period, Ev::tick, e.a, e.b);

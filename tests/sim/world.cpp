@@ -66,6 +66,7 @@ void World::crash(Node& n, bool torn) {
   n.unacked_after.clear();
   n.drain_scheduled = false;
   n.drain_held_until = 0;
+  n.transfer_seen = no_node;
   n.rounds_term = Term();
   n.rounds.clear();
   n.round_acked.clear();
@@ -108,6 +109,7 @@ void World::after_input(Node& n) {
   if (led) checker_.on_leader_commit(n.core->term(), n.core->log());
   if (orphans_.stage == Orphans::first_back) orphans_on_commit(n);
   if (joint_cut_.leader == n.id && !healing_) cut_after_joint(n);
+  check_transfer(n);
   if (held_.stage != Held::idle) hold_after_input(n);
   if (now_ < n.drain_held_until) {
     // Held (hold_follower): a drain is scheduled for the end of the hold.
@@ -377,6 +379,27 @@ void World::check_output(Node& n, const core::Output& out) {
       return;
     }
   }
+}
+
+// A leader appends no entry while it hands leadership over (core.hpp, transfer_leadership):
+// proposals and membership changes are refused, and automatic promotions and the exit from a
+// joint configuration wait for the transfer to end. An entry appended after TimeoutNow left
+// would make the target less up to date than the leader, and maybe than another voter: its
+// election would fail, after its vote request deposed the leader.
+void World::check_transfer(Node& n) {
+  const NodeId target =
+      n.core->role() == core::Role::leader ? n.core->transfer_target() : no_node;
+  const Index last = n.core->log().last_index();
+  if (target != no_node && target == n.transfer_seen && n.core->term() == n.transfer_term &&
+      last > n.transfer_last && checker_failure_.empty()) {
+    checker_failure_ = detail::concat("transfer: leader n", n.id, " of term ", n.core->term(),
+                                      " appended entries ", n.transfer_last + 1, " to ", last,
+                                      " while handing leadership to n", target);
+    stop_ = true;
+  }
+  n.transfer_seen = target;
+  n.transfer_term = n.core->term();
+  n.transfer_last = last;
 }
 
 void World::on_soft_state(Node& n, const core::SoftState& s) {

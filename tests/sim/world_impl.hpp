@@ -181,6 +181,11 @@ struct Node {
   // The driver takes no output from this server before then (World::hold_follower).
   Time drain_held_until = 0;
   std::vector<core::Message> unacked_after;
+  // What World::check_transfer saw after this server's last input: the voter it was handing
+  // leadership to (no_node if none), in which term, and its last index then.
+  NodeId transfer_seen;
+  Term transfer_term;
+  Index transfer_last;
   // The last index the disk holds once every write handed to it is done.
   Index disk_last;
   // What World::check_electable last saw of this server after one of its inputs: how up to
@@ -380,6 +385,7 @@ class World {
   void after_input(Node& n);
   void on_new_leader(Node& n);
   void check_output(Node& n, const core::Output& out);
+  void check_transfer(Node& n);
   void check_vote_guard(Node& n, NodeId candidate);
   void check_stability(Node& n);
   void note_round(Node& n, Term term, std::uint64_t seq);
@@ -404,6 +410,8 @@ class World {
   void handle_reads(Node& n, const core::Output& out);
   void serve_reads(Node& n);
   void transfer();
+  void transfer_now(Node& n, NodeId target);
+  void promotion_tick(Node& n);
   void reconfig();
   void restore_membership();
   Configuration full_configuration() const;
@@ -485,6 +493,14 @@ class World {
     NodeId follower, leader;
     Term term;
   } held_;
+  // A leader that hands leadership over at the tick a learner's automatic promotion falls due
+  // (promotion_tick): the learners, and the ticks each has been close enough to promote.
+  struct PromotionWatch {
+    NodeId leader;
+    Term term;
+    std::uint32_t ticks_left = 0;
+    std::vector<std::pair<NodeId, std::uint32_t>> learners;
+  } promotion_watch_;
   // The leader whose joint configuration, at `index`, is to commit before it is cut off
   // (`crash` false) or crashed (cut_after_joint()); no_node when none.
   struct JointCut {
