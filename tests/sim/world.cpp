@@ -381,6 +381,28 @@ void World::check_output(Node& n, const core::Output& out) {
   }
 }
 
+// output.hpp step 4: acknowledging a write acknowledges it and every earlier one, and no later
+// one: right after persisted(), the core still waits for exactly the writes the disk has not
+// completed. Once it waits for none and has nothing left to hand out, its whole log is on disk
+// and it must count it durable: entries it does not count are never committed here, applied or
+// acknowledged to a leader.
+void World::check_persisted(Node& n) {
+  if (!checker_failure_.empty()) return;
+  const core::RaftLog& log = n.core->log();
+  std::string what;
+  if (log.writes_in_flight() != n.writes.size()) {
+    what = detail::concat("waits for ", log.writes_in_flight(), " writes after persisted(), but ",
+                          n.writes.size(), " are in flight");
+  } else if (n.writes.empty() && !log.has_unsaved() && log.persisted_index() < log.last_index()) {
+    what = detail::concat("had every write acknowledged, but counts entries up to ",
+                          log.persisted_index(), " of ", log.last_index(), " durable");
+  } else {
+    return;
+  }
+  checker_failure_ = detail::concat("persisted: n", n.id, " ", what);
+  stop_ = true;
+}
+
 // A leader appends no entry while it hands leadership over (core.hpp, transfer_leadership):
 // proposals and membership changes are refused, and automatic promotions and the exit from a
 // joint configuration wait for the transfer to end. An entry appended after TimeoutNow left
@@ -476,6 +498,7 @@ void World::disk_done(Node& n) {
     return;
   }
   n.core->persisted(w.write);
+  check_persisted(n);
   for (core::Message& m : n.unacked_after) net_send(std::move(m), true);
   n.unacked_after.clear();
   for (core::Message& m : w.after) net_send(std::move(m));

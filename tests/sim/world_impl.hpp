@@ -385,6 +385,7 @@ class World {
   void after_input(Node& n);
   void on_new_leader(Node& n);
   void check_output(Node& n, const core::Output& out);
+  void check_persisted(Node& n);
   void check_transfer(Node& n);
   void check_vote_guard(Node& n, NodeId candidate);
   void check_stability(Node& n);
