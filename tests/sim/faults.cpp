@@ -64,10 +64,15 @@ void World::inject_fault() {
       if (!take_snapshot()) --faults_injected_;
       break;
     case fault_partition:
-      // With five servers or more, a third of the partitions hold a follower's output while
-      // it takes entries of two leaders (hold_follower); half the others play the history of
-      // thesis Figure 3.7.
-      if (opt_.nodes >= 5 && schedule_rng_.below(3) == 0 && hold_follower()) break;
+      // With five servers or more, a quarter of the partitions hold a follower's output while
+      // it takes entries of two leaders (hold_follower), and a quarter stall a follower's disk
+      // through three leaderships (stall_disk); half the others play the history of thesis
+      // Figure 3.7.
+      if (opt_.nodes >= 5) {
+        const std::uint64_t directed = schedule_rng_.below(4);
+        if (directed == 0 && hold_follower()) break;
+        if (directed == 1 && stall_disk()) break;
+      }
       if (rng_.below(2) == 0 && orphan_leaders()) break;
       partition();
       schedule(now_ + duration, Ev::heal_partition, 0, 0, partition_id_);
@@ -196,9 +201,7 @@ bool World::hold_follower() {
   if (!leader || leader->core->configuration().joint()) return false;
   const std::vector<NodeId>& voters = leader->core->configuration().voters;
   if (voters.size() < 5) return false;
-  NodeId follower = voters[schedule_rng_.below(voters.size())];
-  if (follower == leader->id) follower = voters[(std::find(voters.begin(), voters.end(), follower) -
-                                                 voters.begin() + 1) % voters.size()];
+  const NodeId follower = other_voter(voters, leader->id);
   Node& f = node(follower);
   if (!f.up) return false;
   const Time cut_in = schedule_rng_.range(2'000, 50'000);
@@ -221,16 +224,7 @@ void World::hold_cut() {
     release_hold(f);
     return;
   }
-  ++partition_id_;
-  const std::size_t n = opt_.nodes;
-  std::fill(blocked_.begin(), blocked_.end(), 0);
-  for (std::size_t a = 0; a < n; ++a) {
-    const bool side_a = NodeId(a + 1) == l.id || NodeId(a + 1) == f.id;
-    for (std::size_t b = 0; b < n; ++b) {
-      const bool side_b = NodeId(b + 1) == l.id || NodeId(b + 1) == f.id;
-      if (side_a != side_b) blocked_[a * n + b] = 1;
-    }
-  }
+  split(l.id, f.id);
   schedule(std::max(now_, f.drain_held_until) + 100'000, Ev::heal_partition, 0, 0, partition_id_);
   held_.stage = Held::cut;
   trace("fault: n", l.id, " and n", f.id, " cut off from the others");
@@ -258,6 +252,91 @@ void World::release_hold(Node& n) {
   if (!n.up || n.drain_held_until <= now_) return;
   n.drain_held_until = now_;
   schedule(now_, Ev::drain, static_cast<std::uint32_t>(n.id.value()), n.incarnation);
+}
+
+// A voter other than `self`, drawn by the later schedules. Precondition: two voters or more.
+NodeId World::other_voter(const std::vector<NodeId>& voters, NodeId self) {
+  const std::size_t k = schedule_rng_.below(voters.size());
+  return voters[k] != self ? voters[k] : voters[(k + 1) % voters.size()];
+}
+
+// Cuts servers `a` and `b` off from the others, both ways, until healed.
+void World::split(NodeId a, NodeId b) {
+  ++partition_id_;
+  const std::size_t n = opt_.nodes;
+  std::fill(blocked_.begin(), blocked_.end(), 0);
+  for (std::size_t x = 0; x < n; ++x) {
+    const bool side_x = NodeId(x + 1) == a || NodeId(x + 1) == b;
+    for (std::size_t y = 0; y < n; ++y) {
+      const bool side_y = NodeId(y + 1) == a || NodeId(y + 1) == b;
+      if (side_x != side_y) blocked_[x * n + y] = 1;
+    }
+  }
+}
+
+// A follower's disk stalls while three leaderships pass, and then completes every write queued
+// at once; the driver acknowledges them with one persisted() naming the last
+// (World::check_persisted). The leader of term t and the follower are cut off from the others
+// (the leader's latest entries reach the follower alone); when the others elect a new leader,
+// it is cut off with the follower instead (its first entry replaces the old leader's there);
+// the old leader, whose log is the longest the others hold, then wins a later term and the cut
+// heals. The follower, whose new terms wait on its disk, answers no one meanwhile; its disk
+// catches up a few milliseconds after the third leader wins, or after a few seconds if the
+// history goes otherwise. Needs a voter set of five or more. Returns false when there is no
+// leader.
+bool World::stall_disk() {
+  if (stall_.stage != Stall::idle || held_.stage != Held::idle) return false;
+  Node* leader = nullptr;
+  for (Node& n : nodes_) {
+    if (n.up && n.core->role() == core::Role::leader) leader = &n;
+  }
+  if (!leader || leader->core->configuration().joint()) return false;
+  const std::vector<NodeId>& voters = leader->core->configuration().voters;
+  if (voters.size() < 5) return false;
+  const NodeId follower = other_voter(voters, leader->id);
+  Node& f = node(follower);
+  if (!f.up) return false;
+  f.disk_stalled = true;
+  split(leader->id, follower);
+  stall_ = Stall{Stall::first_cut, follower, leader->id, no_node, leader->core->term()};
+  const Time bound = 12 * knobs_.election_ticks * slowest_tick_ + 500'000;
+  schedule(now_ + bound, Ev::disk_flush, static_cast<std::uint32_t>(f.id.value()), f.incarnation);
+  schedule(now_ + bound, Ev::heal_partition, 0, 0, partition_id_);
+  trace("fault: n", follower, "'s disk stalls; it and leader n", leader->id, " cut off");
+  return true;
+}
+
+void World::stall_on_lead(Node& n, Term term) {
+  if (term <= stall_.term || n.id == stall_.follower) return;
+  const Time bound = 12 * knobs_.election_ticks * slowest_tick_ + 500'000;
+  if (stall_.stage == Stall::first_cut && n.id != stall_.first) {
+    stall_.stage = Stall::second_cut;
+    stall_.second = n.id;
+    stall_.term = term;
+    split(n.id, stall_.follower);
+    schedule(now_ + bound, Ev::heal_partition, 0, 0, partition_id_);
+    trace("fault: n", n.id, " cut off with n", stall_.follower, " as it wins term ", term);
+  } else if (stall_.stage == Stall::second_cut) {
+    ++partition_id_;
+    std::fill(blocked_.begin(), blocked_.end(), 0);
+    stall_.stage = n.id == stall_.first ? Stall::healed : Stall::idle;
+    // The disk catches up once the new leader's first AppendEntries are queued behind the rest.
+    const Node& f = node(stall_.follower);
+    schedule(now_ + schedule_rng_.range(2'000, 10'000), Ev::disk_flush,
+             static_cast<std::uint32_t>(f.id.value()), f.incarnation);
+    trace("fault: cut healed as n", n.id, " wins term ", term);
+  }
+}
+
+// The stalled disk completes every write queued, acknowledged together.
+void World::flush_disk(Node& n) {
+  if (!n.disk_stalled) return;
+  n.disk_stalled = false;
+  if (stall_.follower == n.id) stall_ = Stall{};
+  n.disk_busy_until = now_;
+  trace("n", n.id, " disk completes ", n.writes.size(), " queued writes");
+  const std::size_t queued = n.writes.size();
+  for (std::size_t k = 0; k < queued && n.up && !n.writes.empty(); ++k) disk_done(n, true);
 }
 
 // Cuts every link to and from `victim` until the partition heals `duration` from now.
@@ -413,12 +492,8 @@ void World::promotion_tick(Node& n) {
                     log.matches(log.commit_index(), n.core->term());
   if (!due || !idle || n.core->transfer_target() != no_node || conf.voters.size() < 2) return;
   w = PromotionWatch{};
-  NodeId target = conf.voters[schedule_rng_.below(conf.voters.size())];
-  if (target == n.id) target = conf.voters[(std::find(conf.voters.begin(), conf.voters.end(),
-                                                      target) - conf.voters.begin() + 1) %
-                                           conf.voters.size()];
   trace("fault: a promotion falls due at n", n.id, "'s next tick");
-  transfer_now(n, target);
+  transfer_now(n, other_voter(conf.voters, n.id));
 }
 
 // With membership changes the voter set may shrink to a bare majority of the servers, and an
@@ -517,6 +592,7 @@ void World::heal() {
   isolate_next_leader_ = false;
   joint_cut_ = JointCut{};
   held_ = Held{};
+  stall_ = Stall{};
   promotion_watch_ = PromotionWatch{};
   drop_until_ = dup_until_ = reorder_until_ = delay_until_ = 0;
   for (Node& n : nodes_) {
@@ -525,6 +601,7 @@ void World::heal() {
     n.crash_on_grant = 0;
     n.crash_planned = 0;
     release_hold(n);
+    if (n.up) flush_disk(n);
     if (!n.up) start_node(n);
   }
   trace("heal: faults stop, network heals, all servers up");
@@ -667,7 +744,8 @@ void World::dispatch(const Event& e) {
     case Ev::deliver: deliver(e.a, e.b != 0); return;
     case Ev::disk_done: {
       Node& n = node(NodeId(e.a));
-      if (n.up && n.incarnation == e.b) disk_done(n);
+      // A flush (flush_disk) may have completed this write already.
+      if (n.up && n.incarnation == e.b && !n.writes.empty()) disk_done(n);
       return;
     }
     case Ev::restart: {
@@ -721,6 +799,11 @@ void World::dispatch(const Event& e) {
     case Ev::audit: on_audit(); return;
     case Ev::snapshot_arrive: snapshot_arrive(e.a); return;
     case Ev::hold_cut: hold_cut(); return;
+    case Ev::disk_flush: {
+      Node& n = node(NodeId(e.a));
+      if (n.up && n.incarnation == e.b) flush_disk(n);
+      return;
+    }
     case Ev::drain: {
       Node& n = node(NodeId(e.a));
       if (!n.up || n.incarnation != e.b || now_ < n.drain_held_until) return;

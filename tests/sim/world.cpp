@@ -66,6 +66,7 @@ void World::crash(Node& n, bool torn) {
   n.unacked_after.clear();
   n.drain_scheduled = false;
   n.drain_held_until = 0;
+  n.disk_stalled = false;
   n.transfer_seen = no_node;
   n.rounds_term = Term();
   n.rounds.clear();
@@ -143,9 +144,11 @@ void World::handle_output(Node& n, core::Output& out) {
     if (out.install_snapshot) install_snapshot(n, *out.install_snapshot, w);
     w.after = std::move(out.messages_after_persist);
     n.writes.push_back(std::move(w));
-    n.disk_busy_until = std::max(n.disk_busy_until, now_) + rng_.range(50, knobs_.disk_us_max);
-    schedule(n.disk_busy_until, Ev::disk_done, static_cast<std::uint32_t>(n.id.value()),
-             n.incarnation);
+    if (!n.disk_stalled) {  // else queued until flush_disk
+      n.disk_busy_until = std::max(n.disk_busy_until, now_) + rng_.range(50, knobs_.disk_us_max);
+      schedule(n.disk_busy_until, Ev::disk_done, static_cast<std::uint32_t>(n.id.value()),
+               n.incarnation);
+    }
     if (out.hard_state && n.crash_on_vote) {
       schedule(now_ + 1, Ev::armed_crash, static_cast<std::uint32_t>(n.id.value()), n.incarnation);
     }
@@ -409,8 +412,7 @@ void World::check_persisted(Node& n) {
 // would make the target less up to date than the leader, and maybe than another voter: its
 // election would fail, after its vote request deposed the leader.
 void World::check_transfer(Node& n) {
-  const NodeId target =
-      n.core->role() == core::Role::leader ? n.core->transfer_target() : no_node;
+  const NodeId target = n.core->role() == core::Role::leader ? n.core->transfer_target() : no_node;
   const Index last = n.core->log().last_index();
   if (target != no_node && target == n.transfer_seen && n.core->term() == n.transfer_term &&
       last > n.transfer_last && checker_failure_.empty()) {
@@ -436,6 +438,7 @@ void World::on_new_leader(Node& n) {
   n.led_term = term;
   if (orphans_.stage != Orphans::idle) orphans_on_lead(n, term);
   if (held_.stage == Held::cut) hold_on_lead(n, term);
+  if (stall_.stage != Stall::idle) stall_on_lead(n, term);
   if (isolate_next_leader_ && !healing_) {
     isolate_next_leader_ = false;
     isolate(n.id, rng_.range(300'000, 2'000'000));
@@ -481,13 +484,15 @@ void World::apply(Node& n, const Entry& e) {
   }
 }
 
-void World::disk_done(Node& n) {
+// `group`: the driver acknowledges the completed writes together, with one persisted() for the
+// last of them (flush_disk).
+void World::disk_done(Node& n, bool group) {
   DiskWrite w = std::move(n.writes.front());
   n.writes.pop_front();
   if (w.hard_state) n.hard = *w.hard_state;
   store_write(n, w, w.entries.size(), true);
   mix(0xd15c ^ (n.id.value() << 8) ^ (n.durable.size() << 16));
-  if (extras_.coalesce && !n.writes.empty() && rng_.below(2) == 0) {
+  if (!n.writes.empty() && (group || (extras_.coalesce && rng_.below(2) == 0))) {
     // Acknowledged later, together with the next write; its messages wait for that. What they
     // promise is checked now, against the disk that keeps the promise.
     for (core::Message& m : w.after) {

@@ -60,6 +60,7 @@ enum class Ev : std::uint8_t {
   snapshot_arrive,
   drain,
   hold_cut,
+  disk_flush,
 };
 
 struct Event {
@@ -180,6 +181,8 @@ struct Node {
   bool drain_scheduled = false;
   // The driver takes no output from this server before then (World::hold_follower).
   Time drain_held_until = 0;
+  // The disk completes no write until World::flush_disk (World::stall_disk).
+  bool disk_stalled = false;
   std::vector<core::Message> unacked_after;
   // What World::check_transfer saw after this server's last input: the voter it was handing
   // leadership to (no_node if none), in which term, and its last index then.
@@ -381,7 +384,7 @@ class World {
   void handle_output(Node& n, core::Output& out);
   void on_soft_state(Node& n, const core::SoftState& s);
   void apply(Node& n, const Entry& e);
-  void disk_done(Node& n);
+  void disk_done(Node& n, bool group = false);
   void after_input(Node& n);
   void on_new_leader(Node& n);
   void check_output(Node& n, const core::Output& out);
@@ -443,6 +446,11 @@ class World {
   void hold_on_lead(Node& n, Term term);
   void hold_after_input(Node& n);
   void release_hold(Node& n);
+  NodeId other_voter(const std::vector<NodeId>& voters, NodeId self);
+  void split(NodeId a, NodeId b);
+  bool stall_disk();
+  void stall_on_lead(Node& n, Term term);
+  void flush_disk(Node& n);
   void orphans_on_lead(Node& n, Term term);
   void orphans_on_commit(Node& n);
   void heal();
@@ -494,6 +502,13 @@ class World {
     NodeId follower, leader;
     Term term;
   } held_;
+  // stall_disk(): the follower whose disk is stalled, the leader cut off with it and its term,
+  // and the next leader, cut off with it in turn.
+  struct Stall {
+    enum Stage : std::uint8_t { idle, first_cut, second_cut, healed } stage = idle;
+    NodeId follower, first, second;
+    Term term;
+  } stall_;
   // A leader that hands leadership over at the tick a learner's automatic promotion falls due
   // (promotion_tick): the learners, and the ticks each has been close enough to promote.
   struct PromotionWatch {
