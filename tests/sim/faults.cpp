@@ -193,11 +193,11 @@ void World::cut_after_joint(Node& n) {
 // output are World::check_output's. Needs a voter set of five or more: the rest must elect a
 // leader without the two. Returns false when there is no leader.
 bool World::hold_follower() {
+  if (held_.stage != Held::idle || stall_.stage != Stall::idle) return false;  // one at a time
   Node* leader = nullptr;
   for (Node& n : nodes_) {
     if (n.up && n.core->role() == core::Role::leader) leader = &n;
   }
-  if (held_.stage != Held::idle) return false;  // one at a time
   if (!leader || leader->core->configuration().joint()) return false;
   const std::vector<NodeId>& voters = leader->core->configuration().voters;
   if (voters.size() < 5) return false;

@@ -67,6 +67,8 @@ void World::crash(Node& n, bool torn) {
   n.drain_scheduled = false;
   n.drain_held_until = 0;
   n.disk_stalled = false;
+  if (held_.follower == n.id) held_ = Held{};
+  if (stall_.follower == n.id) stall_ = Stall{};
   n.transfer_seen = no_node;
   n.rounds_term = Term();
   n.rounds.clear();
