@@ -64,7 +64,15 @@ void World::inject_fault() {
       if (!take_snapshot()) --faults_injected_;
       break;
     case fault_partition:
-      // Half the partitions play the history of thesis Figure 3.7 instead.
+      // With five servers or more, a quarter of the partitions hold a follower's output while
+      // it takes entries of two leaders (hold_follower), and a quarter stall a follower's disk
+      // through three leaderships (stall_disk); half the others play the history of thesis
+      // Figure 3.7.
+      if (opt_.nodes >= 5) {
+        const std::uint64_t directed = schedule_rng_.below(4);
+        if (directed == 0 && hold_follower()) break;
+        if (directed == 1 && stall_disk()) break;
+      }
       if (rng_.below(2) == 0 && orphan_leaders()) break;
       partition();
       schedule(now_ + duration, Ev::heal_partition, 0, 0, partition_id_);
@@ -175,6 +183,162 @@ void World::cut_after_joint(Node& n) {
         n.core->log().commit_index(), " commits");
 }
 
+// A follower takes AppendEntries of two leaders before its driver takes one output: the
+// leader's entries (and its acknowledgement of them, waiting for the write), then a new
+// leader's conflicting ones, which remove them again. The driver stops taking the follower's
+// output; tens of milliseconds later (the leader's latest entries reaching the others too)
+// the leader and the follower are cut off from the rest, which elect a new leader; the cut
+// heals as it wins, and the follower's output is taken once it holds an entry of the new term
+// (or when the hold ends, if nothing of this comes about). Output.hpp's promises for that
+// output are World::check_output's. Needs a voter set of five or more: the rest must elect a
+// leader without the two. Returns false when there is no leader.
+bool World::hold_follower() {
+  if (held_.stage != Held::idle || stall_.stage != Stall::idle) return false;  // one at a time
+  Node* leader = nullptr;
+  for (Node& n : nodes_) {
+    if (n.up && n.core->role() == core::Role::leader) leader = &n;
+  }
+  if (!leader || leader->core->configuration().joint()) return false;
+  const std::vector<NodeId>& voters = leader->core->configuration().voters;
+  if (voters.size() < 5) return false;
+  const NodeId follower = other_voter(voters, leader->id);
+  Node& f = node(follower);
+  if (!f.up) return false;
+  const Time cut_in = schedule_rng_.range(2'000, 50'000);
+  f.drain_held_until = now_ + cut_in + 4 * knobs_.election_ticks * slowest_tick_ + 100'000;
+  f.drain_scheduled = true;
+  schedule(f.drain_held_until, Ev::drain, static_cast<std::uint32_t>(f.id.value()), f.incarnation);
+  held_ = Held{Held::holding, follower, leader->id, leader->core->term()};
+  schedule(now_ + cut_in, Ev::hold_cut);
+  trace("fault: n", follower, "'s output held; it and leader n", leader->id, " to be cut off in ",
+        cut_in / 1000, "ms");
+  return true;
+}
+
+void World::hold_cut() {
+  if (held_.stage != Held::holding || healing_) return;
+  Node& l = node(held_.leader);
+  Node& f = node(held_.follower);
+  if (!l.up || !f.up || l.core->role() != core::Role::leader || l.core->term() != held_.term) {
+    held_ = Held{};
+    release_hold(f);
+    return;
+  }
+  split(l.id, f.id);
+  schedule(std::max(now_, f.drain_held_until) + 100'000, Ev::heal_partition, 0, 0, partition_id_);
+  held_.stage = Held::cut;
+  trace("fault: n", l.id, " and n", f.id, " cut off from the others");
+}
+
+// A new leader among the others: the cut heals, and its first AppendEntries reach the held
+// follower.
+void World::hold_on_lead(Node& n, Term term) {
+  if (term <= held_.term || n.id == held_.follower || n.id == held_.leader) return;
+  ++partition_id_;
+  std::fill(blocked_.begin(), blocked_.end(), 0);
+  held_.stage = Held::healed;
+  trace("fault: cut healed as n", n.id, " wins term ", term);
+}
+
+void World::hold_after_input(Node& n) {
+  if (held_.stage != Held::healed || n.id != held_.follower) return;
+  if (n.core->log().last_term() <= held_.term) return;
+  held_ = Held{};
+  release_hold(n);
+  trace("n", n.id, " holds an entry of a newer term: its output is taken");
+}
+
+void World::release_hold(Node& n) {
+  if (!n.up || n.drain_held_until <= now_) return;
+  n.drain_held_until = now_;
+  schedule(now_, Ev::drain, static_cast<std::uint32_t>(n.id.value()), n.incarnation);
+}
+
+// A voter other than `self`, drawn by the later schedules. Precondition: two voters or more.
+NodeId World::other_voter(const std::vector<NodeId>& voters, NodeId self) {
+  const std::size_t k = schedule_rng_.below(voters.size());
+  return voters[k] != self ? voters[k] : voters[(k + 1) % voters.size()];
+}
+
+// Cuts servers `a` and `b` off from the others, both ways, until healed.
+void World::split(NodeId a, NodeId b) {
+  ++partition_id_;
+  const std::size_t n = opt_.nodes;
+  std::fill(blocked_.begin(), blocked_.end(), 0);
+  for (std::size_t x = 0; x < n; ++x) {
+    const bool side_x = NodeId(x + 1) == a || NodeId(x + 1) == b;
+    for (std::size_t y = 0; y < n; ++y) {
+      const bool side_y = NodeId(y + 1) == a || NodeId(y + 1) == b;
+      if (side_x != side_y) blocked_[x * n + y] = 1;
+    }
+  }
+}
+
+// A follower's disk stalls while three leaderships pass, and then completes every write queued
+// at once; the driver acknowledges them with one persisted() naming the last
+// (World::check_persisted). The leader of term t and the follower are cut off from the others
+// (the leader's latest entries reach the follower alone); when the others elect a new leader,
+// it is cut off with the follower instead (its first entry replaces the old leader's there);
+// the old leader, whose log is the longest the others hold, then wins a later term and the cut
+// heals. The follower, whose new terms wait on its disk, answers no one meanwhile; its disk
+// catches up a few milliseconds after the third leader wins, or after a few seconds if the
+// history goes otherwise. Needs a voter set of five or more. Returns false when there is no
+// leader.
+bool World::stall_disk() {
+  if (stall_.stage != Stall::idle || held_.stage != Held::idle) return false;
+  Node* leader = nullptr;
+  for (Node& n : nodes_) {
+    if (n.up && n.core->role() == core::Role::leader) leader = &n;
+  }
+  if (!leader || leader->core->configuration().joint()) return false;
+  const std::vector<NodeId>& voters = leader->core->configuration().voters;
+  if (voters.size() < 5) return false;
+  const NodeId follower = other_voter(voters, leader->id);
+  Node& f = node(follower);
+  if (!f.up) return false;
+  f.disk_stalled = true;
+  split(leader->id, follower);
+  stall_ = Stall{Stall::first_cut, follower, leader->id, no_node, leader->core->term()};
+  const Time bound = 12 * knobs_.election_ticks * slowest_tick_ + 500'000;
+  schedule(now_ + bound, Ev::disk_flush, static_cast<std::uint32_t>(f.id.value()), f.incarnation);
+  schedule(now_ + bound, Ev::heal_partition, 0, 0, partition_id_);
+  trace("fault: n", follower, "'s disk stalls; it and leader n", leader->id, " cut off");
+  return true;
+}
+
+void World::stall_on_lead(Node& n, Term term) {
+  if (term <= stall_.term || n.id == stall_.follower) return;
+  const Time bound = 12 * knobs_.election_ticks * slowest_tick_ + 500'000;
+  if (stall_.stage == Stall::first_cut && n.id != stall_.first) {
+    stall_.stage = Stall::second_cut;
+    stall_.second = n.id;
+    stall_.term = term;
+    split(n.id, stall_.follower);
+    schedule(now_ + bound, Ev::heal_partition, 0, 0, partition_id_);
+    trace("fault: n", n.id, " cut off with n", stall_.follower, " as it wins term ", term);
+  } else if (stall_.stage == Stall::second_cut) {
+    ++partition_id_;
+    std::fill(blocked_.begin(), blocked_.end(), 0);
+    stall_.stage = n.id == stall_.first ? Stall::healed : Stall::idle;
+    // The disk catches up once the new leader's first AppendEntries are queued behind the rest.
+    const Node& f = node(stall_.follower);
+    schedule(now_ + schedule_rng_.range(2'000, 10'000), Ev::disk_flush,
+             static_cast<std::uint32_t>(f.id.value()), f.incarnation);
+    trace("fault: cut healed as n", n.id, " wins term ", term);
+  }
+}
+
+// The stalled disk completes every write queued, acknowledged together.
+void World::flush_disk(Node& n) {
+  if (!n.disk_stalled) return;
+  n.disk_stalled = false;
+  if (stall_.follower == n.id) stall_ = Stall{};
+  n.disk_busy_until = now_;
+  trace("n", n.id, " disk completes ", n.writes.size(), " queued writes");
+  const std::size_t queued = n.writes.size();
+  for (std::size_t k = 0; k < queued && n.up && !n.writes.empty(); ++k) disk_done(n, true);
+}
+
 // Cuts every link to and from `victim` until the partition heals `duration` from now.
 void World::isolate(NodeId victim, Time duration) {
   ++partition_id_;
@@ -275,13 +439,61 @@ void World::transfer() {
   for (Node& n : nodes_) {
     if (!n.up || n.core->role() != core::Role::leader) continue;
     const auto& voters = n.core->configuration().voters;
-    const NodeId target = voters[rng_.below(voters.size())];
-    trace("fault: n", n.id, " transfers leadership to n", target);
-    (void)n.core->transfer_leadership(target);  // refused when the target is the leader itself
-    after_input(n);
+    transfer_now(n, voters[rng_.below(voters.size())]);
     return;
   }
   --faults_injected_;  // no leader to transfer from
+}
+
+// Leader `n` is asked to hand leadership to `target` (refused when that is itself). It must
+// refuse while a membership change is unfinished (core.hpp, transfer_leadership): a
+// configuration entry still to commit, or a joint configuration still to leave, would be
+// appended or committed during the transfer (World::check_transfer).
+void World::transfer_now(Node& n, NodeId target) {
+  auto r = n.core->transfer_leadership(target);
+  trace("fault: n", n.id, " transfers leadership to n", target, ": ",
+        r ? "accepted" : r.error().message());
+  const core::RaftLog& log = n.core->log();
+  if (r && checker_failure_.empty() &&
+      (n.core->configuration().joint() || n.core->configuration_index() > log.commit_index())) {
+    checker_failure_ = detail::concat("transfer: leader n", n.id,
+                                      " accepted a transfer while its configuration at ",
+                                      n.core->configuration_index(), " is ",
+                                      n.core->configuration().joint() ? "joint" : "uncommitted",
+                                      " (commit index ", log.commit_index(), ")");
+    stop_ = true;
+  }
+  after_input(n);
+}
+
+// The leader of promotion_watch_ hands leadership over just before the tick at which one of the
+// watched learners' automatic promotion falls due; the core counts the ticks a learner has been
+// close enough as this does (Core::tick_promotions). The promotion must wait for the transfer
+// to end.
+void World::promotion_tick(Node& n) {
+  PromotionWatch& w = promotion_watch_;
+  if (n.core->role() != core::Role::leader || n.core->term() != w.term || w.ticks_left == 0) {
+    w = PromotionWatch{};
+    return;
+  }
+  --w.ticks_left;
+  const core::Config& c = n.core->config();
+  const core::RaftLog& log = n.core->log();
+  const Configuration& conf = n.core->configuration();
+  bool due = false;
+  for (auto& [id, ticks] : w.learners) {
+    const core::Progress* pr = n.core->progress(id);
+    const bool close = pr && pr->state == core::Progress::State::replicate &&
+                       log.last_index() - pr->match_index <= c.promotion_lag_entries_max;
+    ticks = close ? ticks + 1 : 0;
+    due = due || (ticks >= c.election_ticks && conf.is_learner(id));
+  }
+  const bool idle = n.core->configuration_index() <= log.commit_index() && !conf.joint() &&
+                    log.matches(log.commit_index(), n.core->term());
+  if (!due || !idle || n.core->transfer_target() != no_node || conf.voters.size() < 2) return;
+  w = PromotionWatch{};
+  trace("fault: a promotion falls due at n", n.id, "'s next tick");
+  transfer_now(n, other_voter(conf.voters, n.id));
 }
 
 // With membership changes the voter set may shrink to a bare majority of the servers, and an
@@ -321,6 +533,19 @@ void World::reconfig() {
           change.learners.size(), " learners: ", r ? "accepted" : r.error().message());
     // Half the joint changes, with crashes or partitions among the faults, lose their leader
     // as they commit (cut_after_joint).
+    // With transfer faults, three in four changes that promote learners are followed by a
+    // transfer at the tick a promotion falls due (promotion_tick), and half the others by a
+    // transfer at once, which the leader must refuse while the change is unfinished.
+    if (r && (opt_.faults & fault_transfer)) {
+      if (!change.auto_promote.empty() && schedule_rng_.below(4) != 0) {
+        promotion_watch_ = PromotionWatch{n.id, n.core->term(), 30 * knobs_.election_ticks, {}};
+        for (NodeId id : change.auto_promote) promotion_watch_.learners.emplace_back(id, 0);
+        trace("fault: n", n.id, " will transfer leadership as a promotion falls due");
+      } else if (schedule_rng_.below(2) == 0) {
+        const auto& voters = n.core->configuration().voters;
+        transfer_now(n, voters[schedule_rng_.below(voters.size())]);
+      }
+    }
     const std::uint32_t cuts = opt_.faults & (fault_crash | fault_partition);
     if (r && n.core->configuration().joint() && cuts != 0 && schedule_rng_.below(2) == 0) {
       const bool crash = cuts == fault_crash || (cuts != fault_partition && schedule_rng_.below(2));
@@ -366,12 +591,17 @@ void World::heal() {
   orphans_.stage = Orphans::idle;
   isolate_next_leader_ = false;
   joint_cut_ = JointCut{};
+  held_ = Held{};
+  stall_ = Stall{};
+  promotion_watch_ = PromotionWatch{};
   drop_until_ = dup_until_ = reorder_until_ = delay_until_ = 0;
   for (Node& n : nodes_) {
     n.crash_on_vote = 0;
     n.crash_on_lead = 0;
     n.crash_on_grant = 0;
     n.crash_planned = 0;
+    release_hold(n);
+    if (n.up) flush_disk(n);
     if (!n.up) start_node(n);
   }
   trace("heal: faults stop, network heals, all servers up");
@@ -505,6 +735,7 @@ void World::dispatch(const Event& e) {
       Node& n = node(NodeId(e.a));
       if (!n.up || n.incarnation != e.b) return;
       n.last_tick_at = now_;
+      if (promotion_watch_.leader == n.id) promotion_tick(n);
       n.core->tick();
       after_input(n);
       schedule(now_ + n.tick_period, Ev::tick, e.a, e.b);
@@ -513,7 +744,8 @@ void World::dispatch(const Event& e) {
     case Ev::deliver: deliver(e.a, e.b != 0); return;
     case Ev::disk_done: {
       Node& n = node(NodeId(e.a));
-      if (n.up && n.incarnation == e.b) disk_done(n);
+      // A flush (flush_disk) may have completed this write already.
+      if (n.up && n.incarnation == e.b && !n.writes.empty()) disk_done(n);
       return;
     }
     case Ev::restart: {
@@ -566,9 +798,15 @@ void World::dispatch(const Event& e) {
       return;
     case Ev::audit: on_audit(); return;
     case Ev::snapshot_arrive: snapshot_arrive(e.a); return;
+    case Ev::hold_cut: hold_cut(); return;
+    case Ev::disk_flush: {
+      Node& n = node(NodeId(e.a));
+      if (n.up && n.incarnation == e.b) flush_disk(n);
+      return;
+    }
     case Ev::drain: {
       Node& n = node(NodeId(e.a));
-      if (!n.up || n.incarnation != e.b) return;
+      if (!n.up || n.incarnation != e.b || now_ < n.drain_held_until) return;
       n.drain_scheduled = false;
       drain(n);
       return;

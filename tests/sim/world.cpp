@@ -65,6 +65,11 @@ void World::crash(Node& n, bool torn) {
   n.writes.clear();
   n.unacked_after.clear();
   n.drain_scheduled = false;
+  n.drain_held_until = 0;
+  n.disk_stalled = false;
+  if (held_.follower == n.id) held_ = Held{};
+  if (stall_.follower == n.id) stall_ = Stall{};
+  n.transfer_seen = no_node;
   n.rounds_term = Term();
   n.rounds.clear();
   n.round_acked.clear();
@@ -107,7 +112,11 @@ void World::after_input(Node& n) {
   if (led) checker_.on_leader_commit(n.core->term(), n.core->log());
   if (orphans_.stage == Orphans::first_back) orphans_on_commit(n);
   if (joint_cut_.leader == n.id && !healing_) cut_after_joint(n);
-  if (extras_.batch_us == 0) {
+  check_transfer(n);
+  if (held_.stage != Held::idle) hold_after_input(n);
+  if (now_ < n.drain_held_until) {
+    // Held (hold_follower): a drain is scheduled for the end of the hold.
+  } else if (extras_.batch_us == 0) {
     drain(n);
   } else if (!n.drain_scheduled) {
     // The driver takes the output a little later: more inputs may come first.
@@ -137,9 +146,11 @@ void World::handle_output(Node& n, core::Output& out) {
     if (out.install_snapshot) install_snapshot(n, *out.install_snapshot, w);
     w.after = std::move(out.messages_after_persist);
     n.writes.push_back(std::move(w));
-    n.disk_busy_until = std::max(n.disk_busy_until, now_) + rng_.range(50, knobs_.disk_us_max);
-    schedule(n.disk_busy_until, Ev::disk_done, static_cast<std::uint32_t>(n.id.value()),
-             n.incarnation);
+    if (!n.disk_stalled) {  // else queued until flush_disk
+      n.disk_busy_until = std::max(n.disk_busy_until, now_) + rng_.range(50, knobs_.disk_us_max);
+      schedule(n.disk_busy_until, Ev::disk_done, static_cast<std::uint32_t>(n.id.value()),
+               n.incarnation);
+    }
     if (out.hard_state && n.crash_on_vote) {
       schedule(now_ + 1, Ev::armed_crash, static_cast<std::uint32_t>(n.id.value()), n.incarnation);
     }
@@ -375,6 +386,48 @@ void World::check_output(Node& n, const core::Output& out) {
   }
 }
 
+// output.hpp step 4: acknowledging a write acknowledges it and every earlier one, and no later
+// one: right after persisted(), the core still waits for exactly the writes the disk has not
+// completed. Once it waits for none and has nothing left to hand out, its whole log is on disk
+// and it must count it durable: entries it does not count are never committed here, applied or
+// acknowledged to a leader.
+void World::check_persisted(Node& n) {
+  if (!checker_failure_.empty()) return;
+  const core::RaftLog& log = n.core->log();
+  std::string what;
+  if (log.writes_in_flight() != n.writes.size()) {
+    what = detail::concat("waits for ", log.writes_in_flight(), " writes after persisted(), but ",
+                          n.writes.size(), " are in flight");
+  } else if (n.writes.empty() && !log.has_unsaved() && log.persisted_index() < log.last_index()) {
+    what = detail::concat("had every write acknowledged, but counts entries up to ",
+                          log.persisted_index(), " of ", log.last_index(), " durable");
+  } else {
+    return;
+  }
+  checker_failure_ = detail::concat("persisted: n", n.id, " ", what);
+  stop_ = true;
+}
+
+// A leader appends no entry while it hands leadership over (core.hpp, transfer_leadership):
+// proposals and membership changes are refused, and automatic promotions and the exit from a
+// joint configuration wait for the transfer to end. An entry appended after TimeoutNow left
+// would make the target less up to date than the leader, and maybe than another voter: its
+// election would fail, after its vote request deposed the leader.
+void World::check_transfer(Node& n) {
+  const NodeId target = n.core->role() == core::Role::leader ? n.core->transfer_target() : no_node;
+  const Index last = n.core->log().last_index();
+  if (target != no_node && target == n.transfer_seen && n.core->term() == n.transfer_term &&
+      last > n.transfer_last && checker_failure_.empty()) {
+    checker_failure_ = detail::concat("transfer: leader n", n.id, " of term ", n.core->term(),
+                                      " appended entries ", n.transfer_last + 1, " to ", last,
+                                      " while handing leadership to n", target);
+    stop_ = true;
+  }
+  n.transfer_seen = target;
+  n.transfer_term = n.core->term();
+  n.transfer_last = last;
+}
+
 void World::on_soft_state(Node& n, const core::SoftState& s) {
   trace("n", n.id, " ", core::to_string(s.role), " term=", s.term, " leader=", s.leader);
   mix(0x50f7 ^ (n.id.value() << 8) ^ static_cast<std::uint64_t>(s.role) ^ (s.term.value() << 16));
@@ -386,6 +439,8 @@ void World::on_new_leader(Node& n) {
   if (extras_.batch_us != 0 && rng_.below(2) == 0) batch_hold_until_ = now_ + 20'000;
   n.led_term = term;
   if (orphans_.stage != Orphans::idle) orphans_on_lead(n, term);
+  if (held_.stage == Held::cut) hold_on_lead(n, term);
+  if (stall_.stage != Stall::idle) stall_on_lead(n, term);
   if (isolate_next_leader_ && !healing_) {
     isolate_next_leader_ = false;
     isolate(n.id, rng_.range(300'000, 2'000'000));
@@ -431,13 +486,15 @@ void World::apply(Node& n, const Entry& e) {
   }
 }
 
-void World::disk_done(Node& n) {
+// `group`: the driver acknowledges the completed writes together, with one persisted() for the
+// last of them (flush_disk).
+void World::disk_done(Node& n, bool group) {
   DiskWrite w = std::move(n.writes.front());
   n.writes.pop_front();
   if (w.hard_state) n.hard = *w.hard_state;
   store_write(n, w, w.entries.size(), true);
   mix(0xd15c ^ (n.id.value() << 8) ^ (n.durable.size() << 16));
-  if (extras_.coalesce && !n.writes.empty() && rng_.below(2) == 0) {
+  if (!n.writes.empty() && (group || (extras_.coalesce && rng_.below(2) == 0))) {
     // Acknowledged later, together with the next write; its messages wait for that. What they
     // promise is checked now, against the disk that keeps the promise.
     for (core::Message& m : w.after) {
@@ -448,6 +505,7 @@ void World::disk_done(Node& n) {
     return;
   }
   n.core->persisted(w.write);
+  check_persisted(n);
   for (core::Message& m : n.unacked_after) net_send(std::move(m), true);
   n.unacked_after.clear();
   for (core::Message& m : w.after) net_send(std::move(m));

@@ -15,7 +15,10 @@ enum FaultBit : std::uint32_t {
   fault_reorder = 1u << 2,
   fault_delay = 1u << 3,
   // Network partitions; half of them cut off one leader after another in the shape of thesis
-  // Figure 3.7 (World::orphan_leaders).
+  // Figure 3.7 (World::orphan_leaders). With five servers or more, a quarter instead hold a
+  // follower's output while AppendEntries of an old and a new leader reach it
+  // (World::hold_follower), and a quarter stall a follower's disk through three leaderships
+  // (World::stall_disk).
   fault_partition = 1u << 4,
   // Crashes that lose what is not durable, at random or at the most dangerous moments (writing
   // a vote, just after winning an election); a quarter of them make every follower forget its
@@ -23,7 +26,8 @@ enum FaultBit : std::uint32_t {
   // the others cut the leader off and restart it with a stale suffix (World::stale_leader).
   fault_crash = 1u << 5,
   fault_torn = 1u << 6,
-  // Leadership transfers to random voters at random times.
+  // Leadership transfers to random voters at random times; with reconfig, also right after a
+  // membership change, and at the tick a learner's automatic promotion falls due.
   fault_transfer = 1u << 7,
   // Client reads use ReadIndex (and, on some seeds, leases) instead of the log; reads sent to
   // followers are forwarded to the leader.

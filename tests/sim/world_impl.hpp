@@ -59,6 +59,8 @@ enum class Ev : std::uint8_t {
   audit,
   snapshot_arrive,
   drain,
+  hold_cut,
+  disk_flush,
 };
 
 struct Event {
@@ -177,7 +179,16 @@ struct Node {
   };
   std::multimap<std::pair<std::uint64_t, std::uint64_t>, ReadAsked> read_asked;
   bool drain_scheduled = false;
+  // The driver takes no output from this server before then (World::hold_follower).
+  Time drain_held_until = 0;
+  // The disk completes no write until World::flush_disk (World::stall_disk).
+  bool disk_stalled = false;
   std::vector<core::Message> unacked_after;
+  // What World::check_transfer saw after this server's last input: the voter it was handing
+  // leadership to (no_node if none), in which term, and its last index then.
+  NodeId transfer_seen;
+  Term transfer_term;
+  Index transfer_last;
   // The last index the disk holds once every write handed to it is done.
   Index disk_last;
   // What World::check_electable last saw of this server after one of its inputs: how up to
@@ -373,10 +384,12 @@ class World {
   void handle_output(Node& n, core::Output& out);
   void on_soft_state(Node& n, const core::SoftState& s);
   void apply(Node& n, const Entry& e);
-  void disk_done(Node& n);
+  void disk_done(Node& n, bool group = false);
   void after_input(Node& n);
   void on_new_leader(Node& n);
   void check_output(Node& n, const core::Output& out);
+  void check_persisted(Node& n);
+  void check_transfer(Node& n);
   void check_vote_guard(Node& n, NodeId candidate);
   void check_stability(Node& n);
   void note_round(Node& n, Term term, std::uint64_t seq);
@@ -401,6 +414,8 @@ class World {
   void handle_reads(Node& n, const core::Output& out);
   void serve_reads(Node& n);
   void transfer();
+  void transfer_now(Node& n, NodeId target);
+  void promotion_tick(Node& n);
   void reconfig();
   void restore_membership();
   Configuration full_configuration() const;
@@ -426,6 +441,16 @@ class World {
   void cut_after_joint(Node& n);
   void stale_leader();
   bool one_entry_messages() const;
+  bool hold_follower();
+  void hold_cut();
+  void hold_on_lead(Node& n, Term term);
+  void hold_after_input(Node& n);
+  void release_hold(Node& n);
+  NodeId other_voter(const std::vector<NodeId>& voters, NodeId self);
+  void split(NodeId a, NodeId b);
+  bool stall_disk();
+  void stall_on_lead(Node& n, Term term);
+  void flush_disk(Node& n);
   void orphans_on_lead(Node& n, Term term);
   void orphans_on_commit(Node& n);
   void heal();
@@ -471,6 +496,27 @@ class World {
     Index commit;  // the first leader's commit index when it led again
   } orphans_;
   bool isolate_next_leader_ = false;  // forget_votes()
+  // hold_follower(): the follower whose output waits, the leader cut off with it and its term.
+  struct Held {
+    enum Stage : std::uint8_t { idle, holding, cut, healed } stage = idle;
+    NodeId follower, leader;
+    Term term;
+  } held_;
+  // stall_disk(): the follower whose disk is stalled, the leader cut off with it and its term,
+  // and the next leader, cut off with it in turn.
+  struct Stall {
+    enum Stage : std::uint8_t { idle, first_cut, second_cut, healed } stage = idle;
+    NodeId follower, first, second;
+    Term term;
+  } stall_;
+  // A leader that hands leadership over at the tick a learner's automatic promotion falls due
+  // (promotion_tick): the learners, and the ticks each has been close enough to promote.
+  struct PromotionWatch {
+    NodeId leader;
+    Term term;
+    std::uint32_t ticks_left = 0;
+    std::vector<std::pair<NodeId, std::uint32_t>> learners;
+  } promotion_watch_;
   // The leader whose joint configuration, at `index`, is to commit before it is cut off
   // (`crash` false) or crashed (cut_after_joint()); no_node when none.
   struct JointCut {
