@@ -74,4 +74,13 @@ struct MatrixOptions {
 };
 int run_matrix(const MatrixOptions& o);
 
+struct SnapshotOptions {
+  std::uint64_t bytes = 64ull << 20;
+  std::uint64_t chunk = 1ull << 20;  // NodeConfig::snapshot_chunk_bytes
+  std::uint64_t window = 4;          // NodeConfig::snapshot_window_chunks
+  std::string dir = "/tmp";          // the data directories go in a fresh directory under it
+  bool json = false;
+};
+int run_snapshot(const SnapshotOptions& o);
+
 }  // namespace coraft::bench

@@ -123,6 +123,19 @@ void add_cluster(CLI::App& app, ClusterOptions& o, MatrixOptions& m, bool& matri
   c->add_flag("--quick", m.quick, "with --matrix: one cell, to check the machinery");
 }
 
+void add_snapshot(CLI::App& app, SnapshotOptions& o) {
+  auto* c = app.add_subcommand(
+      "snapshot",
+      "one snapshot streamed from a leader to a new learner on loopback, beside the loopback "
+      "TCP and 1 MiB fdatasync floors");
+  add_size(*c, "--bytes", o.bytes, "the snapshot's size (default 64m)", 1, 64ull << 30);
+  add_size(*c, "--chunk", o.chunk, "bytes per chunk (default 1m)", 4096, 32ull << 20);
+  add_size(*c, "--window", o.window, "chunks unacknowledged at most (default 4)", 1, 1024);
+  c->add_option("--dir", o.dir, "a fresh directory for the data goes under this")
+      ->capture_default_str();
+  c->add_flag("--json", o.json, "also print one JSON object of the figures");
+}
+
 void add_cluster_server(CLI::App& app, ClusterServerOptions& o) {
   auto* c = app.add_subcommand("cluster-server", "one server of cluster --processes");
   c->group("");  // internal: not listed in the help
@@ -158,12 +171,14 @@ int main(int argc, char** argv) {
   ClusterOptions cluster;
   ClusterServerOptions server;
   MatrixOptions matrix;
+  SnapshotOptions snapshot;
   bool run_matrix_instead = false;
   add_core(app, core);
   add_net(app, net);
   add_log(app, log);
   add_cluster(app, cluster, matrix, run_matrix_instead);
   add_cluster_server(app, server);
+  add_snapshot(app, snapshot);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -182,6 +197,7 @@ int main(int argc, char** argv) {
   if (name == "net") return run_net(net);
   if (name == "log") return run_log(log);
   if (name == "cluster-server") return run_cluster_server(server);
+  if (name == "snapshot") return run_snapshot(snapshot);
   if (run_matrix_instead) {
     matrix.cell = cluster;
     return run_matrix(matrix);

@@ -2,6 +2,7 @@
 // all driven from one executor. Everything here runs on that executor unless it says otherwise.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -140,6 +141,9 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
     SnapshotMeta meta;
     std::shared_ptr<storage::SnapshotStore::Receiver> receiver;
     std::uint64_t expected = 0;  // the next offset accepted (writes queued included)
+    // Chunk writes queued on the file worker: the last of a run syncs for all of them.
+    std::shared_ptr<std::atomic<std::uint32_t>> queued =
+        std::make_shared<std::atomic<std::uint32_t>>(0);
   };
   struct Backoff {
     Clock::duration delay{};
@@ -186,10 +190,10 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   void on_snapshot_response(NodeId from, const core::InstallSnapshotResponse& r);
   void on_snapshot_chunk(NodeId from, core::InstallSnapshot chunk);
   void on_chunk_written(const std::shared_ptr<storage::SnapshotStore::Receiver>& rec, NodeId from,
-                        Term term, Index last, std::uint64_t end, bool done, Result<void> r);
-  void on_stream_received(const std::shared_ptr<storage::SnapshotStore::Receiver>& rec,
-                          NodeId from, Term term, const SnapshotMeta& meta,
-                          Result<storage::SnapshotInfo> r);
+                        Term term, Index last, std::uint64_t end, bool done, bool synced,
+                        Result<void> r);
+  void on_stream_received(const std::shared_ptr<storage::SnapshotStore::Receiver>& rec, NodeId from,
+                          Term term, const SnapshotMeta& meta, Result<storage::SnapshotInfo> r);
   void answer_chunk(NodeId to, Term term, Index last, std::uint64_t next, bool ok);
   void cancel_snapshot_streams();
   asio::awaitable<Result<void>> install_staged(WriteJob& job);

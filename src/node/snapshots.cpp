@@ -279,17 +279,28 @@ void NodeImpl::on_snapshot_chunk(NodeId from, core::InstallSnapshot c) {
   in.expected += c.data.size();
   auto rec = in.receiver;
   const std::uint64_t end = c.offset + c.data.size();
+  // Chunks that arrive while earlier ones wait for the disk share one fdatasync: the write of
+  // the last one queued syncs, and its acknowledgement covers them all.
+  auto queued = in.queued;
+  queued->fetch_add(1);
+  auto synced = std::make_shared<bool>(false);
   file_worker_->submit(
-      [rec, offset = c.offset, data = c.data] { return rec->write(offset, data.span()); },
-      [self = shared_from_this(), rec, from, term = c.term, last, end,
+      [rec, queued, synced, offset = c.offset, data = c.data, done = c.done] {
+        auto r = rec->write(offset, data.span());
+        const bool last = queued->fetch_sub(1) == 1;
+        if (!r || !(last || done)) return r;
+        *synced = true;
+        return rec->sync();
+      },
+      [self = shared_from_this(), rec, synced, from, term = c.term, last, end,
        done = c.done](Result<void> r) {
-        self->on_chunk_written(rec, from, term, last, end, done, std::move(r));
+        self->on_chunk_written(rec, from, term, last, end, done, *synced, std::move(r));
       });
 }
 
 void NodeImpl::on_chunk_written(const std::shared_ptr<storage::SnapshotStore::Receiver>& rec,
                                 NodeId from, Term term, Index last, std::uint64_t end, bool done,
-                                Result<void> r) {
+                                bool synced, Result<void> r) {
   if (!running() || !in_stream_ || in_stream_->receiver != rec) return;  // superseded
   if (!r) {
     log(LogLevel::error, "node ", config_.id, ": staging snapshot ", last,
@@ -298,6 +309,7 @@ void NodeImpl::on_chunk_written(const std::shared_ptr<storage::SnapshotStore::Re
     in_stream_.reset();
     return;
   }
+  if (!synced) return;  // a later write syncs this one too, and answers for it
   answer_chunk(from, term, last, end, true);
   if (!done) return;
   // The whole file is durable: check it against its own CRCs before the core hears of it.
@@ -322,7 +334,8 @@ void NodeImpl::on_stream_received(const std::shared_ptr<storage::SnapshotStore::
   if (r && (r->meta.configuration.voters != meta.configuration.voters ||
             r->meta.configuration.outgoing_voters != meta.configuration.outgoing_voters ||
             r->meta.configuration.learners != meta.configuration.learners)) {
-    r = Error(Errc::storage_corrupt, "the received snapshot's membership differs from the stream's");
+    r = Error(Errc::storage_corrupt,
+              "the received snapshot's membership differs from the stream's");
   }
   if (!r) {
     log(LogLevel::error, "node ", config_.id, ": received snapshot ", meta.last_index,

@@ -164,9 +164,13 @@ Result<void> SnapshotStore::Receiver::write(std::uint64_t offset, std::span<cons
                                              ", expected " + std::to_string(received_));
   }
   if (auto r = pwrite_all(fd_.get(), data, offset, tmp_path_); !r) return r;
-  if (auto r = sync_file(fd_.get(), tmp_path_); !r) return r;
   received_ += data.size();
   return {};
+}
+
+Result<void> SnapshotStore::Receiver::sync() {
+  CORAFT_REQUIRE(fd_.valid(), "sync after adopt");
+  return sync_file(fd_.get(), tmp_path_);
 }
 
 Result<SnapshotInfo> SnapshotStore::Receiver::check(std::uint64_t bytes_max) const {

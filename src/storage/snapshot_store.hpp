@@ -91,8 +91,10 @@ class SnapshotStore {
     Receiver& operator=(Receiver&&) noexcept = default;
     // Deletes the staging file unless adopt() succeeded.
     ~Receiver();
-    // Writes `data` at `offset`, which must be received(), and makes it durable.
+    // Writes `data` at `offset`, which must be received(). Durable only after sync().
     [[nodiscard]] Result<void> write(std::uint64_t offset, std::span<const std::byte> data);
+    // Makes everything written so far durable (one fdatasync for any number of writes).
+    [[nodiscard]] Result<void> sync();
     [[nodiscard]] std::uint64_t received() const noexcept { return received_; }
     [[nodiscard]] Index last_index() const noexcept { return last_; }
     [[nodiscard]] Term last_term() const noexcept { return term_; }

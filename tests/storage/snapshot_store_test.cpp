@@ -1,7 +1,9 @@
 // The snapshot store: atomic complete snapshots, pruning, damage detection.
 #include <doctest/doctest.h>
 
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "storage/snapshot_store.hpp"
 #include "storage_test_util.hpp"
@@ -133,4 +135,82 @@ TEST_CASE("a snapshot whose name disagrees with its header is reported with file
     std::filesystem::rename(renamed, info->path);
   }
   CHECK(store->load_latest(1 << 20).ok());
+}
+
+namespace {
+
+std::vector<std::byte> file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::vector<char> c((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<std::byte> out(c.size());
+  std::memcpy(out.data(), c.data(), c.size());
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a snapshot file received in pieces is checked, then adopted as the store's") {
+  TempDir from_dir;
+  TempDir to_dir;
+  auto from = SnapshotStore::open(from_dir.path());
+  auto to = SnapshotStore::open(to_dir.path());
+  REQUIRE(from.ok());
+  REQUIRE(to.ok());
+  auto sent = write_snapshot(*from, meta(300, 4), data_of(20000, 3));
+  REQUIRE(sent.ok());
+  const auto bytes = file_bytes(sent->path);
+
+  auto r = to->receive(Index(300), Term(4));
+  REQUIRE(r.ok());
+  // Pieces must come in order.
+  CHECK_FALSE(r->write(10, std::span(bytes).subspan(10, 10)).ok());
+  for (std::size_t at = 0; at < bytes.size(); at += 4096) {
+    const std::size_t n = std::min<std::size_t>(4096, bytes.size() - at);
+    REQUIRE(r->write(at, std::span(bytes).subspan(at, n)).ok());
+  }
+  REQUIRE(r->sync().ok());
+  CHECK(r->received() == bytes.size());
+  auto checked = r->check(1 << 20);
+  REQUIRE_MESSAGE(checked.ok(), checked.error().message());
+  CHECK(checked->meta == meta(300, 4));
+  CHECK(checked->data_bytes == 20000);
+  // Not visible before it is adopted.
+  CHECK(to->list()->empty());
+  REQUIRE(r->adopt().ok());
+  auto loaded = to->load_latest(1 << 20);
+  REQUIRE(loaded.ok());
+  REQUIRE(loaded->has_value());
+  CHECK((*loaded)->meta == meta(300, 4));
+  CHECK((*loaded)->data == Bytes::copy_of(data_of(20000, 3)));
+}
+
+TEST_CASE("a received snapshot with a flipped bit, or of another index, fails its check") {
+  TempDir from_dir;
+  TempDir to_dir;
+  auto from = SnapshotStore::open(from_dir.path());
+  auto to = SnapshotStore::open(to_dir.path());
+  auto sent = write_snapshot(*from, meta(300, 4), data_of(20000, 3));
+  REQUIRE(sent.ok());
+  auto bytes = file_bytes(sent->path);
+  bytes[9000] ^= std::byte{1};
+  {
+    auto r = to->receive(Index(300), Term(4));
+    REQUIRE(r->write(0, bytes).ok());
+    auto checked = r->check(1 << 20);
+    REQUIRE_FALSE(checked.ok());
+    CHECK(checked.error().is(Errc::storage_corrupt));
+  }
+  bytes[9000] ^= std::byte{1};
+  {
+    auto r = to->receive(Index(301), Term(4));  // the stream named another snapshot
+    REQUIRE(r->write(0, bytes).ok());
+    CHECK_FALSE(r->check(1 << 20).ok());
+  }
+  // A receiver that goes without adopt() leaves nothing behind.
+  std::size_t files = 0;
+  for ([[maybe_unused]] const auto& e :
+       std::filesystem::directory_iterator(to_dir.path() + "/snapshots")) {
+    ++files;
+  }
+  CHECK(files == 0);
 }
