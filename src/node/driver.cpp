@@ -311,11 +311,10 @@ asio::awaitable<void> NodeImpl::ticker() {
     drain();
     sweep_timeouts(now);
     check_disk_stall(now);
-    const bool due =
-        (config_.snapshot_threshold_entries != 0 &&
-         applied_since_snapshot_ >= config_.snapshot_threshold_entries) ||
-        (config_.snapshot_threshold_bytes != 0 &&
-         applied_bytes_since_snapshot_ >= config_.snapshot_threshold_bytes);
+    const bool due = (config_.snapshot_threshold_entries != 0 &&
+                      applied_since_snapshot_ >= config_.snapshot_threshold_entries) ||
+                     (config_.snapshot_threshold_bytes != 0 &&
+                      applied_bytes_since_snapshot_ >= config_.snapshot_threshold_bytes);
     if (due && !snapshot_requested_) {
       snapshot_requested_ = true;
       apply_event_.notify();
@@ -477,7 +476,8 @@ asio::awaitable<void> NodeImpl::applier() {
         fail_stop(r.error());
         break;
       }
-      while (!to_apply_.empty() && to_apply_.front().index <= meta.last_index) to_apply_.pop_front();
+      while (!to_apply_.empty() && to_apply_.front().index <= meta.last_index)
+        to_apply_.pop_front();
       applied_ = meta.last_index;
       applied_conf_ = meta.configuration;
       applied_since_snapshot_ = 0;
@@ -487,15 +487,9 @@ asio::awaitable<void> NodeImpl::applier() {
       resolve_reads();
       continue;
     }
-    if (snapshot_requested_) {
+    if (snapshot_requested_ && !snapshot_saving_) {
       snapshot_requested_ = false;
-      auto r = co_await take_snapshot();
-      if (!r && snapshot_waiters_.empty()) {
-        log(LogLevel::warn, "node ", config_.id, ": snapshot failed: ", r.error().message());
-      }
-      auto waiters = std::move(snapshot_waiters_);
-      snapshot_waiters_.clear();
-      for (auto& w : waiters) w(r);
+      co_await take_snapshot();
       continue;
     }
     if (to_apply_.empty()) {

@@ -43,7 +43,6 @@ class StoreSink final : public SnapshotSink {
   storage::SnapshotStore::Writer& w_;
 };
 
-
 }  // namespace
 
 NodeImpl::NodeImpl(asio::any_io_executor ex, NodeConfig config, StateMachine& sm, node::Hooks hooks)
@@ -119,7 +118,7 @@ Result<void> NodeImpl::open() {
     const bool follows = first.value() == s.value() + 1;
     if (!holds && !follows) {
       coraft::log(LogLevel::warn, "node ", config_.id, ": the log (", first, "..", last,
-          ") does not continue snapshot ", s, "; it is cleared");
+                  ") does not continue snapshot ", s, "; it is cleared");
       clear_log_on_start_ = true;
     }
   }
@@ -431,35 +430,89 @@ void NodeImpl::snapshot(Completion<Index> done) {
 }
 
 // Runs inside the applier, between two apply batches, so the state machine's state is exactly
-// that after `applied_`.
-asio::awaitable<Result<Index>> NodeImpl::take_snapshot() {
+// that after `applied_`. A state machine that gives a point-in-time copy has it written out by
+// save_copy() while the applier goes on; otherwise save() runs here, on the apply thread.
+asio::awaitable<void> NodeImpl::take_snapshot() {
+  std::vector<Completion<Index>> waiters = std::move(snapshot_waiters_);
+  snapshot_waiters_.clear();
+  auto fail = [&](Error e) {
+    if (waiters.empty())
+      log(LogLevel::warn, "node ", config_.id, ": snapshot failed: ", e.message());
+    for (auto& w : waiters) w(e);
+  };
   if (applied_ <= core_->snapshot().last_index) {
-    co_return Error(Errc::invalid_argument, "snapshot: nothing applied since the last snapshot");
+    fail(Error(Errc::invalid_argument, "snapshot: nothing applied since the last snapshot"));
+    co_return;
   }
   SnapshotMeta meta;
   meta.last_index = applied_;
   auto term = core_->log().term_at(applied_);
-  if (!term) co_return Error(Errc::invalid_argument, "snapshot: the applied entry is compacted");
+  if (!term) {
+    fail(Error(Errc::invalid_argument, "snapshot: the applied entry is compacted"));
+    co_return;
+  }
   meta.last_term = *term;
   meta.configuration = applied_conf_;
   Result<void> saved;
+  std::unique_ptr<SnapshotCopy> copy;
   co_await to_apply_thread();
-  {
-    if (auto w = store_->begin(meta); !w) {
-      saved = w.error();
-    } else {
-      StoreSink sink(*w);
-      saved = sm_.save(sink);
-      if (saved) {
-        auto fin = w->finish();
-        if (!fin) saved = fin.error();
-      }
-    }
-  }
+  copy = sm_.copy_for_snapshot();
+  if (!copy) saved = save_snapshot(meta, [this](SnapshotSink& sink) { return sm_.save(sink); });
   co_await asio::post(ex_, asio::use_awaitable);
-  if (!saved) co_return saved.error();
-  auto taken = core_->snapshot_taken(meta);
-  if (!taken) co_return taken.error();
+  if (copy) {
+    snapshot_saving_ = true;
+    spawn(save_copy(meta, std::move(copy), std::move(waiters)));
+    co_return;
+  }
+  co_await finish_snapshot(meta, std::move(saved), std::move(waiters));
+}
+
+Result<void> NodeImpl::save_snapshot(const SnapshotMeta& meta,
+                                     const std::function<Result<void>(SnapshotSink&)>& save) {
+  auto w = store_->begin(meta);
+  if (!w) return w.error();
+  StoreSink sink(*w);
+  if (auto r = save(sink); !r) return r;
+  auto fin = w->finish();
+  if (!fin) return fin.error();
+  return {};
+}
+
+// Writes a point-in-time copy out on a thread of its own while the applier goes on.
+asio::awaitable<void> NodeImpl::save_copy(SnapshotMeta meta, std::unique_ptr<SnapshotCopy> copy,
+                                          std::vector<Completion<Index>> waiters) {
+  struct Waiter {
+    explicit Waiter(const asio::any_io_executor& ex) : done(ex) {}
+    Event done;
+    std::optional<Result<void>> result;
+  };
+  auto w = std::make_shared<Waiter>(ex_);
+  std::thread saver([this, w, &meta, &copy] {
+    Result<void> r = save_snapshot(meta, [&](SnapshotSink& sink) { return copy->save(sink); });
+    asio::post(ex_, [w, r = std::move(r)]() mutable {
+      w->result = std::move(r);
+      w->done.notify();
+    });
+  });
+  while (!w->result) co_await w->done.wait();
+  saver.join();
+  Result<void> saved = std::move(*w->result);
+  co_await finish_snapshot(meta, std::move(saved), std::move(waiters));
+  snapshot_saving_ = false;
+  apply_event_.notify();  // a snapshot asked for meanwhile is taken next
+}
+
+// Once the snapshot file is durable: the core forgets what it covers, and the log is compacted.
+asio::awaitable<void> NodeImpl::finish_snapshot(SnapshotMeta meta, Result<void> saved,
+                                                std::vector<Completion<Index>> waiters) {
+  Result<void> taken = saved ? core_->snapshot_taken(meta) : saved;
+  if (!taken) {
+    if (waiters.empty()) {
+      log(LogLevel::warn, "node ", config_.id, ": snapshot failed: ", taken.error().message());
+    }
+    for (auto& w : waiters) w(taken.error());
+    co_return;
+  }
   ++metrics_.snapshots;
   applied_since_snapshot_ = 0;
   applied_bytes_since_snapshot_ = 0;
@@ -471,7 +524,7 @@ asio::awaitable<Result<Index>> NodeImpl::take_snapshot() {
       log(LogLevel::warn, "node ", config_.id,
           ": compaction failed: ", compacted.error().message());
   }
-  co_return meta.last_index;
+  for (auto& w : waiters) w(meta.last_index);
 }
 
 void NodeImpl::cancel(std::uint64_t op) {

@@ -182,7 +182,13 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   asio::awaitable<void> applier();
   // Resumes the calling coroutine on the apply thread; `co_await asio::post(ex_, ...)` returns.
   asio::awaitable<void> to_apply_thread();
-  asio::awaitable<Result<Index>> take_snapshot();
+  asio::awaitable<void> take_snapshot();
+  Result<void> save_snapshot(const SnapshotMeta& meta,
+                             const std::function<Result<void>(SnapshotSink&)>& save);
+  asio::awaitable<void> save_copy(SnapshotMeta meta, std::unique_ptr<SnapshotCopy> copy,
+                                  std::vector<Completion<Index>> waiters);
+  asio::awaitable<void> finish_snapshot(SnapshotMeta meta, Result<void> saved,
+                                        std::vector<Completion<Index>> waiters);
 
   // ---- Snapshot streams (snapshots.cpp) ----
   void start_snapshot_stream(const core::SnapshotSend& s);
@@ -229,6 +235,7 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   std::uint64_t append_bytes_in_flight_ = 0;
   std::deque<Entry> to_apply_;
   bool snapshot_requested_ = false;
+  bool snapshot_saving_ = false;  // a point-in-time copy is being written out
   std::vector<Completion<Index>> snapshot_waiters_;
 
   using ProposalMap = std::map<Index, ProposalWaiter>;

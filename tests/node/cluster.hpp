@@ -70,6 +70,38 @@ class RecordingMachine final : public StateMachine {
     }
     return {};
   }
+  // With a copy delay set, snapshots are point-in-time copies written out that much later, off
+  // the apply thread.
+  std::unique_ptr<SnapshotCopy> copy_for_snapshot() override {
+    std::lock_guard lock(mu_);
+    if (copy_delay_.count() == 0) return nullptr;
+    struct Copy final : SnapshotCopy {
+      std::string body;
+      std::chrono::milliseconds delay{0};
+      Result<void> save(SnapshotSink& sink) override {
+        std::this_thread::sleep_for(delay);
+        std::uint64_t len = body.size();
+        if (auto r = sink.write(std::as_bytes(std::span(&len, 1))); !r) return r;
+        return sink.write(std::as_bytes(std::span(body.data(), body.size())));
+      }
+    };
+    auto c = std::make_unique<Copy>();
+    c->delay = copy_delay_;
+    c->body = std::to_string(count_) + " " + std::to_string(digest_) + "\n";
+    for (const auto& [index, text] : applied_) {
+      c->body += std::to_string(index.value()) + " " + text + "\n";
+    }
+    ++copies_;
+    return c;
+  }
+  void set_copy_delay(std::chrono::milliseconds d) {
+    std::lock_guard lock(mu_);
+    copy_delay_ = d;
+  }
+  std::uint64_t copies() const {
+    std::lock_guard lock(mu_);
+    return copies_;
+  }
   Result<void> restore(SnapshotSource& source) override {
     auto read_exact = [&](std::span<std::byte> out) -> Result<void> {
       while (!out.empty()) {
@@ -174,6 +206,8 @@ class RecordingMachine final : public StateMachine {
   std::uint64_t restores_ = 0;
   std::chrono::milliseconds delay_{0};
   std::chrono::milliseconds restore_delay_{0};
+  std::chrono::milliseconds copy_delay_{0};
+  std::uint64_t copies_ = 0;
   std::thread::id apply_thread_;
 };
 

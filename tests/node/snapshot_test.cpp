@@ -259,6 +259,32 @@ TEST_CASE("a slow restore on the follower does not make the leader send the snap
   CHECK(metrics(c, follower).snapshots_installed == 1);
 }
 
+TEST_CASE("a point-in-time copy is written out while the state machine goes on applying") {
+  Cluster c(3);
+  c.start_all();
+  auto leader = c.leader();
+  REQUIRE(leader);
+  propose_many(c, *leader, 0, 20);
+  REQUIRE(converged(c, 20));
+  const Index copied_at = c.status(*leader).applied;
+  c.machine(*leader).set_copy_delay(1500ms);
+  auto pending = c.node(*leader).snapshot_now(asio::use_future);
+  // The copy is written out for 1.5 s; proposals are applied meanwhile.
+  REQUIRE(eventually([&] { return c.machine(*leader).copies() == 1; }));
+  propose_many(c, *leader, 20, 10);
+  CHECK(c.machine(*leader).count() == 30);
+  CHECK(pending.wait_for(0s) == std::future_status::timeout);
+  auto snap = pending.get();
+  REQUIRE_MESSAGE(snap.ok(), snap.error().message());
+  CHECK(*snap == copied_at);  // the state at the copy, not at the end of the write
+  CHECK(c.status(*leader).snapshot_index == copied_at);
+  // A restart restores the copy and replays the ten entries after it.
+  c.machine(*leader).set_copy_delay(0ms);
+  c.stop(*leader);
+  REQUIRE(c.start(*leader).ok());
+  REQUIRE(converged(c, 30));
+}
+
 TEST_CASE("disk use stays bounded over 200,000 proposals") {
   Cluster c(3);
   c.tweak = [](NodeConfig& cfg) {
