@@ -107,6 +107,7 @@ struct InstallSnapshot {
   offset @2 :UInt64;             # where this chunk's data starts in the snapshot
   data @3 :Data;                 # the chunk's bytes
   done @4 :Bool;                 # true on the last chunk
+  stream @5 :UInt64;             # the sender's id of this stream (with term, unique); 0 unknown
 }
 
 struct InstallSnapshotResponse {
@@ -115,6 +116,7 @@ struct InstallSnapshotResponse {
   nextOffset @2 :UInt64;         # the byte the receiver expects next
   success @3 :Bool;              # false: the sender restarts the stream from offset 0
   done @4 :Bool;                 # true once the whole snapshot is received
+  stream @5 :UInt64;             # echoes the chunk's stream id
 }
 
 struct TimeoutNow {

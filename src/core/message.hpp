@@ -78,6 +78,9 @@ struct InstallSnapshot {
   std::uint64_t offset = 0;
   Bytes data;
   bool done = false;
+  // The sender's id of this stream: chunks and acknowledgements of an earlier stream of the same
+  // snapshot are told apart from this one's. The node layer's; the core ignores it.
+  std::uint64_t stream = 0;
 };
 
 // `next_offset` is the byte the receiver expects next. `success` is false if the receiver
@@ -88,6 +91,7 @@ struct InstallSnapshotResponse {
   std::uint64_t next_offset = 0;
   bool success = false;
   bool done = false;
+  std::uint64_t stream = 0;  // echoes InstallSnapshot::stream
 };
 
 // Tells the target to start an election at once (§3.10, leadership transfer).

@@ -89,7 +89,7 @@ void Core::handle_install_snapshot(NodeId from, const InstallSnapshot& r) {
   }
   // Either way this server now holds everything up to `last`, and it is committed. The answer
   // waits for the snapshot's installation to be durable.
-  send_after_persist(from, InstallSnapshotResponse{term_, last, r.offset, true, true});
+  send_after_persist(from, InstallSnapshotResponse{term_, last, r.offset, true, true, r.stream});
 }
 
 void Core::handle_snapshot_response(Leader& leader, NodeId from, const InstallSnapshotResponse& r) {

@@ -156,6 +156,7 @@ class Writer {
       w.setData(data_reader(m.data));
     }
     w.setDone(m.done);
+    w.setStream(m.stream);
   }
   void put(wire::Frame::Builder f, const core::InstallSnapshotResponse& m) {
     auto w = f.initInstallSnapshotResponse();
@@ -164,6 +165,7 @@ class Writer {
     w.setNextOffset(m.next_offset);
     w.setSuccess(m.success);
     w.setDone(m.done);
+    w.setStream(m.stream);
   }
   void put(wire::Frame::Builder f, const core::TimeoutNow& m) {
     f.initTimeoutNow().setTerm(m.term.value());

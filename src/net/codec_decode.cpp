@@ -46,7 +46,7 @@ class Reader {
         auto w = f.getInstallSnapshotResponse();
         return message(core::InstallSnapshotResponse{Term(w.getTerm()), Index(w.getLastIndex()),
                                                      w.getNextOffset(), w.getSuccess(),
-                                                     w.getDone()});
+                                                     w.getDone(), w.getStream()});
       }
       case wire::Frame::TIMEOUT_NOW:
         return message(core::TimeoutNow{Term(f.getTimeoutNow().getTerm())});
@@ -157,7 +157,7 @@ class Reader {
     core::InstallSnapshot m{
         Term(w.getTerm()),
         SnapshotMeta{Index(meta.getLastIndex()), Term(meta.getLastTerm()), std::move(*config)},
-        w.getOffset(), view(w.getData()), w.getDone()};
+        w.getOffset(), view(w.getData()), w.getDone(), w.getStream()};
     return message(std::move(m));
   }
 

@@ -138,6 +138,7 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   struct InStream {
     NodeId from;
     Term term;
+    std::uint64_t stream = 0;  // the sender's id of the stream
     SnapshotMeta meta;
     std::shared_ptr<storage::SnapshotStore::Receiver> receiver;
     std::uint64_t expected = 0;  // the next offset accepted (writes queued included)
@@ -200,7 +201,8 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
                         Result<void> r);
   void on_stream_received(const std::shared_ptr<storage::SnapshotStore::Receiver>& rec, NodeId from,
                           Term term, const SnapshotMeta& meta, Result<storage::SnapshotInfo> r);
-  void answer_chunk(NodeId to, Term term, Index last, std::uint64_t next, bool ok);
+  void answer_chunk(NodeId to, Term term, Index last, std::uint64_t stream, std::uint64_t next,
+                    bool ok);
   void cancel_snapshot_streams();
   asio::awaitable<Result<void>> install_staged(WriteJob& job);
   // Loads the stored snapshot `meta` names into the state machine, on the apply thread.

@@ -104,7 +104,10 @@ void NodeImpl::on_snapshot_response(NodeId from, const core::InstallSnapshotResp
   auto it = out_streams_.find(from);
   if (it == out_streams_.end()) return;
   OutStream& st = *it->second;
-  if (r.last_index != st.send.meta.last_index || r.term < st.send.term) return;  // stale
+  if (r.stream != st.send.stream || r.last_index != st.send.meta.last_index ||
+      r.term < st.send.term) {
+    return;  // an answer to an earlier stream
+  }
   if (r.done) {
     st.answered = r.success;
     st.rejected = !r.success;
@@ -185,7 +188,7 @@ asio::awaitable<void> NodeImpl::stream_snapshot(std::shared_ptr<OutStream> st) {
       const std::span<const std::byte> bytes(*buf);
       core::Message m{config_.id, to,
                       core::InstallSnapshot{send.term, send.meta, offset, Bytes::wrap(buf, bytes),
-                                            offset + n == size}};
+                                            offset + n == size, send.stream}};
       if (hooks_.tamper_outgoing) hooks_.tamper_outgoing(m);
       if (hooks_.drop_outgoing && hooks_.drop_outgoing(m)) {
         offset += n;  // lost on the way, as a network may lose it
@@ -236,25 +239,26 @@ asio::awaitable<void> NodeImpl::stream_snapshot(std::shared_ptr<OutStream> st) {
 
 // ---- The follower's side ----
 
-void NodeImpl::answer_chunk(NodeId to, Term term, Index last, std::uint64_t next, bool ok) {
+void NodeImpl::answer_chunk(NodeId to, Term term, Index last, std::uint64_t stream,
+                            std::uint64_t next, bool ok) {
   send(core::Message{
       config_.id, to,
-      core::InstallSnapshotResponse{std::max(term, core_->term()), last, next, ok, false}});
+      core::InstallSnapshotResponse{std::max(term, core_->term()), last, next, ok, false, stream}});
 }
 
 void NodeImpl::on_snapshot_chunk(NodeId from, core::InstallSnapshot c) {
   const Index last = c.meta.last_index;
   if (c.term < core_->term() || (c.term == core_->term() && core_->role() == core::Role::leader)) {
-    answer_chunk(from, c.term, last, 0, false);  // a stream of an old leadership
+    answer_chunk(from, c.term, last, c.stream, 0, false);  // a stream of an old leadership
     return;
   }
   const bool same = in_stream_ && in_stream_->from == from && in_stream_->term == c.term &&
-                    in_stream_->meta.last_index == last &&
+                    in_stream_->stream == c.stream && in_stream_->meta.last_index == last &&
                     in_stream_->meta.last_term == c.meta.last_term;
   if (!same) {
     if (staged_ && staged_->last_index() == last) return;  // a duplicate of a finished stream
     if (c.offset != 0) {
-      answer_chunk(from, c.term, last, 0, false);  // joined in the middle: start again
+      answer_chunk(from, c.term, last, c.stream, 0, false);  // joined in the middle: start again
       return;
     }
     // A newer stream replaces an older one; the staging file goes with its last write.
@@ -263,16 +267,20 @@ void NodeImpl::on_snapshot_chunk(NodeId from, core::InstallSnapshot c) {
     if (!rec) {
       log(LogLevel::error, "node ", config_.id, ": cannot stage snapshot ", last, ": ",
           rec.error().message());
-      answer_chunk(from, c.term, last, 0, false);
+      answer_chunk(from, c.term, last, c.stream, 0, false);
       return;
     }
-    in_stream_ = InStream{from, c.term, c.meta,
-                          std::make_shared<storage::SnapshotStore::Receiver>(std::move(*rec)), 0};
+    in_stream_ = InStream{from,
+                          c.term,
+                          c.stream,
+                          c.meta,
+                          std::make_shared<storage::SnapshotStore::Receiver>(std::move(*rec)),
+                          0};
   }
   InStream& in = *in_stream_;
   if (c.offset < in.expected) return;  // sent again after a reconnect: already taken
   if (c.offset > in.expected) {
-    answer_chunk(from, c.term, last, 0, false);  // a chunk went missing
+    answer_chunk(from, c.term, last, c.stream, 0, false);  // a chunk went missing
     in_stream_.reset();
     return;
   }
@@ -302,15 +310,16 @@ void NodeImpl::on_chunk_written(const std::shared_ptr<storage::SnapshotStore::Re
                                 NodeId from, Term term, Index last, std::uint64_t end, bool done,
                                 bool synced, Result<void> r) {
   if (!running() || !in_stream_ || in_stream_->receiver != rec) return;  // superseded
+  const std::uint64_t stream = in_stream_->stream;
   if (!r) {
     log(LogLevel::error, "node ", config_.id, ": staging snapshot ", last,
         " failed: ", r.error().message());
-    answer_chunk(from, term, last, 0, false);
+    answer_chunk(from, term, last, stream, 0, false);
     in_stream_.reset();
     return;
   }
   if (!synced) return;  // a later write syncs this one too, and answers for it
-  answer_chunk(from, term, last, end, true);
+  answer_chunk(from, term, last, stream, end, true);
   if (!done) return;
   // The whole file is durable: check it against its own CRCs before the core hears of it.
   auto info = std::make_shared<Result<storage::SnapshotInfo>>(Errc::invalid_argument);
@@ -329,6 +338,7 @@ void NodeImpl::on_stream_received(const std::shared_ptr<storage::SnapshotStore::
                                   NodeId from, Term term, const SnapshotMeta& meta,
                                   Result<storage::SnapshotInfo> r) {
   if (!running() || !in_stream_ || in_stream_->receiver != rec) return;
+  const std::uint64_t stream = in_stream_->stream;
   in_stream_.reset();
   // The stream's metadata carries the membership without addresses; the file has it whole.
   if (r && (r->meta.configuration.voters != meta.configuration.voters ||
@@ -340,7 +350,7 @@ void NodeImpl::on_stream_received(const std::shared_ptr<storage::SnapshotStore::
   if (!r) {
     log(LogLevel::error, "node ", config_.id, ": received snapshot ", meta.last_index,
         " is damaged: ", r.error().message());
-    answer_chunk(from, term, meta.last_index, 0, false);
+    answer_chunk(from, term, meta.last_index, stream, 0, false);
     return;
   }
   // Hand it to the core as the stream's last message (output.hpp step 7). The core installs it
@@ -348,8 +358,9 @@ void NodeImpl::on_stream_received(const std::shared_ptr<storage::SnapshotStore::
   staged_ = rec;
   auto t = core_->log().term_at(meta.last_index);
   staged_keeps_log_ = t && *t == meta.last_term;
-  auto stepped = core_->step(core::Message{
-      from, config_.id, core::InstallSnapshot{term, r->meta, rec->received(), Bytes(), true}});
+  auto stepped = core_->step(
+      core::Message{from, config_.id,
+                    core::InstallSnapshot{term, r->meta, rec->received(), Bytes(), true, stream}});
   if (!stepped) {
     log(LogLevel::warn, "node ", config_.id,
         ": received snapshot refused: ", stepped.error().message());

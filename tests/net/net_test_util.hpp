@@ -54,8 +54,8 @@ inline std::vector<core::MessageBody> sample_messages() {
   auto conf =
       *Configuration::make({NodeId(1), NodeId(2), NodeId(3)}, {NodeId(1), NodeId(4)}, {NodeId(5)});
   out.emplace_back(core::InstallSnapshot{Term(10), SnapshotMeta{Index(500), Term(9), conf}, 4096,
-                                         pattern_payload(5000, 9), true});
-  out.emplace_back(core::InstallSnapshotResponse{Term(10), Index(500), 9096, true, true});
+                                         pattern_payload(5000, 9), true, 31});
+  out.emplace_back(core::InstallSnapshotResponse{Term(10), Index(500), 9096, true, true, 31});
   out.emplace_back(core::TimeoutNow{Term(11)});
   out.emplace_back(core::ReadIndexRequest{Term(12), 777});
   out.emplace_back(core::ReadIndexResponse{Term(12), 777, Index(345), true});
@@ -98,11 +98,11 @@ inline bool same(const core::HeartbeatResponse& a, const core::HeartbeatResponse
 }
 inline bool same(const core::InstallSnapshot& a, const core::InstallSnapshot& b) {
   return a.term == b.term && a.meta == b.meta && a.offset == b.offset && a.data == b.data &&
-         a.done == b.done;
+         a.done == b.done && a.stream == b.stream;
 }
 inline bool same(const core::InstallSnapshotResponse& a, const core::InstallSnapshotResponse& b) {
   return a.term == b.term && a.last_index == b.last_index && a.next_offset == b.next_offset &&
-         a.success == b.success && a.done == b.done;
+         a.success == b.success && a.done == b.done && a.stream == b.stream;
 }
 inline bool same(const core::TimeoutNow& a, const core::TimeoutNow& b) {
   return a.term == b.term;
