@@ -116,10 +116,10 @@ struct NodeMetrics {
   std::uint64_t log_entries = 0;
   std::uint64_t log_bytes = 0;  // payload bytes made durable
   std::uint64_t hard_state_writes = 0;
-  std::uint64_t elections = 0;       // campaigns this node started
-  std::uint64_t leader_changes = 0;  // changes of the leader this node knows
-  std::uint64_t snapshots = 0;       // snapshots of this node's state machine taken
-  std::uint64_t snapshots_sent = 0;  // streams a follower installed (leader side)
+  std::uint64_t elections = 0;                // campaigns this node started
+  std::uint64_t leader_changes = 0;           // changes of the leader this node knows
+  std::uint64_t snapshots = 0;                // snapshots of this node's state machine taken
+  std::uint64_t snapshots_sent = 0;           // streams a follower installed (leader side)
   std::uint64_t snapshot_streams_failed = 0;  // streams given up (leader side)
   std::uint64_t snapshot_bytes_sent = 0;
   std::uint64_t snapshots_installed = 0;  // snapshots received and installed (follower side)

@@ -45,8 +45,8 @@ class Reader {
       case wire::Frame::INSTALL_SNAPSHOT_RESPONSE: {
         auto w = f.getInstallSnapshotResponse();
         return message(core::InstallSnapshotResponse{Term(w.getTerm()), Index(w.getLastIndex()),
-                                                     w.getNextOffset(), w.getSuccess(),
-                                                     w.getDone(), w.getStream()});
+                                                     w.getNextOffset(), w.getSuccess(), w.getDone(),
+                                                     w.getStream()});
       }
       case wire::Frame::TIMEOUT_NOW:
         return message(core::TimeoutNow{Term(f.getTimeoutNow().getTerm())});
@@ -73,8 +73,12 @@ class Reader {
   }
   static HandshakeReply reply(wire::HandshakeReply::Reader w) {
     auto reason = w.getReason();
-    return {w.getAccepted(), w.getProtocolVersion(), w.getClusterId(), NodeId(w.getNodeId()),
-            std::string(reason.begin(), reason.size()), w.getGroupId()};
+    return {w.getAccepted(),
+            w.getProtocolVersion(),
+            w.getClusterId(),
+            NodeId(w.getNodeId()),
+            std::string(reason.begin(), reason.size()),
+            w.getGroupId()};
   }
   static core::VoteRequest vote_request(wire::VoteRequest::Reader w) {
     return {Term(w.getTerm()), Index(w.getLastLogIndex()), Term(w.getLastLogTerm()), w.getPreVote(),
@@ -157,7 +161,10 @@ class Reader {
     core::InstallSnapshot m{
         Term(w.getTerm()),
         SnapshotMeta{Index(meta.getLastIndex()), Term(meta.getLastTerm()), std::move(*config)},
-        w.getOffset(), view(w.getData()), w.getDone(), w.getStream()};
+        w.getOffset(),
+        view(w.getData()),
+        w.getDone(),
+        w.getStream()};
     return message(std::move(m));
   }
 

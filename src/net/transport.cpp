@@ -321,8 +321,11 @@ asio::awaitable<void> TcpTransport::Impl::accept_handshake(Inbound& in, FrameRea
   // id, node id or peers): only a peer whose certificate the cluster CA signed learns why.
   std::string reason;
   if (!sender) reason = in.stream->tls() ? sender.error().detail : std::string(refusal_reason);
-  HandshakeReply reply{sender.ok(), protocol_version, sender ? config.cluster_id : 0,
-                       sender ? config.self : no_node, std::move(reason),
+  HandshakeReply reply{sender.ok(),
+                       protocol_version,
+                       sender ? config.cluster_id : 0,
+                       sender ? config.self : no_node,
+                       std::move(reason),
                        sender ? config.group_id : 0};
   auto frame_out = encode(std::move(reply), config.limits);
   CORAFT_ASSERT(frame_out.ok(), "a handshake reply always fits a frame");
@@ -347,8 +350,8 @@ Result<NodeId> TcpTransport::Impl::check_handshake(const FrameBody& body) const 
                                                      ", this node's is ", config.cluster_id));
   }
   if (h->group_id != config.group_id) {
-    return Error(Errc::peer_rejected, detail::concat("group id ", h->group_id,
-                                                     ", this node's is ", config.group_id));
+    return Error(Errc::peer_rejected,
+                 detail::concat("group id ", h->group_id, ", this node's is ", config.group_id));
   }
   if (!find(h->sender)) {
     return Error(Errc::peer_rejected,

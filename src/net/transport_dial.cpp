@@ -165,12 +165,12 @@ Result<void> TcpTransport::Impl::check_reply(const Peer& p, const FrameBody& bod
     return Error(Errc::peer_rejected, "the peer refused the handshake: " + printable(r->reason));
   if (r->protocol_version != protocol_version || r->cluster_id != config.cluster_id ||
       r->group_id != config.group_id || r->node != p.address.id) {
-    return Error(Errc::peer_rejected,
-                 detail::concat("the peer is node ", r->node, " of cluster ", r->cluster_id,
-                                " group ", r->group_id, " speaking protocol version ",
-                                r->protocol_version, "; expected node ", p.address.id,
-                                " of cluster ", config.cluster_id, " group ", config.group_id,
-                                " speaking version ", protocol_version));
+    return Error(
+        Errc::peer_rejected,
+        detail::concat("the peer is node ", r->node, " of cluster ", r->cluster_id, " group ",
+                       r->group_id, " speaking protocol version ", r->protocol_version,
+                       "; expected node ", p.address.id, " of cluster ", config.cluster_id,
+                       " group ", config.group_id, " speaking version ", protocol_version));
   }
   return {};
 }

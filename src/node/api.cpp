@@ -93,7 +93,8 @@ Result<void> NodeConfig::validate() const {
   }
   if (snapshot_window_chunks == 0) return bad("snapshot_window_chunks", "must be positive");
   if (snapshot_chunk_timeout.count() <= 0) return bad("snapshot_chunk_timeout", "must be positive");
-  if (snapshot_retry_delay_min.count() <= 0 || snapshot_retry_delay_max < snapshot_retry_delay_min) {
+  if (snapshot_retry_delay_min.count() <= 0 ||
+      snapshot_retry_delay_max < snapshot_retry_delay_min) {
     return bad("snapshot_retry_delay_max", "need 0 < snapshot_retry_delay_min <= the maximum");
   }
   if (snapshots_kept == 0) return bad("snapshots_kept", "must be positive");

@@ -20,9 +20,10 @@ namespace coraft::node {
 
 // The node's durable stream: the hard state and the log, in one order. Calls are made on the
 // node's executor. In production both go through the one disk backend (an io_uring, or a writer
-// thread) and the one file worker that every node on the io_context shares. The node issues at most one hard-state save at a time and only when no
-// append is in flight, so a save is durable before any later append and after every earlier
-// one; appends and truncations are ordered by the log itself.
+// thread) and the one file worker that every node on the io_context shares. The node issues at most
+// one hard-state save at a time and only when no append is in flight, so a save is durable before
+// any later append and after every earlier one; appends and truncations are ordered by the log
+// itself.
 class DurablePort {
  public:
   virtual ~DurablePort() = default;

@@ -30,8 +30,8 @@ storage::LogOptions bootstrap_log_options(const std::string& dir) {
   lo.dir = dir;
   lo.segment_bytes = 1u << 20;
   lo.entry_bytes_max = 64u << 10;
-  lo.batch_bytes_max = static_cast<std::uint32_t>(
-      std::min<std::uint64_t>(lo.batch_bytes_max, lo.segment_bytes));
+  lo.batch_bytes_max =
+      static_cast<std::uint32_t>(std::min<std::uint64_t>(lo.batch_bytes_max, lo.segment_bytes));
   lo.direct_bytes_max = std::min(lo.direct_bytes_max, lo.batch_bytes_max);
   return lo;
 }

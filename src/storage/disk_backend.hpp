@@ -97,8 +97,9 @@ class DiskChannel {
 // Creates the backend `kind` asks for. `automatic` falls back to the thread when io_uring cannot
 // be set up, and says so once per process in the log. An explicit `uring` that cannot be set up
 // is an error. A nonzero `injected_setup_errno` makes the io_uring setup fail (a test seam).
-[[nodiscard]] Result<std::shared_ptr<DiskBackend>> make_disk_backend(
-    asio::any_io_executor ex, BackendKind kind, int injected_setup_errno = 0);
+[[nodiscard]] Result<std::shared_ptr<DiskBackend>> make_disk_backend(asio::any_io_executor ex,
+                                                                     BackendKind kind,
+                                                                     int injected_setup_errno = 0);
 
 // The backend of `kind` shared by every user on `ex`'s execution context: made on first use,
 // gone with its last user. Its completions run on the executor of the user that made it, so the

@@ -11,15 +11,15 @@
 //   ..     zero up to 512
 // A save writes the slot not holding the newest version, then fdatasyncs, through the disk
 // backend every log and hard state on the io_context shares (one io_uring with the write linked
-// to its fdatasync, or one fallback thread), so the event loop never waits for the disk. Saves run one at a time, in the order they were called. A crash
-// or a failed save can only damage the slot being written, so the other still holds the previous
-// state, and the next save writes the same slot again. A new file is created (under a temporary
-// name, synced, renamed) with slot 1 holding version 0: term 0, no vote; so a file without a
-// valid slot is never a fresh node. On open the valid slot with the higher version wins. A
-// damaged slot beside a valid one may be a torn save or corruption that hid a newer state: it is
-// logged as an error and reported (damaged_slot()), and opening is refused when the log in the
-// same directory holds entries of a term above the surviving slot's term. No valid slot
-// (including two zero slots) is corruption, named with file and offset.
+// to its fdatasync, or one fallback thread), so the event loop never waits for the disk. Saves run
+// one at a time, in the order they were called. A crash or a failed save can only damage the slot
+// being written, so the other still holds the previous state, and the next save writes the same
+// slot again. A new file is created (under a temporary name, synced, renamed) with slot 1 holding
+// version 0: term 0, no vote; so a file without a valid slot is never a fresh node. On open the
+// valid slot with the higher version wins. A damaged slot beside a valid one may be a torn save or
+// corruption that hid a newer state: it is logged as an error and reported (damaged_slot()), and
+// opening is refused when the log in the same directory holds entries of a term above the surviving
+// slot's term. No valid slot (including two zero slots) is corruption, named with file and offset.
 #pragma once
 
 #include <cstdint>

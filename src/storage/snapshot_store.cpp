@@ -225,7 +225,8 @@ Result<SnapshotInfo> SnapshotStore::verify(const std::string& path, std::uint64_
   std::uint32_t crc = crc32c(config);
   std::vector<std::byte> block(std::min<std::uint64_t>(data_bytes, std::uint64_t{1} << 20));
   for (std::uint64_t at = 0; at < data_bytes;) {
-    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(block.size(), data_bytes - at));
+    const std::size_t n =
+        static_cast<std::size_t>(std::min<std::uint64_t>(block.size(), data_bytes - at));
     std::span<std::byte> part(block.data(), n);
     if (auto r = pread_all(fd->get(), part, header_bytes + config_bytes + at, path); !r)
       return r.error();

@@ -83,8 +83,7 @@ class ThreadBackend final : public DiskBackend {
                   Done done) override {
     {
       std::lock_guard lock(mu_);
-      queue_.push_back(
-          ThreadOp{owner, fd, offset, {iov.begin(), iov.end()}, how, std::move(done)});
+      queue_.push_back(ThreadOp{owner, fd, offset, {iov.begin(), iov.end()}, how, std::move(done)});
     }
     cv_.notify_one();
   }
@@ -176,10 +175,10 @@ asio::execution_context::id SharedBackends::id;
 
 }  // namespace
 
-Result<std::shared_ptr<DiskBackend>> shared_disk_backend(asio::any_io_executor ex,
-                                                         BackendKind kind,
+Result<std::shared_ptr<DiskBackend>> shared_disk_backend(asio::any_io_executor ex, BackendKind kind,
                                                          int injected_setup_errno) {
-  if (injected_setup_errno != 0) return make_disk_backend(std::move(ex), kind, injected_setup_errno);
+  if (injected_setup_errno != 0)
+    return make_disk_backend(std::move(ex), kind, injected_setup_errno);
   auto& ctx = asio::query(ex, asio::execution::context);
   return asio::use_service<SharedBackends>(ctx).get(std::move(ex), from_environment(kind));
 }

@@ -11,8 +11,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include <asio/post.hpp>
 #include <asio/posix/stream_descriptor.hpp>
+#include <asio/post.hpp>
 
 #include <coraft/text.hpp>
 

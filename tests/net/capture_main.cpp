@@ -44,7 +44,8 @@ asio::awaitable<void> record(asio::ip::tcp::acceptor& acceptor, std::vector<std:
       auto next = reader.next();
       if (!next || !*next) break;
       if (frames++ == 0) {
-        auto reply = encode(HandshakeReply{true, protocol_version, cluster, NodeId(2), "", group}, limits);
+        auto reply =
+            encode(HandshakeReply{true, protocol_version, cluster, NodeId(2), "", group}, limits);
         co_await asio::async_write(socket, reply->buffers(), asio::use_awaitable);
       }
     }
