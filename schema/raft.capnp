@@ -108,6 +108,7 @@ struct InstallSnapshot {
   data @3 :Data;                 # the chunk's bytes
   done @4 :Bool;                 # true on the last chunk
   stream @5 :UInt64;             # the sender's id of this stream (with term, unique); 0 unknown
+  sync @6 :Bool;                 # make everything up to this chunk durable, then acknowledge it
 }
 
 struct InstallSnapshotResponse {

@@ -81,6 +81,9 @@ struct InstallSnapshot {
   // The sender's id of this stream: chunks and acknowledgements of an earlier stream of the same
   // snapshot are told apart from this one's. The node layer's; the core ignores it.
   std::uint64_t stream = 0;
+  // The receiver makes everything up to this chunk durable and acknowledges it (the last chunk
+  // always is); the sender asks often enough to keep its window moving.
+  bool sync = false;
 };
 
 // `next_offset` is the byte the receiver expects next. `success` is false if the receiver

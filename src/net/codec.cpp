@@ -157,6 +157,7 @@ class Writer {
     }
     w.setDone(m.done);
     w.setStream(m.stream);
+    w.setSync(m.sync);
   }
   void put(wire::Frame::Builder f, const core::InstallSnapshotResponse& m) {
     auto w = f.initInstallSnapshotResponse();

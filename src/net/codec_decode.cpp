@@ -164,7 +164,8 @@ class Reader {
         w.getOffset(),
         view(w.getData()),
         w.getDone(),
-        w.getStream()};
+        w.getStream(),
+        w.getSync()};
     return message(std::move(m));
   }
 

@@ -142,9 +142,6 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
     SnapshotMeta meta;
     std::shared_ptr<storage::SnapshotStore::Receiver> receiver;
     std::uint64_t expected = 0;  // the next offset accepted (writes queued included)
-    // Chunk writes queued on the file worker: the last of a run syncs for all of them.
-    std::shared_ptr<std::atomic<std::uint32_t>> queued =
-        std::make_shared<std::atomic<std::uint32_t>>(0);
   };
   struct Backoff {
     Clock::duration delay{};

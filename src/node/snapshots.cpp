@@ -162,6 +162,10 @@ asio::awaitable<void> NodeImpl::stream_snapshot(std::shared_ptr<OutStream> st) {
   const std::uint64_t window = chunk * config_.snapshot_window_chunks;
   std::uint64_t offset = 0;
   std::uint64_t seen_acked = 0;
+  // The follower syncs (and answers) every half window: one fdatasync per chunk costs more than
+  // the disk's bandwidth allows, and half a window keeps the other half on the way meanwhile.
+  const std::uint64_t sync_every = std::max<std::uint64_t>(1, config_.snapshot_window_chunks / 2);
+  std::uint64_t chunks_sent = 0;
   auto last_progress = Clock::now();
   while (fd && !st->cancelled && !stopping_) {
     if (st->answered) {
@@ -186,9 +190,10 @@ asio::awaitable<void> NodeImpl::stream_snapshot(std::shared_ptr<OutStream> st) {
         break;
       }
       const std::span<const std::byte> bytes(*buf);
-      core::Message m{config_.id, to,
-                      core::InstallSnapshot{send.term, send.meta, offset, Bytes::wrap(buf, bytes),
-                                            offset + n == size, send.stream}};
+      core::Message m{
+          config_.id, to,
+          core::InstallSnapshot{send.term, send.meta, offset, Bytes::wrap(buf, bytes),
+                                offset + n == size, send.stream, ++chunks_sent % sync_every == 0}};
       if (hooks_.tamper_outgoing) hooks_.tamper_outgoing(m);
       if (hooks_.drop_outgoing && hooks_.drop_outgoing(m)) {
         offset += n;  // lost on the way, as a network may lose it
@@ -287,22 +292,18 @@ void NodeImpl::on_snapshot_chunk(NodeId from, core::InstallSnapshot c) {
   in.expected += c.data.size();
   auto rec = in.receiver;
   const std::uint64_t end = c.offset + c.data.size();
-  // Chunks that arrive while earlier ones wait for the disk share one fdatasync: the write of
-  // the last one queued syncs, and its acknowledgement covers them all.
-  auto queued = in.queued;
-  queued->fetch_add(1);
-  auto synced = std::make_shared<bool>(false);
+  // The chunks the sender marks (and the last) are synced, with every one before them, and
+  // answered: one fdatasync and one acknowledgement for a run of chunks.
+  const bool sync = c.sync || c.done;
   file_worker_->submit(
-      [rec, queued, synced, offset = c.offset, data = c.data, done = c.done] {
+      [rec, sync, offset = c.offset, data = c.data] {
         auto r = rec->write(offset, data.span());
-        const bool last = queued->fetch_sub(1) == 1;
-        if (!r || !(last || done)) return r;
-        *synced = true;
+        if (!r || !sync) return r;
         return rec->sync();
       },
-      [self = shared_from_this(), rec, synced, from, term = c.term, last, end,
+      [self = shared_from_this(), rec, sync, from, term = c.term, last, end,
        done = c.done](Result<void> r) {
-        self->on_chunk_written(rec, from, term, last, end, done, *synced, std::move(r));
+        self->on_chunk_written(rec, from, term, last, end, done, sync, std::move(r));
       });
 }
 
@@ -318,7 +319,7 @@ void NodeImpl::on_chunk_written(const std::shared_ptr<storage::SnapshotStore::Re
     in_stream_.reset();
     return;
   }
-  if (!synced) return;  // a later write syncs this one too, and answers for it
+  if (!synced) return;  // a later marked chunk syncs this one too, and answers for it
   answer_chunk(from, term, last, stream, end, true);
   if (!done) return;
   // The whole file is durable: check it against its own CRCs before the core hears of it.

@@ -54,7 +54,7 @@ inline std::vector<core::MessageBody> sample_messages() {
   auto conf =
       *Configuration::make({NodeId(1), NodeId(2), NodeId(3)}, {NodeId(1), NodeId(4)}, {NodeId(5)});
   out.emplace_back(core::InstallSnapshot{Term(10), SnapshotMeta{Index(500), Term(9), conf}, 4096,
-                                         pattern_payload(5000, 9), true, 31});
+                                         pattern_payload(5000, 9), true, 31, true});
   out.emplace_back(core::InstallSnapshotResponse{Term(10), Index(500), 9096, true, true, 31});
   out.emplace_back(core::TimeoutNow{Term(11)});
   out.emplace_back(core::ReadIndexRequest{Term(12), 777});
@@ -98,7 +98,7 @@ inline bool same(const core::HeartbeatResponse& a, const core::HeartbeatResponse
 }
 inline bool same(const core::InstallSnapshot& a, const core::InstallSnapshot& b) {
   return a.term == b.term && a.meta == b.meta && a.offset == b.offset && a.data == b.data &&
-         a.done == b.done && a.stream == b.stream;
+         a.done == b.done && a.stream == b.stream && a.sync == b.sync;
 }
 inline bool same(const core::InstallSnapshotResponse& a, const core::InstallSnapshotResponse& b) {
   return a.term == b.term && a.last_index == b.last_index && a.next_offset == b.next_offset &&
