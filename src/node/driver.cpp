@@ -71,6 +71,7 @@ void NodeImpl::handle(core::Output out) {
       CORAFT_ASSERT(staged_ && staged_->last_index() == out.install_snapshot->last_index,
                     "an installed snapshot was received", out.install_snapshot->last_index);
       job->install = out.install_snapshot;
+      installing_ = out.install_snapshot->last_index;
       job->staged = std::move(staged_);
       job->keeps_log = staged_keeps_log_;
     }
@@ -480,6 +481,16 @@ asio::awaitable<void> NodeImpl::applier() {
         to_apply_.pop_front();
       applied_ = meta.last_index;
       applied_conf_ = meta.configuration;
+      installing_.reset();
+      // Proposals the snapshot covers were committed, but their replies are not known here.
+      for (auto it = proposals_.begin(); it != proposals_.end() && it->second.last <= applied_;) {
+        it = fail_proposal(it, Errc::outcome_unknown);
+      }
+      std::erase_if(config_waiters_, [&](ConfigWaiter& w) {
+        if (w.index > applied_ || applied_conf_.joint()) return false;
+        w.done(applied_conf_);
+        return true;
+      });
       applied_since_snapshot_ = 0;
       applied_bytes_since_snapshot_ = 0;
       core_->applied(applied_);
@@ -492,7 +503,7 @@ asio::awaitable<void> NodeImpl::applier() {
       co_await take_snapshot();
       continue;
     }
-    if (to_apply_.empty()) {
+    if (to_apply_.empty() || installing_) {
       co_await apply_event_.wait();
       continue;
     }

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstring>
 #include <future>
+#include <limits>
 
 #include <asio/co_spawn.hpp>
 #include <asio/experimental/as_tuple.hpp>
@@ -151,6 +152,11 @@ Result<void> NodeImpl::open() {
   c.pending_bytes_max = config_.pending_proposal_bytes_max;
   c.apply_entries_max = config_.apply_lag_entries_max;
   c.snapshot_trailing_entries = config_.snapshot_trailing_entries;
+  // The node reports every stream it starts (snapshot_chunk_timeout ends one that stalls), so
+  // the core's own guard against a lost report must never cut a slow stream that progresses.
+  c.snapshot_timeout_ticks = static_cast<std::uint32_t>(
+      std::clamp<std::int64_t>(std::chrono::hours(24) / config_.tick_interval, 1,
+                               std::numeric_limits<std::uint32_t>::max()));
   c.promotion_lag_entries_max = config_.promotion_lag_entries_max;
   c.lease_reads = config_.lease_reads;
   c.lease_clock_drift_ticks = config_.lease_clock_drift_ticks;

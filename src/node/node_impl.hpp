@@ -268,6 +268,10 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   bool staged_keeps_log_ = false;
   // Installed durably; the applier loads it into the state machine next.
   std::optional<SnapshotMeta> restore_pending_;
+  // From the output that installs a snapshot until the state machine holds it: nothing is
+  // applied meanwhile (entries after the snapshot must not reach the old state), and a new
+  // stream of the same snapshot is ignored.
+  std::optional<Index> installing_;
   // The stored log does not continue the stored snapshot: the writer clears it first.
   bool clear_log_on_start_ = false;
   NodeMetrics metrics_;

@@ -165,7 +165,6 @@ asio::awaitable<void> NodeImpl::stream_snapshot(std::shared_ptr<OutStream> st) {
   // The follower syncs (and answers) every half window: one fdatasync per chunk costs more than
   // the disk's bandwidth allows, and half a window keeps the other half on the way meanwhile.
   const std::uint64_t sync_every = std::max<std::uint64_t>(1, config_.snapshot_window_chunks / 2);
-  std::uint64_t chunks_sent = 0;
   auto last_progress = Clock::now();
   while (fd && !st->cancelled && !stopping_) {
     if (st->answered) {
@@ -190,10 +189,10 @@ asio::awaitable<void> NodeImpl::stream_snapshot(std::shared_ptr<OutStream> st) {
         break;
       }
       const std::span<const std::byte> bytes(*buf);
-      core::Message m{
-          config_.id, to,
-          core::InstallSnapshot{send.term, send.meta, offset, Bytes::wrap(buf, bytes),
-                                offset + n == size, send.stream, ++chunks_sent % sync_every == 0}};
+      core::Message m{config_.id, to,
+                      core::InstallSnapshot{send.term, send.meta, offset, Bytes::wrap(buf, bytes),
+                                            offset + n == size, send.stream,
+                                            (offset / chunk + 1) % sync_every == 0}};
       if (hooks_.tamper_outgoing) hooks_.tamper_outgoing(m);
       if (hooks_.drop_outgoing && hooks_.drop_outgoing(m)) {
         offset += n;  // lost on the way, as a network may lose it
@@ -261,7 +260,8 @@ void NodeImpl::on_snapshot_chunk(NodeId from, core::InstallSnapshot c) {
                     in_stream_->stream == c.stream && in_stream_->meta.last_index == last &&
                     in_stream_->meta.last_term == c.meta.last_term;
   if (!same) {
-    if (staged_ && staged_->last_index() == last) return;  // a duplicate of a finished stream
+    // A duplicate of a finished stream, or of one being installed.
+    if ((staged_ && staged_->last_index() == last) || installing_ == last) return;
     if (c.offset != 0) {
       answer_chunk(from, c.term, last, c.stream, 0, false);  // joined in the middle: start again
       return;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 
 #include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <cstdio>
 #include <cstring>
@@ -143,7 +144,10 @@ Result<SnapshotStore::Receiver> SnapshotStore::receive(Index last, Term term) {
   r.last_ = last;
   r.term_ = term;
   r.final_path_ = join_path(dir_, snapshot_name(SnapshotMeta{last, term, {}}));
-  r.tmp_path_ = r.final_path_ + ".recv.tmp";
+  // A name of its own per receiver: a later stream of the same snapshot never writes to, or
+  // deletes, the file of an earlier one still being checked or installed.
+  static std::atomic<std::uint64_t> receivers{0};
+  r.tmp_path_ = r.final_path_ + "." + std::to_string(receivers.fetch_add(1)) + ".recv.tmp";
   auto fd = open_file(r.tmp_path_, O_RDWR | O_CREAT | O_TRUNC);
   if (!fd) return fd.error();
   r.fd_ = std::move(*fd);

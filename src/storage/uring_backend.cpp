@@ -3,8 +3,10 @@
 // work on the event loop.
 #include <liburing.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <deque>
@@ -23,7 +25,8 @@ namespace coraft::storage {
 namespace {
 
 constexpr unsigned ring_entries = 64;
-// Files held through the ring (hold_until_gone), for every owner together: two per node.
+// Files held through the ring (hold_until_gone), for every owner together: two per node. Fewer
+// when the open-file limit is lower.
 constexpr unsigned held_files_max = 1024;
 
 struct UringOp {
@@ -86,18 +89,24 @@ class UringBackend final : public DiskBackend {
     // The ring's file table holds each file until the ring is freed, which the kernel does
     // only after every request on it has completed, or until the slot is cleared.
     if (!files_held_) {
-      std::vector<int> empty(held_files_max, -1);
-      int rc = io_uring_register_files(&ring_, empty.data(), held_files_max);
+      // The kernel refuses a table larger than the open-file limit.
+      rlimit limit{};
+      unsigned slots = held_files_max;
+      if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < slots) {
+        slots = static_cast<unsigned>(std::max<rlim_t>(limit.rlim_cur, 1));
+      }
+      std::vector<int> empty(slots, -1);
+      int rc = io_uring_register_files(&ring_, empty.data(), slots);
       if (rc < 0) {
         return Error(Errc::storage_io,
                      std::string("io_uring file registration failed: ") + std::strerror(-rc));
       }
       files_held_ = true;
-      free_slots_.reserve(held_files_max);
-      for (unsigned i = held_files_max; i > 0; --i) free_slots_.push_back(i - 1);
+      free_slots_.reserve(slots);
+      for (unsigned i = slots; i > 0; --i) free_slots_.push_back(i - 1);
     }
     if (free_slots_.empty()) {
-      return Error(Errc::storage_io, detail::concat("io_uring holds ", held_files_max,
+      return Error(Errc::storage_io, detail::concat("io_uring holds ", free_slots_.capacity(),
                                                     " files already (held_files_max)"));
     }
     const unsigned slot = free_slots_.back();

@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <sys/file.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <cerrno>
@@ -707,4 +708,23 @@ TEST_CASE_FIXTURE(LogTest,
     auto reopened = open_log(a_options);
     CHECK(reopened->last_index() <= Index(50));
   }
+}
+
+TEST_CASE_FIXTURE(LogTest, "io_uring holds files under a low open-file limit") {
+  rlimit saved{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved) == 0);
+  rlimit low = saved;
+  low.rlim_cur = std::min<rlim_t>(saved.rlim_cur, 200);
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+  auto ring = make_uring_backend(io.get_executor());
+  if (ring.ok()) {
+    auto held = lock_file(dir.path() + "/lock");
+    REQUIRE(held.ok());
+    // A table as large as the default would be refused above the limit.
+    CHECK((*ring)->hold_until_gone((*ring)->open_owner(), held->get()).ok());
+  } else {
+    MESSAGE("io_uring cannot be set up here: ", ring.error().message());
+  }
+  ring = make_uring_backend(io.get_executor());  // releases the first ring
+  REQUIRE(::setrlimit(RLIMIT_NOFILE, &saved) == 0);
 }

@@ -214,3 +214,28 @@ TEST_CASE("a received snapshot with a flipped bit, or of another index, fails it
   }
   CHECK(files == 0);
 }
+
+TEST_CASE("two receivers of the same snapshot stage in files of their own") {
+  TempDir dir;
+  auto store = SnapshotStore::open(dir.path());
+  REQUIRE(store.ok());
+  auto count_staged = [&] {
+    std::size_t n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir.path() + "/snapshots")) {
+      n += e.path().string().ends_with(".recv.tmp");
+    }
+    return n;
+  };
+  auto first = store->receive(Index(300), Term(4));
+  REQUIRE(first.ok());
+  REQUIRE(first->write(0, data_of(100, 1)).ok());
+  {
+    auto second = store->receive(Index(300), Term(4));
+    REQUIRE(second.ok());
+    CHECK(count_staged() == 2);
+    // The second truncates nothing of the first, and its end deletes only its own file.
+  }
+  CHECK(count_staged() == 1);
+  REQUIRE(first->write(100, data_of(50, 2)).ok());
+  CHECK(first->received() == 150);
+}
