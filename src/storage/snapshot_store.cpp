@@ -57,6 +57,57 @@ Error corrupt(const std::string& path, std::uint64_t offset, const std::string& 
   return Error(Errc::storage_corrupt, path + " offset " + std::to_string(offset) + ": " + why);
 }
 
+// A snapshot file's header, checked and found to agree with the file's size.
+struct Header {
+  std::byte bytes[header_bytes];
+  std::uint64_t config_bytes = 0;
+  std::uint64_t data_bytes = 0;
+  std::uint64_t file_bytes = 0;
+};
+
+Result<Header> read_header(int fd, const std::string& path, std::uint64_t bytes_max) {
+  Header h;
+  auto size = file_size(fd, path);
+  if (!size) return size.error();
+  h.file_bytes = *size;
+  if (*size < header_bytes) return corrupt(path, *size, "file ends inside the header");
+  if (auto r = pread_all(fd, h.bytes, 0, path); !r) return r.error();
+  if (std::memcmp(h.bytes, magic, 8) != 0 || get32(h.bytes + 8) != version ||
+      get32(h.bytes + 12) != header_crc(h.bytes)) {
+    return corrupt(path, 0, "bad snapshot header");
+  }
+  h.config_bytes = get32(h.bytes + 32);
+  h.data_bytes = get64(h.bytes + 40);
+  if (h.data_bytes > bytes_max)
+    return Error(Errc::too_large, path + ": snapshot larger than bytes_max");
+  const std::uint64_t expect = header_bytes + h.config_bytes + h.data_bytes;
+  if (*size != expect) {
+    return corrupt(
+        path, std::min(*size, expect),
+        "file is " + std::to_string(*size) + " bytes, the header says " + std::to_string(expect));
+  }
+  return h;
+}
+
+// The metadata of a file whose body matched the header's CRC: the configuration decoded, and
+// the name (the store picks snapshots by name) agreeing with the header.
+Result<SnapshotMeta> header_meta(const std::string& path, const Header& h,
+                                 std::span<const std::byte> config) {
+  auto conf = decode_configuration(config);
+  if (!conf) return corrupt(path, header_bytes, "bad configuration: " + conf.error().message());
+  SnapshotMeta meta{Index(get64(h.bytes + 16)), Term(get64(h.bytes + 24)), std::move(*conf)};
+  if (auto named = parse_snapshot_name(path.substr(path.find_last_of('/') + 1))) {
+    if (named->first != meta.last_index || named->second != meta.last_term) {
+      return corrupt(path, 16,
+                     "the header says index " + std::to_string(meta.last_index.value()) + " term " +
+                         std::to_string(meta.last_term.value()) + ", the name says index " +
+                         std::to_string(named->first.value()) + " term " +
+                         std::to_string(named->second.value()));
+    }
+  }
+  return meta;
+}
+
 }  // namespace
 
 Result<SnapshotStore> SnapshotStore::open(const std::string& dir, std::uint32_t keep) {
@@ -143,7 +194,7 @@ Result<SnapshotStore::Receiver> SnapshotStore::receive(Index last, Term term) {
   r.keep_ = keep_;
   r.last_ = last;
   r.term_ = term;
-  r.final_path_ = join_path(dir_, snapshot_name(SnapshotMeta{last, term, {}}));
+  r.final_path_ = path_of(last, term);
   // A name of its own per receiver: a later stream of the same snapshot never writes to, or
   // deletes, the file of an earlier one still being checked or installed.
   static std::atomic<std::uint64_t> receivers{0};
@@ -206,47 +257,31 @@ Result<SnapshotInfo> SnapshotStore::Receiver::adopt() {
 Result<SnapshotInfo> SnapshotStore::verify(const std::string& path, std::uint64_t bytes_max) {
   auto fd = open_file(path, O_RDONLY);
   if (!fd) return fd.error();
-  auto size = file_size(fd->get(), path);
-  if (!size) return size.error();
-  std::byte h[header_bytes];
-  if (*size < header_bytes) return corrupt(path, *size, "file ends inside the header");
-  if (auto r = pread_all(fd->get(), h, 0, path); !r) return r.error();
-  if (std::memcmp(h, magic, 8) != 0 || get32(h + 8) != version || get32(h + 12) != header_crc(h)) {
-    return corrupt(path, 0, "bad snapshot header");
-  }
-  const std::uint64_t config_bytes = get32(h + 32);
-  const std::uint64_t data_bytes = get64(h + 40);
-  if (data_bytes > bytes_max)
-    return Error(Errc::too_large, path + ": snapshot larger than bytes_max");
-  const std::uint64_t expect = header_bytes + config_bytes + data_bytes;
-  if (*size != expect) {
-    return corrupt(
-        path, std::min(*size, expect),
-        "file is " + std::to_string(*size) + " bytes, the header says " + std::to_string(expect));
-  }
-  std::vector<std::byte> config(config_bytes);
+  auto h = read_header(fd->get(), path, bytes_max);
+  if (!h) return h.error();
+  std::vector<std::byte> config(h->config_bytes);
   if (auto r = pread_all(fd->get(), config, header_bytes, path); !r) return r.error();
+  // The data is read in blocks, never held whole.
   std::uint32_t crc = crc32c(config);
-  std::vector<std::byte> block(std::min<std::uint64_t>(data_bytes, std::uint64_t{1} << 20));
-  for (std::uint64_t at = 0; at < data_bytes;) {
+  std::vector<std::byte> block(std::min<std::uint64_t>(h->data_bytes, std::uint64_t{1} << 20));
+  for (std::uint64_t at = 0; at < h->data_bytes;) {
     const std::size_t n =
-        static_cast<std::size_t>(std::min<std::uint64_t>(block.size(), data_bytes - at));
+        static_cast<std::size_t>(std::min<std::uint64_t>(block.size(), h->data_bytes - at));
     std::span<std::byte> part(block.data(), n);
-    if (auto r = pread_all(fd->get(), part, header_bytes + config_bytes + at, path); !r)
+    if (auto r = pread_all(fd->get(), part, header_bytes + h->config_bytes + at, path); !r)
       return r.error();
     crc = crc32c_extend(crc, part);
     at += n;
   }
-  if (crc != get32(h + 48)) return corrupt(path, header_bytes, "snapshot CRC mismatch");
-  auto conf = decode_configuration(std::span<const std::byte>(config.data(), config.size()));
-  if (!conf) return corrupt(path, header_bytes, "bad configuration: " + conf.error().message());
-  SnapshotMeta meta{Index(get64(h + 16)), Term(get64(h + 24)), std::move(*conf)};
-  if (auto named = parse_snapshot_name(path.substr(path.find_last_of('/') + 1))) {
-    if (named->first != meta.last_index || named->second != meta.last_term) {
-      return corrupt(path, 16, "the header's index and term differ from the name's");
-    }
-  }
-  return SnapshotInfo{std::move(meta), path, data_bytes, header_bytes + config_bytes, *size};
+  if (crc != get32(h->bytes + 48)) return corrupt(path, header_bytes, "snapshot CRC mismatch");
+  auto meta = header_meta(path, *h, config);
+  if (!meta) return meta.error();
+  return SnapshotInfo{std::move(*meta), path, h->data_bytes, header_bytes + h->config_bytes,
+                      h->file_bytes};
+}
+
+std::string SnapshotStore::path_of(Index last, Term term) const {
+  return join_path(dir_, snapshot_name(SnapshotMeta{last, term, {}}));
 }
 
 Result<std::vector<SnapshotInfo>> SnapshotStore::list() const {
@@ -268,42 +303,17 @@ Result<std::vector<SnapshotInfo>> SnapshotStore::list() const {
 Result<Snapshot> SnapshotStore::load(const std::string& path, std::uint64_t bytes_max) {
   auto fd = open_file(path, O_RDONLY);
   if (!fd) return fd.error();
-  auto size = file_size(fd->get(), path);
-  if (!size) return size.error();
-  std::byte h[header_bytes];
-  if (*size < header_bytes) return corrupt(path, *size, "file ends inside the header");
-  if (auto r = pread_all(fd->get(), h, 0, path); !r) return r.error();
-  if (std::memcmp(h, magic, 8) != 0 || get32(h + 8) != version || get32(h + 12) != header_crc(h)) {
-    return corrupt(path, 0, "bad snapshot header");
-  }
-  std::uint64_t config_bytes = get32(h + 32);
-  std::uint64_t data_bytes = get64(h + 40);
-  if (data_bytes > bytes_max)
-    return Error(Errc::too_large, path + ": snapshot larger than bytes_max");
-  std::uint64_t expect = header_bytes + config_bytes + data_bytes;
-  if (*size != expect) {
-    return corrupt(
-        path, std::min(*size, expect),
-        "file is " + std::to_string(*size) + " bytes, the header says " + std::to_string(expect));
-  }
-  auto body = std::make_shared<std::vector<std::byte>>(config_bytes + data_bytes);
+  auto h = read_header(fd->get(), path, bytes_max);
+  if (!h) return h.error();
+  auto body = std::make_shared<std::vector<std::byte>>(h->config_bytes + h->data_bytes);
   if (auto r = pread_all(fd->get(), *body, header_bytes, path); !r) return r.error();
-  if (crc32c(*body) != get32(h + 48)) return corrupt(path, header_bytes, "snapshot CRC mismatch");
-  auto config = decode_configuration(std::span(body->data(), config_bytes));
-  if (!config) return corrupt(path, header_bytes, "bad configuration: " + config.error().message());
-  SnapshotMeta meta{Index(get64(h + 16)), Term(get64(h + 24)), std::move(*config)};
-  // The store picks snapshots by name: a name that disagrees with the header is damage.
-  if (auto named = parse_snapshot_name(path.substr(path.find_last_of('/') + 1))) {
-    if (named->first != meta.last_index || named->second != meta.last_term) {
-      return corrupt(path, 16,
-                     "the header says index " + std::to_string(meta.last_index.value()) + " term " +
-                         std::to_string(meta.last_term.value()) + ", the name says index " +
-                         std::to_string(named->first.value()) + " term " +
-                         std::to_string(named->second.value()));
-    }
+  if (crc32c(*body) != get32(h->bytes + 48)) {
+    return corrupt(path, header_bytes, "snapshot CRC mismatch");
   }
-  std::span<const std::byte> data(body->data() + config_bytes, data_bytes);
-  return Snapshot{std::move(meta), Bytes::wrap(body, data)};
+  auto meta = header_meta(path, *h, std::span<const std::byte>(body->data(), h->config_bytes));
+  if (!meta) return meta.error();
+  std::span<const std::byte> data(body->data() + h->config_bytes, h->data_bytes);
+  return Snapshot{std::move(*meta), Bytes::wrap(body, data)};
 }
 
 Result<std::optional<Snapshot>> SnapshotStore::load_latest(std::uint64_t bytes_max) const {

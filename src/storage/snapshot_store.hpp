@@ -124,6 +124,9 @@ class SnapshotStore {
   [[nodiscard]] static Result<SnapshotInfo> verify(const std::string& path,
                                                    std::uint64_t bytes_max);
 
+  // Where the store keeps the snapshot of (last, term).
+  [[nodiscard]] std::string path_of(Index last, Term term) const;
+
   // Complete snapshots by name, newest first. Damaged files are listed too; load() finds them.
   [[nodiscard]] Result<std::vector<SnapshotInfo>> list() const;
   // Reads and checks the whole file. Errors: storage_corrupt naming file and offset, too_large
