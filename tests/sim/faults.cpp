@@ -195,16 +195,10 @@ void World::cut_after_joint(Node& n) {
 // leader without the two. Returns false when there is no leader.
 bool World::hold_follower() {
   if (held_.stage != Held::idle || stall_.stage != Stall::idle) return false;  // one at a time
-  Node* leader = nullptr;
-  for (Node& n : nodes_) {
-    if (n.up && n.core->role() == core::Role::leader) leader = &n;
-  }
-  if (!leader || leader->core->configuration().joint()) return false;
-  const std::vector<NodeId>& voters = leader->core->configuration().voters;
-  if (voters.size() < 5) return false;
-  const NodeId follower = other_voter(voters, leader->id);
-  Node& f = node(follower);
-  if (!f.up) return false;
+  auto [leader, spare] = leader_and_spare_voter();
+  if (!leader) return false;
+  Node& f = *spare;
+  const NodeId follower = f.id;
   const Time cut_in = schedule_rng_.range(2'000, 50'000);
   f.drain_held_until = now_ + cut_in + 4 * knobs_.election_ticks * slowest_tick_ + 100'000;
   f.drain_scheduled = true;
@@ -261,6 +255,21 @@ NodeId World::other_voter(const std::vector<NodeId>& voters, NodeId self) {
   return voters[k] != self ? voters[k] : voters[(k + 1) % voters.size()];
 }
 
+// A leader that is up, with a plain configuration of five voters or more, and another voter
+// that is up: the rest can elect a leader without the two. Both null when there is none.
+std::pair<Node*, Node*> World::leader_and_spare_voter() {
+  Node* leader = nullptr;
+  for (Node& n : nodes_) {
+    if (n.up && n.core->role() == core::Role::leader) leader = &n;
+  }
+  if (!leader || leader->core->configuration().joint()) return {};
+  const std::vector<NodeId>& voters = leader->core->configuration().voters;
+  if (voters.size() < 5) return {};
+  Node& f = node(other_voter(voters, leader->id));
+  if (!f.up) return {};
+  return {leader, &f};
+}
+
 // Cuts servers `a` and `b` off from the others, both ways, until healed.
 void World::split(NodeId a, NodeId b) {
   ++partition_id_;
@@ -287,16 +296,10 @@ void World::split(NodeId a, NodeId b) {
 // leader.
 bool World::stall_disk() {
   if (stall_.stage != Stall::idle || held_.stage != Held::idle) return false;
-  Node* leader = nullptr;
-  for (Node& n : nodes_) {
-    if (n.up && n.core->role() == core::Role::leader) leader = &n;
-  }
-  if (!leader || leader->core->configuration().joint()) return false;
-  const std::vector<NodeId>& voters = leader->core->configuration().voters;
-  if (voters.size() < 5) return false;
-  const NodeId follower = other_voter(voters, leader->id);
-  Node& f = node(follower);
-  if (!f.up) return false;
+  auto [leader, spare] = leader_and_spare_voter();
+  if (!leader) return false;
+  Node& f = *spare;
+  const NodeId follower = f.id;
   f.disk_stalled = true;
   split(leader->id, follower);
   stall_ = Stall{Stall::first_cut, follower, leader->id, no_node, leader->core->term()};

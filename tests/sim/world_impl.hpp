@@ -447,6 +447,7 @@ class World {
   void hold_after_input(Node& n);
   void release_hold(Node& n);
   NodeId other_voter(const std::vector<NodeId>& voters, NodeId self);
+  std::pair<Node*, Node*> leader_and_spare_voter();
   void split(NodeId a, NodeId b);
   bool stall_disk();
   void stall_on_lead(Node& n, Term term);
