@@ -435,6 +435,15 @@ asio::awaitable<void> NodeImpl::append_job(std::shared_ptr<WriteJob> job) {
   complete_writes();
 }
 
+// Configuration changes applied and not left joint complete with the configuration in force.
+void NodeImpl::settle_applied_config_waiters() {
+  std::erase_if(config_waiters_, [&](ConfigWaiter& w) {
+    if (w.index > applied_ || applied_conf_.joint()) return false;
+    w.done(applied_conf_);
+    return true;
+  });
+}
+
 bool NodeImpl::earlier_append_pending(const WriteJob* job) const {
   for (const auto& w : writes_) {
     if (w.get() == job) return false;
@@ -486,11 +495,7 @@ asio::awaitable<void> NodeImpl::applier() {
       for (auto it = proposals_.begin(); it != proposals_.end() && it->second.last <= applied_;) {
         it = fail_proposal(it, Errc::outcome_unknown);
       }
-      std::erase_if(config_waiters_, [&](ConfigWaiter& w) {
-        if (w.index > applied_ || applied_conf_.joint()) return false;
-        w.done(applied_conf_);
-        return true;
-      });
+      settle_applied_config_waiters();
       applied_since_snapshot_ = 0;
       applied_bytes_since_snapshot_ = 0;
       core_->applied(applied_);
@@ -569,11 +574,7 @@ asio::awaitable<void> NodeImpl::applier() {
       ++applied_since_snapshot_;
       applied_bytes_since_snapshot_ += e.payload.size();
     }
-    std::erase_if(config_waiters_, [&](ConfigWaiter& w) {
-      if (w.index > applied_ || applied_conf_.joint()) return false;
-      w.done(applied_conf_);
-      return true;
-    });
+    settle_applied_config_waiters();
     core_->applied(applied_);
     drain();
     resolve_reads();

@@ -487,22 +487,13 @@ Result<void> NodeImpl::save_snapshot(const SnapshotMeta& meta,
 // Writes a point-in-time copy out on a thread of its own while the applier goes on.
 asio::awaitable<void> NodeImpl::save_copy(SnapshotMeta meta, std::unique_ptr<SnapshotCopy> copy,
                                           std::vector<Completion<Index>> waiters) {
-  struct Waiter {
-    explicit Waiter(const asio::any_io_executor& ex) : done(ex) {}
-    Event done;
-    std::optional<Result<void>> result;
-  };
-  auto w = std::make_shared<Waiter>(ex_);
-  std::thread saver([this, w, &meta, &copy] {
+  auto pending = std::make_shared<PendingResult>(ex_);
+  std::thread saver([this, pending, &meta, &copy] {
     Result<void> r = save_snapshot(meta, [&](SnapshotSink& sink) { return copy->save(sink); });
-    asio::post(ex_, [w, r = std::move(r)]() mutable {
-      w->result = std::move(r);
-      w->done.notify();
-    });
+    asio::post(ex_, [pending, r = std::move(r)]() mutable { pending->set(std::move(r)); });
   });
-  while (!w->result) co_await w->done.wait();
+  Result<void> saved = co_await pending->get();
   saver.join();
-  Result<void> saved = std::move(*w->result);
   co_await finish_snapshot(meta, std::move(saved), std::move(waiters));
   snapshot_saving_ = false;
   apply_event_.notify();  // a snapshot asked for meanwhile is taken next

@@ -54,6 +54,21 @@ class Event {
   bool pending_ = false;
 };
 
+// A Result<void> that a completion, run on the executor, hands to one waiting coroutine.
+struct PendingResult {
+  explicit PendingResult(const asio::any_io_executor& ex) : done(ex) {}
+  void set(Result<void> r) {
+    result = std::move(r);
+    done.notify();
+  }
+  asio::awaitable<Result<void>> get() {
+    while (!result) co_await done.wait();
+    co_return std::move(*result);
+  }
+  Event done;
+  std::optional<Result<void>> result;
+};
+
 class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
  public:
   NodeImpl(asio::any_io_executor ex, NodeConfig config, StateMachine& sm, node::Hooks hooks);
@@ -161,6 +176,7 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   void fail_stop(const Error& e);
   void fail_waiters_from(Index from, Errc code);
   void fail_unknown_after_commit();
+  void settle_applied_config_waiters();
   void resolve_reads();
   void sweep_timeouts(Clock::time_point now);
   void check_disk_stall(Clock::time_point now);

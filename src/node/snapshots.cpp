@@ -63,18 +63,10 @@ Result<void> restore_from_file(StateMachine& sm, const storage::SnapshotInfo& in
 }
 
 asio::awaitable<Result<void>> NodeImpl::on_file_worker(storage::FileWorker::Job job) {
-  struct Waiter {
-    explicit Waiter(const asio::any_io_executor& ex) : done(ex) {}
-    Event done;
-    std::optional<Result<void>> result;
-  };
-  auto w = std::make_shared<Waiter>(ex_);
-  file_worker_->submit(std::move(job), [w](Result<void> r) {
-    w->result = std::move(r);
-    w->done.notify();
-  });
-  while (!w->result) co_await w->done.wait();
-  co_return std::move(*w->result);
+  auto pending = std::make_shared<PendingResult>(ex_);
+  file_worker_->submit(std::move(job), [pending](Result<void> r) { pending->set(std::move(r)); });
+  auto r = co_await pending->get();
+  co_return r;
 }
 
 // ---- The leader's side ----
@@ -136,21 +128,12 @@ asio::awaitable<void> NodeImpl::stream_snapshot(std::shared_ptr<OutStream> st) {
   bool ok = false;
   std::string why;
   std::optional<storage::Fd> fd;
-  std::string path;
+  const std::string path = store_->path_of(send.meta.last_index, send.meta.last_term);
   std::uint64_t size = 0;
   if (!st->cancelled && !stopping_) {
-    auto all = store_->list();
-    if (all) {
-      for (const storage::SnapshotInfo& i : *all) {
-        if (i.meta.last_index == send.meta.last_index && i.meta.last_term == send.meta.last_term) {
-          path = i.path;
-        }
-      }
-    }
-    if (path.empty()) {
-      why = concat("snapshot ", send.meta.last_index, " is no longer stored");
-    } else if (auto f = storage::open_file(path, O_RDONLY); !f) {
-      why = f.error().message();
+    if (auto f = storage::open_file(path, O_RDONLY); !f) {
+      why =
+          concat("snapshot ", send.meta.last_index, " is no longer stored: ", f.error().message());
     } else if (auto n = storage::file_size(f->get(), path); !n) {
       why = n.error().message();
     } else {
@@ -397,16 +380,7 @@ asio::awaitable<Result<void>> NodeImpl::install_staged(WriteJob& job) {
 }
 
 asio::awaitable<Result<void>> NodeImpl::restore_stored(SnapshotMeta meta) {
-  std::string path;
-  auto all = store_->list();
-  if (!all) co_return all.error();
-  for (const storage::SnapshotInfo& i : *all) {
-    if (i.meta.last_index == meta.last_index && i.meta.last_term == meta.last_term) path = i.path;
-  }
-  if (path.empty()) {
-    co_return Error(Errc::storage_corrupt,
-                    concat("installed snapshot ", meta.last_index, " is missing from the store"));
-  }
+  const std::string path = store_->path_of(meta.last_index, meta.last_term);
   Result<void> restored;
   if (!config_.apply_inline) co_await to_apply_thread();
   {
