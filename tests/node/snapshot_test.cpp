@@ -78,6 +78,24 @@ std::uint64_t dir_bytes(const std::string& dir) {
   return n;
 }
 
+// Every node drops the snapshot chunks at `from_offset` and beyond while `hold` is set.
+void hold_chunks(Cluster& c, std::atomic<bool>& hold, std::uint64_t from_offset) {
+  for (std::size_t i = 1; i <= c.size(); ++i) {
+    c.hooks(NodeId(i)).drop_outgoing = [&hold, from_offset](const core::Message& m) {
+      const auto* is = std::get_if<core::InstallSnapshot>(&m.body);
+      return is && is->offset >= from_offset && hold.load();
+    };
+  }
+}
+
+// `follower` is stopped while the leader applies 150 proposals, until `watch` holds a snapshot
+// at index 100 or beyond: the follower can then catch up only through a snapshot.
+void leave_behind(Cluster& c, NodeId leader, NodeId follower, NodeId watch) {
+  c.stop(follower);
+  propose_many(c, leader, 0, 150);
+  REQUIRE(eventually([&] { return c.status(watch).snapshot_index.value() >= 100; }));
+}
+
 }  // namespace
 
 TEST_CASE(
@@ -156,9 +174,7 @@ TEST_CASE("a snapshot stream that loses a chunk or carries a corrupted one fails
     auto leader = c.leader();
     REQUIRE(leader);
     const NodeId follower = other_than(c, {*leader});
-    c.stop(follower);
-    propose_many(c, *leader, 0, 150);
-    REQUIRE(eventually([&] { return c.status(*leader).snapshot_index.value() >= 100; }));
+    leave_behind(c, *leader, follower, *leader);
     REQUIRE(c.start(follower).ok());
     REQUIRE(converged(c, 150));
     CHECK(spoiled.load() == 1);
@@ -174,19 +190,12 @@ TEST_CASE("a receiver restarted in the middle of a stream leaves no staging file
   c.tweak = small_snapshots;
   c.setup_machine = [](RecordingMachine& m) { m.set_padding(64 << 10); };
   std::atomic<bool> hold{true};
-  for (std::size_t i = 1; i <= 3; ++i) {
-    c.hooks(NodeId(i)).drop_outgoing = [&hold](const core::Message& m) {
-      const auto* is = std::get_if<core::InstallSnapshot>(&m.body);
-      return is && is->offset >= 4 * 4096 && hold.load();
-    };
-  }
+  hold_chunks(c, hold, 4 * 4096);
   c.start_all();
   auto leader = c.leader();
   REQUIRE(leader);
   const NodeId follower = other_than(c, {*leader});
-  c.stop(follower);
-  propose_many(c, *leader, 0, 150);
-  REQUIRE(eventually([&] { return c.status(*leader).snapshot_index.value() >= 100; }));
+  leave_behind(c, *leader, follower, *leader);
   REQUIRE(c.start(follower).ok());
   // The first chunks are staged; the rest never come.
   REQUIRE(eventually([&] { return staging_files(c.data_dir(follower)) == 1; }));
@@ -209,20 +218,13 @@ TEST_CASE("a stream cut by a change of leader ends, and the new leader's stream 
   c.tweak = small_snapshots;
   c.setup_machine = [](RecordingMachine& m) { m.set_padding(64 << 10); };
   std::atomic<bool> hold{true};
-  for (std::size_t i = 1; i <= 3; ++i) {
-    c.hooks(NodeId(i)).drop_outgoing = [&hold](const core::Message& m) {
-      const auto* is = std::get_if<core::InstallSnapshot>(&m.body);
-      return is && is->offset >= 4 * 4096 && hold.load();
-    };
-  }
+  hold_chunks(c, hold, 4 * 4096);
   c.start_all();
   auto leader = c.leader();
   REQUIRE(leader);
   const NodeId follower = other_than(c, {*leader});
   const NodeId next = other_than(c, {*leader, follower});
-  c.stop(follower);
-  propose_many(c, *leader, 0, 150);
-  REQUIRE(eventually([&] { return c.status(next).snapshot_index.value() >= 100; }));
+  leave_behind(c, *leader, follower, next);
   REQUIRE(c.start(follower).ok());
   REQUIRE(eventually([&] { return staging_files(c.data_dir(follower)) == 1; }));
   auto t = c.node(*leader).transfer_leadership(next, asio::use_future).get();
@@ -245,9 +247,7 @@ TEST_CASE("a slow restore on the follower does not make the leader send the snap
   auto leader = c.leader();
   REQUIRE(leader);
   const NodeId follower = other_than(c, {*leader});
-  c.stop(follower);
-  propose_many(c, *leader, 0, 150);
-  REQUIRE(eventually([&] { return c.status(*leader).snapshot_index.value() >= 100; }));
+  leave_behind(c, *leader, follower, *leader);
   c.setup_machine = [](RecordingMachine& m) { m.set_restore_delay(1500ms); };
   REQUIRE(c.start(follower).ok());
   REQUIRE(converged(c, 150));
