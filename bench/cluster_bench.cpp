@@ -147,6 +147,10 @@ struct Server {
   std::shared_ptr<Node> node;
 };
 
+// Election timeouts with --processes, in ticks of 20 ms (see Cluster::start).
+constexpr std::uint32_t processes_leader_election_ticks = 25;
+constexpr std::uint32_t processes_follower_election_ticks = 100;
+
 class Cluster {
  public:
   Cluster(const ClusterOptions& o, std::string dir) : o_(o), dir_(std::move(dir)) {}
@@ -174,8 +178,11 @@ class Cluster {
         io = s.own_io.get();
       }
       NodeConfig c = layout_.config(i, dir_);
-      // With servers in other processes, the load generator's server wins the first election.
-      if (o_.processes) c.election_ticks = 5;
+      // With servers in other processes, the load generator's server wins the first election:
+      // its timeout (0.5 to 1 s) ends before theirs can (2 to 4 s, and they start later). It
+      // is also the window in which the leader must hear from a quorum or step down, so it
+      // stays well above the pauses a loaded machine gives a sanitized process.
+      if (o_.processes) c.election_ticks = processes_leader_election_ticks;
       auto n = start_node(*io, c, s.machine);
       if (!n) return n.error();
       s.node = std::move(*n);
@@ -256,7 +263,7 @@ class Cluster {
   // Runs server `i` in a child process: `coraft-bench cluster-server` with its configuration.
   pid_t spawn_server(std::uint64_t i) {
     NodeConfig c = layout_.config(i, dir_);
-    c.election_ticks = 50;
+    c.election_ticks = processes_follower_election_ticks;
     std::vector<std::string> args = {self_path(),
                                      "cluster-server",
                                      "--id",
