@@ -77,7 +77,9 @@ bool is_session_errc(const Reply& r, coraft::SessionErrc e) {
 
 Client::Client(ClientOptions options) : o_(std::move(options)) {}
 
-Client::~Client() { disconnect(); }
+Client::~Client() {
+  disconnect();
+}
 
 void Client::disconnect() {
   if (fd_ >= 0) ::close(fd_);
@@ -158,11 +160,13 @@ Answer Client::exchange(Request request, bool to_leader, bool changes_state,
       last_problem = "no answer from " + (address.empty() ? std::string("any server") : address);
       disconnect();
       if (address == leader_) leader_.clear();
+      silent_ = address;
       ++next_;
-      std::this_thread::sleep_for(std::min(o_.retry_pause, std::chrono::milliseconds(
-                                                               remaining_ms(deadline))));
+      std::this_thread::sleep_for(
+          std::min(o_.retry_pause, std::chrono::milliseconds(remaining_ms(deadline))));
       continue;
     }
+    if (address == silent_) silent_.clear();
     if (reply.ok()) {
       answer.outcome = Outcome::ok;
       answer.reply = std::move(reply);
@@ -173,7 +177,10 @@ Answer Client::exchange(Request request, bool to_leader, bool changes_state,
     last_problem = reply.message;
     answer.reply = reply;
     if (reply.is(coraft::Errc::not_leader)) {
-      if (!reply.leader_address.empty() && reply.leader_address != address) {
+      // A server that has not yet noticed its leader's failure still names it: a hint naming
+      // the server that just failed to answer is ignored.
+      if (!reply.leader_address.empty() && reply.leader_address != address &&
+          reply.leader_address != silent_) {
         leader_ = reply.leader_address;
         continue;  // straight to the leader
       }
@@ -221,8 +228,7 @@ Answer Client::incr(std::int64_t amount) {
   r.first_unacked = r.seq;  // one command at a time: every earlier reply was seen
   r.amount = amount;
   Answer a = exchange(r, true, true, deadline);
-  if (a.outcome != Outcome::ok &&
-      is_session_errc(a.reply, coraft::SessionErrc::session_expired)) {
+  if (a.outcome != Outcome::ok && is_session_errc(a.reply, coraft::SessionErrc::session_expired)) {
     // The session ended while this command was in doubt: nothing can tell whether an earlier
     // attempt took effect. The next command opens a new session.
     session_ = 0;

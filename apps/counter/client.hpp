@@ -75,6 +75,7 @@ class Client {
   std::string connected_;
   std::size_t next_ = 0;  // the cluster address to try next
   std::string leader_;    // the leader's client address, when known
+  std::string silent_;    // the last address that did not answer, until it answers again
   std::uint64_t request_id_ = 0;
   std::uint64_t session_ = 0;
   std::uint64_t seq_ = 0;  // the last command's sequence number

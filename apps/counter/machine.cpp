@@ -70,7 +70,9 @@ coraft::Result<void> read_exactly(coraft::SnapshotSource& source, std::span<std:
 
 }  // namespace
 
-Bytes encode_amount(std::int64_t amount) { return u64_body(static_cast<std::uint64_t>(amount)); }
+Bytes encode_amount(std::int64_t amount) {
+  return u64_body(static_cast<std::uint64_t>(amount));
+}
 
 coraft::Result<AppliedReply> decode_applied(const Bytes& reply) {
   if (reply.size() == 0) return Error(Errc::protocol_error, "counter reply: empty");
@@ -81,9 +83,9 @@ coraft::Result<AppliedReply> decode_applied(const Bytes& reply) {
     case 1:
       if (reply.size() != 3) return Error(Errc::protocol_error, "counter reply: bad refusal");
       r.status = AppliedReply::Status::refused;
-      r.session_error = static_cast<coraft::SessionErrc>(
-          std::to_integer<std::uint16_t>(reply.data()[1]) |
-          (std::to_integer<std::uint16_t>(reply.data()[2]) << 8));
+      r.session_error =
+          static_cast<coraft::SessionErrc>(std::to_integer<std::uint16_t>(reply.data()[1]) |
+                                           (std::to_integer<std::uint16_t>(reply.data()[2]) << 8));
       return r;
     case 2: r.status = AppliedReply::Status::bad_command; return r;
     default: return Error(Errc::protocol_error, "counter reply: unknown status");
@@ -99,8 +101,7 @@ std::optional<std::uint64_t> body_u64(const Bytes& body) {
 
 CounterMachine::CounterMachine(coraft::SessionLimits limits) : sessions_(limits) {}
 
-void CounterMachine::apply(std::span<const coraft::Command> commands,
-                           std::vector<Bytes>& replies) {
+void CounterMachine::apply(std::span<const coraft::Command> commands, std::vector<Bytes>& replies) {
   for (const coraft::Command& c : commands) {
     bool bad_command = false;
     auto reply = sessions_.apply(c.index, c.payload, [&](const Bytes& payload) {
@@ -135,7 +136,8 @@ std::vector<std::byte> CounterMachine::encode_state(std::int64_t value,
   put_u32(out.data() + 4, snapshot_version);
   put_u64(out.data() + 8, static_cast<std::uint64_t>(value));
   put_u64(out.data() + 16, sessions.size());
-  if (!sessions.empty()) std::memcpy(out.data() + snapshot_header_bytes, sessions.data(), sessions.size());
+  if (!sessions.empty())
+    std::memcpy(out.data() + snapshot_header_bytes, sessions.data(), sessions.size());
   return out;
 }
 

@@ -54,7 +54,7 @@ ClientOptions client_options(const ClientFlags& f) {
     rest = comma == std::string::npos ? std::string() : rest.substr(comma + 1);
   }
   o.timeout = std::chrono::milliseconds(static_cast<std::int64_t>(f.timeout_s * 1000));
-  o.attempt_timeout = std::min(o.timeout, std::chrono::milliseconds(2000));
+  o.attempt_timeout = std::min(o.timeout, std::chrono::milliseconds(1000));
   return o;
 }
 
@@ -80,7 +80,8 @@ int print_status(const Answer& a, bool json) {
     const auto& v = j.contains(k) ? j[k] : nlohmann::json();
     std::printf("%-22s %s\n", k, v.is_string() ? v.get<std::string>().c_str() : v.dump().c_str());
   }
-  std::printf("%-22s %s\n", "configuration", j.value("configuration", nlohmann::json()).dump().c_str());
+  std::printf("%-22s %s\n", "configuration",
+              j.value("configuration", nlohmann::json()).dump().c_str());
   if (j.contains("peers") && !j["peers"].empty()) {
     std::printf("%-6s %-22s %-6s %-10s %-10s %-10s %s\n", "peer", "address", "voter", "match",
                 "next", "state", "last contact");
@@ -244,6 +245,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   s->add_option("--client-listen", serve.client_listen, "host:port for clients")
       ->capture_default_str();
+  s->add_option("--peer-advertise", serve.peer_advertise,
+                "host:port where peers reach this server, when not --peer-listen (a proxy, a "
+                "NAT); recorded in the configuration by membership changes it makes");
   s->add_option("--peer", serve.peers, "ID=host:port of a peer's peer address (repeat)");
   s->add_option("--peer-client", serve.peer_clients,
                 "ID=host:port of a peer's client address, for redirects to the leader (repeat)");
@@ -281,8 +285,9 @@ int main(int argc, char** argv) {
   s->add_option("--log-level", serve.log_level, "debug, info, warn, error or off")
       ->check(CLI::IsMember({"debug", "info", "warn", "error", "off"}))
       ->capture_default_str();
-  s->footer("Exit status: 0 after a graceful stop; 1 the server could not start or failed; 2 "
-            "usage error.");
+  s->footer(
+      "Exit status: 0 after a graceful stop; 1 the server could not start or failed; 2 "
+      "usage error.");
 
   ClientFlags incr_flags;
   std::int64_t by = 1;
@@ -328,7 +333,9 @@ int main(int argc, char** argv) {
 
   LocalFlags local;
   auto* lc = app.add_subcommand("local-cluster", "run servers on this machine until Ctrl-C");
-  lc->add_option("--nodes", local.nodes, "servers")->check(CLI::IsMember({3, 5}))->capture_default_str();
+  lc->add_option("--nodes", local.nodes, "servers")
+      ->check(CLI::IsMember({3, 5}))
+      ->capture_default_str();
   lc->add_option("--dir", local.dir, "where their data directories go")->required();
   lc->add_option("--tick-ms", local.tick_ms, "milliseconds per tick")
       ->check(CLI::Range(1, 10000))

@@ -100,24 +100,25 @@ std::vector<std::byte> encode(const Reply& r) {
 }
 
 coraft::Result<Request> decode_request(std::span<const std::byte> frame) {
-  return with_reader<Request>(frame, "request", [](capnp::MessageReader& m) -> coraft::Result<Request> {
-    auto in = m.getRoot<CounterRequest>();
-    Request r;
-    r.id = in.getId();
-    const auto op = static_cast<std::uint16_t>(in.getOp());
-    if (op > static_cast<std::uint16_t>(Op::close_session))
-      return Error(Errc::protocol_error, "request: unknown operation " + std::to_string(op));
-    r.op = static_cast<Op>(op);
-    r.session = in.getSession();
-    r.seq = in.getSeq();
-    r.first_unacked = in.getFirstUnacked();
-    r.amount = in.getAmount();
-    r.stale = in.getStale();
-    r.target = in.getTarget();
-    if (in.hasAddress()) r.address = in.getAddress().cStr();
-    r.promote = in.getPromote();
-    return r;
-  });
+  return with_reader<Request>(
+      frame, "request", [](capnp::MessageReader& m) -> coraft::Result<Request> {
+        auto in = m.getRoot<CounterRequest>();
+        Request r;
+        r.id = in.getId();
+        const auto op = static_cast<std::uint16_t>(in.getOp());
+        if (op > static_cast<std::uint16_t>(Op::close_session))
+          return Error(Errc::protocol_error, "request: unknown operation " + std::to_string(op));
+        r.op = static_cast<Op>(op);
+        r.session = in.getSession();
+        r.seq = in.getSeq();
+        r.first_unacked = in.getFirstUnacked();
+        r.amount = in.getAmount();
+        r.stale = in.getStale();
+        r.target = in.getTarget();
+        if (in.hasAddress()) r.address = in.getAddress().cStr();
+        r.promote = in.getPromote();
+        return r;
+      });
 }
 
 coraft::Result<Reply> decode_reply(std::span<const std::byte> frame) {
@@ -173,9 +174,9 @@ coraft::Result<void> FrameAssembler::filled() {
     for (std::uint64_t i = 0; i < segments; ++i) words += le32(base + 4 + 4 * i);
     const std::uint64_t total = table_bytes_ + words * 8;
     if (words == 0 || total > max_)
-      return Error(Errc::protocol_error,
-                   "frame: " + std::to_string(total) + " bytes, more than the limit of " +
-                       std::to_string(max_) + " or empty");
+      return Error(Errc::protocol_error, "frame: " + std::to_string(total) +
+                                             " bytes, more than the limit of " +
+                                             std::to_string(max_) + " or empty");
     total_bytes_ = static_cast<std::size_t>(total);
     words_.resize(total_bytes_ / 8);
     stage_ = Stage::body;

@@ -31,10 +31,10 @@ enum class Domain : std::uint8_t { none, node, session, request };
 
 // Errors of the protocol itself (Domain::request).
 enum class RequestErrc : std::uint16_t {
-  malformed = 1,            // the frame is not a well-formed request
-  bad_argument = 2,         // a field is missing or out of range
-  connections_full = 3,     // the server holds client_connections_max connections
-  bad_reply = 4,            // the state machine's reply could not be read
+  malformed = 1,         // the frame is not a well-formed request
+  bad_argument = 2,      // a field is missing or out of range
+  connections_full = 3,  // the server holds client_connections_max connections
+  bad_reply = 4,         // the state machine's reply could not be read
 };
 
 struct Request {

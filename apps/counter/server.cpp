@@ -124,7 +124,8 @@ class Server {
         co_return;
       }
     }
-    auto started = co_await coraft::Node::start(io_.get_executor(), config, machine_, use_awaitable);
+    auto started =
+        co_await coraft::Node::start(io_.get_executor(), config, machine_, use_awaitable);
     if (!started) {
       fail(1, started.error().message());
       co_return;
@@ -188,6 +189,14 @@ class Server {
       return Error(Errc::invalid_argument, "--peer-listen: not host:port: " + o_.peer_listen);
     c.listen_host = listen.host;
     c.listen_port = listen.port;
+    if (!o_.peer_advertise.empty()) {
+      HostPort advertise;
+      if (!parse_host_port(o_.peer_advertise, advertise) || advertise.port == 0)
+        return Error(Errc::invalid_argument,
+                     "--peer-advertise: not host:port: " + o_.peer_advertise);
+      c.advertise_host = advertise.host;
+      c.advertise_port = advertise.port;
+    }
     HostPort client;
     if (!parse_host_port(o_.client_listen, client))
       return Error(Errc::invalid_argument, "--client-listen: not host:port: " + o_.client_listen);
@@ -261,7 +270,8 @@ class Server {
       }
       connections_.push_back(s);
       auto it = std::prev(connections_.end());
-      asio::co_spawn(io_, serve_client(s), [this, it](std::exception_ptr) { connections_.erase(it); });
+      asio::co_spawn(io_, serve_client(s),
+                     [this, it](std::exception_ptr) { connections_.erase(it); });
     }
   }
 
@@ -483,9 +493,10 @@ class Server {
       if (ec || !node_) continue;
       auto m = co_await node_->metrics(use_awaitable);
       std::string body = m ? coraft::Node::metrics_text(NodeId(o_.id), *m) : std::string();
-      std::string head = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
-                         "Connection: close\r\nContent-Length: " +
-                         std::to_string(body.size()) + "\r\n\r\n";
+      std::string head =
+          "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
+          "Connection: close\r\nContent-Length: " +
+          std::to_string(body.size()) + "\r\n\r\n";
       co_await asio::async_write(socket, std::array{asio::buffer(head), asio::buffer(body)},
                                  asio::redirect_error(use_awaitable, ec));
       socket.close(ec);

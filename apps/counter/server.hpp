@@ -14,6 +14,7 @@ struct ServeOptions {
   std::string data_dir;
   std::string peer_listen = "127.0.0.1:0";
   std::string client_listen = "127.0.0.1:0";
+  std::string peer_advertise;             // where peers reach this server, when not --peer-listen
   std::vector<std::string> peers;         // "ID=HOST:PORT": where each peer listens for peers
   std::vector<std::string> peer_clients;  // "ID=HOST:PORT": where each peer serves clients
   bool bootstrap = false;                 // initialise an empty data directory first
@@ -42,6 +43,7 @@ struct HostPort {
 };
 [[nodiscard]] bool parse_host_port(const std::string& text, HostPort& out);
 // "ID=host:port" split.
-[[nodiscard]] bool parse_id_address(const std::string& text, std::uint64_t& id, std::string& address);
+[[nodiscard]] bool parse_id_address(const std::string& text, std::uint64_t& id,
+                                    std::string& address);
 
 }  // namespace counter

@@ -46,6 +46,11 @@ struct NodeConfig {
   std::string data_dir;
   std::string listen_host = "127.0.0.1";
   std::uint16_t listen_port = 0;
+  // Where the other servers reach this one, when that is not the listen address (behind a NAT,
+  // a proxy or a container's port mapping). A membership change made while this server leads
+  // records this address for it in the configuration. Empty: the listen address.
+  std::string advertise_host;
+  std::uint16_t advertise_port = 0;
   // The address book: where each other server listens. It may list servers that are not
   // members yet (a membership change adds them); add_voter() and add_learner() add to it.
   std::vector<ServerAddress> peers;

@@ -1,5 +1,7 @@
 #include "net/stream.hpp"
 
+#include <fcntl.h>
+
 #include <openssl/bio.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -14,6 +16,12 @@
 #include "net/log_guard.hpp"
 
 namespace coraft::net {
+
+void close_on_exec(int native_handle) noexcept {
+  const int flags = ::fcntl(native_handle, F_GETFD);
+  if (flags >= 0) ::fcntl(native_handle, F_SETFD, flags | FD_CLOEXEC);
+}
+
 namespace {
 
 constexpr auto use_tuple = asio::experimental::as_tuple(asio::use_awaitable);
@@ -101,6 +109,7 @@ asio::awaitable<std::error_code> Stream::connect(
     const std::vector<asio::ip::tcp::endpoint>& endpoints) {
   auto [ec, endpoint] = co_await asio::async_connect(socket(), endpoints, use_tuple);
   if (!ec) {
+    close_on_exec(socket().native_handle());
     std::error_code ignored;
     socket().set_option(asio::ip::tcp::no_delay(true), ignored);
   }

@@ -21,6 +21,10 @@
 
 namespace coraft::net {
 
+// Marks a socket close-on-exec, so that a process the service starts does not inherit it (a
+// child holding a copy would keep a connection open after this process closed it).
+void close_on_exec(int native_handle) noexcept;
+
 // True when the certificate `ctx` presents (this node's own) names `name`.
 [[nodiscard]] bool certificate_names(asio::ssl::context& ctx, const std::string& name);
 

@@ -172,6 +172,7 @@ asio::awaitable<void> TcpTransport::Impl::accept_loop() {
                   ": accepting connections again after ", accept_failures, " failed accepts");
       accept_failures = 0;
     }
+    close_on_exec(socket.native_handle());
     std::error_code ignored;
     auto remote = socket.remote_endpoint(ignored);
     std::string who = remote.address().to_string() + ":" + std::to_string(remote.port());
@@ -514,6 +515,7 @@ Result<void> TcpTransport::start() {
   auto address = asio::ip::make_address(m.config.listen_host, ec);
   asio::ip::tcp::endpoint endpoint(address, m.config.listen_port);
   if (!ec) m.acceptor.open(endpoint.protocol(), ec);
+  if (!ec) close_on_exec(m.acceptor.native_handle());
   if (!ec) m.acceptor.set_option(asio::ip::tcp::acceptor::reuse_address(true), ec);
   if (!ec) m.acceptor.bind(endpoint, ec);
   if (!ec) m.acceptor.listen(asio::socket_base::max_listen_connections, ec);

@@ -29,6 +29,8 @@ Result<void> NodeConfig::validate() const {
   if (cluster_id == 0) return bad("cluster_id", "must not be 0");
   if (data_dir.empty()) return bad("data_dir", "is empty");
   if (listen_host.empty()) return bad("listen_host", "is empty");
+  if (advertise_host.empty() != (advertise_port == 0))
+    return bad("advertise_host", "and advertise_port go together: both set or neither");
   for (const ServerAddress& p : peers) {
     if (p.id == no_node) return bad("peers", "an entry has id 0");
     if (p.id == id) continue;  // this server's own entry is ignored

@@ -55,7 +55,9 @@ NodeImpl::NodeImpl(asio::any_io_executor ex, NodeConfig config, StateMachine& sm
       written_event_(ex_),
       apply_event_(ex_) {
   for (const ServerAddress& a : config_.peers) addresses_[a.id] = a;
-  addresses_[config_.id] = ServerAddress{config_.id, config_.listen_host, config_.listen_port};
+  addresses_[config_.id] =
+      advertised() ? ServerAddress{config_.id, config_.advertise_host, config_.advertise_port}
+                   : ServerAddress{config_.id, config_.listen_host, config_.listen_port};
 }
 
 NodeImpl::~NodeImpl() {
@@ -196,7 +198,7 @@ Result<void> NodeImpl::open() {
   auto started = transport_->start();
   if (!started) return started;
   listen_port_ = transport_->local_port();
-  addresses_[config_.id].port = listen_port_;
+  if (!advertised()) addresses_[config_.id].port = listen_port_;
 
   file_worker_ = std::make_unique<storage::FileWorkerChannel>(storage::FileWorker::shared(ex_));
   apply_work_.emplace(apply_io_.get_executor());

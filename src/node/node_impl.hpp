@@ -185,6 +185,8 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   void emit(NodeEvent ev);
   void learn_addresses(const Configuration& conf);
   [[nodiscard]] std::string address_of(NodeId id) const;
+  // Whether the configuration gives this server an address other than its listen address.
+  [[nodiscard]] bool advertised() const noexcept { return config_.advertise_port != 0; }
   [[nodiscard]] Error not_leader() const;
   // Adds the leader's address to a not_leader error.
   [[nodiscard]] Error with_leader_address(Error e) const;

@@ -56,6 +56,25 @@ TEST_CASE("every message kind crosses a TCP connection intact") {
   CHECK(p.b->inbound_connections() == 1);
 }
 
+TEST_CASE("a transport's sockets are closed on exec, so a child process does not keep them open") {
+  Pair p;
+  REQUIRE(p.a->send(timeout_now(n2, Term(1))).ok());
+  REQUIRE(p.b->send(timeout_now(n1, Term(1))).ok());
+  REQUIRE(run_until(p.io, [&] { return p.b.inbox.size() == 1 && p.a.inbox.size() == 1; }));
+  // Both listeners, both dialled connections and both accepted ones: six sockets at least.
+  int sockets = 0;
+  for (int fd = 3; fd < 1024; ++fd) {
+    char link[64] = {};
+    const std::string path = "/proc/self/fd/" + std::to_string(fd);
+    if (::readlink(path.c_str(), link, sizeof link - 1) <= 0) continue;
+    if (std::string(link).rfind("socket:", 0) != 0) continue;
+    ++sockets;
+    CAPTURE(fd);
+    CHECK((::fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0);
+  }
+  CHECK(sockets >= 6);
+}
+
 TEST_CASE("a peer of another cluster is refused at the handshake") {
   LogRecorder logs;
   Pair p(node_config(n1, {n2}, 999), node_config(n2, {n1}));

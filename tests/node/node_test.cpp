@@ -426,6 +426,36 @@ TEST_CASE("NodeConfig refuses limits that cannot work together, naming the field
   NodeConfig p = c;
   p.peers.push_back(ServerAddress{NodeId(2), "", 0});
   CHECK(p.validate().error().detail.find("peers") != std::string::npos);
+  NodeConfig a = c;
+  a.advertise_host = "10.0.0.1";
+  REQUIRE_FALSE(a.validate().ok());
+  CHECK(a.validate().error().detail.find("advertise_host") != std::string::npos);
+  a.advertise_port = 7000;
+  CHECK(a.validate().ok());
+}
+
+TEST_CASE("a leader records its advertised address, not its listen address, in a configuration") {
+  Cluster c(4, 3);
+  // Every server advertises its listen address under another name.
+  c.tweak = [](NodeConfig& n) {
+    n.advertise_host = "localhost";
+    n.advertise_port = n.listen_port;
+  };
+  for (std::size_t i = 1; i <= 4; ++i) REQUIRE(c.start(NodeId(i)).ok());
+  auto leader = c.leader();
+  REQUIRE(leader);
+  auto r = c.node(*leader)
+               .add_voter(ServerAddress{NodeId(4), "127.0.0.1", c.config(NodeId(4)).listen_port},
+                          asio::use_future)
+               .get();
+  REQUIRE_MESSAGE(r.ok(), r.error().message());
+  const std::string mine = "localhost:" + std::to_string(c.config(*leader).listen_port);
+  bool recorded = false;
+  for (const MemberAddress& m : r->addresses) {
+    if (m.id == *leader) recorded = m.address == mine;
+  }
+  CHECK(recorded);
+  REQUIRE(c.propose(*leader, "after").ok());
 }
 
 TEST_CASE("snapshot_now saves the state machine, compacts the log, and a restart restores it") {

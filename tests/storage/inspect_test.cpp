@@ -69,6 +69,19 @@ TEST_CASE("coraft-inspect verify passes a healthy directory and lists its log") 
   CHECK(l.output.find("index 200  term 3  normal  1000 bytes") != std::string::npos);
 }
 
+TEST_CASE("coraft-inspect reads a node's data directory, whose log is one level down") {
+  TempDir dir;
+  std::filesystem::create_directories(dir.path() + "/log");
+  build(dir.path() + "/log");
+  auto v = inspect("verify " + dir.path());
+  CHECK(v.exit_code == 0);
+  CHECK(v.output.find("200 records verified") != std::string::npos);
+  CHECK(v.output.find("hard state: term 3, voted for 2") != std::string::npos);
+  auto l = inspect("log " + dir.path());
+  CHECK(l.exit_code == 0);
+  CHECK(l.output.find("index 200  term 3  normal  1000 bytes") != std::string::npos);
+}
+
 TEST_CASE("coraft-inspect verify exits non-zero naming the file and offset of damage") {
   TempDir dir;
   build(dir.path());

@@ -1,4 +1,6 @@
 // coraft-inspect: reads a node's data directory without changing it.
+// DIR is a log directory, or a node's data directory (its log is in DIR/log, its snapshots in
+// DIR/snapshots).
 //   coraft-inspect log DIR      lists the segments and their records (index, term, type, size)
 //   coraft-inspect verify DIR   checks every record CRC, the hard state and the snapshots;
 //                               exits 1 naming the file and offset of the first damage, or
@@ -27,7 +29,8 @@ constexpr std::uint64_t snapshot_verify_bytes_max = 1ull << 40;
 int usage(FILE* out) {
   std::fprintf(out,
                "usage: coraft-inspect log DIR      list segments and records\n"
-               "       coraft-inspect verify DIR   check CRCs, hard state and snapshots\n");
+               "       coraft-inspect verify DIR   check CRCs, hard state and snapshots\n"
+               "DIR: a log directory, or a node's data directory (its log in DIR/log)\n");
   return out == stderr ? 2 : 0;
 }
 
@@ -91,7 +94,7 @@ int list_log(const std::string& dir) {
   return s->bad || s->torn ? exit_damage : 0;
 }
 
-int verify(const std::string& dir) {
+int verify(const std::string& dir, const std::string& snapshots_dir) {
   int rc = 0;
   auto s = scan_log_dir(dir);
   if (!s) return report_error(s.error());
@@ -118,8 +121,8 @@ int verify(const std::string& dir) {
       }
     }
   }
-  if (::stat(join_path(dir, "snapshots").c_str(), &st) == 0) {
-    SnapshotStore store = SnapshotStore::open_read_only(dir);
+  if (::stat(join_path(snapshots_dir, "snapshots").c_str(), &st) == 0) {
+    SnapshotStore store = SnapshotStore::open_read_only(snapshots_dir);
     auto all = store.list();
     if (!all) return std::max(rc, report_error(all.error()));
     for (const SnapshotInfo& info : *all) {
@@ -163,5 +166,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "coraft-inspect: %s is not a directory\n", dir.c_str());
     return exit_usage;
   }
-  return cmd == "log" ? list_log(dir) : verify(dir);
+  // A node's data directory keeps its log one level down.
+  std::string log_dir = dir;
+  if (::stat(join_path(dir, "log").c_str(), &st) == 0 && S_ISDIR(st.st_mode))
+    log_dir = join_path(dir, "log");
+  return cmd == "log" ? list_log(log_dir) : verify(log_dir, dir);
 }
