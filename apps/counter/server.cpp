@@ -118,6 +118,10 @@ class Server {
     } else {
       config = std::move(*c);
     }
+    if (auto d = check_data_dir(config.data_dir); !d) {
+      fail(1, d.error().message());
+      co_return;
+    }
     if (o_.bootstrap) {
       if (auto b = bootstrap_if_empty(config); !b) {
         fail(1, b.error().message());
@@ -226,6 +230,20 @@ class Server {
     c.pending_proposals_max = o_.pending_proposals_max;
     if (auto v = c.validate(); !v) return v.error();
     return c;
+  }
+
+  // A data directory must be missing or empty (a new server), or hold a server's state (its
+  // identity file): anything else is someone else's directory, and is left alone.
+  static coraft::Result<void> check_data_dir(const std::string& dir) {
+    std::error_code ec;
+    if (!std::filesystem::exists(dir, ec)) return {};
+    if (!std::filesystem::is_directory(dir, ec))
+      return Error(Errc::invalid_argument, "--data " + dir + " is not a directory");
+    if (std::filesystem::is_empty(dir, ec) || std::filesystem::exists(dir + "/identity", ec))
+      return {};
+    return Error(
+        Errc::invalid_argument,
+        "--data " + dir + " holds files that are not a server's state; refusing to use it");
   }
 
   // Initialises the data directory for a new cluster of this server and its peers, unless it

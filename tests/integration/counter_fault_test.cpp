@@ -32,6 +32,7 @@
 #include <thread>
 #include <vector>
 
+#include <doctest/doctest.h>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
 #include <asio/executor_work_guard.hpp>
@@ -41,7 +42,6 @@
 #include <asio/redirect_error.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
-#include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
 #include <asio/read.hpp>
@@ -49,8 +49,8 @@
 #include <variant>
 
 #include "client.hpp"
-#include "net/codec.hpp"
 #include "integration/linearizability.hpp"
+#include "net/codec.hpp"
 
 namespace {
 
@@ -131,7 +131,9 @@ class Proxy {
   };
   struct Link {
     Link(asio::io_context& io, int id, std::uint16_t port)
-        : to(id), target(port), acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {}
+        : to(id),
+          target(port),
+          acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {}
     int to;
     std::uint16_t target;
     tcp::acceptor acceptor;
@@ -176,8 +178,7 @@ class Proxy {
       if (ec || !first.filled()) co_return;
     }
     const auto frame = first.frame();
-    auto body = coraft::net::decode(
-        coraft::Bytes::copy_of(frame), coraft::net::CodecLimits{});
+    auto body = coraft::net::decode(coraft::Bytes::copy_of(frame), coraft::net::CodecLimits{});
     if (!body || !std::holds_alternative<coraft::net::Handshake>(*body)) co_return;
     const int sender = static_cast<int>(std::get<coraft::net::Handshake>(*body).sender.value());
     if (cut(sender, l.to)) {
@@ -214,8 +215,8 @@ class Proxy {
     std::vector<char> buf(64 * 1024);
     for (;;) {
       std::error_code ec;
-      const std::size_t n =
-          co_await from->async_read_some(asio::buffer(buf), asio::redirect_error(use_awaitable, ec));
+      const std::size_t n = co_await from->async_read_some(asio::buffer(buf),
+                                                           asio::redirect_error(use_awaitable, ec));
       if (ec) break;
       co_await asio::async_write(*to, asio::buffer(buf.data(), n),
                                  asio::redirect_error(use_awaitable, ec));
@@ -563,8 +564,8 @@ void run_case(int nodes) {
   std::size_t k = 0;
   while (Clock::now() + 4s < end) {
     // Every kind once in a seeded order, then random ones.
-    const std::string kind = k < kinds.size() ? kinds[(k + seed) % kinds.size()]
-                                              : kinds[rng() % kinds.size()];
+    const std::string kind =
+        k < kinds.size() ? kinds[(k + seed) % kinds.size()] : kinds[rng() % kinds.size()];
     ++k;
     {
       std::lock_guard lock(history.mu);
@@ -685,9 +686,9 @@ void run_case(int nodes) {
       std::fprintf(stderr, "holding for inspection: test pid %d\n", ::getpid());
       std::this_thread::sleep_for(120s);
     }
-    REQUIRE_MESSAGE(Clock::now() < caught_up_by,
-                    "the servers did not converge on " << final_read.reply.value << ":"
-                                                       << views(cluster));
+    REQUIRE_MESSAGE(Clock::now() < caught_up_by, "the servers did not converge on "
+                                                     << final_read.reply.value << ":"
+                                                     << views(cluster));
     std::this_thread::sleep_for(100ms);
   }
   cluster.sample_rss();
@@ -727,10 +728,13 @@ void run_case(int nodes) {
   std::map<std::uint64_t, std::pair<std::string, int>> agreed;
   std::size_t compared = 0;
   for (int i = 1; i <= nodes; ++i) {
-    auto [vrc, vout] = run(std::string(CORAFT_INSPECT_BIN) + " verify " + cluster.data_dir(i));
-    CHECK_MESSAGE(vrc == 0, "coraft-inspect verify " << cluster.data_dir(i) << ": " << vout);
-    auto [rc, out] = run(std::string(CORAFT_INSPECT_BIN) + " log " + cluster.data_dir(i));
-    REQUIRE_MESSAGE(rc == 0, "coraft-inspect log " << cluster.data_dir(i) << ": " << out);
+    const auto verified = run(std::string(CORAFT_INSPECT_BIN) + " verify " + cluster.data_dir(i));
+    CHECK_MESSAGE(verified.first == 0,
+                  "coraft-inspect verify " << cluster.data_dir(i) << ": " << verified.second);
+    const auto listed = run(std::string(CORAFT_INSPECT_BIN) + " log " + cluster.data_dir(i));
+    REQUIRE_MESSAGE(listed.first == 0,
+                    "coraft-inspect log " << cluster.data_dir(i) << ": " << listed.second);
+    const std::string& out = listed.second;
     // The last record at an index is the one the log holds (an earlier one was truncated).
     std::map<std::uint64_t, std::string> entries;
     std::istringstream lines(out);
@@ -744,14 +748,17 @@ void run_case(int nodes) {
         entries[index] = std::to_string(term) + " " + type + " " + std::to_string(bytes);
       }
     }
-    for (const auto& [index, what] : entries) {
+    for (const auto& entry : entries) {
+      const std::uint64_t index = entry.first;
+      const std::string& what = entry.second;
       if (index > commit[i]) continue;
-      auto [it, fresh] = agreed.emplace(index, std::make_pair(what, i));
-      if (!fresh) {
+      const auto placed = agreed.emplace(index, std::make_pair(what, i));
+      if (!placed.second) {
         ++compared;
-        CHECK_MESSAGE(it->second.first == what, "index " << index << ": server " << it->second.second
-                                                         << " holds " << it->second.first
-                                                         << ", server " << i << " holds " << what);
+        const auto& first = placed.first->second;
+        CHECK_MESSAGE(first.first == what, "index " << index << ": server " << first.second
+                                                    << " holds " << first.first << ", server " << i
+                                                    << " holds " << what);
       }
     }
   }
@@ -762,10 +769,12 @@ void run_case(int nodes) {
 
 }  // namespace
 
-TEST_CASE("a 3-server counter under faults stays linearizable and loses no acknowledged increment") {
+TEST_CASE(
+    "a 3-server counter under faults stays linearizable and loses no acknowledged increment") {
   run_case(3);
 }
 
-TEST_CASE("a 5-server counter under faults stays linearizable and loses no acknowledged increment") {
+TEST_CASE(
+    "a 5-server counter under faults stays linearizable and loses no acknowledged increment") {
   run_case(5);
 }
