@@ -17,6 +17,7 @@
 #include <asio/read_until.hpp>
 #include <asio/redirect_error.hpp>
 #include <asio/signal_set.hpp>
+#include <asio/steady_timer.hpp>
 #include <asio/streambuf.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
@@ -169,8 +170,15 @@ class Server {
     stopping_ = true;
     clients_->close(ec);
     if (metrics_) metrics_->close(ec);
-    // Pending requests fail with shutting_down or outcome_unknown, and are answered so.
+    // Pending requests fail with shutting_down or outcome_unknown, and are answered so before
+    // the connections close (for at most stop_answer_wait).
     co_await node_->stop(use_awaitable);
+    asio::steady_timer pause(io_);
+    const auto give_up = std::chrono::steady_clock::now() + stop_answer_wait;
+    while (in_flight_ > 0 && std::chrono::steady_clock::now() < give_up) {
+      pause.expires_after(std::chrono::milliseconds(5));
+      co_await pause.async_wait(asio::redirect_error(use_awaitable, ec));
+    }
     for (auto& s : connections_) s->close(ec);
     node_.reset();
   }
@@ -323,9 +331,12 @@ class Server {
         co_await send(*s, refusal);
         co_return;
       }
+      ++in_flight_;
       Reply reply = co_await handle(*request);
       reply.id = request->id;
-      if (!co_await send(*s, reply)) co_return;
+      const bool sent = co_await send(*s, reply);
+      --in_flight_;
+      if (!sent) co_return;
     }
   }
 
@@ -522,6 +533,7 @@ class Server {
   }
 
   static constexpr std::size_t metrics_request_bytes_max = 8192;
+  static constexpr auto stop_answer_wait = std::chrono::seconds(1);
 
   asio::io_context& io_;
   const ServeOptions& o_;
@@ -532,6 +544,7 @@ class Server {
   std::list<std::shared_ptr<tcp::socket>> connections_;
   std::map<std::uint64_t, std::string> client_addresses_;
   bool stopping_ = false;
+  std::size_t in_flight_ = 0;  // requests being handled or answered
   int status_ = 0;
 };
 

@@ -13,12 +13,12 @@
 #include <thread>
 #include <vector>
 
+#include <doctest/doctest.h>
 #include <asio/connect.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/read.hpp>
 #include <asio/write.hpp>
-#include <doctest/doctest.h>
 
 namespace {
 
@@ -172,16 +172,17 @@ TEST_CASE("a client with no server to reach gives up within its timeout, definit
   CHECK(std::chrono::steady_clock::now() - start < 5s);
 }
 
-TEST_CASE("one server: bootstrap, increments, reads, status, members, metrics and a graceful stop") {
+TEST_CASE(
+    "one server: bootstrap, increments, reads, status, members, metrics and a graceful stop") {
   TempDir dir;
   const std::string client = "127.0.0.1:" + std::to_string(free_port());
   const std::string peer = "127.0.0.1:" + std::to_string(free_port());
   const std::uint16_t metrics = free_port();
-  const pid_t pid = spawn({"serve", "--id", "1", "--data", dir.path + "/n1", "--peer-listen", peer,
-                           "--client-listen", client, "--metrics",
-                           "127.0.0.1:" + std::to_string(metrics), "--tick-ms", "10",
-                           "--bootstrap"},
-                          dir.path + "/server.log");
+  const pid_t pid =
+      spawn({"serve", "--id", "1", "--data", dir.path + "/n1", "--peer-listen", peer,
+             "--client-listen", client, "--metrics", "127.0.0.1:" + std::to_string(metrics),
+             "--tick-ms", "10", "--bootstrap"},
+            dir.path + "/server.log");
   REQUIRE(pid > 0);
   const std::string cluster = " --cluster " + client + " --timeout 10";
   auto first = run("incr --by 5" + cluster);

@@ -556,9 +556,9 @@ void run_case(int nodes) {
   }
 
   // Nemeses, one at a time, chosen by the seed.
-  const std::vector<std::string> kinds = {"kill-leader",   "kill-follower", "pause-leader",
-                                          "cut-leader",    "minority",      "one-way",
-                                          "remove-re-add", "transfer"};
+  const std::vector<std::string> kinds = {
+      "kill-leader", "kill-follower", "pause-leader",  "pause-follower", "cut-leader",
+      "minority",    "one-way",       "remove-re-add", "transfer",       "mixed"};
   std::vector<NemesisLog> done;
   const auto end = start + std::chrono::milliseconds(static_cast<std::int64_t>(seconds * 1000));
   std::size_t k = 0;
@@ -584,11 +584,30 @@ void run_case(int nodes) {
       cluster.kill(victim, SIGKILL);
       std::this_thread::sleep_for(hold);
       cluster.start(victim);
-    } else if (kind == "pause-leader") {
-      const int victim = leader != 0 ? leader : pick_other(0);
+    } else if (kind == "pause-leader" || kind == "pause-follower") {
+      const int victim = kind == "pause-leader" && leader != 0 ? leader : pick_other(leader);
       cluster.kill(victim, SIGSTOP);
       std::this_thread::sleep_for(hold);
       cluster.kill(victim, SIGCONT);
+    } else if (kind == "mixed") {
+      // At once: a follower killed, the leader's messages to another follower cut one way, and
+      // a transfer asked for; then the follower restarts while the cut holds.
+      const int killed = pick_other(leader);
+      int cut_to = pick_other(leader);
+      if (cut_to == killed) cut_to = pick_other(killed);
+      cluster.kill(killed, SIGKILL);
+      if (leader != 0 && cut_to != leader) cluster.proxy().set_cut(leader, cut_to, true);
+      counter::ClientOptions o;
+      o.cluster = cluster.client_addresses();
+      o.timeout = 1s;
+      counter::Client client(o);
+      counter::Request r;
+      r.op = counter::Op::transfer;
+      (void)client.call(r, false);
+      std::this_thread::sleep_for(hold / 2);
+      cluster.start(killed);
+      std::this_thread::sleep_for(hold / 2);
+      cluster.proxy().heal();
     } else if (kind == "cut-leader") {
       const int victim = leader != 0 ? leader : pick_other(0);
       cluster.proxy().partition({victim});

@@ -85,7 +85,8 @@ class VectorSource final : public coraft::SnapshotSource {
 
 }  // namespace
 
-TEST_CASE("the counter applies a retried increment once and answers the retry with the same value") {
+TEST_CASE(
+    "the counter applies a retried increment once and answers the retry with the same value") {
   Applier a;
   const SessionId s = a.open();
   CHECK(value_of(a.incr(s, 1, 5)) == 5);
@@ -103,7 +104,8 @@ TEST_CASE("the counter refuses a command of an unknown session without applying 
   CHECK(a.machine.value() == 0);
 }
 
-TEST_CASE("the counter answers a payload that is not an amount with bad_command and changes nothing") {
+TEST_CASE(
+    "the counter answers a payload that is not an amount with bad_command and changes nothing") {
   Applier a;
   const SessionId s = a.open();
   SessionEnvelope e;
@@ -223,7 +225,8 @@ TEST_CASE("requests and replies cross the client protocol's framing intact") {
   CHECK(pback->leader_address == "127.0.0.1:7000");
 }
 
-TEST_CASE("the framing refuses a frame over its limit or with too many segments, before reading it") {
+TEST_CASE(
+    "the framing refuses a frame over its limit or with too many segments, before reading it") {
   Request r;
   r.address = std::string(2000, 'x');
   auto big = encode(r);
