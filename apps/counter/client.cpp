@@ -132,7 +132,8 @@ bool Client::roundtrip(const Request& request, Reply& reply, Clock::time_point d
     if (!in.filled()) return false;
   }
   auto decoded = decode_reply(in.frame());
-  if (!decoded || decoded->id != request.id) return false;
+  // Id 0 answers the connection rather than a request (it was refused, or a frame was bad).
+  if (!decoded || (decoded->id != request.id && decoded->id != 0)) return false;
   reply = std::move(*decoded);
   return true;
 }
@@ -142,6 +143,7 @@ Answer Client::exchange(Request request, bool to_leader, bool changes_state,
   Answer answer;
   bool maybe_done = false;  // an earlier attempt may have taken effect
   std::string last_problem = "no server answered";
+  int redirects = 0;  // leader hints followed in a row
   while (Clock::now() < deadline) {
     std::string address;
     if (to_leader && !leader_.empty()) {
@@ -182,15 +184,22 @@ Answer Client::exchange(Request request, bool to_leader, bool changes_state,
       if (!reply.leader_address.empty() && reply.leader_address != address &&
           reply.leader_address != silent_) {
         leader_ = reply.leader_address;
-        continue;  // straight to the leader
+        // Straight to the leader, unless servers with stale views keep naming each other.
+        if (++redirects < redirects_before_pause) continue;
+      } else {
+        leader_.clear();
+        ++next_;
       }
-      leader_.clear();
+    } else if (reply.is(coraft::Errc::shutting_down)) {
+      // That server is stopping: another one may serve the request.
+      if (address == leader_) leader_.clear();
       ++next_;
     } else if (!reply.retryable && reply.definite) {
       answer.outcome = maybe_done ? Outcome::unknown : Outcome::failed;
       answer.message = reply.message;
       return answer;
     }
+    redirects = 0;
     std::this_thread::sleep_for(
         std::min(o_.retry_pause, std::chrono::milliseconds(remaining_ms(deadline))));
   }
@@ -225,7 +234,10 @@ Answer Client::incr(std::int64_t amount) {
   r.op = Op::incr;
   r.session = session_;
   r.seq = ++seq_;
-  r.first_unacked = r.seq;  // one command at a time: every earlier reply was seen
+  // One command at a time: every earlier command has its answer, or its outcome was given up as
+  // unknown; either way the table need not keep its reply (and an old attempt still in flight
+  // can no longer apply).
+  r.first_unacked = r.seq;
   r.amount = amount;
   Answer a = exchange(r, true, true, deadline);
   if (a.outcome != Outcome::ok && is_session_errc(a.reply, coraft::SessionErrc::session_expired)) {

@@ -70,6 +70,8 @@ class Client {
   bool roundtrip(const Request& request, Reply& reply,
                  std::chrono::steady_clock::time_point deadline, bool& sent);
 
+  static constexpr int redirects_before_pause = 3;
+
   ClientOptions o_;
   int fd_ = -1;
   std::string connected_;

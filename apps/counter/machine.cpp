@@ -103,26 +103,27 @@ CounterMachine::CounterMachine(coraft::SessionLimits limits) : sessions_(limits)
 
 void CounterMachine::apply(std::span<const coraft::Command> commands, std::vector<Bytes>& replies) {
   for (const coraft::Command& c : commands) {
-    bool bad_command = false;
+    // A command's reply is saved by the session table as the client will see it, status byte
+    // included, so that a retry of a bad command is answered bad_command again.
+    auto envelope = coraft::decode_envelope(c.payload);
+    const bool command = envelope && envelope->kind == coraft::EnvelopeKind::command;
     auto reply = sessions_.apply(c.index, c.payload, [&](const Bytes& payload) {
       auto amount = body_u64(payload);
-      if (!amount) {
-        bad_command = true;
-        return Bytes();
-      }
+      if (!amount) return status_reply(AppliedReply::Status::bad_command, {});
       // Wrapping addition: every replica wraps alike, and signed overflow is never reached.
       const auto next = static_cast<std::int64_t>(
           static_cast<std::uint64_t>(value_.load(std::memory_order_relaxed)) + *amount);
       value_.store(next, std::memory_order_release);
-      return u64_body(static_cast<std::uint64_t>(next));
+      return status_reply(AppliedReply::Status::ok,
+                          u64_body(static_cast<std::uint64_t>(next)).span());
     });
     if (!reply) {
       const auto code = static_cast<std::uint16_t>(reply.error().code.value());
       const std::byte b[2] = {static_cast<std::byte>(code & 0xff),
                               static_cast<std::byte>(code >> 8)};
       replies.push_back(status_reply(AppliedReply::Status::refused, b));
-    } else if (bad_command) {
-      replies.push_back(status_reply(AppliedReply::Status::bad_command, {}));
+    } else if (command) {
+      replies.push_back(std::move(*reply));
     } else {
       replies.push_back(status_reply(AppliedReply::Status::ok, reply->span()));
     }

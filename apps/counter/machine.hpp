@@ -28,7 +28,8 @@ struct AppliedReply {
   enum class Status : std::uint8_t {
     ok = 0,           // `body` is the command's answer
     refused = 1,      // the session table refused the entry: see `session_error`
-    bad_command = 2,  // the payload is not an amount: nothing changed
+    bad_command = 2,  // the payload is not an amount: the value did not change (the command's
+                      // sequence number is used, and a retry gets bad_command again)
   };
   Status status = Status::ok;
   coraft::SessionErrc session_error{};

@@ -17,6 +17,8 @@
 #include <asio/ip/tcp.hpp>
 #include <nlohmann/json.hpp>
 
+#include <coraft/sessions.hpp>
+
 #include "client.hpp"
 #include "server.hpp"
 
@@ -77,7 +79,7 @@ int print_status(const Answer& a, bool json) {
   std::printf("%-22s %s\n", "server", j.value("id", nlohmann::json()).dump().c_str());
   for (const char* k : {"role", "term", "leader", "leader_client_address", "commit", "applied",
                         "last_log_index", "snapshot_index", "value"}) {
-    const auto& v = j.contains(k) ? j[k] : nlohmann::json();
+    const auto v = j.contains(k) ? j.at(k) : nlohmann::json();
     std::printf("%-22s %s\n", k, v.is_string() ? v.get<std::string>().c_str() : v.dump().c_str());
   }
   std::printf("%-22s %s\n", "configuration",
@@ -87,14 +89,17 @@ int print_status(const Answer& a, bool json) {
                 "next", "state", "last contact");
     for (const auto& p : j["peers"]) {
       const std::string contact =
-          p.contains("last_contact_ms") ? p["last_contact_ms"].dump() + " ms" : "never";
-      std::printf("%-6s %-22s %-6s %-10s %-10s %-10s %s\n", p["id"].dump().c_str(),
+          p.contains("last_contact_ms") ? p.at("last_contact_ms").dump() + " ms" : "never";
+      const auto number = [&p](const char* key) {
+        return p.contains(key) ? p.at(key).dump() : std::string("?");
+      };
+      std::printf("%-6s %-22s %-6s %-10s %-10s %-10s %s\n", number("id").c_str(),
                   p.value("address", "").c_str(), p.value("voter", false) ? "yes" : "no",
-                  p["match"].dump().c_str(), p["next"].dump().c_str(),
+                  number("match").c_str(), number("next").c_str(),
                   p.value("replication", "").c_str(), contact.c_str());
     }
   }
-  if (j.contains("failure")) std::printf("%-22s %s\n", "failure", j["failure"].dump().c_str());
+  if (j.contains("failure")) std::printf("%-22s %s\n", "failure", j.at("failure").dump().c_str());
   return 0;
 }
 
@@ -151,8 +156,7 @@ int run_local_cluster(const LocalFlags& f) {
                                      "--client-listen",
                                      "127.0.0.1:" + std::to_string(client_ports[i - 1]),
                                      "--tick-ms",
-                                     std::to_string(f.tick_ms),
-                                     "--bootstrap"};
+                                     std::to_string(f.tick_ms)};
     for (std::uint32_t j = 1; j <= f.nodes; ++j) {
       if (j == i) continue;
       args.push_back("--peer");
@@ -160,10 +164,12 @@ int run_local_cluster(const LocalFlags& f) {
       args.push_back("--peer-client");
       args.push_back(std::to_string(j) + "=127.0.0.1:" + std::to_string(client_ports[j - 1]));
     }
-    // The command line, so that a server stopped by hand can be started again as it was.
+    // The command line to start it again (without --bootstrap: a restart must never initialise
+    // a lost data directory as a new cluster's; it rejoins empty instead).
     std::ofstream command(f.dir + "/n" + std::to_string(i) + ".command");
     for (const auto& a : args) command << "'" << a << "' ";
     command << "\n";
+    args.push_back("--bootstrap");
     const pid_t pid = ::fork();
     if (pid == 0) {
       ::sigprocmask(SIG_UNBLOCK, &set, nullptr);
@@ -253,7 +259,8 @@ int main(int argc, char** argv) {
                 "ID=host:port of a peer's client address, for redirects to the leader (repeat)");
   s->add_flag("--bootstrap", serve.bootstrap,
               "first start of a new cluster of this server and its --peer servers: initialise "
-              "the data directory if it is empty");
+              "the data directory if it is empty. Only on the first start: a server restarted "
+              "with it after losing its data would forget its vote");
   s->add_option("--cluster-id", serve.cluster_id, "the cluster's id, the same on every server")
       ->capture_default_str();
   s->add_option("--tls-ca", serve.tls_ca, "CA certificate (PEM) for mutual TLS between peers");
@@ -281,6 +288,13 @@ int main(int argc, char** argv) {
   s->add_option("--pending-proposals-max", serve.pending_proposals_max,
                 "proposals appended and not yet committed, at most")
       ->check(CLI::Range(1, 1 << 24))
+      ->capture_default_str();
+  s->add_option("--sessions-max", serve.sessions_max,
+                "client sessions kept at most; the least recently used expires first")
+      ->check(CLI::Range(1u, coraft::SessionLimits::sessions_max_max))
+      ->capture_default_str();
+  s->add_option("--session-timeout-ms", serve.session_timeout_ms,
+                "a session idle this long (by the time in its entries) expires; 0: never")
       ->capture_default_str();
   s->add_option("--log-level", serve.log_level, "debug, info, warn, error or off")
       ->check(CLI::IsMember({"debug", "info", "warn", "error", "off"}))
@@ -358,10 +372,11 @@ int main(int argc, char** argv) {
   if (lc->parsed()) return run_local_cluster(local);
   if (incr->parsed()) {
     Client c(client_options(incr_flags));
-    Answer a = incr_flags.cluster.empty() ? Answer{} : c.incr(by);
+    Answer a = c.incr(by);
+    // The session has no further use whatever the outcome: leave no idle session behind.
+    c.close_session();
     if (a.outcome != Outcome::ok) return report_failure("incr", a);
     std::printf("%lld\n", static_cast<long long>(a.reply.value));
-    c.close_session();
     return 0;
   }
   if (get->parsed()) {

@@ -108,7 +108,15 @@ nlohmann::json configuration_json(const coraft::Configuration& c) {
 
 class Server {
  public:
-  Server(asio::io_context& io, const ServeOptions& o) : io_(io), o_(o) {}
+  Server(asio::io_context& io, const ServeOptions& o)
+      : io_(io), o_(o), machine_(session_limits(o)) {}
+
+  static coraft::SessionLimits session_limits(const ServeOptions& o) {
+    coraft::SessionLimits l;
+    l.sessions_max = o.sessions_max;
+    l.session_timeout_ms = o.session_timeout_ms;
+    return l;
+  }
 
   // Everything a server does, from start to a graceful stop.
   awaitable<void> run() {
@@ -129,8 +137,8 @@ class Server {
         co_return;
       }
     }
-    auto started =
-        co_await coraft::Node::start(io_.get_executor(), config, machine_, use_awaitable);
+    asio::any_io_executor ex = io_.get_executor();
+    auto started = co_await coraft::Node::start(ex, std::move(config), machine_, use_awaitable);
     if (!started) {
       fail(1, started.error().message());
       co_return;
@@ -157,10 +165,9 @@ class Server {
       }
       asio::co_spawn(io_, serve_metrics(), asio::detached);
     }
-    std::printf("coraft-counter: server %llu: clients on %s:%u, peers on %s:%u\n",
+    std::printf("coraft-counter: server %llu: clients on %s:%u, peers on port %u\n",
                 static_cast<unsigned long long>(o_.id), client.host.c_str(),
-                clients_->local_endpoint().port(), config.listen_host.c_str(),
-                node_->listen_port());
+                clients_->local_endpoint().port(), node_->listen_port());
     std::fflush(stdout);
     asio::co_spawn(io_, accept_clients(), asio::detached);
 
@@ -286,6 +293,7 @@ class Server {
       auto socket = co_await clients_->async_accept(asio::redirect_error(use_awaitable, ec));
       if (ec) {
         if (stopping_) co_return;
+        co_await accept_pause();  // out of descriptors, say: do not spin
         continue;
       }
       socket.set_option(tcp::no_delay(true), ec);
@@ -301,17 +309,38 @@ class Server {
     }
   }
 
+  awaitable<void> accept_pause() {
+    asio::steady_timer t(io_, accept_retry_delay);
+    std::error_code ec;
+    co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
+  }
+
   awaitable<void> refuse(std::shared_ptr<tcp::socket> s) {
-    const auto frame = encode(request_error(0, RequestErrc::connections_full,
-                                            "the server holds client_connections_max connections"));
+    Reply refusal = request_error(0, RequestErrc::connections_full,
+                                  "the server holds client_connections_max connections");
+    refusal.retryable = true;  // later, or at another server
+    const auto frame = encode(refusal);
     std::error_code ec;
     co_await asio::async_write(*s, asio::buffer(frame), asio::redirect_error(use_awaitable, ec));
     s->close(ec);
   }
 
+  // Closes `s` unless told otherwise every client_idle_timeout.
+  static void watch_idle(const std::shared_ptr<asio::steady_timer>& idle,
+                         const std::shared_ptr<tcp::socket>& s) {
+    idle->expires_after(client_idle_timeout);
+    idle->async_wait([s](std::error_code ec) {
+      if (ec) return;  // restarted or cancelled
+      std::error_code ignored;
+      s->close(ignored);
+    });
+  }
+
   awaitable<void> serve_client(std::shared_ptr<tcp::socket> s) {
     FrameAssembler frame(request_frame_bytes_max);
+    auto idle = std::make_shared<asio::steady_timer>(io_);
     while (!stopping_) {
+      watch_idle(idle, s);
       while (!frame.complete()) {
         auto want = frame.want();
         std::error_code ec;
@@ -331,6 +360,7 @@ class Server {
         co_await send(*s, refusal);
         co_return;
       }
+      idle->cancel();  // a request in progress is not idleness
       ++in_flight_;
       Reply reply = co_await handle(*request);
       reply.id = request->id;
@@ -357,13 +387,21 @@ class Server {
     return error_reply(id, e);
   }
 
+  // The entry was applied but its answer cannot be read: whether it did what was asked is
+  // unknown to the client.
+  static Reply unreadable(std::uint64_t id, std::string why) {
+    Reply r = request_error(id, RequestErrc::bad_reply, "the state machine's answer: " + why);
+    r.definite = false;
+    return r;
+  }
+
   // The reply to a proposal of `envelope`, from the state machine's answer.
   awaitable<Reply> propose(const Request& rq, const coraft::SessionEnvelope& envelope) {
     Bytes entry = coraft::encode_envelope(envelope);
     auto applied = co_await node_->propose(std::move(entry), use_awaitable);
     if (!applied) co_return node_error(rq.id, applied.error());
     auto answer = decode_applied(applied->reply);
-    if (!answer) co_return request_error(rq.id, RequestErrc::bad_reply, answer.error().message());
+    if (!answer) co_return unreadable(rq.id, answer.error().message());
     Reply r;
     r.index = applied->index.value();
     switch (answer->status) {
@@ -371,7 +409,8 @@ class Server {
       case AppliedReply::Status::refused: {
         r.domain = Domain::session;
         r.code = static_cast<std::uint16_t>(answer->session_error);
-        r.definite = true;
+        // reply_discarded: the command took effect once, its reply is gone.
+        r.definite = answer->session_error != coraft::SessionErrc::reply_discarded;
         r.retryable = answer->session_error == coraft::SessionErrc::window_exceeded;
         r.message = coraft::make_error_code(answer->session_error).message();
         co_return r;
@@ -379,11 +418,13 @@ class Server {
       case AppliedReply::Status::bad_command:
         co_return request_error(rq.id, RequestErrc::bad_argument, "not an amount");
     }
+    if (envelope.kind == coraft::EnvelopeKind::close_session) co_return r;
     const auto v = body_u64(answer->body);
+    if (!v) co_return unreadable(rq.id, "the answer is not 8 bytes");
     if (envelope.kind == coraft::EnvelopeKind::register_session) {
-      r.session = v.value_or(0);
-    } else if (envelope.kind == coraft::EnvelopeKind::command) {
-      r.value = static_cast<std::int64_t>(v.value_or(0));
+      r.session = *v;
+    } else {
+      r.value = static_cast<std::int64_t>(*v);
     }
     co_return r;
   }
@@ -414,7 +455,7 @@ class Server {
         if (!rq.stale) {
           auto barrier = co_await node_->read_barrier(use_awaitable);
           if (!barrier) co_return node_error(rq.id, barrier.error());
-          r.index = barrier->value();
+          r.index = barrier->value();  // the value read reflects at least this index
         }
         r.value = machine_.value();
         co_return r;
@@ -507,33 +548,51 @@ class Server {
     co_return r;
   }
 
-  // A minimal HTTP endpoint: any GET answers with the node's metrics in Prometheus text.
+  // A minimal HTTP endpoint: any GET answers with the node's metrics in Prometheus text. Each
+  // connection has metrics_read_timeout to send its request.
   awaitable<void> serve_metrics() {
     while (!stopping_) {
       std::error_code ec;
       auto socket = co_await metrics_->async_accept(asio::redirect_error(use_awaitable, ec));
       if (ec) {
         if (stopping_) co_return;
+        co_await accept_pause();
         continue;
       }
-      asio::streambuf request(metrics_request_bytes_max);
-      co_await asio::async_read_until(socket, request, "\r\n\r\n",
-                                      asio::redirect_error(use_awaitable, ec));
-      if (ec || !node_) continue;
-      auto m = co_await node_->metrics(use_awaitable);
-      std::string body = m ? coraft::Node::metrics_text(NodeId(o_.id), *m) : std::string();
-      std::string head =
-          "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
-          "Connection: close\r\nContent-Length: " +
-          std::to_string(body.size()) + "\r\n\r\n";
-      co_await asio::async_write(socket, std::array{asio::buffer(head), asio::buffer(body)},
-                                 asio::redirect_error(use_awaitable, ec));
-      socket.close(ec);
+      asio::co_spawn(io_, answer_metrics(std::make_shared<tcp::socket>(std::move(socket))),
+                     asio::detached);
     }
+  }
+
+  awaitable<void> answer_metrics(std::shared_ptr<tcp::socket> socket) {
+    auto deadline = std::make_shared<asio::steady_timer>(io_, metrics_read_timeout);
+    deadline->async_wait([socket](std::error_code ec) {
+      if (ec) return;
+      std::error_code ignored;
+      socket->close(ignored);
+    });
+    std::error_code ec;
+    asio::streambuf request(metrics_request_bytes_max);
+    co_await asio::async_read_until(*socket, request, "\r\n\r\n",
+                                    asio::redirect_error(use_awaitable, ec));
+    if (ec || !node_) co_return;
+    auto m = co_await node_->metrics(use_awaitable);
+    const std::string body = m ? coraft::Node::metrics_text(NodeId(o_.id), *m) : std::string();
+    const std::string head =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
+        "Connection: close\r\nContent-Length: " +
+        std::to_string(body.size()) + "\r\n\r\n";
+    const std::array<asio::const_buffer, 2> parts{asio::buffer(head), asio::buffer(body)};
+    co_await asio::async_write(*socket, parts, asio::redirect_error(use_awaitable, ec));
+    deadline->cancel();
+    socket->close(ec);
   }
 
   static constexpr std::size_t metrics_request_bytes_max = 8192;
   static constexpr auto stop_answer_wait = std::chrono::seconds(1);
+  static constexpr auto accept_retry_delay = std::chrono::milliseconds(50);
+  static constexpr auto client_idle_timeout = std::chrono::seconds(300);
+  static constexpr auto metrics_read_timeout = std::chrono::seconds(5);
 
   asio::io_context& io_;
   const ServeOptions& o_;

@@ -4,8 +4,9 @@
 // another: SIGKILL and restart, SIGSTOP and SIGCONT, partitions, one-way cuts, a server removed
 // and added back, leadership transfers. At the end the client history must be linearizable, every
 // acknowledged increment must be in the final value, every server must agree on every committed
-// entry (read back with coraft-inspect from the stopped data directories), and the servers' RSS
-// must have stayed under a bound.
+// entry (the same term, type and size at every index, read back with coraft-inspect from the
+// stopped data directories: Raft's log matching makes the term the deciding part), and the servers'
+// RSS must have stayed under a bound.
 //
 // What it catches: with the client changed to send each retry of an increment as a new command
 // (so that a command that took effect on a leader which then lost its followers is applied again
@@ -154,8 +155,9 @@ class Proxy {
   awaitable<void> accept(Link& l) {
     for (;;) {
       std::error_code ec;
-      auto in = std::make_shared<tcp::socket>(
-          co_await l.acceptor.async_accept(asio::redirect_error(use_awaitable, ec)));
+      tcp::socket accepted =
+          co_await l.acceptor.async_accept(asio::redirect_error(use_awaitable, ec));
+      auto in = std::make_shared<tcp::socket>(std::move(accepted));
       if (ec) {
         if (!l.acceptor.is_open()) co_return;
         continue;
@@ -199,11 +201,16 @@ class Proxy {
       co_return;
     }
     trace(sender, l.to, "relaying");
-    const std::vector<std::byte> head(frame.begin(), frame.end());
-    co_await asio::async_write(*out, asio::buffer(head), asio::redirect_error(use_awaitable, ec));
-    if (ec) co_return;
+    // Listed before anything is written, so that a cut from now on closes it.
     l.connections.push_back({sender, in, out});
     auto it = std::prev(l.connections.end());
+    const std::vector<std::byte> head(frame.begin(), frame.end());
+    co_await asio::async_write(*out, asio::buffer(head), asio::redirect_error(use_awaitable, ec));
+    if (ec) {
+      it->close();
+      l.connections.erase(it);
+      co_return;
+    }
     auto forward = pump(in, out);
     asio::co_spawn(io_, pump(out, in), asio::detached);
     co_await std::move(forward);
@@ -283,6 +290,7 @@ class Cluster {
     proxy_ = std::make_unique<Proxy>(n, peer_ports_);
     pids_.assign(n, -1);
     paused_.assign(n, false);
+    starts_of_.assign(n, 0);
   }
   ~Cluster() {
     for (int i = 1; i <= n_; ++i) kill(i, SIGKILL);
@@ -326,8 +334,9 @@ class Cluster {
                                      "--snapshot-entries",
                                      "400",
                                      "--log-level",
-                                     "warn",
-                                     "--bootstrap"};
+                                     "warn"};
+    // Only the first start initialises the data directory: a restart never bootstraps.
+    if (starts_of_[i - 1]++ == 0) args.push_back("--bootstrap");
     for (int j = 1; j <= n_; ++j) {
       if (j == i) continue;
       args.push_back("--peer");
@@ -422,6 +431,7 @@ class Cluster {
   std::unique_ptr<Proxy> proxy_;
   std::vector<pid_t> pids_;
   std::vector<bool> paused_;
+  std::vector<int> starts_of_;
   std::uint64_t rss_max_ = 0;
   int starts_ = 0;
 };
@@ -556,6 +566,17 @@ void run_case(int nodes) {
   History history;
   std::atomic<bool> stop{false};
   std::vector<std::thread> clients;
+  // A failed REQUIRE leaves through here too: the clients stop before the cluster goes.
+  struct JoinClients {
+    std::atomic<bool>& stop;
+    std::vector<std::thread>& threads;
+    ~JoinClients() {
+      stop = true;
+      for (auto& t : threads) {
+        if (t.joinable()) t.join();
+      }
+    }
+  } join_clients{stop, clients};
   const int client_count = nodes + 1;
   for (int k = 0; k < client_count; ++k) {
     clients.emplace_back(client_loop, k, cluster.client_addresses(), seed * 31 + k, start,
@@ -666,6 +687,7 @@ void run_case(int nodes) {
   while (Clock::now() < end) std::this_thread::sleep_for(50ms);
   stop = true;
   for (auto& t : clients) t.join();
+  clients.clear();
 
   // Heal: every link up, every server running and a voter again.
   cluster.proxy().heal();

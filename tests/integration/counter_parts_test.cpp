@@ -115,6 +115,7 @@ TEST_CASE(
   e.first_unacked = 1;
   e.payload = Bytes::copy_of(std::string_view("abc"));
   CHECK(a.apply(e).status == AppliedReply::Status::bad_command);
+  CHECK(a.apply(e).status == AppliedReply::Status::bad_command);  // its retry, from the table
   CHECK(a.machine.value() == 0);
   // A log entry that is not an envelope at all.
   CHECK(a.apply_raw(Bytes::copy_of(std::string_view("junk"))).status ==
@@ -243,8 +244,8 @@ TEST_CASE(
 
 TEST_CASE("a frame that is not a request is refused with a protocol error, not a crash") {
   std::vector<std::uint64_t> words(4, 0);
-  words[0] = 3;  // one segment of three words, all zero: a null root pointer is a default request
-  words[1] = 0xffffffffffffffffull;  // a pointer to nowhere
+  words[0] = 3ull << 32;             // the segment table: one segment of three words
+  words[1] = 0x7fffffff00000000ull;  // the root: a struct pointer far past the segment's end
   auto frame = std::as_bytes(std::span(words));
   auto r = decode_request(frame);
   CHECK_FALSE(r.ok());
