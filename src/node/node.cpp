@@ -258,7 +258,11 @@ std::optional<ServerAddress> parse_address(NodeId id, const std::string& text) {
 }  // namespace
 
 // Members of `conf` become the transport's peers, at the address the configuration records or,
-// failing that, the one in the address book; servers no longer members are forgotten.
+// failing that, the one in the address book; so do the servers of the configured address book
+// (NodeConfig::peers), whatever the configuration says. Other servers no longer members are
+// forgotten. A server that missed a membership change must still hear the leader that change
+// removed: a removal not yet committed may be replaced by that leader, and a server removed,
+// then added back and elected while this one was away, is the only one that can tell it so.
 void NodeImpl::learn_addresses(const Configuration& conf) {
   for (const MemberAddress& a : conf.addresses) {
     if (a.id == config_.id) continue;
@@ -270,6 +274,9 @@ void NodeImpl::learn_addresses(const Configuration& conf) {
     }
   }
   std::vector<NodeId> members = conf.members();
+  for (const ServerAddress& a : config_.peers) members.push_back(a.id);
+  std::sort(members.begin(), members.end());
+  members.erase(std::unique(members.begin(), members.end()), members.end());
   for (NodeId id : members) {
     if (id == config_.id) continue;
     auto it = addresses_.find(id);
