@@ -126,10 +126,13 @@
 namespace {
 
 constexpr const char* usage_text =
-    "usage: coraft-sim --seeds N [--first-seed S] [--nodes 3|5|7] [--faults LIST|all|none]\n"
-    "       coraft-sim --seed S [--nodes 3|5|7] [--faults LIST|all|none] [--trace]\n"
+    "usage: coraft-sim [--target core|node] --seeds N [--first-seed S] [--nodes 3|5|7]\n"
+    "                  [--faults LIST|all|none]\n"
+    "       coraft-sim [--target core|node] --seed S [--nodes 3|5|7] [--faults LIST|all|none]\n"
+    "                  [--trace]\n"
+    "targets: core (the protocol core, the default), node (real nodes through their API)\n"
     "faults: drop, dup, reorder, delay, partition, crash, torn, transfer, reads, snapshot,\n"
-    "        reconfig\n";
+    "        reconfig, disk-stall, disk-error, slow-apply (the last three: node target only)\n";
 
 int usage_error(const std::string& what) {
   std::fprintf(stderr, "coraft-sim: %s\n%s", what.c_str(), usage_text);
@@ -147,6 +150,7 @@ struct Args {
   bool single = false;
   bool trace = false;
   bool help = false;
+  bool node = false;
   coraft::sim::SimOptions options;
 };
 
@@ -182,6 +186,9 @@ std::string parse(int argc, char** argv, Args& a) {
     } else if (flag == "--nodes") {
       if (v != 3 && v != 5 && v != 7) return "--nodes must be 3, 5 or 7";
       a.options.nodes = static_cast<std::uint32_t>(v);
+    } else if (flag == "--target") {
+      if (value != "core" && value != "node") return "--target must be core or node";
+      a.node = value == "node";
     } else if (flag == "--faults") {
       std::string error;
       if (!coraft::sim::parse_faults(value, a.options.faults, error)) return error;
@@ -209,7 +216,8 @@ int main(int argc, char** argv) {
   std::uint64_t failed = 0, ops = 0, faults_total = 0, sim_us = 0;
   for (std::uint64_t k = 0; k < a.seeds; ++k) {
     const std::uint64_t seed = a.first + k;
-    const coraft::sim::SeedResult r = coraft::sim::run_seed(seed, a.options);
+    const coraft::sim::SeedResult r = a.node ? coraft::sim::run_node_seed(seed, a.options)
+                                             : coraft::sim::run_seed(seed, a.options);
     ops += r.ops;
     faults_total += r.faults;
     sim_us += r.sim_us;
@@ -222,9 +230,9 @@ int main(int argc, char** argv) {
     if (!r.ok) {
       ++failed;
       std::printf(
-          "  failure: %s\n  reproduce with: coraft-sim --seed %llu --nodes %u --faults %s\n",
-          r.failure.c_str(), static_cast<unsigned long long>(seed), a.options.nodes,
-          faults.c_str());
+          "  failure: %s\n  reproduce with: coraft-sim%s --seed %llu --nodes %u --faults %s\n",
+          r.failure.c_str(), a.node ? " --target node" : "", static_cast<unsigned long long>(seed),
+          a.options.nodes, faults.c_str());
     }
     std::fflush(stdout);
   }
