@@ -219,8 +219,7 @@ class DiskPort final : public node::DurablePort {
 
 class SimTransport final : public net::Transport {
  public:
-  SimTransport(World& w, NodeId self, const net::TransportConfig& tc)
-      : world_(w), self_(self) {
+  SimTransport(World& w, NodeId self, const net::TransportConfig& tc) : world_(w), self_(self) {
     for (const net::PeerAddress& p : tc.peers) peers_.insert(p.id);
   }
   Result<void> send(core::Message m) override;
@@ -286,12 +285,12 @@ struct SimNode {
   std::shared_ptr<Node> node;
   net::ReceiveHandler deliver;
   SimTransport* transport = nullptr;  // the running incarnation's
-  bool up = false;               // running and reachable
-  std::uint64_t incarnation = 0;  // increases with every start
+  bool up = false;                    // running and reachable
+  std::uint64_t incarnation = 0;      // increases with every start
   // The incarnation that crashed, until its coroutines have finished.
   std::shared_ptr<Node> stopping;
   std::shared_ptr<bool> stopped;
-  std::set<NodeId> cut;          // peers it cannot reach (both ways)
+  std::set<NodeId> cut;  // peers it cannot reach (both ways)
 };
 
 // What was applied at one index: by the first node to apply it.
@@ -310,15 +309,18 @@ class World {
   void on_send(NodeId from, core::Message m);
   void on_apply(NodeId node, const CounterMachine& m, const Command& c, std::uint64_t counter);
   void on_disk_violation(NodeId node, const std::string& what) {
-    fail(concat("disk order: node ", node, ": ", what));
+    fail(concat("disk of node ", node, ": ", what));
   }
   [[nodiscard]] Clock::duration disk_latency(bool stalled) {
     if (stalled) return std::chrono::milliseconds(rng_.range(1000, 3000));
-    return std::chrono::microseconds(rng_.range(50, 1500));
+    return std::chrono::microseconds(rng_.range(100, 4000));
   }
   // A write failed by an injected error: the node must stop.
   void on_disk_error(NodeId node);
   Scheduler& scheduler() noexcept { return sched_; }
+  [[nodiscard]] std::uint64_t log_queue_bytes_max() const {
+    return log_queue_bytes_ != 0 ? log_queue_bytes_ : NodeConfig().log_queue_bytes_max;
+  }
 
  private:
   void trace(const std::string& line);
@@ -354,6 +356,9 @@ class World {
   // A running node, the leader more often than not; nullptr when none runs.
   SimNode* pick_target();
   void propose(SimNode& n);
+  // A proposal's answer: the reply must be what the state machine computed for that entry.
+  // Records it in the history; false (with a failure) when it differs.
+  bool on_reply(std::size_t rec, std::uint64_t payload, const Proposed& p);
   void read(SimNode& n);
   void transfer(SimNode& n);
   void reconfig(SimNode& n);
@@ -380,6 +385,9 @@ class World {
   // Network fault rates, per million messages, and latencies.
   std::uint64_t drop_ppm_ = 0, dup_ppm_ = 0, delay_ppm_ = 0;
   std::uint64_t reorder_us_ = 0;
+  // Half the seeds bound the log writes waiting for the disk to a few entries, so that writes
+  // queue in the driver behind those in flight.
+  std::uint64_t log_queue_bytes_ = 0;
   // Slow apply: nanoseconds per command on the slowed nodes (by id), while faults last.
   std::vector<std::uint64_t> apply_ns_;
 
@@ -399,6 +407,23 @@ class World {
 
 void SimDisk::submit(const std::shared_ptr<Op>& op) {
   Scheduler& s = world_.scheduler();
+  if (op->kind == Op::Kind::append) {
+    // The driver bounds the appends waiting for the disk (NodeConfig::log_queue_bytes_max,
+    // counting 64 bytes per entry besides its payload), except for a lone one.
+    std::uint64_t bytes = 0;
+    std::size_t appends = 0;
+    for (const auto& q : queue_) {
+      if (q->kind != Op::Kind::append) continue;
+      ++appends;
+      for (const Entry& e : q->entries) bytes += e.payload.size() + 64;
+    }
+    for (const Entry& e : op->entries) bytes += e.payload.size() + 64;
+    if (appends > 0 && bytes > world_.log_queue_bytes_max()) {
+      world_.on_disk_violation(id_, detail::concat(appends + 1, " appends of ", bytes,
+                                                   " bytes wait for the disk, over the limit of ",
+                                                   world_.log_queue_bytes_max()));
+    }
+  }
   busy_until_ = std::max(busy_until_, s.now()) + world_.disk_latency(stall_next);
   stall_next = false;
   queue_.push_back(op);
@@ -451,7 +476,8 @@ void SimDisk::apply(const Op& op) {
 }
 
 void SimDisk::crash(bool torn, SimRng& rng) {
-  if (torn && !queue_.empty() && queue_.front()->kind == Op::Kind::append) {
+  // After a failed write nothing later reaches the disk.
+  if (torn && !broken && !queue_.empty() && queue_.front()->kind == Op::Kind::append) {
     const std::vector<Entry>& e = queue_.front()->entries;
     const std::size_t keep = rng.below(e.size() + 1);
     apply_append(std::vector<Entry>(e.begin(), e.begin() + static_cast<std::ptrdiff_t>(keep)));
@@ -512,6 +538,7 @@ World::World(std::uint64_t seed, const SimOptions& o)
   if (f & fault_dup) dup_ppm_ = rng_.range(10'000, 100'000);
   if (f & fault_delay) delay_ppm_ = rng_.range(5'000, 50'000);
   if (f & fault_reorder) reorder_us_ = rng_.range(1'000, 20'000);
+  if (rng_.below(2) == 0) log_queue_bytes_ = rng_.range(1200, 4000);
   apply_ns_.assign(o.nodes, 0);
   if (f & fault_slow_apply) {
     // One node, or all of them, take up to a millisecond per command.
@@ -530,7 +557,9 @@ void World::trace(const std::string& line) {
   }
   digest_ ^= '\n';
   digest_ *= 0x100000001b3ull;
-  if (o_.trace) std::fprintf(o_.trace, "%10llu %s\n", static_cast<unsigned long long>(micros(sched_.now())), line.c_str());
+  if (o_.trace)
+    std::fprintf(o_.trace, "%10llu %s\n", static_cast<unsigned long long>(micros(sched_.now())),
+                 line.c_str());
 }
 
 NodeConfig World::config_of(NodeId id) const {
@@ -541,7 +570,8 @@ NodeConfig World::config_of(NodeId id) const {
   c.listen_port = static_cast<std::uint16_t>(10000 + id.value());
   for (std::uint32_t i = 1; i <= o_.nodes; ++i) {
     if (i != id.value()) {
-      c.peers.push_back(ServerAddress{NodeId(i), "127.0.0.1", static_cast<std::uint16_t>(10000 + i)});
+      c.peers.push_back(
+          ServerAddress{NodeId(i), "127.0.0.1", static_cast<std::uint16_t>(10000 + i)});
     }
   }
   c.tick_interval = 10ms;
@@ -551,6 +581,10 @@ NodeConfig World::config_of(NodeId id) const {
   c.read_timeout = 1s;
   c.transfer_timeout = 1s;
   c.apply_inline = true;
+  if (log_queue_bytes_ != 0) {
+    c.entry_bytes_max = 1024;
+    c.log_queue_bytes_max = log_queue_bytes_;
+  }
   c.snapshot_threshold_entries = 0;
   c.snapshot_threshold_bytes = 0;
   c.seed = seed_ * 1000 + id.value() * 7 + nodes_[id.value() - 1].incarnation;
@@ -689,7 +723,8 @@ void World::on_send(NodeId from, core::Message m) {
     auto later = latency + std::chrono::microseconds(rng_.range(0, 5000));
     sched_.after(later, [this, to, inc, copy = m]() mutable { deliver(to, inc, std::move(copy)); });
   }
-  sched_.after(latency, [this, to, inc, m = std::move(m)]() mutable { deliver(to, inc, std::move(m)); });
+  sched_.after(latency,
+               [this, to, inc, m = std::move(m)]() mutable { deliver(to, inc, std::move(m)); });
 }
 
 void World::deliver(NodeId to, std::uint64_t incarnation, core::Message m) {
@@ -706,14 +741,15 @@ void World::deliver(NodeId to, std::uint64_t incarnation, core::Message m) {
   asio::post(io_, [d = n.deliver, m = std::move(m)]() mutable { d(std::move(m)); });
 }
 
-void World::on_apply(NodeId node, const CounterMachine& m, const Command& c, std::uint64_t counter) {
+void World::on_apply(NodeId node, const CounterMachine& m, const Command& c,
+                     std::uint64_t counter) {
   SimNode& n = nodes_[node.value() - 1];
   const DurableView local = n.disk->durable.view();
   const auto held = local.term_at(c.index);
   if (!held || *held != c.term) {
     fail(concat("node ", node, " applied (", c.index, ", term ", c.term,
-                ") before its disk held it (", held ? "term " : "nothing",
-                held ? held->value() : 0, ")"));
+                ") before its disk held it (",
+                held ? concat("term ", held->value()) : std::string("nothing"), ")"));
   }
   if (c.index <= m.applied) {
     fail(concat("node ", node, " applied ", c.index, " after ", m.applied));
@@ -872,23 +908,28 @@ void World::propose(SimNode& n) {
       trace(concat("proposal ", payload, ": ", r.error().message()));
       return;
     }
-    const auto value = decode_u64(r->reply);
-    const auto k = static_cast<std::size_t>(r->index.value() - 1);
-    if (!value || k >= applied_.size() || applied_[k].payload != payload ||
-        applied_[k].counter != *value) {
-      fail(concat("proposal ", payload, " answered at ", r->index, " with ",
-                  value.value_or(0), " but the state machine applied proposal ",
-                  k < applied_.size() ? applied_[k].payload : 0, " there, counter ",
-                  k < applied_.size() ? applied_[k].counter : 0));
-      return;
-    }
-    OpRecord& op = history_[rec];
-    op.done = true;
-    op.completed_us = micros(sched_.now());
-    op.value = *value;
-    ++ops_done_;
-    trace(concat("proposal ", payload, " at ", r->index, " = ", *value));
+    if (!on_reply(rec, payload, *r)) return;
+    trace(concat("proposal ", payload, " at ", r->index, " = ", history_[rec].value));
   });
+}
+
+bool World::on_reply(std::size_t rec, std::uint64_t payload, const Proposed& p) {
+  const auto value = decode_u64(p.reply);
+  const auto k = static_cast<std::size_t>(p.index.value() - 1);
+  if (!value || k >= applied_.size() || applied_[k].payload != payload ||
+      applied_[k].counter != *value) {
+    fail(concat("proposal ", payload, " answered at ", p.index, " with ", value.value_or(0),
+                " but the state machine applied proposal ",
+                k < applied_.size() ? applied_[k].payload : 0, " there, counter ",
+                k < applied_.size() ? applied_[k].counter : 0));
+    return false;
+  }
+  OpRecord& op = history_[rec];
+  op.done = true;
+  op.completed_us = micros(sched_.now());
+  op.value = *value;
+  ++ops_done_;
+  return true;
 }
 
 void World::read(SimNode& n) {
@@ -1051,12 +1092,7 @@ void World::check_liveness() {
             if (r.error().definite()) refused_[payload] = true;
             return;
           }
-          OpRecord& op = history_[rec];
-          op.done = true;
-          op.completed_us = micros(sched_.now());
-          op.value = decode_u64(r->reply).value_or(0);
-          ++ops_done_;
-          st->final_index = r->index;
+          if (on_reply(rec, payload, *r)) st->final_index = r->index;
         });
       }
     }
