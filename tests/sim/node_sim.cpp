@@ -998,7 +998,10 @@ void World::reconfig(SimNode& n) {
   }
   ++faults_;
   if (!missing.empty()) {
-    add_server(n, missing[rng_.below(missing.size())], rng_.below(2) == 0, {});
+    // One draw per statement: the order in which arguments are evaluated is the compiler's.
+    const NodeId id = missing[rng_.below(missing.size())];
+    const bool learner = rng_.below(2) == 0;
+    add_server(n, id, learner, {});
     return;
   }
   const NodeId gone = conf.voters[rng_.below(conf.voters.size())];
