@@ -317,6 +317,9 @@ class World {
   }
   // A write failed by an injected error: the node must stop.
   void on_disk_error(NodeId node);
+  // A node starts writing a vote: with crash faults, sometimes the moment it crashes, before
+  // the vote is durable (the vote, or the request for votes, must not have left).
+  void on_vote_write(NodeId node);
   Scheduler& scheduler() noexcept { return sched_; }
   [[nodiscard]] std::uint64_t log_queue_bytes_max() const {
     return log_queue_bytes_ != 0 ? log_queue_bytes_ : NodeConfig().log_queue_bytes_max;
@@ -424,6 +427,7 @@ void SimDisk::submit(const std::shared_ptr<Op>& op) {
                                                    world_.log_queue_bytes_max()));
     }
   }
+  if (op->kind == Op::Kind::hard_state && op->hs.vote != no_node) world_.on_vote_write(id_);
   busy_until_ = std::max(busy_until_, s.now()) + world_.disk_latency(stall_next);
   stall_next = false;
   queue_.push_back(op);
@@ -676,6 +680,21 @@ void World::on_stopped(NodeId id, std::uint64_t incarnation) {
   // are lost.
   n.disk->crash(false, rng_);
   restart_later(id, std::chrono::milliseconds(rng_.range(50, 500)));
+}
+
+void World::on_vote_write(NodeId node) {
+  if (!faults_on_ || !(o_.faults & fault_crash) || !rng_.chance_ppm(50'000)) return;
+  const std::uint64_t inc = nodes_[node.value() - 1].incarnation;
+  sched_.after(Clock::duration::zero(), [this, node, inc] {
+    SimNode& n = nodes_[node.value() - 1];
+    if (n.incarnation != inc || !n.up) return;
+    std::size_t down = 0;
+    for (const SimNode& x : nodes_) down += x.up ? 0 : 1;
+    if (down + 1 > (nodes_.size() - 1) / 2) return;  // keep a majority running
+    trace(concat("crash n", node, " writing a vote"));
+    crash(n);
+    restart_later(node, std::chrono::milliseconds(rng_.range(5, 300)));
+  });
 }
 
 void World::on_disk_error(NodeId node) {

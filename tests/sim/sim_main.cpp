@@ -21,22 +21,22 @@
 //     entries, with an empty reply): 600, 200, 100 (first seeds 1, 100001, 200001), by the
 //     reply check (the answer differs from what the state machine computed at that index).
 //  3. Writes of two outputs made durable out of order (the writer starting the second of two
-//     queued appends first): 14 of 600, 12 of 200, 6 of 100 (first seeds 27, 100028, 200011),
+//     queued appends first): 19 of 600, 4 of 200, 7 of 100 (first seeds 99, 100059, 200046),
 //     by the simulated disk ("an append at i while the log ends before i - 1"). Appends queue in
 //     the driver only behind a hard-state save or a full log_queue_bytes_max, which half the
 //     seeds set to a few entries; before that, 0 of 600.
 //  4. Committed entries applied before they are durable locally (core.persisted() called when
-//     a write starts instead of when it is durable): 597, 200, 100 (first seeds 1, 100001,
+//     a write starts instead of when it is durable): 596, 200, 100 (first seeds 1, 100001,
 //     200001), by "applied ... before its disk held it", or first by "term durability" when a
 //     hard-state write was the one acknowledged early.
 //  5. `persisted` reported for a write that failed (append_job treating an error as success):
-//     194, 87, 57 (first seeds 1, 100001, 200001), seeds with an injected disk error, by
+//     193, 75, 53 (first seeds 1, 100009, 200002), seeds with an injected disk error, by
 //     "append durability" (an acknowledgement of entries the disk does not hold) or "applied
 //     ... before its disk held it".
 //  6. A restarted node that forgets to load its snapshot before replaying the log: not
 //     simulated; the simulated disk holds no snapshots (the node target runs without them).
-// And one for the bounded queue check: the writer ignoring log_queue_bytes_max fails 26, 20, 12
-// (first seeds 27, 100017, 200006): more appends wait for the simulated disk than the limit
+// And one for the bounded queue check: the writer ignoring log_queue_bytes_max fails 56, 20, 16
+// (first seeds 22, 100036, 200008): more appends wait for the simulated disk than the limit
 // allows.
 //
 // Mutations the simulator is known to catch. Each was applied by hand to a copy of src/core
