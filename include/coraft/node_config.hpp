@@ -52,7 +52,9 @@ struct NodeConfig {
   std::string advertise_host;
   std::uint16_t advertise_port = 0;
   // The address book: where each other server listens. It may list servers that are not
-  // members yet (a membership change adds them); add_voter() and add_learner() add to it.
+  // members yet (a membership change adds them); add_voter() and add_learner() add to it. The
+  // servers listed here stay reachable (both ways) whatever the configuration says, so that a
+  // server that missed a membership change still hears a leader it believes removed.
   std::vector<ServerAddress> peers;
   std::optional<NodeTls> tls;  // plaintext when empty: then nothing authenticates peers
 

@@ -130,7 +130,7 @@ void NodeImpl::on_receive(core::Message m) {
   if (!running() || !core_) return;
   if (hooks_.drop_incoming && hooks_.drop_incoming(m)) return;
   ++metrics_.messages_received;
-  last_contact_[m.from.value()] = Clock::now();
+  last_contact_[m.from.value()] = now();
   // Snapshot chunks and their acknowledgements are the node's; the core sees a stream only
   // once it is received whole, and the receiver core's final answer.
   if (auto* chunk = std::get_if<core::InstallSnapshot>(&m.body)) {
@@ -298,20 +298,28 @@ NodeId NodeImpl::most_caught_up_voter() const {
 
 // ---- Coroutines ----
 
+asio::awaitable<void> NodeImpl::sleep_until(asio::steady_timer& timer, Clock::time_point at) {
+  if (hooks_.time) {
+    co_await hooks_.time->sleep_until(at);
+    co_return;
+  }
+  timer.expires_at(at);
+  co_await timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+}
+
 asio::awaitable<void> NodeImpl::ticker() {
   asio::steady_timer timer(ex_);
-  auto next = Clock::now();
+  auto next = now();
   while (!stopping_) {
     next += config_.tick_interval;
-    timer.expires_at(next);
-    co_await timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+    co_await sleep_until(timer, next);
     if (stopping_) break;
-    const auto now = Clock::now();
-    if (now - next > 10 * config_.tick_interval) next = now;  // do not catch up a long pause
+    const auto t = now();
+    if (t - next > 10 * config_.tick_interval) next = t;  // do not catch up a long pause
     core_->tick();
     drain();
-    sweep_timeouts(now);
-    check_disk_stall(now);
+    sweep_timeouts(t);
+    check_disk_stall(t);
     const bool due = (config_.snapshot_threshold_entries != 0 &&
                       applied_since_snapshot_ >= config_.snapshot_threshold_entries) ||
                      (config_.snapshot_threshold_bytes != 0 &&
@@ -343,7 +351,7 @@ asio::awaitable<void> NodeImpl::writer() {
     if (job->hard_state || job->install) {
       while (appends_in_flight_ > 0 && !stopping_) co_await written_event_.wait();
       if (stopping_) break;
-      job->started = Clock::now();
+      job->started = now();
       ++writes_started_;
       if (job->hard_state) {
         writer_busy_ = true;
@@ -371,7 +379,7 @@ asio::awaitable<void> NodeImpl::writer() {
         co_await written_event_.wait();
       }
       if (stopping_) break;
-      job->started = Clock::now();
+      job->started = now();
       ++writes_started_;
     }
     if (job->truncate_from) {
@@ -412,8 +420,8 @@ asio::awaitable<void> NodeImpl::append_job(std::shared_ptr<WriteJob> job) {
       // Appends behind a full disk fail too; they are retried oldest first, so that each
       // retry continues the log where the one before it ended.
       do {
-        asio::steady_timer t(ex_, std::chrono::milliseconds(100));
-        co_await t.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+        asio::steady_timer t(ex_);
+        co_await sleep_until(t, now() + std::chrono::milliseconds(100));
       } while (!stopping_ && earlier_append_pending(job.get()));
       continue;
     }
@@ -525,6 +533,14 @@ asio::awaitable<void> NodeImpl::applier() {
     if (!commands.empty()) {
       // Run the state machine on the apply thread, then come back.
       applier_busy_ = true;
+      if (hooks_.apply_delay) {
+        asio::steady_timer slow(ex_);
+        co_await sleep_until(slow, now() + hooks_.apply_delay(commands.size()));
+        if (stopping_) {
+          applier_busy_ = false;
+          break;
+        }
+      }
       if (config_.apply_inline) {
         sm_.apply(commands, replies);
       } else {

@@ -65,7 +65,8 @@ NodeImpl::~NodeImpl() {
   if (apply_thread_.joinable()) apply_thread_.join();
 }
 
-Result<void> NodeImpl::open() {
+Result<void> NodeImpl::open_data_dir(core::DurableState& durable,
+                                     std::unique_ptr<node::DurablePort>& port) {
   // Identity: a bootstrapped directory names its cluster; an empty one joins this one.
   auto stored_id = node::read_cluster_id(config_.data_dir);
   if (!stored_id) return stored_id.error();
@@ -97,7 +98,6 @@ Result<void> NodeImpl::open() {
   auto stored = store_->list();
   if (!stored) return stored.error();
 
-  core::DurableState durable;
   durable.hard_state = hs->current();
   if (!stored->empty()) {
     // Checked and loaded in blocks: a large snapshot is never held in memory whole.
@@ -138,6 +138,24 @@ Result<void> NodeImpl::open() {
     from = Index(durable.entries.back().index.value() + 1);
   }
 
+  port = node::make_storage_durable(std::move(*log), std::move(*hs));
+  return {};
+}
+
+Result<void> NodeImpl::open() {
+  core::DurableState durable;
+  std::unique_ptr<node::DurablePort> port;
+  if (hooks_.open_storage) {
+    auto opened = hooks_.open_storage();
+    if (!opened) return opened.error();
+    durable.hard_state = opened->hard_state;
+    durable.entries = std::move(opened->entries);
+    port = std::move(opened->durable);
+    store_.emplace(storage::SnapshotStore::open_read_only(config_.data_dir));
+  } else if (auto r = open_data_dir(durable, port); !r) {
+    return r;
+  }
+
   core::Config c;
   c.id = config_.id;
   c.election_ticks = config_.election_ticks;
@@ -169,7 +187,7 @@ Result<void> NodeImpl::open() {
   soft_ = core::SoftState{core_->role(), core_->leader(), core_->term()};
   if (applied_conf_.voters.empty()) applied_conf_ = core_->configuration();
 
-  durable_ = node::make_storage_durable(std::move(*log), std::move(*hs));
+  durable_ = std::move(port);
   if (hooks_.wrap_durable) durable_ = hooks_.wrap_durable(std::move(durable_));
 
   net::TransportConfig tc;
@@ -189,15 +207,20 @@ Result<void> NodeImpl::open() {
     tc.tls = net::TlsConfig{config_.tls->ca_file, config_.tls->cert_file, config_.tls->key_file,
                             config_.tls->cluster_name};
   }
-  auto& io = static_cast<asio::io_context&>(asio::query(ex_, asio::execution::context));
-  transport_ = std::make_unique<net::TcpTransport>(io, std::move(tc),
-                                                   [w = weak_from_this()](core::Message m) {
-                                                     if (auto self = w.lock())
-                                                       self->on_receive(std::move(m));
-                                                   });
-  auto started = transport_->start();
-  if (!started) return started;
-  listen_port_ = transport_->local_port();
+  auto deliver = [w = weak_from_this()](core::Message m) {
+    if (auto self = w.lock()) self->on_receive(std::move(m));
+  };
+  if (hooks_.make_transport) {
+    transport_ = hooks_.make_transport(tc, std::move(deliver));
+    listen_port_ = config_.listen_port;
+  } else {
+    auto& io = static_cast<asio::io_context&>(asio::query(ex_, asio::execution::context));
+    auto tcp = std::make_unique<net::TcpTransport>(io, std::move(tc), std::move(deliver));
+    auto started = tcp->start();
+    if (!started) return started;
+    listen_port_ = tcp->local_port();
+    transport_ = std::move(tcp);
+  }
   if (!advertised()) addresses_[config_.id].port = listen_port_;
 
   file_worker_ = std::make_unique<storage::FileWorkerChannel>(storage::FileWorker::shared(ex_));
@@ -237,7 +260,11 @@ std::optional<ServerAddress> parse_address(NodeId id, const std::string& text) {
 }  // namespace
 
 // Members of `conf` become the transport's peers, at the address the configuration records or,
-// failing that, the one in the address book; servers no longer members are forgotten.
+// failing that, the one in the address book; so do the servers of the configured address book
+// (NodeConfig::peers), whatever the configuration says. Other servers no longer members are
+// forgotten. A server that missed a membership change must still hear the leader that change
+// removed: a removal not yet committed may be replaced by that leader, and a server removed,
+// then added back and elected while this one was away, is the only one that can tell it so.
 void NodeImpl::learn_addresses(const Configuration& conf) {
   for (const MemberAddress& a : conf.addresses) {
     if (a.id == config_.id) continue;
@@ -249,6 +276,9 @@ void NodeImpl::learn_addresses(const Configuration& conf) {
     }
   }
   std::vector<NodeId> members = conf.members();
+  for (const ServerAddress& a : config_.peers) members.push_back(a.id);
+  std::sort(members.begin(), members.end());
+  members.erase(std::unique(members.begin(), members.end()), members.end());
   for (NodeId id : members) {
     if (id == config_.id) continue;
     auto it = addresses_.find(id);
@@ -338,7 +368,7 @@ void NodeImpl::read_barrier(Completion<Index> done, std::uint64_t op) {
   if (!r) {
     return done(with_leader_address(r.error()));
   }
-  reads_.emplace(op, ReadWaiter{op, Clock::now() + config_.read_timeout, Index(), std::move(done)});
+  reads_.emplace(op, ReadWaiter{op, now() + config_.read_timeout, Index(), std::move(done)});
   drain();
 }
 
@@ -425,8 +455,7 @@ void NodeImpl::transfer(std::optional<NodeId> target, Completion<NodeId> done) {
   }
   auto r = core_->transfer_leadership(to);
   if (!r) return done(r.error());
-  transfer_waiters_.push_back(
-      TransferWaiter{Clock::now() + config_.transfer_timeout, std::move(done)});
+  transfer_waiters_.push_back(TransferWaiter{now() + config_.transfer_timeout, std::move(done)});
   drain();
 }
 
@@ -554,7 +583,7 @@ NodeStatus NodeImpl::status() const {
   s.last_log_index = core_->log().last_index();
   s.snapshot_index = core_->snapshot().last_index;
   s.configuration = core_->configuration();
-  const auto now = Clock::now();
+  const auto t = now();
   for (NodeId id : s.configuration.members()) {
     if (id == config_.id) continue;
     PeerStatus p;
@@ -573,7 +602,7 @@ NodeStatus NodeImpl::status() const {
     p.needs_snapshot = out_streams_.contains(id);
     auto c = last_contact_.find(id.value());
     if (c != last_contact_.end()) {
-      p.last_contact = std::chrono::duration_cast<std::chrono::milliseconds>(now - c->second);
+      p.last_contact = std::chrono::duration_cast<std::chrono::milliseconds>(t - c->second);
     }
     s.peers.push_back(std::move(p));
   }
@@ -637,16 +666,16 @@ asio::awaitable<void> NodeImpl::stopper(Completion<void> done) {
   written_event_.notify();
   apply_event_.notify();
   // Wait for every other coroutine (appends in flight finish their writes).
-  const auto began = Clock::now();
+  const auto began = now();
   bool said = false;
   while (coroutines_ > 1) {
     // Polled, so that no missed wake-up can hold a stop; the waits end within a tick.
-    asio::steady_timer poll(ex_, std::chrono::milliseconds(5));
-    co_await poll.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+    asio::steady_timer poll(ex_);
+    co_await sleep_until(poll, now() + std::chrono::milliseconds(5));
     write_event_.notify();
     written_event_.notify();
     apply_event_.notify();
-    if (!said && Clock::now() - began > std::chrono::seconds(5)) {
+    if (!said && now() - began > std::chrono::seconds(5)) {
       said = true;
       log(LogLevel::warn, "node ", config_.id, ": stopping for over 5 s, waiting for ",
           coroutines_ - 1, " coroutines: ", appends_in_flight_, " log writes in flight",

@@ -163,6 +163,10 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
     Clock::time_point not_before{};
   };
 
+  // Opens the data directory's log, hard state and snapshot store: what they hold goes to
+  // `durable` (the newest snapshot restored into the state machine), `port` continues them.
+  Result<void> open_data_dir(core::DurableState& durable, std::unique_ptr<node::DurablePort>& port);
+
   // ---- The driver ----
   void drain();
   void drain_soon();
@@ -192,6 +196,12 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   [[nodiscard]] Error with_leader_address(Error e) const;
   [[nodiscard]] Result<void> admit_proposal(std::uint64_t bytes, std::size_t count) const;
 
+  // The node's clock: hooks_.time if given, else the steady clock.
+  [[nodiscard]] Clock::time_point now() const {
+    return hooks_.time ? hooks_.time->now() : Clock::now();
+  }
+  // Waits until now() reaches `at`; `timer` is the caller's, used with the steady clock.
+  asio::awaitable<void> sleep_until(asio::steady_timer& timer, Clock::time_point at);
   asio::awaitable<void> ticker();
   asio::awaitable<void> writer();
   asio::awaitable<void> append_job(std::shared_ptr<WriteJob> job);
@@ -233,7 +243,7 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
 
   std::optional<core::Core> core_;
   std::unique_ptr<node::DurablePort> durable_;
-  std::unique_ptr<net::TcpTransport> transport_;
+  std::unique_ptr<net::Transport> transport_;
   std::uint16_t listen_port_ = 0;
   std::map<NodeId, ServerAddress> addresses_;
   std::vector<NodeId> transport_members_;  // the members made the transport's peers, sorted

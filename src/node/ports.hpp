@@ -1,7 +1,9 @@
 // The small awaitable interfaces the node needs from the outside world. Production wires in
-// storage/ and net/; tests wrap them with faults (a stalled or failing disk, a dropping network).
+// storage/, net/ and the steady clock; tests wrap them with faults (a stalled or failing disk, a
+// dropping network) or replace them whole (the simulator's disk, network and clock).
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -15,6 +17,7 @@
 
 #include "core/message.hpp"
 #include "core/output.hpp"
+#include "net/transport.hpp"
 
 namespace coraft::node {
 
@@ -38,8 +41,40 @@ class DurablePort {
   virtual void close() = 0;
 };
 
+// The node's sense of time: what its ticks, timeouts and retry delays are measured with. The
+// default (no TimePort) is std::chrono::steady_clock and asio::steady_timer; a simulator gives a
+// clock that moves only when it says so.
+class TimePort {
+ public:
+  virtual ~TimePort() = default;
+  [[nodiscard]] virtual std::chrono::steady_clock::time_point now() const = 0;
+  // Completes once now() reached `at` (without suspending if it has). Called on the node's
+  // executor; completes there.
+  virtual asio::awaitable<void> sleep_until(std::chrono::steady_clock::time_point at) = 0;
+};
+
+// What a node finds durable when it opens storage that is not the data directory's: the hard
+// state and the stored log, and the stream that continues them. Such storage holds no
+// snapshots.
+struct OpenedStorage {
+  core::HardState hard_state;
+  std::vector<Entry> entries;  // contiguous; empty when the log is
+  std::unique_ptr<DurablePort> durable;
+};
+
 // What a test may change about a node it starts.
 struct Hooks {
+  // Replaces the data directory's log and hard state (its snapshot store is then not opened).
+  std::function<Result<OpenedStorage>()> open_storage;
+  // Replaces the TCP transport: given the transport's configuration and the handler that
+  // delivers received messages to the node, returns the transport to send with.
+  std::function<std::unique_ptr<net::Transport>(const net::TransportConfig&, net::ReceiveHandler)>
+      make_transport;
+  // Replaces the steady clock.
+  std::shared_ptr<TimePort> time;
+  // The time the state machine takes over a batch of `commands`, waited out (on the node's
+  // clock) before the batch is applied: a slow state machine.
+  std::function<std::chrono::nanoseconds(std::size_t commands)> apply_delay;
   // Wraps the real durable stream (fault injection).
   std::function<std::unique_ptr<DurablePort>(std::unique_ptr<DurablePort>)> wrap_durable;
   // Returns true to drop an outgoing message (partitions).

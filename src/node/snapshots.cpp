@@ -116,12 +116,11 @@ asio::awaitable<void> NodeImpl::stream_snapshot(std::shared_ptr<OutStream> st) {
   const NodeId to = send.to;
   asio::steady_timer timer(ex_);
   auto pause = [&](Clock::duration d) -> asio::awaitable<void> {
-    timer.expires_after(d);
-    co_await timer.async_wait(asio::experimental::as_tuple(asio::use_awaitable));
+    co_await sleep_until(timer, now() + d);
   };
   // A follower whose last stream failed waits before the next.
   for (;;) {
-    const auto wait = snapshot_backoff_[to].not_before - Clock::now();
+    const auto wait = snapshot_backoff_[to].not_before - now();
     if (wait <= Clock::duration::zero() || st->cancelled || stopping_) break;
     co_await pause(std::min<Clock::duration>(wait, stream_poll));
   }
@@ -148,7 +147,7 @@ asio::awaitable<void> NodeImpl::stream_snapshot(std::shared_ptr<OutStream> st) {
   // The follower syncs (and answers) every half window: one fdatasync per chunk costs more than
   // the disk's bandwidth allows, and half a window keeps the other half on the way meanwhile.
   const std::uint64_t sync_every = std::max<std::uint64_t>(1, config_.snapshot_window_chunks / 2);
-  auto last_progress = Clock::now();
+  auto last_progress = now();
   while (fd && !st->cancelled && !stopping_) {
     if (st->answered) {
       ok = true;
@@ -160,7 +159,7 @@ asio::awaitable<void> NodeImpl::stream_snapshot(std::shared_ptr<OutStream> st) {
     }
     if (st->acked > seen_acked) {
       seen_acked = st->acked;
-      last_progress = Clock::now();
+      last_progress = now();
     }
     // Fill the window: at most `window` bytes sent and not yet durable on the follower.
     bool refused = false;
@@ -191,7 +190,7 @@ asio::awaitable<void> NodeImpl::stream_snapshot(std::shared_ptr<OutStream> st) {
       metrics_.snapshot_bytes_sent += n;
     }
     if (!why.empty()) break;
-    if (Clock::now() - last_progress > config_.snapshot_chunk_timeout) {
+    if (now() - last_progress > config_.snapshot_chunk_timeout) {
       why = concat("no chunk acknowledged for ", config_.snapshot_chunk_timeout.count(), " ms");
       break;
     }
@@ -215,7 +214,7 @@ asio::awaitable<void> NodeImpl::stream_snapshot(std::shared_ptr<OutStream> st) {
     ++metrics_.snapshot_streams_failed;
     b.delay = std::clamp<Clock::duration>(2 * b.delay, config_.snapshot_retry_delay_min,
                                           config_.snapshot_retry_delay_max);
-    b.not_before = Clock::now() + b.delay;
+    b.not_before = now() + b.delay;
     log(LogLevel::warn, "node ", config_.id, ": snapshot stream to node ", to, " failed: ", why,
         "; the next in ", std::chrono::duration_cast<std::chrono::milliseconds>(b.delay).count(),
         " ms");

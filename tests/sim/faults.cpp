@@ -937,12 +937,20 @@ using impl::World;
 
 bool parse_faults(std::string_view text, std::uint32_t& mask, std::string& error) {
   static constexpr std::pair<std::string_view, FaultBit> names[] = {
-      {"drop", fault_drop},           {"dup", fault_dup},
-      {"reorder", fault_reorder},     {"delay", fault_delay},
-      {"partition", fault_partition}, {"crash", fault_crash},
-      {"torn", fault_torn},           {"transfer", fault_transfer},
-      {"reads", fault_reads},         {"snapshot", fault_snapshot},
-      {"reconfig", fault_reconfig}};
+      {"drop", fault_drop},
+      {"dup", fault_dup},
+      {"reorder", fault_reorder},
+      {"delay", fault_delay},
+      {"partition", fault_partition},
+      {"crash", fault_crash},
+      {"torn", fault_torn},
+      {"transfer", fault_transfer},
+      {"reads", fault_reads},
+      {"snapshot", fault_snapshot},
+      {"reconfig", fault_reconfig},
+      {"disk-stall", fault_disk_stall},
+      {"disk-error", fault_disk_error},
+      {"slow-apply", fault_slow_apply}};
   if (text == "all") {
     mask = faults_all;
     return true;
@@ -957,7 +965,7 @@ bool parse_faults(std::string_view text, std::uint32_t& mask, std::string& error
     if (it == std::end(names)) {
       error = "unknown fault '" + std::string(name) +
               "' (known: drop, dup, reorder, delay, partition, crash, torn, transfer, reads, "
-              "snapshot, reconfig, all, none)";
+              "snapshot, reconfig, disk-stall, disk-error, slow-apply, all, none)";
       return false;
     }
     mask |= it->second;
@@ -969,11 +977,11 @@ bool parse_faults(std::string_view text, std::uint32_t& mask, std::string& error
 std::string faults_text(std::uint32_t mask) {
   if (mask == faults_all) return "all";
   if (mask == 0) return "none";
-  static constexpr const char* names[] = {"drop",      "dup",      "reorder", "delay",
-                                          "partition", "crash",    "torn",    "transfer",
-                                          "reads",     "snapshot", "reconfig"};
+  static constexpr const char* names[] = {
+      "drop",     "dup",   "reorder",  "delay",    "partition",  "crash",      "torn",
+      "transfer", "reads", "snapshot", "reconfig", "disk-stall", "disk-error", "slow-apply"};
   std::string out;
-  for (int b = 0; b < 11; ++b) {
+  for (int b = 0; b < 14; ++b) {
     if (mask & (1u << b)) {
       if (!out.empty()) out += ',';
       out += names[b];

@@ -40,7 +40,13 @@ enum FaultBit : std::uint32_t {
   // partition faults, half the joint changes lose their leader (crashed or cut off) as they
   // commit (World::cut_after_joint).
   fault_reconfig = 1u << 10,
-  faults_all = (1u << 11) - 1,
+  // Node faults, for --target node only (the core target ignores them): a write that takes
+  // seconds; a failed write, after which the node must stop and may be started again from what
+  // its disk holds; a state machine that takes simulated time to apply a batch.
+  fault_disk_stall = 1u << 11,
+  fault_disk_error = 1u << 12,
+  fault_slow_apply = 1u << 13,
+  faults_all = (1u << 14) - 1,
 };
 
 // "all", "none" or a comma-separated list of fault names. Returns false and sets `error` on an
@@ -69,5 +75,8 @@ struct SeedResult {
 
 // Runs one seed: a safety phase with faults, then healing and a liveness phase.
 SeedResult run_seed(std::uint64_t seed, const SimOptions& options);
+// The same for real nodes (the node layer and its public API) over the simulated disk, network
+// and clock (node_sim.cpp).
+SeedResult run_node_seed(std::uint64_t seed, const SimOptions& options);
 
 }  // namespace coraft::sim
