@@ -148,7 +148,7 @@ class Server {
     (void)parse_host_port(o_.client_listen, client);
     std::error_code ec;
     if (auto a = listen(client, ec); !a) {
-      co_await node_->stop(use_awaitable);
+      (void)co_await node_->stop(use_awaitable);
       fail(1, "cannot listen for clients on " + o_.client_listen + ": " + ec.message());
       co_return;
     } else {
@@ -159,7 +159,7 @@ class Server {
       (void)parse_host_port(o_.metrics_listen, m);
       metrics_ = listen(m, ec);
       if (!metrics_) {
-        co_await node_->stop(use_awaitable);
+        (void)co_await node_->stop(use_awaitable);
         fail(1, "cannot listen for metrics on " + o_.metrics_listen + ": " + ec.message());
         co_return;
       }
@@ -179,7 +179,7 @@ class Server {
     if (metrics_) metrics_->close(ec);
     // Pending requests fail with shutting_down or outcome_unknown, and are answered so before
     // the connections close (for at most stop_answer_wait).
-    co_await node_->stop(use_awaitable);
+    (void)co_await node_->stop(use_awaitable);
     asio::steady_timer pause(io_);
     const auto give_up = std::chrono::steady_clock::now() + stop_answer_wait;
     while (in_flight_ > 0 && std::chrono::steady_clock::now() < give_up) {
