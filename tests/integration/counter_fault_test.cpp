@@ -4,8 +4,8 @@
 // another: SIGKILL and restart, SIGSTOP and SIGCONT, partitions, one-way cuts, a server removed
 // and added back, leadership transfers. At the end the client history must be linearizable, every
 // acknowledged increment must be in the final value, every server must agree on every committed
-// entry (the same term, type and size at every index, read back with coraft-inspect from the
-// stopped data directories: Raft's log matching makes the term the deciding part), and the servers'
+// entry (the same term, type, size and payload checksum at every index, read back with
+// coraft-inspect from the stopped data directories), and the servers'
 // RSS must have stayed under a bound.
 //
 // What it catches: with the client changed to send each retry of an increment as a new command
@@ -798,12 +798,14 @@ void run_case(int nodes) {
     std::istringstream lines(out);
     std::string line;
     while (std::getline(lines, line)) {
-      unsigned long long index = 0, term = 0;
+      unsigned long long index = 0, term = 0, at = 0;
       char type[16] = {};
+      char crc[16] = {};
       unsigned bytes = 0;
-      if (std::sscanf(line.c_str(), "  index %llu term %llu %15s %u bytes", &index, &term, type,
-                      &bytes) == 4) {
-        entries[index] = std::to_string(term) + " " + type + " " + std::to_string(bytes);
+      if (std::sscanf(line.c_str(), "  index %llu term %llu %15s %u bytes at %llu payload crc %15s",
+                      &index, &term, type, &bytes, &at, crc) == 6) {
+        entries[index] =
+            std::to_string(term) + " " + type + " " + std::to_string(bytes) + " crc " + crc;
       }
     }
     for (const auto& entry : entries) {

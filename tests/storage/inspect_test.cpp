@@ -67,6 +67,8 @@ TEST_CASE("coraft-inspect verify passes a healthy directory and lists its log") 
   auto l = inspect("log " + dir.path());
   CHECK(l.exit_code == 0);
   CHECK(l.output.find("index 200  term 3  normal  1000 bytes") != std::string::npos);
+  CHECK(l.output.find("payload crc ") != std::string::npos);
+  CHECK(l.output.find("payload crc ?") == std::string::npos);
 }
 
 TEST_CASE("coraft-inspect reads a node's data directory, whose log is one level down") {
