@@ -1,7 +1,6 @@
 // coraft-counter's command line: usage and refusals, and one server's life from bootstrap to a
 // graceful stop, driven through the client commands and the metrics endpoint.
 #include <signal.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,38 +13,23 @@
 #include <vector>
 
 #include <doctest/doctest.h>
+
 #include <asio/connect.hpp>
 #include <asio/io_context.hpp>
 #include <asio/ip/tcp.hpp>
 #include <asio/read.hpp>
 #include <asio/write.hpp>
+#include "integration/process_util.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
 
-struct Ran {
-  int status = -1;
-  std::string out;  // stdout and stderr
-};
+using coraft::test::free_port;
+using coraft::test::wait_for_exit;
 
-Ran run(const std::string& args) {
-  Ran r;
-  const std::string command = std::string(CORAFT_COUNTER_BIN) + " " + args + " 2>&1";
-  FILE* p = ::popen(command.c_str(), "r");
-  REQUIRE(p != nullptr);
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  const int status = ::pclose(p);
-  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-std::uint16_t free_port() {
-  asio::io_context io;
-  asio::ip::tcp::acceptor a(io, {asio::ip::make_address("127.0.0.1"), 0});
-  return a.local_endpoint().port();
+coraft::test::Ran run(const std::string& args) {
+  return coraft::test::run_command(std::string(CORAFT_COUNTER_BIN) + " " + args + " 2>&1");
 }
 
 struct TempDir {
@@ -61,38 +45,7 @@ struct TempDir {
 pid_t spawn(const std::vector<std::string>& args, const std::string& log) {
   std::vector<std::string> all = {CORAFT_COUNTER_BIN};
   all.insert(all.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : all) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) {
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-    }
-    if (::syscall(SYS_close_range, 3u, ~0u, 0u) != 0) {
-      for (int other = 3; other < 4096; ++other) ::close(other);
-    }
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  return pid;
-}
-
-// The exit status of `pid` once it ends within `limit`; -1 if it had to be killed.
-int wait_for_exit(pid_t pid, std::chrono::seconds limit) {
-  const auto give_up = std::chrono::steady_clock::now() + limit;
-  int status = 0;
-  while (::waitpid(pid, &status, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() > give_up) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, &status, 0);
-      return -1;
-    }
-    std::this_thread::sleep_for(10ms);
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return coraft::test::spawn(all, log);
 }
 
 std::string http_get(std::uint16_t port) {

@@ -57,6 +57,7 @@
 
 #include "client.hpp"
 #include "integration/linearizability.hpp"
+#include "integration/process_util.hpp"
 #include "net/codec.hpp"
 
 namespace {
@@ -67,11 +68,7 @@ using asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-std::uint16_t free_port() {
-  asio::io_context io;
-  tcp::acceptor a(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  return a.local_endpoint().port();
-}
+using coraft::test::free_port;
 
 // A TCP proxy in front of each server: every peer reaches server `to` through proxy `to` (the
 // address it advertises). Peer connections carry messages one way, from the dialler, and open
@@ -256,18 +253,6 @@ std::uint64_t rss_bytes(pid_t pid) {
   return 0;
 }
 
-// Runs a command and returns its exit status and output.
-std::pair<int, std::string> run(const std::string& command) {
-  std::string out;
-  FILE* p = ::popen(command.c_str(), "r");
-  if (!p) return {-1, out};
-  char buf[4096];
-  std::size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int status = ::pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
 #if defined(__SANITIZE_ADDRESS__)
 constexpr std::uint64_t rss_bytes_max = 1536ull << 20;
 #elif defined(__has_feature)
@@ -344,25 +329,8 @@ class Cluster {
       args.push_back("--peer-client");
       args.push_back(std::to_string(j) + "=" + client_address(j));
     }
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const std::string log = dir_ + "/n" + std::to_string(i) + ".log";
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      if (fd >= 0) {
-        ::dup2(fd, 1);
-        ::dup2(fd, 2);
-      }
-      // The proxy's and the clients' sockets stay with this process: a server holding a copy
-      // would keep a connection open after the proxy closed it to cut a link.
-      if (::syscall(SYS_close_range, 3u, ~0u, 0u) != 0) {
-        for (int other = 3; other < 4096; ++other) ::close(other);
-      }
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
+    // The proxy's and the clients' sockets stay with this process (see spawn()).
+    const pid_t pid = coraft::test::spawn(args, dir_ + "/n" + std::to_string(i) + ".log");
     REQUIRE(pid > 0);
     pids_[i - 1] = pid;
     paused_[i - 1] = false;
@@ -378,20 +346,10 @@ class Cluster {
     ::kill(pid, sig);
     if (sig != SIGKILL && sig != SIGTERM) return -1;
     if (paused_[i - 1]) ::kill(pid, SIGCONT);
-    int status = 0;
-    const auto give_up = Clock::now() + 15s;
-    while (::waitpid(pid, &status, WNOHANG) == 0) {
-      if (Clock::now() > give_up) {
-        ::kill(pid, SIGKILL);
-        ::waitpid(pid, &status, 0);
-        status = -1;
-        break;
-      }
-      std::this_thread::sleep_for(10ms);
-    }
+    const int status = coraft::test::wait_for_exit(pid, 15s);
     pids_[i - 1] = -1;
     paused_[i - 1] = false;
-    return status >= 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return status;
   }
 
   void sample_rss() {
@@ -786,13 +744,15 @@ void run_case(int nodes) {
   std::map<std::uint64_t, std::pair<std::string, int>> agreed;
   std::size_t compared = 0;
   for (int i = 1; i <= nodes; ++i) {
-    const auto verified = run(std::string(CORAFT_INSPECT_BIN) + " verify " + cluster.data_dir(i));
-    CHECK_MESSAGE(verified.first == 0,
-                  "coraft-inspect verify " << cluster.data_dir(i) << ": " << verified.second);
-    const auto listed = run(std::string(CORAFT_INSPECT_BIN) + " log " + cluster.data_dir(i));
-    REQUIRE_MESSAGE(listed.first == 0,
-                    "coraft-inspect log " << cluster.data_dir(i) << ": " << listed.second);
-    const std::string& out = listed.second;
+    const auto verified = coraft::test::run_command(std::string(CORAFT_INSPECT_BIN) + " verify " +
+                                                    cluster.data_dir(i));
+    CHECK_MESSAGE(verified.status == 0,
+                  "coraft-inspect verify " << cluster.data_dir(i) << ": " << verified.out);
+    const auto listed =
+        coraft::test::run_command(std::string(CORAFT_INSPECT_BIN) + " log " + cluster.data_dir(i));
+    REQUIRE_MESSAGE(listed.status == 0,
+                    "coraft-inspect log " << cluster.data_dir(i) << ": " << listed.out);
+    const std::string& out = listed.out;
     // The last record at an index is the one the log holds (an earlier one was truncated).
     std::map<std::uint64_t, std::string> entries;
     std::istringstream lines(out);
