@@ -26,6 +26,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <list>
@@ -352,6 +353,33 @@ class Cluster {
     return status;
   }
 
+  // If server `i`'s process ended by itself: how ("exit 1", "signal 6"), reaping it; else "".
+  std::string ended(int i) {
+    const pid_t pid = pids_[i - 1];
+    if (pid <= 0) return {};
+    int status = 0;
+    if (::waitpid(pid, &status, WNOHANG) != pid) return {};
+    pids_[i - 1] = -1;
+    paused_[i - 1] = false;
+    return WIFEXITED(status) ? "exit " + std::to_string(WEXITSTATUS(status))
+                             : "signal " + std::to_string(WTERMSIG(status));
+  }
+
+  // The last `lines` lines of server `i`'s log (its stderr), each indented.
+  [[nodiscard]] std::string log_tail(int i, std::size_t lines) const {
+    std::ifstream in(dir_ + "/n" + std::to_string(i) + ".log");
+    std::deque<std::string> last;
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.size() > 300) line = line.substr(0, 300) + "...";
+      last.push_back(std::move(line));
+      if (last.size() > lines) last.pop_front();
+    }
+    std::string out;
+    for (const auto& l : last) out += "\n      " + l;
+    return out;
+  }
+
   void sample_rss() {
     for (pid_t pid : pids_) {
       if (pid > 0) rss_max_ = std::max(rss_max_, rss_bytes(pid));
@@ -483,14 +511,37 @@ std::set<int> voters_seen(Cluster& c) {
   return {};
 }
 
-// Every server's own view, for failure messages.
-std::string views(const Cluster& c) {
-  std::string out;
+// Every server's own view, for failure messages: each whole, then one short line per server
+// and the end of its log last, so that a log cut in the middle still shows who lags and why.
+std::string views(Cluster& c) {
+  std::string out, brief = "\n  in brief:";
   for (int i = 1; i <= c.size(); ++i) {
     auto s = c.status(i);
     out += "\n  server " + std::to_string(i) + ": " + (s.is_null() ? "no answer" : s.dump());
+    brief += "\n    " + std::to_string(i) + ": ";
+    if (!s.is_object()) {
+      const std::string how = c.ended(i);
+      brief += !how.empty()   ? "ended by itself (" + how + ")"
+               : c.running(i) ? "running, no answer"
+                              : "not running";
+      brief += "; the end of its log:" + c.log_tail(i, 12);
+      continue;
+    }
+    const auto field = [&](const char* k) { return s.contains(k) ? s[k].dump() : "-"; };
+    brief += field("role") + " term " + field("term") + " leader " + field("leader") + " commit " +
+             field("commit") + " applied " + field("applied") + " snapshot " +
+             field("snapshot_index") + " last " + field("last_log_index") + " value " +
+             field("value") + (c.paused(i) ? " (paused)" : "");
+    if (s.value("role", "") == "leader" && s.contains("peers")) {
+      for (const auto& p : s["peers"]) {
+        brief += " | " + p.value("id", nlohmann::json()).dump() + " match " +
+                 p.value("match", nlohmann::json()).dump() + " " +
+                 p.value("replication", std::string());
+      }
+    }
+    brief += "; the end of its log:" + c.log_tail(i, 8);
   }
-  return out;
+  return out + brief;
 }
 
 struct NemesisLog {
