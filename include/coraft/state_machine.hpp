@@ -6,9 +6,8 @@
 // once, on the node's executor while Node::start opens the node, before any apply(). A slow
 // apply() delays only later applies: the node's executor keeps sending heartbeats, replicating
 // and committing meanwhile (proposals get `overloaded` once the applied index falls
-// apply_lag_entries_max behind the commit index). With NodeConfig::apply_inline, apply() and
-// restore() run on the node's executor instead (save() stays on the apply thread); they must
-// then never block.
+// apply_lag_entries_max behind the commit index). With NodeConfig::apply_inline, apply(),
+// restore() and save() run on the node's executor instead; they must then never block.
 //
 // Reads: after Node::read_barrier() completes, every entry committed before the call has been
 // applied, so a read of the state machine made from then on is linearizable. Such a read runs on
@@ -20,7 +19,7 @@
 // between two apply() calls. A state machine that can make a cheap point-in-time copy (a
 // persistent structure, copy-on-write pages, a storage engine's snapshot handle) returns it, and
 // the node writes it out with SnapshotCopy::save() on a thread of its own while apply() goes on.
-// One that cannot returns nullptr (the default): the node then calls save() on the apply thread,
+// One that cannot returns nullptr (the default): the node then calls save() where apply() runs,
 // which sees exactly the state after the last entry applied, and applies wait until it returns.
 #pragma once
 

@@ -362,6 +362,7 @@ asio::awaitable<void> NodeImpl::writer() {
           break;
         }
         ++metrics_.hard_state_writes;
+        on_term_durable(job->hard_state->term);
       }
       if (job->install) {
         writer_busy_ = true;

@@ -92,45 +92,16 @@ Result<void> NodeImpl::open_data_dir(core::DurableState& durable,
   }
   auto hs = storage::HardStateFile::open(ex_, lo.dir);
   if (!hs) return hs.error();
-  auto store = storage::SnapshotStore::open(config_.data_dir, config_.snapshots_kept);
-  if (!store) return store.error();
-  store_.emplace(std::move(*store));
-  auto stored = store_->list();
-  if (!stored) return stored.error();
-
+  if (auto r = open_snapshots(durable); !r) return r;
   durable.hard_state = hs->current();
-  if (!stored->empty()) {
-    // Checked and loaded in blocks: a large snapshot is never held in memory whole.
-    auto info = storage::SnapshotStore::verify(stored->front().path, config_.snapshot_bytes_max);
-    if (!info) return info.error();
-    durable.snapshot = info->meta;
-    auto restored = restore_from_file(sm_, *info);
-    if (!restored) return restored;
-    applied_ = info->meta.last_index;
-    applied_conf_ = info->meta.configuration;
-  }
-  // Replay the stored log into the core. A log that does not continue the snapshot (a crash
-  // between installing a received snapshot and clearing the log it replaced) holds nothing the
-  // snapshot does not cover or contradict: it is cleared before anything else is written.
+  // Replay the stored log into the core, unless it must be cleared first.
   const Index first = (*log)->first_index();
   const Index last = (*log)->last_index();
-  if (durable.snapshot && last >= first) {
-    const Index s = durable.snapshot->last_index;
-    auto t = s >= first && s <= last ? (*log)->term_at(s) : Result<Term>(Errc::invalid_argument);
-    const bool holds = t && *t == durable.snapshot->last_term;
-    const bool follows = first.value() == s.value() + 1;
-    if (!holds && !follows) {
-      coraft::log(LogLevel::warn, "node ", config_.id, ": the log (", first, "..", last,
-                  ") does not continue snapshot ", s, "; it is cleared");
-      clear_log_on_start_ = true;
-    }
+  if (last >= first && last.value() >= 1 &&
+      !log_continues_snapshot(durable, first, last, [&](Index i) { return (*log)->term_at(i); })) {
+    clear_log_on_start_ = true;
   }
   Index from = first;
-  if (durable.snapshot && from.value() <= durable.snapshot->last_index.value()) {
-    from = Index(durable.snapshot->last_index.value() + 1);
-    // The core wants the log to start at or below the snapshot's next index.
-    if (first.value() <= durable.snapshot->last_index.value()) from = first;
-  }
   while (!clear_log_on_start_ && from <= last && last.value() >= 1) {
     auto chunk = (*log)->read_range(from, last, 64u << 20);
     if (!chunk) return chunk.error();
@@ -142,6 +113,40 @@ Result<void> NodeImpl::open_data_dir(core::DurableState& durable,
   return {};
 }
 
+Result<void> NodeImpl::open_snapshots(core::DurableState& durable) {
+  auto store = storage::SnapshotStore::open(config_.data_dir, config_.snapshots_kept);
+  if (!store) return store.error();
+  store_.emplace(std::move(*store));
+  auto stored = store_->list();
+  if (!stored) return stored.error();
+  if (stored->empty()) return {};
+  // Checked and loaded in blocks: a large snapshot is never held in memory whole.
+  auto info = storage::SnapshotStore::verify(stored->front().path, config_.snapshot_bytes_max);
+  if (!info) return info.error();
+  durable.snapshot = info->meta;
+  auto restored = restore_from_file(sm_, *info);
+  if (!restored) return restored;
+  applied_ = info->meta.last_index;
+  applied_conf_ = info->meta.configuration;
+  return {};
+}
+
+// A log that does not continue the snapshot (a crash between installing a received snapshot
+// and clearing the log it replaced) holds nothing the snapshot does not cover or contradict: it
+// is cleared before anything else is written.
+bool NodeImpl::log_continues_snapshot(const core::DurableState& durable, Index first, Index last,
+                                      const std::function<Result<Term>(Index)>& term_at) const {
+  if (!durable.snapshot) return true;
+  const Index s = durable.snapshot->last_index;
+  auto t = s >= first && s <= last ? term_at(s) : Result<Term>(Errc::invalid_argument);
+  const bool holds = t && *t == durable.snapshot->last_term;
+  const bool follows = first.value() == s.value() + 1;
+  if (holds || follows) return true;
+  coraft::log(LogLevel::warn, "node ", config_.id, ": the log (", first, "..", last,
+              ") does not continue snapshot ", s, "; it is cleared");
+  return false;
+}
+
 Result<void> NodeImpl::open() {
   core::DurableState durable;
   std::unique_ptr<node::DurablePort> port;
@@ -149,9 +154,18 @@ Result<void> NodeImpl::open() {
     auto opened = hooks_.open_storage();
     if (!opened) return opened.error();
     durable.hard_state = opened->hard_state;
-    durable.entries = std::move(opened->entries);
     port = std::move(opened->durable);
-    store_.emplace(storage::SnapshotStore::open_read_only(config_.data_dir));
+    if (auto r = open_snapshots(durable); !r) return r;
+    std::vector<Entry>& entries = opened->entries;
+    if (!entries.empty() &&
+        !log_continues_snapshot(durable, entries.front().index, entries.back().index,
+                                [&](Index i) -> Result<Term> {
+                                  return entries[i.value() - entries.front().index.value()].term;
+                                })) {
+      clear_log_on_start_ = true;
+    } else {
+      durable.entries = std::move(entries);
+    }
   } else if (auto r = open_data_dir(durable, port); !r) {
     return r;
   }
@@ -184,6 +198,7 @@ Result<void> NodeImpl::open() {
   auto core = core::Core::make(c, std::move(durable));
   if (!core) return core.error();
   core_.emplace(std::move(*core));
+  durable_term_ = core_->term();  // nothing written yet: the core's term is the stored one
   soft_ = core::SoftState{core_->role(), core_->leader(), core_->term()};
   if (applied_conf_.voters.empty()) applied_conf_ = core_->configuration();
 
@@ -492,10 +507,10 @@ asio::awaitable<void> NodeImpl::take_snapshot() {
   meta.configuration = applied_conf_;
   Result<void> saved;
   std::unique_ptr<SnapshotCopy> copy;
-  co_await to_apply_thread();
+  if (!config_.apply_inline) co_await to_apply_thread();
   copy = sm_.copy_for_snapshot();
   if (!copy) saved = save_snapshot(meta, [this](SnapshotSink& sink) { return sm_.save(sink); });
-  co_await asio::post(ex_, asio::use_awaitable);
+  if (!config_.apply_inline) co_await asio::post(ex_, asio::use_awaitable);
   if (copy) {
     snapshot_saving_ = true;
     spawn(save_copy(meta, std::move(copy), std::move(waiters)));
@@ -533,6 +548,7 @@ asio::awaitable<void> NodeImpl::save_copy(SnapshotMeta meta, std::unique_ptr<Sna
 // Once the snapshot file is durable: the core forgets what it covers, and the log is compacted.
 asio::awaitable<void> NodeImpl::finish_snapshot(SnapshotMeta meta, Result<void> saved,
                                                 std::vector<Completion<Index>> waiters) {
+  if (saved && hooks_.snapshot_stored) hooks_.snapshot_stored(meta);
   Result<void> taken = saved ? core_->snapshot_taken(meta) : saved;
   if (!taken) {
     if (waiters.empty()) {

@@ -88,6 +88,19 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   void transfer(std::optional<NodeId> target, Completion<NodeId> done);
   void snapshot(Completion<Index> done);
   [[nodiscard]] NodeStatus status() const;
+  // What the node's bounded queues hold now (for tests that check the limits hold).
+  struct QueueUse {
+    std::size_t proposals = 0;         // proposals waiting to be applied
+    std::uint64_t proposal_bytes = 0;  // their payload bytes (pending_proposal_bytes_max)
+    std::size_t reads = 0;             // read_barrier() calls waiting (reads_pending_max)
+    std::size_t to_apply = 0;          // committed entries not yet applied (apply_lag_entries_max)
+    std::uint64_t append_bytes = 0;    // log appends waiting for the disk (log_queue_bytes_max)
+    std::size_t streams_out = 0;       // snapshot streams to followers
+  };
+  [[nodiscard]] QueueUse queue_use() const {
+    return QueueUse{proposals_.size(), proposal_bytes_,         reads_.size(),
+                    to_apply_.size(),  append_bytes_in_flight_, out_streams_.size()};
+  }
   [[nodiscard]] NodeMetrics metrics() const;
   void stop(Completion<void> done);
   void cancel(std::uint64_t op);
@@ -166,6 +179,13 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   // Opens the data directory's log, hard state and snapshot store: what they hold goes to
   // `durable` (the newest snapshot restored into the state machine), `port` continues them.
   Result<void> open_data_dir(core::DurableState& durable, std::unique_ptr<node::DurablePort>& port);
+  // Opens the data directory's snapshot store and restores its newest snapshot, if any.
+  Result<void> open_snapshots(core::DurableState& durable);
+  // Whether the stored log [first, last] continues the stored snapshot (warns when not).
+  bool log_continues_snapshot(const core::DurableState& durable, Index first, Index last,
+                              const std::function<Result<Term>(Index)>& term_at) const;
+  // Snapshot file work: on the shared file worker, or where Hooks::file_jobs says.
+  void submit_file_job(storage::FileWorker::Job job, storage::FileWorker::Done done);
 
   // ---- The driver ----
   void drain();
@@ -221,6 +241,8 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   asio::awaitable<void> stream_snapshot(std::shared_ptr<OutStream> st);
   void on_snapshot_response(NodeId from, const core::InstallSnapshotResponse& r);
   void on_snapshot_chunk(NodeId from, core::InstallSnapshot chunk);
+  // A hard state of term `t` is durable: sends a chunk answer that waited for it.
+  void on_term_durable(Term t);
   void on_chunk_written(const std::shared_ptr<storage::SnapshotStore::Receiver>& rec, NodeId from,
                         Term term, Index last, std::uint64_t end, bool done, bool synced,
                         Result<void> r);
@@ -296,9 +318,12 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   bool staged_keeps_log_ = false;
   // Installed durably; the applier loads it into the state machine next.
   std::optional<SnapshotMeta> restore_pending_;
+  // The latest term the stored hard state holds, and a chunk answer waiting for a later one.
+  Term durable_term_;
+  std::optional<core::Message> deferred_answer_;
   // From the output that installs a snapshot until the state machine holds it: nothing is
-  // applied meanwhile (entries after the snapshot must not reach the old state), and a new
-  // stream of the same snapshot is ignored.
+  // applied meanwhile (entries after the snapshot must not reach the old state), a new stream
+  // of the same snapshot is ignored and one of another is refused.
   std::optional<Index> installing_;
   // The stored log does not continue the stored snapshot: the writer clears it first.
   bool clear_log_on_start_ = false;

@@ -12,12 +12,14 @@
 #include <asio/awaitable.hpp>
 
 #include <coraft/entry.hpp>
+#include <coraft/membership.hpp>
 #include <coraft/result.hpp>
 #include <coraft/types.hpp>
 
 #include "core/message.hpp"
 #include "core/output.hpp"
 #include "net/transport.hpp"
+#include "storage/file_worker.hpp"
 
 namespace coraft::node {
 
@@ -54,8 +56,8 @@ class TimePort {
 };
 
 // What a node finds durable when it opens storage that is not the data directory's: the hard
-// state and the stored log, and the stream that continues them. Such storage holds no
-// snapshots.
+// state and the stored log, and the stream that continues them. Snapshots stay in the data
+// directory's snapshot store, which the node opens and restores from as usual.
 struct OpenedStorage {
   core::HardState hard_state;
   std::vector<Entry> entries;  // contiguous; empty when the log is
@@ -64,8 +66,19 @@ struct OpenedStorage {
 
 // What a test may change about a node it starts.
 struct Hooks {
-  // Replaces the data directory's log and hard state (its snapshot store is then not opened).
+  // Replaces the data directory's log and hard state (its snapshot store is still used).
   std::function<Result<OpenedStorage>()> open_storage;
+  // Runs the node's snapshot file work (staging received chunks, checking and adopting a
+  // received file, reading its own for a stream) in place of the shared file worker thread.
+  // Jobs must run one at a time in the order submitted, and each `done` must be called, on the
+  // node's executor (a node stopping waits for the coroutine that waits for it).
+  std::function<void(storage::FileWorker::Job job, storage::FileWorker::Done done)> file_jobs;
+  // Called once a snapshot is the node's durable stored one: taken and saved, or received and
+  // adopted (before the log is compacted or cleared behind it).
+  std::function<void(const SnapshotMeta&)> snapshot_stored;
+  // The time loading a received snapshot into the state machine takes, waited out (on the
+  // node's clock) before it is loaded: a slow restore.
+  std::function<std::chrono::nanoseconds()> restore_delay;
   // Replaces the TCP transport: given the transport's configuration and the handler that
   // delivers received messages to the node, returns the transport to send with.
   std::function<std::unique_ptr<net::Transport>(const net::TransportConfig&, net::ReceiveHandler)>

@@ -62,9 +62,17 @@ Result<void> restore_from_file(StateMachine& sm, const storage::SnapshotInfo& in
   return sm.restore(source);
 }
 
+void NodeImpl::submit_file_job(storage::FileWorker::Job job, storage::FileWorker::Done done) {
+  if (hooks_.file_jobs) {
+    hooks_.file_jobs(std::move(job), std::move(done));
+  } else {
+    file_worker_->submit(std::move(job), std::move(done));
+  }
+}
+
 asio::awaitable<Result<void>> NodeImpl::on_file_worker(storage::FileWorker::Job job) {
   auto pending = std::make_shared<PendingResult>(ex_);
-  file_worker_->submit(std::move(job), [pending](Result<void> r) { pending->set(std::move(r)); });
+  submit_file_job(std::move(job), [pending](Result<void> r) { pending->set(std::move(r)); });
   auto r = co_await pending->get();
   co_return r;
 }
@@ -195,10 +203,20 @@ asio::awaitable<void> NodeImpl::stream_snapshot(std::shared_ptr<OutStream> st) {
       break;
     }
     // Wait for an acknowledgement, a refusal or the next look.
-    timer.expires_after(refused ? std::chrono::milliseconds(5) : stream_poll);
-    timer.async_wait([st](const asio::error_code&) { st->progress.notify(); });
-    co_await st->progress.wait();
-    timer.cancel();
+    if (hooks_.time) {
+      // On the node's clock: a sleeper that wakes the stream (harmless once it is gone).
+      spawn([](std::shared_ptr<node::TimePort> t, std::shared_ptr<OutStream> s,
+               Clock::time_point at) -> asio::awaitable<void> {
+        co_await t->sleep_until(at);
+        s->progress.notify();
+      }(hooks_.time, st, now() + (refused ? std::chrono::milliseconds(5) : stream_poll)));
+      co_await st->progress.wait();
+    } else {
+      timer.expires_after(refused ? std::chrono::milliseconds(5) : stream_poll);
+      timer.async_wait([st](const asio::error_code&) { st->progress.notify(); });
+      co_await st->progress.wait();
+      timer.cancel();
+    }
   }
   if (auto it = out_streams_.find(to); it != out_streams_.end() && it->second == st) {
     out_streams_.erase(it);
@@ -225,11 +243,28 @@ asio::awaitable<void> NodeImpl::stream_snapshot(std::shared_ptr<OutStream> st) {
 
 // ---- The follower's side ----
 
+// An answer carries the stream's term or the node's, the later. A term not yet durable here
+// must not leave in any message: the answer then waits for the hard-state write (the latest
+// one only; answers are cumulative), and leaves with it.
 void NodeImpl::answer_chunk(NodeId to, Term term, Index last, std::uint64_t stream,
                             std::uint64_t next, bool ok) {
-  send(core::Message{
+  core::Message m{
       config_.id, to,
-      core::InstallSnapshotResponse{std::max(term, core_->term()), last, next, ok, false, stream}});
+      core::InstallSnapshotResponse{std::max(term, core_->term()), last, next, ok, false, stream}};
+  if (core::term_of(m.body) > durable_term_) {
+    deferred_answer_ = std::move(m);
+    return;
+  }
+  send(std::move(m));
+}
+
+void NodeImpl::on_term_durable(Term t) {
+  durable_term_ = std::max(durable_term_, t);
+  if (deferred_answer_ && core::term_of(deferred_answer_->body) <= durable_term_) {
+    core::Message m = std::move(*deferred_answer_);
+    deferred_answer_.reset();
+    send(std::move(m));
+  }
 }
 
 void NodeImpl::on_snapshot_chunk(NodeId from, core::InstallSnapshot c) {
@@ -244,6 +279,13 @@ void NodeImpl::on_snapshot_chunk(NodeId from, core::InstallSnapshot c) {
   if (!same) {
     // A duplicate of a finished stream, or of one being installed.
     if ((staged_ && staged_->last_index() == last) || installing_ == last) return;
+    if (installing_) {
+      // Another snapshot is still being installed: its file must stay until the state machine
+      // holds it (a newer one adopted meanwhile could delete it), and nothing may be applied
+      // between the two. The leader tries again after its retry delay.
+      answer_chunk(from, c.term, last, c.stream, 0, false);
+      return;
+    }
     if (c.offset != 0) {
       answer_chunk(from, c.term, last, c.stream, 0, false);  // joined in the middle: start again
       return;
@@ -277,7 +319,7 @@ void NodeImpl::on_snapshot_chunk(NodeId from, core::InstallSnapshot c) {
   // The chunks the sender marks (and the last) are synced, with every one before them, and
   // answered: one fdatasync and one acknowledgement for a run of chunks.
   const bool sync = c.sync || c.done;
-  file_worker_->submit(
+  submit_file_job(
       [rec, sync, offset = c.offset, data = c.data] {
         auto r = rec->write(offset, data.span());
         if (!r || !sync) return r;
@@ -307,7 +349,7 @@ void NodeImpl::on_chunk_written(const std::shared_ptr<storage::SnapshotStore::Re
   // The whole file is durable: check it against its own CRCs before the core hears of it.
   auto info = std::make_shared<Result<storage::SnapshotInfo>>(Errc::invalid_argument);
   const SnapshotMeta meta = in_stream_->meta;
-  file_worker_->submit(
+  submit_file_job(
       [rec, info, bytes_max = config_.snapshot_bytes_max] {
         *info = rec->check(bytes_max);
         return info->ok() ? Result<void>() : Result<void>(info->error());
@@ -361,6 +403,7 @@ asio::awaitable<Result<void>> NodeImpl::install_staged(WriteJob& job) {
   };
   auto adopted = co_await on_file_worker(std::move(adopt));
   if (!adopted) co_return adopted;
+  if (hooks_.snapshot_stored) hooks_.snapshot_stored(*job.install);
   const Index last = job.install->last_index;
   // (No co_await inside a conditional expression: GCC 12 miscompiles the temporaries.)
   Result<void> r;
@@ -381,6 +424,10 @@ asio::awaitable<Result<void>> NodeImpl::install_staged(WriteJob& job) {
 asio::awaitable<Result<void>> NodeImpl::restore_stored(SnapshotMeta meta) {
   const std::string path = store_->path_of(meta.last_index, meta.last_term);
   Result<void> restored;
+  if (hooks_.restore_delay) {
+    asio::steady_timer slow(ex_);
+    co_await sleep_until(slow, now() + hooks_.restore_delay());
+  }
   if (!config_.apply_inline) co_await to_apply_thread();
   {
     auto info = storage::SnapshotStore::verify(path, config_.snapshot_bytes_max);

@@ -51,6 +51,7 @@ class RecordingMachine final : public StateMachine {
     std::uint64_t padding = 0;
     {
       std::lock_guard lock(mu_);
+      save_thread_ = std::this_thread::get_id();
       padding = padding_;
       body = std::to_string(count_) + " " + std::to_string(digest_) + "\n";
       for (const auto& [index, text] : applied_) {
@@ -191,6 +192,11 @@ class RecordingMachine final : public StateMachine {
     std::lock_guard lock(mu_);
     return apply_thread_;
   }
+  // The thread of the latest save().
+  std::thread::id save_thread() const {
+    std::lock_guard lock(mu_);
+    return save_thread_;
+  }
 
  private:
   static std::byte pattern(std::uint64_t i) {
@@ -198,6 +204,7 @@ class RecordingMachine final : public StateMachine {
   }
   mutable std::mutex mu_;
   std::vector<std::pair<Index, std::string>> applied_;
+  std::thread::id save_thread_;
   std::uint64_t count_ = 0;
   std::uint64_t digest_ = 14695981039346656037ull;
   bool summary_ = false;

@@ -67,7 +67,9 @@ void Checker::on_send(const core::Message& m, const core::HardState& hard,
                           held.value_or(Term()), " there)"));
     }
     note_acknowledged(m.from, a->term, a->match_index, held);
-  } else if (const auto* s = std::get_if<InstallSnapshotResponse>(&m.body); s && s->success) {
+  } else if (const auto* s = std::get_if<InstallSnapshotResponse>(&m.body);
+             s && s->success && s->done) {
+    // (An answer to one chunk of a stream acknowledges only that the chunk is staged.)
     note_acknowledged(m.from, s->term, s->last_index, durable.term_at(s->last_index));
     if (s->last_index > durable.last_index()) {
       fail(detail::concat("snapshot durability: n", m.from, " acknowledged a snapshot up to ",

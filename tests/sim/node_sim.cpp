@@ -3,11 +3,14 @@
 // io_context and one thread. The run alternates between running every ready handler and taking
 // the next simulated event (a timer falling due, a message arriving, a disk write finishing), so
 // one seed always gives one run.
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <deque>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -110,12 +113,20 @@ class SimTime final : public node::TimePort {
 
 // ---- The simulated disk ----
 
-// What a node's disk holds durably: what a restart finds.
+// What a node's disk holds durably: what a restart finds. The snapshot files themselves are
+// real files in the node's data directory (the node's own snapshot store); the image records the
+// newest one the node reported stored.
 struct DiskImage {
   core::HardState hard_state;
   std::vector<Entry> log;  // contiguous
+  SnapshotMeta snapshot;   // last_index 0: none
+  // The index just before the log's first entry once compaction or a clear removed a prefix:
+  // an append to an empty log starts right after it.
+  Index base;
 
-  [[nodiscard]] DurableView view() const { return DurableView{Index(), &log}; }
+  [[nodiscard]] DurableView view() const {
+    return DurableView{snapshot.last_index, &log, snapshot.last_term};
+  }
 };
 
 class World;
@@ -144,6 +155,8 @@ class SimDisk {
   bool fail_next = false;
   bool broken = false;
   std::uint64_t errors = 0;  // writes failed by an injected error
+  // When the snapshot file work queued so far is done.
+  TimePoint files_busy_until{};
 
   // Queues `op` behind every earlier write and completes it after the disk's latency.
   void submit(const std::shared_ptr<Op>& op);
@@ -219,10 +232,16 @@ class DiskPort final : public node::DurablePort {
 
 class SimTransport final : public net::Transport {
  public:
-  SimTransport(World& w, NodeId self, const net::TransportConfig& tc) : world_(w), self_(self) {
+  SimTransport(World& w, NodeId self, const net::TransportConfig& tc)
+      : world_(w), self_(self), queue_max_(tc.send_queue_messages_max) {
     for (const net::PeerAddress& p : tc.peers) peers_.insert(p.id);
   }
   Result<void> send(core::Message m) override;
+  // A message left the queue to `to` (delivered or lost).
+  void sent_one(NodeId to) {
+    auto it = queued_.find(to);
+    if (it != queued_.end() && it->second > 0) --it->second;
+  }
   asio::awaitable<void> writable(NodeId) override { co_return; }
   void stop() override { stopped_ = true; }
   asio::awaitable<void> shutdown() override {
@@ -239,6 +258,12 @@ class SimTransport final : public net::Transport {
   NodeId self_;
   std::set<NodeId> peers_;
   bool stopped_ = false;
+  // Messages on their way to each peer: as with TCP, whose queue per peer is bounded
+  // (send_queue_messages_max), a send past the bound is refused with overloaded.
+  std::map<NodeId, std::uint64_t> queued_;
+  std::uint64_t queue_max_ = 0;
+
+  friend class World;
 };
 
 // ---- The state machine ----
@@ -248,12 +273,10 @@ class CounterMachine final : public StateMachine {
  public:
   CounterMachine(World& w, NodeId id) : world_(w), id_(id) {}
   void apply(std::span<const Command> commands, std::vector<Bytes>& replies) override;
-  Result<void> save(SnapshotSink&) override {
-    return Error(Errc::invalid_argument, "the simulated storage holds no snapshots");
-  }
-  Result<void> restore(SnapshotSource&) override {
-    return Error(Errc::invalid_argument, "the simulated storage holds no snapshots");
-  }
+  // The counter and the index it was reached at, then a length and that many bytes of a pattern
+  // (up to 16 KiB, so that a stream takes several chunks), all checked on restore.
+  Result<void> save(SnapshotSink& sink) override;
+  Result<void> restore(SnapshotSource& source) override;
 
   std::uint64_t counter = 0;
   Index applied;
@@ -300,14 +323,35 @@ struct AppliedAt {
   std::uint64_t counter = 0;
 };
 
+// A fresh directory for one run's data directories: in /dev/shm where it can be written (the
+// snapshot stores sync their files), else the temporary directory.
+std::string make_run_dir(std::uint64_t seed) {
+  static std::uint64_t runs = 0;
+  std::filesystem::path base = "/dev/shm";
+  if (::access(base.c_str(), W_OK) != 0) base = std::filesystem::temp_directory_path();
+  const auto dir = base / detail::concat("coraft-sim-", ::getpid(), "-", seed, "-", ++runs);
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  std::filesystem::create_directories(dir, ec);
+  return dir.string();
+}
+
 class World {
  public:
   World(std::uint64_t seed, const SimOptions& o);
+  ~World() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir_, ec);
+  }
+  World(const World&) = delete;
+  World& operator=(const World&) = delete;
   SeedResult run();
 
   // ---- Seams ----
   void on_send(NodeId from, core::Message m);
   void on_apply(NodeId node, const CounterMachine& m, const Command& c, std::uint64_t counter);
+  // A state machine restored from a snapshot: it must hold what was applied at that index.
+  void on_restore(NodeId node, Index applied, std::uint64_t counter);
   void on_disk_violation(NodeId node, const std::string& what) {
     fail(concat("disk of node ", node, ": ", what));
   }
@@ -348,6 +392,8 @@ class World {
   [[nodiscard]] bool reachable(NodeId a, NodeId b) const;
   // Runs ready handlers, then events, until `until` or a failure.
   void run_until(TimePoint until, const std::function<bool()>& done = {});
+  // Every running node's bounded queues hold no more than their limits.
+  void check_bounds();
   void poll();
 
   // Faults and the client.
@@ -393,6 +439,36 @@ class World {
   std::uint64_t log_queue_bytes_ = 0;
   // Slow apply: nanoseconds per command on the slowed nodes (by id), while faults last.
   std::vector<std::uint64_t> apply_ns_;
+  // Snapshots (with the snapshot fault): taken every `every` entries applied (0: never), and
+  // how they are kept and streamed. Streams lose chunks at `chunk_drop_ppm`, and restores of a
+  // received snapshot take up to `restore_ms_max` on `slow_restore_ppm` of them.
+  struct SnapshotPlan {
+    std::uint64_t every = 0;
+    std::uint64_t trailing = 0;
+    std::uint64_t chunk = 4096;
+    std::uint32_t window = 1;
+    std::uint32_t kept = 1;
+    std::chrono::milliseconds chunk_timeout{500};
+    std::uint64_t chunk_drop_ppm = 0;
+    std::uint64_t slow_restore_ppm = 0;
+    std::uint64_t restore_ms_max = 0;
+  } snap_;
+  bool lease_reads_ = false;
+  // The queue limits every node runs with (NodeConfig's defaults unless tightened).
+  struct Limits {
+    std::uint64_t proposal_bytes = NodeConfig().pending_proposal_bytes_max;
+    std::uint64_t proposals = NodeConfig().pending_proposals_max;
+    std::uint64_t reads = NodeConfig().reads_pending_max;
+    std::uint64_t apply_lag = NodeConfig().apply_lag_entries_max;
+    std::uint64_t send_queue = NodeConfig().send_queue_messages_max;
+  } limits_;
+  bool tight_ = false;
+  // The fewest voters any configuration asked for so far had (commits need their majority).
+  std::size_t min_voters_ = ~std::size_t{0};
+  // The latest delivery time scheduled on each link (from, to).
+  std::map<std::pair<std::uint64_t, std::uint64_t>, TimePoint> link_last_;
+  // The run's data directories (snapshot stores), removed when the run ends.
+  std::string dir_;
 
   // Client.
   std::vector<OpRecord> history_;
@@ -457,8 +533,13 @@ void SimDisk::complete(const std::shared_ptr<Op>& op, std::uint64_t gen) {
 
 void SimDisk::apply_append(const std::vector<Entry>& entries) {
   if (entries.empty()) return;
-  const Index next = durable.log.empty() ? Index(1) : Index(durable.log.back().index.value() + 1);
-  if (entries.front().index != next) {
+  const Index next = durable.log.empty() ? Index(durable.base.value() + 1)
+                                         : Index(durable.log.back().index.value() + 1);
+  // An empty log may also start again right after the stored snapshot (a restarted node whose
+  // log the snapshot covers whole continues from it).
+  const bool after_snapshot = durable.log.empty() && entries.front().index.value() ==
+                                                         durable.snapshot.last_index.value() + 1;
+  if (entries.front().index != next && !after_snapshot) {
     world_.on_disk_violation(id_, detail::concat("an append at ", entries.front().index,
                                                  " while the log ends before ", next));
     return;
@@ -474,8 +555,25 @@ void SimDisk::apply(const Op& op) {
     case K::truncate:
       while (!durable.log.empty() && durable.log.back().index >= op.index) durable.log.pop_back();
       break;
-    case K::compact: break;  // the simulated disk keeps every entry (it holds no snapshots)
-    case K::clear: durable.log.clear(); break;
+    case K::compact:
+      // Only what a stored snapshot covers may go.
+      if (op.index > durable.snapshot.last_index) {
+        world_.on_disk_violation(id_, detail::concat("the log compacted up to ", op.index,
+                                                     " while the stored snapshot ends at ",
+                                                     durable.snapshot.last_index));
+        break;
+      }
+      while (!durable.log.empty() && durable.log.front().index <= op.index) {
+        durable.log.erase(durable.log.begin());
+      }
+      durable.base = std::max(durable.base, op.index);
+      if (!durable.log.empty()) durable.base = Index(durable.log.front().index.value() - 1);
+      break;
+    case K::clear:
+      // The log restarts after the stored snapshot.
+      durable.log.clear();
+      durable.base = durable.snapshot.last_index;
+      break;
   }
 }
 
@@ -503,6 +601,9 @@ void SimDisk::crash(bool torn, SimRng& rng) {
 Result<void> SimTransport::send(core::Message m) {
   if (stopped_) return Errc::shutting_down;
   if (!peers_.count(m.to)) return Error(Errc::invalid_argument, "not a peer");
+  std::uint64_t& queued = queued_[m.to];
+  if (queued >= queue_max_) return Error(Errc::overloaded, "the send queue is full");
+  ++queued;
   m.from = self_;
   world_.on_send(self_, std::move(m));
   return {};
@@ -517,6 +618,49 @@ void CounterMachine::apply(std::span<const Command> commands, std::vector<Bytes>
     applied = c.index;
     replies.push_back(encode_u64(counter));
   }
+}
+
+namespace {
+
+std::byte pad_byte(std::uint64_t counter, std::uint64_t i) {
+  return static_cast<std::byte>(((counter + 1) * 0x9e3779b97f4a7c15ull + i * 131) >> 56);
+}
+
+}  // namespace
+
+Result<void> CounterMachine::save(SnapshotSink& sink) {
+  const std::uint64_t pad = (counter * 37) % 16384;
+  const std::uint64_t head[3] = {counter, applied.value(), pad};
+  if (auto r = sink.write(std::as_bytes(std::span(head))); !r) return r;
+  std::vector<std::byte> bytes(pad);
+  for (std::uint64_t i = 0; i < pad; ++i) bytes[i] = pad_byte(counter, i);
+  return sink.write(bytes);
+}
+
+Result<void> CounterMachine::restore(SnapshotSource& source) {
+  std::vector<std::byte> all(static_cast<std::size_t>(source.size()));
+  std::size_t got = 0;
+  while (got < all.size()) {
+    auto n = source.read(std::span(all).subspan(got));
+    if (!n) return n.error();
+    if (*n == 0) break;
+    got += *n;
+  }
+  std::uint64_t head[3] = {};
+  if (got != all.size() || got < sizeof head) {
+    return Error(Errc::storage_corrupt, "counter snapshot: short");
+  }
+  std::memcpy(head, all.data(), sizeof head);
+  if (got != sizeof head + head[2]) return Error(Errc::storage_corrupt, "counter snapshot: size");
+  for (std::uint64_t i = 0; i < head[2]; ++i) {
+    if (all[sizeof head + i] != pad_byte(head[0], i)) {
+      return Error(Errc::storage_corrupt, "counter snapshot: pattern");
+    }
+  }
+  counter = head[0];
+  applied = Index(head[1]);
+  world_.on_restore(id_, applied, counter);
+  return {};
 }
 
 // ---- World ----
@@ -543,6 +687,31 @@ World::World(std::uint64_t seed, const SimOptions& o)
   if (f & fault_delay) delay_ppm_ = rng_.range(5'000, 50'000);
   if (f & fault_reorder) reorder_us_ = rng_.range(1'000, 20'000);
   if (rng_.below(2) == 0) log_queue_bytes_ = rng_.range(1200, 4000);
+  // Drawn from a stream of their own, so that the draws above stay as they were.
+  SimRng plan(seed ^ 0x736e6170ull);
+  if (f & fault_snapshot) {
+    snap_.every = plan.range(10, 150);
+    snap_.trailing = plan.below(3) == 0 ? 0 : plan.range(1, 60);
+    snap_.chunk = 4096 * plan.range(1, 2);
+    snap_.window = static_cast<std::uint32_t>(plan.range(1, 4));
+    snap_.kept = static_cast<std::uint32_t>(plan.range(1, 3));
+    snap_.chunk_timeout = std::chrono::milliseconds(plan.range(200, 1000));
+    snap_.chunk_drop_ppm = plan.below(2) == 0 ? 0 : plan.range(20'000, 200'000);
+    snap_.slow_restore_ppm = plan.below(2) == 0 ? 0 : plan.range(100'000, 500'000);
+    snap_.restore_ms_max = plan.range(50, 2000);
+  }
+  if (f & fault_reads) lease_reads_ = plan.below(2) == 0;
+  // Half the seeds bound the node's queues tightly, so that proposals, reads, applies and
+  // sends meet their limits (each refused with overloaded) and the checks below see them hold.
+  tight_ = plan.below(2) == 0;
+  if (tight_) {
+    limits_.proposal_bytes = plan.range(1024, 4096);
+    limits_.proposals = plan.range(16, 256);
+    limits_.reads = plan.range(2, 32);
+    limits_.apply_lag = plan.range(16, 256);
+    limits_.send_queue = plan.range(4, 64);
+  }
+  dir_ = make_run_dir(seed);
   apply_ns_.assign(o.nodes, 0);
   if (f & fault_slow_apply) {
     // One node, or all of them, take up to a millisecond per command.
@@ -570,7 +739,6 @@ NodeConfig World::config_of(NodeId id) const {
   NodeConfig c;
   c.id = id;
   c.cluster_id = 1;
-  c.data_dir = concat("sim-node-", id);
   c.listen_port = static_cast<std::uint16_t>(10000 + id.value());
   for (std::uint32_t i = 1; i <= o_.nodes; ++i) {
     if (i != id.value()) {
@@ -589,8 +757,25 @@ NodeConfig World::config_of(NodeId id) const {
     c.entry_bytes_max = 1024;
     c.log_queue_bytes_max = log_queue_bytes_;
   }
-  c.snapshot_threshold_entries = 0;
+  c.data_dir = concat(dir_, "/n", id);
+  c.snapshot_threshold_entries = snap_.every;
   c.snapshot_threshold_bytes = 0;
+  if (snap_.every != 0) {
+    c.snapshot_trailing_entries = snap_.trailing;
+    c.snapshot_chunk_bytes = snap_.chunk;
+    c.snapshot_window_chunks = snap_.window;
+    c.snapshots_kept = snap_.kept;
+    c.snapshot_chunk_timeout = snap_.chunk_timeout;
+    c.snapshot_retry_delay_min = 20ms;
+    c.snapshot_retry_delay_max = 500ms;
+  }
+  c.lease_reads = lease_reads_;
+  c.pending_proposal_bytes_max = limits_.proposal_bytes;
+  c.pending_proposals_max = limits_.proposals;
+  c.reads_pending_max = limits_.reads;
+  c.apply_lag_entries_max = limits_.apply_lag;
+  c.send_queue_messages_max = limits_.send_queue;
+  if (limits_.proposal_bytes < c.entry_bytes_max) c.entry_bytes_max = 1024;
   c.seed = seed_ * 1000 + id.value() * 7 + nodes_[id.value() - 1].incarnation;
   return c;
 }
@@ -608,6 +793,30 @@ void World::start(SimNode& n) {
     s.durable = std::make_unique<DiskPort>(*disk);
     return s;
   };
+  // Snapshot file work takes the disk's time, and a crash loses it with its answer.
+  hooks.file_jobs = [this, np = &n, inc = n.incarnation](storage::FileWorker::Job job,
+                                                         storage::FileWorker::Done done) {
+    // One at a time, in the order submitted, as the file worker runs them.
+    TimePoint& busy = np->disk->files_busy_until;
+    busy = std::max(busy, sched_.now()) + disk_latency(false);
+    sched_.at(busy, [this, np, inc, job = std::move(job), done = std::move(done)]() mutable {
+      // A node that crashed meanwhile never did the work; its coroutines still hear of it.
+      Result<void> r = np->incarnation != inc || !np->up
+                           ? Result<void>(Error(Errc::storage_io, "the node crashed"))
+                           : job();
+      asio::post(io_, [done = std::move(done), r = std::move(r)]() mutable { done(std::move(r)); });
+    });
+  };
+  hooks.snapshot_stored = [this, disk, id = n.id](const SnapshotMeta& meta) {
+    trace(concat("snapshot stored n", id, " ", meta.last_index));
+    if (meta.last_index > disk->durable.snapshot.last_index) disk->durable.snapshot = meta;
+  };
+  if (snap_.slow_restore_ppm != 0) {
+    hooks.restore_delay = [this]() -> std::chrono::nanoseconds {
+      if (!faults_on_ || !rng_.chance_ppm(snap_.slow_restore_ppm)) return {};
+      return std::chrono::milliseconds(rng_.range(1, snap_.restore_ms_max));
+    };
+  }
   if (o_.faults & fault_slow_apply) {
     hooks.apply_delay = [this, id = n.id](std::size_t commands) {
       const std::uint64_t per = faults_on_ ? apply_ns_[id.value() - 1] : 0;
@@ -713,6 +922,7 @@ void World::restart_later(NodeId id, Clock::duration after) {
     SimNode& x = nodes_[id.value() - 1];
     if (x.up) return;
     if (x.stopped && !*x.stopped) return restart_later(id, 10ms);
+    x.transport = nullptr;  // goes with its incarnation
     x.stopping.reset();
     start(x);
   });
@@ -726,24 +936,44 @@ bool World::reachable(NodeId a, NodeId b) const {
 
 void World::on_send(NodeId from, core::Message m) {
   SimNode& src = nodes_[from.value() - 1];
-  if (!src.up) return;
+  const NodeId to = m.to;
+  const std::uint64_t from_inc = src.incarnation;
+  // The message leaves the sender's queue when it arrives or is lost.
+  auto dequeue = [this, from, from_inc, to] {
+    SimNode& x = nodes_[from.value() - 1];
+    if (x.incarnation == from_inc && x.transport) x.transport->sent_one(to);
+  };
+  if (!src.up) return dequeue();
   const DiskImage& d = src.disk->durable;
   checker_.on_send(m, d.hard_state, d.view());
-  if (!reachable(from, m.to)) return;
-  if (faults_on_ && drop_ppm_ && rng_.chance_ppm(drop_ppm_)) return;
-  auto latency = std::chrono::microseconds(rng_.range(100, 1000));
+  if (!reachable(from, to)) return dequeue();
+  if (faults_on_ && drop_ppm_ && rng_.chance_ppm(drop_ppm_)) return dequeue();
+  if (faults_on_ && snap_.chunk_drop_ppm && std::holds_alternative<core::InstallSnapshot>(m.body) &&
+      rng_.chance_ppm(snap_.chunk_drop_ppm)) {
+    trace(concat("drop chunk n", from, "->n", to));
+    return dequeue();
+  }
+  Clock::duration latency = std::chrono::microseconds(rng_.range(100, 1000));
   if (faults_on_ && reorder_us_) latency += std::chrono::microseconds(rng_.below(reorder_us_));
   if (faults_on_ && delay_ppm_ && rng_.chance_ppm(delay_ppm_)) {
     latency += std::chrono::milliseconds(rng_.range(20, 300));
   }
-  const NodeId to = m.to;
+  // One link delivers in the order sent, as a TCP connection does, unless the reorder fault
+  // is on (a reconnect may resend older frames after newer ones).
+  TimePoint& last = link_last_[{from.value(), to.value()}];
+  if (!(faults_on_ && reorder_us_)) {
+    latency = std::max<Clock::duration>(latency, last - sched_.now());
+  }
+  last = std::max(last, sched_.now() + latency);
   const std::uint64_t inc = nodes_[to.value() - 1].incarnation;
   if (faults_on_ && dup_ppm_ && rng_.chance_ppm(dup_ppm_)) {
     auto later = latency + std::chrono::microseconds(rng_.range(0, 5000));
     sched_.after(later, [this, to, inc, copy = m]() mutable { deliver(to, inc, std::move(copy)); });
   }
-  sched_.after(latency,
-               [this, to, inc, m = std::move(m)]() mutable { deliver(to, inc, std::move(m)); });
+  sched_.after(latency, [this, to, inc, dequeue, m = std::move(m)]() mutable {
+    dequeue();
+    deliver(to, inc, std::move(m));
+  });
 }
 
 void World::deliver(NodeId to, std::uint64_t incarnation, core::Message m) {
@@ -765,7 +995,10 @@ void World::on_apply(NodeId node, const CounterMachine& m, const Command& c,
   SimNode& n = nodes_[node.value() - 1];
   const DurableView local = n.disk->durable.view();
   const auto held = local.term_at(c.index);
-  if (!held || *held != c.term) {
+  // (A batch taken before a received snapshot replaced the log may still be applied: its
+  // entries were durable then, and the stored snapshot covers them now.)
+  const bool covered = c.index <= n.disk->durable.snapshot.last_index;
+  if (!covered && (!held || *held != c.term)) {
     fail(concat("node ", node, " applied (", c.index, ", term ", c.term,
                 ") before its disk held it (",
                 held ? concat("term ", held->value()) : std::string("nothing"), ")"));
@@ -788,7 +1021,9 @@ void World::on_apply(NodeId node, const CounterMachine& m, const Command& c,
       const auto t = x.disk->durable.view().term_at(c.index);
       if (t && *t == c.term) ++holding;
     }
-    const std::size_t need = nodes_.size() / 2 + 1;
+    // (A single removal leaves nodes - 1 voters, whose majority is that of all the nodes; a
+    // joint change may leave fewer.)
+    const std::size_t need = std::min<std::size_t>(nodes_.size(), min_voters_) / 2 + 1;
     if (holding < need) {
       fail(concat("node ", node, " applied ", c.index, " held durably by ", holding, " of ",
                   nodes_.size(), " nodes"));
@@ -802,6 +1037,17 @@ void World::on_apply(NodeId node, const CounterMachine& m, const Command& c,
   trace(concat("apply n", node, " ", c.index, " ", counter));
 }
 
+void World::on_restore(NodeId node, Index applied, std::uint64_t counter) {
+  const auto k = static_cast<std::size_t>(applied.value() - 1);
+  if (applied.value() == 0 || k >= applied_.size() || applied_[k].term.value() == 0 ||
+      applied_[k].counter != counter) {
+    fail(concat("node ", node, " restored a snapshot at ", applied, " with counter ", counter,
+                " where ", k < applied_.size() && applied.value() != 0 ? applied_[k].counter : 0,
+                " was applied"));
+  }
+  trace(concat("restore n", node, " ", applied, " ", counter));
+}
+
 void World::poll() {
   for (int i = 0; i < 1'000'000; ++i) {
     if (io_.poll() == 0) return;
@@ -812,9 +1058,25 @@ void World::poll() {
 void World::run_until(TimePoint until, const std::function<bool()>& done) {
   poll();
   while (!failed()) {
+    check_bounds();
     if (done && done()) return;
     if (!sched_.step(until)) return;
     poll();
+  }
+}
+
+void World::check_bounds() {
+  for (const SimNode& n : nodes_) {
+    if (!n.up) continue;
+    const auto q = n.node->impl().queue_use();
+    auto over = [&](const char* what, std::uint64_t held, std::uint64_t max) {
+      if (held > max)
+        fail(concat("node ", n.id, " holds ", held, " ", what, ", over its limit of ", max));
+    };
+    over("bytes of pending proposals", q.proposal_bytes, limits_.proposal_bytes);
+    over("waiting reads", q.reads, limits_.reads);
+    over("committed entries waiting to be applied", q.to_apply, limits_.apply_lag);
+    over("snapshot streams", q.streams_out, nodes_.size() - 1);
   }
 }
 
@@ -1016,6 +1278,39 @@ void World::reconfig(SimNode& n) {
     if (!conf.is_voter(x.id)) missing.push_back(x.id);
   }
   ++faults_;
+  if (rng_.below(3) == 0) {
+    // Any change at once (joint consensus when more than one voter changes): each server stays
+    // or becomes a voter with a chance of two in three, else a learner or nothing; at least
+    // two voters remain.
+    std::vector<NodeId> voters, learners;
+    std::vector<ServerAddress> addresses;
+    for (const SimNode& x : nodes_) {
+      const std::uint64_t roll = rng_.below(6);
+      if (roll < 4) {
+        voters.push_back(x.id);
+      } else if (roll == 4) {
+        learners.push_back(x.id);
+      }
+      addresses.push_back(
+          ServerAddress{x.id, "127.0.0.1", static_cast<std::uint16_t>(10000 + x.id.value())});
+    }
+    for (const SimNode& x : nodes_) {
+      if (voters.size() >= 2) break;
+      if (std::find(voters.begin(), voters.end(), x.id) != voters.end()) continue;
+      std::erase(learners, x.id);
+      voters.push_back(x.id);
+    }
+    std::sort(voters.begin(), voters.end());
+    min_voters_ = std::min<std::size_t>(min_voters_, voters.size());
+    trace(concat("change at n", n.id, " to ", voters.size(), " voters, ", learners.size(),
+                 " learners"));
+    n.node->change_membership(std::move(voters), std::move(learners), std::move(addresses),
+                              [this](Result<Configuration> r) {
+                                if (!r) note_hint(r.error());
+                                trace(concat("change: ", r ? "done" : r.error().message()));
+                              });
+    return;
+  }
   if (!missing.empty()) {
     // One draw per statement: the order in which arguments are evaluated is the compiler's.
     const NodeId id = missing[rng_.below(missing.size())];
@@ -1064,6 +1359,18 @@ void World::client_step() {
     reconfig(n);
   } else if (roll < 25) {
     read(n);
+  } else if (tight_ && roll < 28) {
+    // A burst, so that proposals and reads meet the tightened limits.
+    const std::uint64_t count = rng_.range(10, 300);
+    const bool reads = rng_.below(3) == 0;
+    trace(concat("burst of ", count, reads ? " reads" : " proposals", " at n", n.id));
+    for (std::uint64_t i = 0; i < count; ++i) {
+      if (reads) {
+        read(n);
+      } else {
+        propose(n);
+      }
+    }
   } else {
     propose(n);
   }
@@ -1171,6 +1478,7 @@ SeedResult World::run() {
   });
   for (SimNode& n : nodes_) {
     if (!failed() && n.stopped && !*n.stopped) fail(concat("node ", n.id, " did not stop"));
+    n.transport = nullptr;
     n.stopping.reset();
   }
   poll();
