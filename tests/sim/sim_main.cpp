@@ -9,35 +9,44 @@
 // (node_sim.cpp).
 //
 // Node-layer mutations the node target is known to catch. Each was planted by hand in
-// src/node/driver.cpp (and reverted) and counted with `coraft-sim --target node --faults all`
-// over 600 seeds of 3 nodes, 200 of 5 (from 100001) and 100 of 7 (from 200001), release. A
+// src/node (and reverted) and counted with `coraft-sim --target node --faults all` over 600
+// seeds of 3 nodes (from 1), 200 of 5 (from 100001) and 100 of 7 (from 200001), release, with
+// the simulator as it is now (snapshots, tight queue limits, joint changes, ordered links). A
 // node seed prints the same bytes in the release (GCC) and the ASan + UBSan (Clang) builds
-// (compared over 300 seeds of 3 nodes and 100 each of 5 and 7):
+// (compared over 100 seeds each of 3, 5 and 7 nodes):
 //  1. Messages that must wait for the durable write sent at once (handle() sending
 //     messages_after_persist with `messages`): 600 of 600, 200 of 200, 100 of 100 (first seeds
-//     1, 100001, 200001), each by Checker::on_send ("vote durability": a candidate asks for
-//     votes before its own vote is stored).
+//     1, 100001, 200001), by Checker::on_send ("vote durability": a candidate asks for votes
+//     before its own vote is stored).
 //  2. A proposal answered before it is applied (handle() completing the waiters of committed
 //     entries, with an empty reply): 600, 200, 100 (first seeds 1, 100001, 200001), by the
 //     reply check (the answer differs from what the state machine computed at that index).
 //  3. Writes of two outputs made durable out of order (the writer starting the second of two
-//     queued appends first): 19 of 600, 4 of 200, 7 of 100 (first seeds 99, 100059, 200046),
-//     by the simulated disk ("an append at i while the log ends before i - 1"). Appends queue in
-//     the driver only behind a hard-state save or a full log_queue_bytes_max, which half the
-//     seeds set to a few entries; before that, 0 of 600.
+//     queued appends first): 26 of 600, 14 of 200, 2 of 100 (first seeds 6, 100028, 200001),
+//     by the simulated disk ("an append at i while the log ends before i - 1"). Appends queue
+//     in the driver only behind a hard-state save or a full log_queue_bytes_max, which half the
+//     seeds set to a few entries.
 //  4. Committed entries applied before they are durable locally (core.persisted() called when
 //     a write starts instead of when it is durable): 596, 200, 100 (first seeds 1, 100001,
-//     200001), by "applied ... before its disk held it", or first by "term durability" when a
-//     hard-state write was the one acknowledged early.
+//     200001), by "applied ... before its disk held it".
 //  5. `persisted` reported for a write that failed (append_job treating an error as success):
-//     193, 75, 53 (first seeds 1, 100009, 200002), seeds with an injected disk error, by
-//     "append durability" (an acknowledgement of entries the disk does not hold) or "applied
-//     ... before its disk held it".
-//  6. A restarted node that forgets to load its snapshot before replaying the log: not
-//     simulated; the simulated disk holds no snapshots (the node target runs without them).
-// And one for the bounded queue check: the writer ignoring log_queue_bytes_max fails 56, 20, 16
-// (first seeds 22, 100036, 200008): more appends wait for the simulated disk than the limit
-// allows.
+//     181, 86, 63 (first seeds 1, 100003, 200002), seeds with an injected disk error, by
+//     "append durability" (an acknowledgement of entries the disk does not hold).
+//  6. A restarted node that forgets to load its snapshot before replaying the log (the node
+//     opening its stored snapshot without restoring the state machine from it): 298, 145, 97
+//     (first seeds 1, 100001, 200001), by the apply check (the counter after the next entry
+//     differs from the one every other node computed there).
+// And for the bounded queues: the writer ignoring log_queue_bytes_max fails 79, 33, 17 (first
+// seeds 10, 100028, 200001: more appends wait for the simulated disk than the limit allows);
+// propose() ignoring pending_proposal_bytes_max fails 9, 3, 5 (first seeds 15, 100014,
+// 200026) and read_barrier() ignoring reads_pending_max 114, 46, 41 (first seeds 3, 100022,
+// 200001), both by World::check_bounds.
+// And for fixes of bugs the node target found (CTest runs their seeds by name): a snapshot
+// stream accepted while another snapshot is being installed fails 1, 0, 0 (over 3,000 seeds
+// each: 2, 3 and at least 4; first seeds 60, 100527, 200534; the node stops, the file its
+// install was about to restore deleted); a chunk answer sent before its term is durable fails 14,
+// 11, 10 (first seeds 1, 100016, 200012, by "term durability"); transport peers limited to the
+// newest configuration's members fail 24, 6, 2 (first seeds 11, 100012, 200072, by liveness).
 //
 // Mutations the simulator is known to catch. Each was applied by hand to a copy of src/core
 // (the core itself was never changed) and the `sim` CTest label was run against it in release
