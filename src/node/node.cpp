@@ -564,9 +564,9 @@ asio::awaitable<void> NodeImpl::finish_snapshot(SnapshotMeta meta, Result<void> 
   const std::uint64_t trailing = config_.snapshot_trailing_entries;
   if (meta.last_index.value() > trailing) {
     auto compacted = co_await durable_->compact_prefix(Index(meta.last_index.value() - trailing));
-    if (!compacted)
-      log(LogLevel::warn, "node ", config_.id,
-          ": compaction failed: ", compacted.error().message());
+    // A disk that failed a write is not trusted with the next: the node stops, as it does for
+    // any failed write, and a restart finds the log whole behind the stored snapshot.
+    if (!compacted && !stopping_) fail_stop(compacted.error());
   }
   for (auto& w : waiters) w(meta.last_index);
 }

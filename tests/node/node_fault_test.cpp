@@ -18,7 +18,8 @@ struct DiskFaults {
   std::atomic<bool> stall{false};
   std::atomic<int> fail{0};  // an Errc to fail appends with, 0 for none
   std::atomic<int> appends{0};
-  std::atomic<int> failed{0};  // appends failed by `fail`
+  std::atomic<int> failed{0};                // appends failed by `fail`
+  std::atomic<bool> fail_compaction{false};  // compactions fail with storage_io
   // Set when an append carried two or more normal entries whose payloads share one buffer.
   std::atomic<bool> shared_buffers_seen{false};
   std::atomic<bool> private_buffers_seen{false};
@@ -74,6 +75,7 @@ class FaultyDurable final : public node::DurablePort {
     co_return r;
   }
   asio::awaitable<Result<void>> compact_prefix(Index upto) override {
+    if (faults_.fail_compaction) co_return Error(Errc::storage_io, "injected compaction failure");
     auto r = co_await inner_->compact_prefix(upto);
     co_return r;
   }
@@ -112,6 +114,8 @@ struct FaultyCluster {
 
   FaultyCluster() {
     wrap_disks(c, faults);
+    // A snapshot compacts the log up to two entries behind it.
+    c.tweak = [](NodeConfig& n) { n.snapshot_trailing_entries = 2; };
     c.start_all();
     auto l = c.leader();
     REQUIRE(l);
@@ -177,6 +181,18 @@ TEST_CASE("a failed log write stops the node, and the others carry on") {
     return false;
   }));
   CHECK(c.propose(*next, "survivors").ok());
+}
+
+TEST_CASE("a compaction that fails stops the node like any failed write") {
+  FaultyCluster fc;
+  Cluster& c = fc.c;
+  const std::optional<NodeId> leader = fc.leader;
+  fc.faults[leader->value() - 1].fail_compaction = true;
+  for (const char* text : {"c0", "c1", "c2", "c3", "c4"}) REQUIRE(c.propose(*leader, text).ok());
+  // The snapshot is stored; compacting the log behind it fails, and the disk is not trusted.
+  (void)c.node(*leader).snapshot_now(asio::use_future).get();
+  REQUIRE(eventually([&] { return c.status(*leader).role == NodeRole::stopped; }));
+  CHECK(c.status(*leader).failure.find("injected compaction failure") != std::string::npos);
 }
 
 TEST_CASE("a full disk refuses proposals with disk_full and loses nothing once space returns") {
