@@ -95,12 +95,14 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
     std::size_t reads = 0;             // read_barrier() calls waiting (reads_pending_max)
     std::size_t to_apply = 0;          // committed entries not yet applied (apply_lag_entries_max)
     std::uint64_t append_bytes = 0;    // log appends waiting for the disk (log_queue_bytes_max)
-    std::size_t streams_out = 0;       // snapshot streams to followers
+    std::size_t deferred_answers = 0;  // chunk answers waiting for a durable term
   };
   [[nodiscard]] QueueUse queue_use() const {
     return QueueUse{proposals_.size(), proposal_bytes_,         reads_.size(),
-                    to_apply_.size(),  append_bytes_in_flight_, out_streams_.size()};
+                    to_apply_.size(),  append_bytes_in_flight_, deferred_answers_.size()};
   }
+  // Chunk answers kept while their term is not yet durable (see answer_chunk).
+  static constexpr std::size_t deferred_answers_max = 8;
   [[nodiscard]] NodeMetrics metrics() const;
   void stop(Completion<void> done);
   void cancel(std::uint64_t op);
@@ -160,6 +162,7 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
     bool answered = false;    // the follower's core answered: it holds the snapshot now
     bool rejected = false;    // the follower refused a chunk
     bool cancelled = false;   // superseded, or no longer this leadership's
+    std::uint64_t waits = 0;  // the stream's waits so far: a sleeper wakes only its own
     Event progress;
   };
   // A snapshot this node receives.
@@ -318,9 +321,11 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   bool staged_keeps_log_ = false;
   // Installed durably; the applier loads it into the state machine next.
   std::optional<SnapshotMeta> restore_pending_;
-  // The latest term the stored hard state holds, and a chunk answer waiting for a later one.
+  // The latest term the stored hard state holds, and the chunk answers waiting for a later one:
+  // the latest per (peer, stream), as answers within a stream are cumulative, and at most
+  // deferred_answers_max of them (the oldest goes; its stream times out and starts again).
   Term durable_term_;
-  std::optional<core::Message> deferred_answer_;
+  std::vector<core::Message> deferred_answers_;
   // From the output that installs a snapshot until the state machine holds it: nothing is
   // applied meanwhile (entries after the snapshot must not reach the old state), a new stream
   // of the same snapshot is ignored and one of another is refused.

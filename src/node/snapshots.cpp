@@ -204,13 +204,15 @@ asio::awaitable<void> NodeImpl::stream_snapshot(std::shared_ptr<OutStream> st) {
     }
     // Wait for an acknowledgement, a refusal or the next look.
     if (hooks_.time) {
-      // On the node's clock: a sleeper that wakes the stream (harmless once it is gone).
+      // On the node's clock: a sleeper that wakes this wait only, if nothing else did first.
+      const std::uint64_t wait = ++st->waits;
       spawn([](std::shared_ptr<node::TimePort> t, std::shared_ptr<OutStream> s,
-               Clock::time_point at) -> asio::awaitable<void> {
+               Clock::time_point at, std::uint64_t w) -> asio::awaitable<void> {
         co_await t->sleep_until(at);
-        s->progress.notify();
-      }(hooks_.time, st, now() + (refused ? std::chrono::milliseconds(5) : stream_poll)));
+        if (s->waits == w) s->progress.notify();
+      }(hooks_.time, st, now() + (refused ? std::chrono::milliseconds(5) : stream_poll), wait));
       co_await st->progress.wait();
+      ++st->waits;
     } else {
       timer.expires_after(refused ? std::chrono::milliseconds(5) : stream_poll);
       timer.async_wait([st](const asio::error_code&) { st->progress.notify(); });
@@ -244,27 +246,35 @@ asio::awaitable<void> NodeImpl::stream_snapshot(std::shared_ptr<OutStream> st) {
 // ---- The follower's side ----
 
 // An answer carries the stream's term or the node's, the later. A term not yet durable here
-// must not leave in any message: the answer then waits for the hard-state write (the latest
-// one only; answers are cumulative), and leaves with it.
+// must not leave in any message: the answer then waits for the hard-state write, and leaves
+// with it. Within one stream answers are cumulative, so a later one replaces an earlier one.
 void NodeImpl::answer_chunk(NodeId to, Term term, Index last, std::uint64_t stream,
                             std::uint64_t next, bool ok) {
   core::Message m{
       config_.id, to,
       core::InstallSnapshotResponse{std::max(term, core_->term()), last, next, ok, false, stream}};
-  if (core::term_of(m.body) > durable_term_) {
-    deferred_answer_ = std::move(m);
+  if (core::term_of(m.body) <= durable_term_) {
+    send(std::move(m));
     return;
   }
-  send(std::move(m));
+  std::erase_if(deferred_answers_, [&](const core::Message& d) {
+    return d.to == to && std::get<core::InstallSnapshotResponse>(d.body).stream == stream;
+  });
+  if (deferred_answers_.size() >= deferred_answers_max) {
+    deferred_answers_.erase(deferred_answers_.begin());
+  }
+  deferred_answers_.push_back(std::move(m));
 }
 
 void NodeImpl::on_term_durable(Term t) {
   durable_term_ = std::max(durable_term_, t);
-  if (deferred_answer_ && core::term_of(deferred_answer_->body) <= durable_term_) {
-    core::Message m = std::move(*deferred_answer_);
-    deferred_answer_.reset();
-    send(std::move(m));
-  }
+  std::vector<core::Message> ready;
+  std::erase_if(deferred_answers_, [&](core::Message& d) {
+    if (core::term_of(d.body) > durable_term_) return false;
+    ready.push_back(std::move(d));
+    return true;
+  });
+  for (core::Message& m : ready) send(std::move(m));
 }
 
 void NodeImpl::on_snapshot_chunk(NodeId from, core::InstallSnapshot c) {

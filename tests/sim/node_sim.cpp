@@ -702,7 +702,9 @@ World::World(std::uint64_t seed, const SimOptions& o)
   }
   if (f & fault_reads) lease_reads_ = plan.below(2) == 0;
   // Half the seeds bound the node's queues tightly, so that proposals, reads, applies and
-  // sends meet their limits (each refused with overloaded) and the checks below see them hold.
+  // sends meet their limits (each refused with overloaded). check_bounds() checks what the
+  // node holds against its limits; the core's count of uncommitted proposals and the send
+  // queues are bounded where they are kept (the core refuses, the transport refuses).
   tight_ = plan.below(2) == 0;
   if (tight_) {
     limits_.proposal_bytes = plan.range(1024, 4096);
@@ -1076,7 +1078,8 @@ void World::check_bounds() {
     over("bytes of pending proposals", q.proposal_bytes, limits_.proposal_bytes);
     over("waiting reads", q.reads, limits_.reads);
     over("committed entries waiting to be applied", q.to_apply, limits_.apply_lag);
-    over("snapshot streams", q.streams_out, nodes_.size() - 1);
+    over("deferred chunk answers", q.deferred_answers, detail::NodeImpl::deferred_answers_max);
+    over("deferred chunk answers", q.deferred_answers, detail::NodeImpl::deferred_answers_max);
   }
 }
 
@@ -1407,6 +1410,9 @@ void World::check_liveness() {
         }
       } else if (!final_index) {
         stage = "no proposal committed";
+        // The full membership is back and no change is asked for any more: commits need a
+        // majority of every node again.
+        min_voters_ = nodes_.size();
         busy = true;
         busy_since = sched_.now();
         const std::uint64_t payload = next_payload_++;
