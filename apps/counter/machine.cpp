@@ -107,7 +107,7 @@ void CounterMachine::apply(std::span<const coraft::Command> commands, std::vecto
     // included, so that a retry of a bad command is answered bad_command again.
     auto envelope = coraft::decode_envelope(c.payload);
     const bool command = envelope && envelope->kind == coraft::EnvelopeKind::command;
-    auto reply = sessions_.apply(c.index, c.payload, [&](const Bytes& payload) {
+    auto reply = sessions_.apply(c.index, std::move(envelope), [&](const Bytes& payload) {
       auto amount = body_u64(payload);
       if (!amount) return status_reply(AppliedReply::Status::bad_command, {});
       // Wrapping addition: every replica wraps alike, and signed overflow is never reached.

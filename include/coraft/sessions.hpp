@@ -180,7 +180,12 @@ class Sessions {
   // the new session's id for a register (see encode_session_id), empty for a close.
   template <class ApplyPayload>
   Result<Bytes> apply(Index index, const Bytes& entry, ApplyPayload&& apply_payload) {
-    auto envelope = decode_envelope(entry);
+    return apply(index, decode_envelope(entry), std::forward<ApplyPayload>(apply_payload));
+  }
+  // The same for an entry the caller has decoded already (decode_envelope's result, error
+  // included), for a state machine that looks at the envelope itself first.
+  template <class ApplyPayload>
+  Result<Bytes> apply(Index index, Result<SessionEnvelope> envelope, ApplyPayload&& apply_payload) {
     if (!envelope) {
       advance(index, 0);
       return std::move(envelope).error();

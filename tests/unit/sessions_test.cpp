@@ -97,6 +97,35 @@ TEST_CASE("a session's id is the index of the entry that registered it") {
   // Reference: Raft thesis §6.3
 }
 
+TEST_CASE("an envelope the caller decoded is applied exactly as its bytes are") {
+  Counter by_bytes, by_envelope;
+  auto both = [&](const Bytes& bytes) {
+    auto a = by_bytes.entry(bytes);
+    const Index index = by_envelope.next_index;
+    ++by_envelope.next_index;
+    auto b = by_envelope.sessions.apply(
+        index, coraft::decode_envelope(bytes), [&](const Bytes& payload) {
+          ++by_envelope.applied;
+          by_envelope.total += std::stoll(std::string(payload.chars()));
+          return Bytes::copy_of(std::to_string(by_envelope.total));
+        });
+    REQUIRE(a.ok() == b.ok());
+    if (a.ok()) CHECK(std::string(a->chars()) == std::string(b->chars()));
+    if (!a.ok()) CHECK(a.error().code == b.error().code);
+  };
+  SessionEnvelope reg;
+  reg.kind = EnvelopeKind::register_session;
+  both(coraft::encode_envelope(reg));
+  both(coraft::encode_envelope(Counter::command(SessionId(1), 1, 1, 5, 0)));
+  both(coraft::encode_envelope(Counter::command(SessionId(1), 1, 1, 5, 0)));  // a retry
+  both(coraft::encode_envelope(Counter::command(SessionId(1), 2, 1, 7, 0)));
+  both(Bytes::copy_of("not an envelope"));
+  both(coraft::encode_envelope(Counter::command(SessionId(9), 1, 1, 1, 0)));  // no such session
+  CHECK(by_bytes.applied == 2);
+  CHECK(by_envelope.applied == 2);
+  CHECK(by_bytes.sessions.serialize() == by_envelope.sessions.serialize());
+}
+
 TEST_CASE("a retried command is answered from the saved reply and not applied again") {
   Counter c;
   auto s = c.open();
