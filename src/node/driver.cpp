@@ -474,11 +474,17 @@ void NodeImpl::complete_writes() {
   }
 }
 
-asio::awaitable<void> NodeImpl::to_apply_thread() {
+asio::awaitable<void> NodeImpl::to_state_machine() {
+  if (config_.apply_inline) co_return;
   // The completion must be bound to the apply thread's executor: posting a plain use_awaitable
   // there would hand the completion straight back to this coroutine's own executor, and the
   // state machine would run on the node's executor after all.
   co_await asio::post(asio::bind_executor(apply_io_.get_executor(), asio::use_awaitable));
+}
+
+asio::awaitable<void> NodeImpl::from_state_machine() {
+  if (config_.apply_inline) co_return;
+  co_await asio::post(ex_, asio::use_awaitable);
 }
 
 asio::awaitable<void> NodeImpl::applier() {
@@ -532,7 +538,7 @@ asio::awaitable<void> NodeImpl::applier() {
       if (e.type == EntryType::normal) commands.push_back(Command{e.index, e.term, e.payload});
     }
     if (!commands.empty()) {
-      // Run the state machine on the apply thread, then come back.
+      // Run the state machine where it runs (the apply thread, or here), then come back.
       applier_busy_ = true;
       if (hooks_.apply_delay) {
         asio::steady_timer slow(ex_);
@@ -542,13 +548,9 @@ asio::awaitable<void> NodeImpl::applier() {
           break;
         }
       }
-      if (config_.apply_inline) {
-        sm_.apply(commands, replies);
-      } else {
-        co_await to_apply_thread();
-        sm_.apply(commands, replies);
-        co_await asio::post(ex_, asio::use_awaitable);
-      }
+      co_await to_state_machine();
+      sm_.apply(commands, replies);
+      co_await from_state_machine();
       applier_busy_ = false;
       CORAFT_ASSERT(replies.size() == commands.size(),
                     "StateMachine::apply must give one reply "

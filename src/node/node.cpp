@@ -507,10 +507,10 @@ asio::awaitable<void> NodeImpl::take_snapshot() {
   meta.configuration = applied_conf_;
   Result<void> saved;
   std::unique_ptr<SnapshotCopy> copy;
-  if (!config_.apply_inline) co_await to_apply_thread();
+  co_await to_state_machine();
   copy = sm_.copy_for_snapshot();
   if (!copy) saved = save_snapshot(meta, [this](SnapshotSink& sink) { return sm_.save(sink); });
-  if (!config_.apply_inline) co_await asio::post(ex_, asio::use_awaitable);
+  co_await from_state_machine();
   if (copy) {
     snapshot_saving_ = true;
     spawn(save_copy(meta, std::move(copy), std::move(waiters)));

@@ -229,8 +229,11 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   asio::awaitable<void> writer();
   asio::awaitable<void> append_job(std::shared_ptr<WriteJob> job);
   asio::awaitable<void> applier();
-  // Resumes the calling coroutine on the apply thread; `co_await asio::post(ex_, ...)` returns.
-  asio::awaitable<void> to_apply_thread();
+  // Where the state machine runs: to_state_machine() resumes the calling coroutine on the apply
+  // thread, from_state_machine() back on the node's executor; with apply_inline both stay on
+  // the executor.
+  asio::awaitable<void> to_state_machine();
+  asio::awaitable<void> from_state_machine();
   asio::awaitable<void> take_snapshot();
   Result<void> save_snapshot(const SnapshotMeta& meta,
                              const std::function<Result<void>(SnapshotSink&)>& save);

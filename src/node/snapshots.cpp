@@ -438,12 +438,12 @@ asio::awaitable<Result<void>> NodeImpl::restore_stored(SnapshotMeta meta) {
     asio::steady_timer slow(ex_);
     co_await sleep_until(slow, now() + hooks_.restore_delay());
   }
-  if (!config_.apply_inline) co_await to_apply_thread();
+  co_await to_state_machine();
   {
     auto info = storage::SnapshotStore::verify(path, config_.snapshot_bytes_max);
     restored = info ? restore_from_file(sm_, *info) : Result<void>(info.error());
   }
-  if (!config_.apply_inline) co_await asio::post(ex_, asio::use_awaitable);
+  co_await from_state_machine();
   co_return restored;
 }
 

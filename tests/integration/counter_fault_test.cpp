@@ -657,20 +657,15 @@ void run_case(int nodes) {
       cluster.proxy().partition(side);
       std::this_thread::sleep_for(hold);
       cluster.proxy().heal();
-    } else if (kind == "one-way") {
+    } else if (kind == "one-way" || kind == "one-way-in") {
+      // one-way: the leader's messages are lost, it hears the others. one-way-in: the followers
+      // hear the leader but it hears none of them: they take its entries, it never learns they
+      // committed, and the entries in flight end with an unknown outcome at the client while
+      // the next leader commits them.
+      const bool in = kind == "one-way-in";
       const int victim = leader != 0 ? leader : pick_other(0);
       for (int j = 1; j <= nodes; ++j) {
-        if (j != victim) cluster.proxy().set_cut(victim, j, true);
-      }
-      std::this_thread::sleep_for(hold);
-      cluster.proxy().heal();
-    } else if (kind == "one-way-in") {
-      // The followers hear the leader but it hears none of them: they take its entries, it
-      // never learns they committed, and the entries in flight end with an unknown outcome at
-      // the client while the next leader commits them.
-      const int victim = leader != 0 ? leader : pick_other(0);
-      for (int j = 1; j <= nodes; ++j) {
-        if (j != victim) cluster.proxy().set_cut(j, victim, true);
+        if (j != victim) cluster.proxy().set_cut(in ? j : victim, in ? victim : j, true);
       }
       std::this_thread::sleep_for(hold);
       cluster.proxy().heal();

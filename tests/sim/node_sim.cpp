@@ -563,9 +563,9 @@ void SimDisk::apply(const Op& op) {
                                                      durable.snapshot.last_index));
         break;
       }
-      while (!durable.log.empty() && durable.log.front().index <= op.index) {
-        durable.log.erase(durable.log.begin());
-      }
+      durable.log.erase(durable.log.begin(),
+                        std::find_if(durable.log.begin(), durable.log.end(),
+                                     [&](const Entry& e) { return e.index > op.index; }));
       durable.base = std::max(durable.base, op.index);
       if (!durable.log.empty()) durable.base = Index(durable.log.front().index.value() - 1);
       break;
