@@ -437,6 +437,16 @@ int run_cluster(const ClusterOptions& o) {
     }
     cluster.stop();
   }
+  // The floor runs after the servers stopped, on the disk their logs were on.
+  std::optional<DiskFloor> floor;
+  if (status == 0 && o.disk_floor_seconds > 0) {
+    floor = measure_disk_floor(dir, o.nodes, o.disk_floor_seconds);
+    if (!floor) {
+      std::fprintf(stderr, "coraft-bench cluster: the disk floor failed: %s\n",
+                   std::strerror(errno));
+      status = 1;
+    }
+  }
   std::filesystem::remove_all(dir, ec);
   if (status != 0) return status;
 
@@ -474,13 +484,19 @@ int run_cluster(const ClusterOptions& o) {
     std::printf("; follower: %.0f/s, %.1f each, %.0f messages/s\n", fd.syncs_per_s, fd.mean_batch,
                 fd.messages_per_s);
   }
+  if (floor) {
+    std::printf(
+        "  disk floor (after the run, same disk): a 4 KiB durable write alone p50 %.0f us; one "
+        "per server at once, until a majority is durable p50 %.0f us, p99 %.0f us\n",
+        floor->alone_p50_us, floor->majority_p50_us, floor->majority_p99_us);
+  }
   if (!load->first_error.empty()) {
     std::printf("  first error: %s (%llu errors before or after the window)\n",
                 load->first_error.c_str(), static_cast<unsigned long long>(load->errors_outside));
   }
   if (o.json) {
-    JsonLine()
-        .str("bench", "cluster")
+    JsonLine json;
+    json.str("bench", "cluster")
         .num("nodes", static_cast<double>(o.nodes))
         .num("payload", static_cast<double>(o.payload))
         .num("inflight", static_cast<double>(o.inflight))
@@ -498,8 +514,13 @@ int run_cluster(const ClusterOptions& o) {
         .num("follower_syncs_per_s", fd.syncs_per_s)
         .num("follower_mean_batch", fd.mean_batch)
         .num("leader_messages_per_s", ld.messages_per_s)
-        .num("follower_messages_per_s", fd.messages_per_s)
-        .print();
+        .num("follower_messages_per_s", fd.messages_per_s);
+    if (floor) {
+      json.num("floor_alone_p50_us", floor->alone_p50_us)
+          .num("floor_majority_p50_us", floor->majority_p50_us)
+          .num("floor_majority_p99_us", floor->majority_p99_us);
+    }
+    json.print();
   }
   std::printf(
       "RESULT peer=coraft nodes=%llu size=%llu conc=%llu ops_s=%.0f p50_us=%.0f "

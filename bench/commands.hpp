@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -49,11 +50,22 @@ struct ClusterOptions {
   double seconds = 8;
   std::string dir = "/tmp";  // the data directories go in a fresh directory under it
   bool json = false;
-  bool processes = false;     // each server in its own process
-  bool one_thread = false;    // all in-process servers on one io thread
-  bool apply_inline = false;  // NodeConfig::apply_inline
+  bool processes = false;         // each server in its own process
+  bool one_thread = false;        // all in-process servers on one io thread
+  bool apply_inline = false;      // NodeConfig::apply_inline
+  double disk_floor_seconds = 0;  // after the run, the shared-disk floor for this long (0: not)
 };
 int run_cluster(const ClusterOptions& o);
+
+// One 4 KiB durable write (O_DIRECT, RWF_DSYNC) alone, and one per server started together
+// until a majority is durable: what a commit waits for when the servers share one disk.
+struct DiskFloor {
+  double alone_p50_us = 0;
+  double majority_p50_us = 0;
+  double majority_p99_us = 0;
+};
+std::optional<DiskFloor> measure_disk_floor(const std::string& dir, std::size_t servers,
+                                            double seconds);
 
 // One server of `cluster --processes`, run by it in a child process until SIGTERM.
 struct ClusterServerOptions {

@@ -107,6 +107,11 @@ void add_cluster_flags(CLI::App& c, ClusterOptions& o) {
       ->excludes("--processes");
   c.add_flag("--apply-inline", o.apply_inline,
              "the state machine runs on each node's executor (NodeConfig::apply_inline)");
+  add_seconds(c, "--disk-floor", o.disk_floor_seconds,
+              "after the run, measure for this long one 4 KiB durable write alone and one per "
+              "server at once until a majority is durable, in the same directory",
+              60)
+      ->default_str("off");
 }
 
 void add_cluster(CLI::App& app, ClusterOptions& o, MatrixOptions& m, bool& matrix) {
