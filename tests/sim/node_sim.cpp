@@ -1079,7 +1079,6 @@ void World::check_bounds() {
     over("waiting reads", q.reads, limits_.reads);
     over("committed entries waiting to be applied", q.to_apply, limits_.apply_lag);
     over("deferred chunk answers", q.deferred_answers, detail::NodeImpl::deferred_answers_max);
-    over("deferred chunk answers", q.deferred_answers, detail::NodeImpl::deferred_answers_max);
   }
 }
 
