@@ -440,10 +440,10 @@ int run_cluster(const ClusterOptions& o) {
   // The floor runs after the servers stopped, on the disk their logs were on.
   std::optional<DiskFloor> floor;
   if (status == 0 && o.disk_floor_seconds > 0) {
-    floor = measure_disk_floor(dir, o.nodes, o.disk_floor_seconds);
+    std::string why;
+    floor = measure_disk_floor(dir, o.nodes, o.disk_floor_seconds, why);
     if (!floor) {
-      std::fprintf(stderr, "coraft-bench cluster: the disk floor failed: %s\n",
-                   std::strerror(errno));
+      std::fprintf(stderr, "coraft-bench cluster: the disk floor failed: %s\n", why.c_str());
       status = 1;
     }
   }

@@ -64,8 +64,9 @@ struct DiskFloor {
   double majority_p50_us = 0;
   double majority_p99_us = 0;
 };
+// Nullopt, with `why` set, when a file cannot be made or written.
 std::optional<DiskFloor> measure_disk_floor(const std::string& dir, std::size_t servers,
-                                            double seconds);
+                                            double seconds, std::string& why);
 
 // One server of `cluster --processes`, run by it in a child process until SIGTERM.
 struct ClusterServerOptions {

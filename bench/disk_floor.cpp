@@ -31,21 +31,29 @@ class DurableFile {
  public:
   explicit DurableFile(std::string path) : path_(std::move(path)) {
     void* p = nullptr;
-    if (::posix_memalign(&p, block_bytes, block_bytes) != 0) return;
+    if (::posix_memalign(&p, block_bytes, block_bytes) != 0) {
+      error_ = "cannot allocate an aligned buffer";
+      return;
+    }
     buf_ = static_cast<std::byte*>(p);
     std::memset(buf_, 0x5c, block_bytes);
     int fd = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return;
+    if (fd < 0) {
+      fail("create");
+      return;
+    }
     bool ok = true;
     for (std::uint64_t off = 0; ok && off < file_bytes; off += block_bytes)
       ok = ::pwrite(fd, buf_, block_bytes, static_cast<off_t>(off)) ==
            static_cast<ssize_t>(block_bytes);
     ok = ok && ::fsync(fd) == 0;
+    if (!ok) fail("pre-write");
     ::close(fd);
     if (!ok) return;
     // Where the file system refuses O_DIRECT (tmpfs), the log writes buffered, and so does this.
     fd_ = ::open(path_.c_str(), O_RDWR | O_DIRECT | O_CLOEXEC);
     if (fd_ < 0 && errno == EINVAL) fd_ = ::open(path_.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd_ < 0) fail("open");
   }
   ~DurableFile() {
     if (fd_ >= 0) ::close(fd_);
@@ -56,13 +64,22 @@ class DurableFile {
   DurableFile(const DurableFile&) = delete;
   DurableFile& operator=(const DurableFile&) = delete;
 
-  [[nodiscard]] bool ok() const { return fd_ >= 0; }
+  [[nodiscard]] bool ok() const { return error_.empty(); }
+  // Why the file cannot be written; empty while it can.
+  [[nodiscard]] const std::string& error() const { return error_; }
 
+  // Called by one thread at a time; error() is read once the writers are joined.
   bool write() {
     iovec iov{buf_, block_bytes};
     const ssize_t n = ::pwritev2(fd_, &iov, 1, static_cast<off_t>(off_), RWF_DSYNC);
     off_ = (off_ + block_bytes) % file_bytes;
-    return n == static_cast<ssize_t>(block_bytes);
+    if (n == static_cast<ssize_t>(block_bytes)) return true;
+    if (n < 0) {
+      fail("durable write to");
+    } else {
+      error_ = "a short durable write to " + path_;
+    }
+    return false;
   }
 
  private:
@@ -70,20 +87,26 @@ class DurableFile {
   std::byte* buf_ = nullptr;
   int fd_ = -1;
   std::uint64_t off_ = 0;
+  std::string error_;
+
+  void fail(const char* what) {
+    error_ = std::string(what) + " " + path_ + ": " + std::strerror(errno);
+  }
 };
 
-// Rounds of `files.size()` writes started together, for `seconds`; each round's sample is the
-// time until `majority` of them are durable. False when a write failed.
-bool measure(std::vector<std::unique_ptr<DurableFile>>& files, std::size_t majority, double seconds,
-             Latencies& out) {
-  const std::size_t n = files.size();
-  std::vector<Clock::time_point> done(n);
+// Rounds of writes to the first `writers` files, started together, for `seconds`; each round's
+// sample is the time until `majority` of them are durable. False when a write failed (the file
+// says why).
+bool measure(const std::vector<std::unique_ptr<DurableFile>>& files, std::size_t writers,
+             std::size_t majority, double seconds, Latencies& out) {
+  std::vector<Clock::time_point> done(writers);
   std::atomic<bool> stop{false}, failed{false};
-  std::barrier<> start(static_cast<std::ptrdiff_t>(n + 1)), end(static_cast<std::ptrdiff_t>(n + 1));
-  std::vector<std::thread> writers;
-  writers.reserve(n);
-  for (std::size_t i = 0; i < n; ++i) {
-    writers.emplace_back([&, i] {
+  std::barrier<> start(static_cast<std::ptrdiff_t>(writers + 1)),
+      end(static_cast<std::ptrdiff_t>(writers + 1));
+  std::vector<std::thread> threads;
+  threads.reserve(writers);
+  for (std::size_t i = 0; i < writers; ++i) {
+    threads.emplace_back([&, i] {
       for (;;) {
         start.arrive_and_wait();
         if (stop.load()) return;
@@ -105,44 +128,40 @@ bool measure(std::vector<std::unique_ptr<DurableFile>>& files, std::size_t major
   }
   stop.store(true);
   start.arrive_and_wait();
-  for (auto& t : writers) t.join();
+  for (auto& t : threads) t.join();
   return !failed.load();
 }
 
 }  // namespace
 
 std::optional<DiskFloor> measure_disk_floor(const std::string& dir, std::size_t servers,
-                                            double seconds) {
+                                            double seconds, std::string& why) {
   std::vector<std::unique_ptr<DurableFile>> files;
   for (std::size_t i = 0; i < servers; ++i) {
     files.push_back(std::make_unique<DurableFile>(dir + "/disk-floor-" + std::to_string(i + 1)));
-    if (!files.back()->ok()) return std::nullopt;
   }
-  DiskFloor f;
+  // The first file that failed, in setup or in a write, says why.
+  auto failed = [&]() -> std::optional<DiskFloor> {
+    auto bad = std::find_if(files.begin(), files.end(), [](const auto& f) { return !f->ok(); });
+    why = bad != files.end() ? (*bad)->error() : "a write failed";
+    return std::nullopt;
+  };
+  if (std::any_of(files.begin(), files.end(), [](const auto& f) { return !f->ok(); })) {
+    return failed();
+  }
+  // Alone and together in alternating slices, so that both see the same disk weather. With one
+  // server the two are the same measurement.
   Latencies alone, together;
-  if (servers == 1) {
-    if (!measure(files, 1, seconds, alone)) return std::nullopt;
-    f.alone_p50_us = f.majority_p50_us = alone.percentile_us(50);
-    f.majority_p99_us = alone.percentile_us(99);
-    return f;
-  }
-  std::vector<std::unique_ptr<DurableFile>> one;
-  one.push_back(std::move(files.back()));
-  files.pop_back();
-  // Alone and together in alternating slices, so that both see the same disk weather.
   constexpr int slices = 4;
+  const double slice = seconds / (servers == 1 ? slices : 2 * slices);
   for (int s = 0; s < slices; ++s) {
-    if (!measure(one, 1, seconds / (2 * slices), alone)) return std::nullopt;
-    files.push_back(std::move(one.back()));
-    one.pop_back();
-    if (!measure(files, servers / 2 + 1, seconds / (2 * slices), together)) return std::nullopt;
-    one.push_back(std::move(files.back()));
-    files.pop_back();
+    if (!measure(files, 1, 1, slice, alone)) return failed();
+    if (servers > 1 && !measure(files, servers, servers / 2 + 1, slice, together)) {
+      return failed();
+    }
   }
-  f.alone_p50_us = alone.percentile_us(50);
-  f.majority_p50_us = together.percentile_us(50);
-  f.majority_p99_us = together.percentile_us(99);
-  return f;
+  Latencies& majority = servers == 1 ? alone : together;
+  return DiskFloor{alone.percentile_us(50), majority.percentile_us(50), majority.percentile_us(99)};
 }
 
 }  // namespace coraft::bench

@@ -1,9 +1,11 @@
 #include "../bench/bench_util.hpp"
+#include "../bench/commands.hpp"
 
 #include <doctest/doctest.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
@@ -69,4 +71,27 @@ TEST_CASE("a JSON line prints as one line on stdout") {
   coraft::bench::JsonLine j;
   j.str("bench", "core").num("nodes", 3);
   CHECK(captured(stdout, [&] { j.print(); }) == "{\"bench\":\"core\",\"nodes\":3}\n");
+}
+
+TEST_CASE("the disk floor measures durable writes and names what failed") {
+  namespace fs = std::filesystem;
+  const fs::path dir =
+      fs::temp_directory_path() / ("coraft-disk-floor-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  for (std::size_t servers : {1u, 3u}) {
+    std::string why;
+    auto f = coraft::bench::measure_disk_floor(dir.string(), servers, 0.2, why);
+    REQUIRE_MESSAGE(f.has_value(), why);
+    CHECK(f->alone_p50_us > 0);
+    CHECK(f->majority_p50_us > 0);
+    CHECK(f->majority_p99_us >= f->majority_p50_us);
+    CHECK(fs::is_empty(dir));  // its files are gone
+  }
+  fs::remove_all(dir);
+  // A directory that is not there: a message naming the file and the reason, no figures.
+  std::string why;
+  auto f = coraft::bench::measure_disk_floor((dir / "missing").string(), 3, 0.2, why);
+  CHECK_FALSE(f.has_value());
+  CHECK(why.find("create " + (dir / "missing" / "disk-floor-1").string()) == 0);
+  CHECK(why.find("No such file or directory") != std::string::npos);
 }
