@@ -73,6 +73,13 @@ struct NodeConfig {
   std::chrono::milliseconds read_timeout{5000};
   // transfer_leadership() fails with timeout when no other leader appears within this.
   std::chrono::milliseconds transfer_timeout{5000};
+  // A leader tells followers of a new commit index in its next AppendEntries to them. When none
+  // goes out within this delay, it sends one that carries only the commit index. Under load the
+  // next AppendEntries always comes first, which saves a message and its acknowledgement per
+  // follower per commit; in an idle cluster followers apply up to this much later. Heartbeats
+  // carry the commit index too, so a delay beyond the heartbeat period changes nothing. Zero
+  // sends the commit index at once.
+  std::chrono::microseconds commit_notice_delay{2000};
 
   // ---- Limits (the unit is in each name) ----
   std::uint32_t entry_bytes_max = 1u << 20;                 // one proposal's payload

@@ -89,6 +89,9 @@ Result<void> NodeConfig::validate() const {
   }
   if (read_timeout.count() <= 0) return bad("read_timeout", "must be positive");
   if (transfer_timeout.count() <= 0) return bad("transfer_timeout", "must be positive");
+  if (commit_notice_delay.count() < 0 || commit_notice_delay > std::chrono::seconds(1)) {
+    return bad("commit_notice_delay", "must be in 0..1 s");
+  }
   if (disk_stall_timeout.count() < 0) return bad("disk_stall_timeout", "must not be negative");
   if (snapshot_chunk_bytes < 4096 || snapshot_chunk_bytes + 4096 > frame_bytes_max) {
     return bad("snapshot_chunk_bytes", "must be at least 4096 and fit a frame_bytes_max frame");
@@ -229,6 +232,9 @@ std::string Node::metrics_text(NodeId id, const NodeMetrics& m) {
   one("messages_sent_total", "counter", "Messages handed to the transport.", m.messages_sent);
   one("messages_refused_total", "counter", "Messages the transport refused.", m.messages_refused);
   one("messages_received_total", "counter", "Messages received.", m.messages_received);
+  one("commit_notices_replaced_total", "counter",
+      "Commit-only AppendEntries replaced by a later message before they were due.",
+      m.commit_notices_replaced);
   one("reads_total", "counter", "Read barriers completed.", m.reads);
   one("disk_stall_stepdowns_total", "counter", "Leaderships handed off for a stalled disk.",
       m.disk_stall_stepdowns);

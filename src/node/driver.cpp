@@ -86,7 +86,7 @@ void NodeImpl::handle(core::Output out) {
     write_event_.notify();
   }
   // Step 3: messages now, in parallel with the write.
-  for (core::Message& m : out.messages) send(std::move(m));
+  for (core::Message& m : out.messages) send_or_hold(std::move(m));
   // Step 5: committed entries (already durable here) to the applier.
   if (!out.committed.empty()) {
     metrics_.commits += out.committed.size();
@@ -123,6 +123,69 @@ void NodeImpl::send(core::Message m) {
     // streaming into a queue that drops (the drain loop takes what this produces).
     ++metrics_.messages_refused;
     core_->report_unreachable(to);
+  }
+}
+
+// A commit notice (an AppendEntries without entries: the commit index, or an empty probe) waits
+// up to commit_notice_delay for the next message to its peer. An AppendEntries, or a heartbeat
+// carrying the same commit index, replaces it: both carry what it would. Any other message
+// goes out after it, so that the peer sees them in the order the core made them. Dropping a
+// replaced notice is safe as losing any message is; the acknowledgement it would have drawn
+// matters to nothing once the follower acknowledges the message that replaced it.
+void NodeImpl::send_or_hold(core::Message m) {
+  auto held = std::find_if(notices_.begin(), notices_.end(),
+                           [&](const HeldNotice& h) { return h.message.to == m.to; });
+  const auto* a = std::get_if<core::AppendRequest>(&m.body);
+  const bool notice = a && a->entries.empty() && config_.commit_notice_delay.count() > 0;
+  auto due = now() + config_.commit_notice_delay;
+  if (held != notices_.end()) {
+    const Index commit = std::get<core::AppendRequest>(held->message.body).leader_commit;
+    const auto* hb = std::get_if<core::HeartbeatRequest>(&m.body);
+    if (a || (hb && hb->leader_commit >= commit)) {
+      ++metrics_.commit_notices_replaced;
+    } else {
+      send(std::move(held->message));
+    }
+    // A notice replaced by another is due no later than the first: a stream of them waits no
+    // longer than one.
+    if (notice) due = std::min(due, held->due);
+    notices_.erase(held);
+  }
+  if (notice) {
+    if (notices_.empty()) notice_event_.notify();
+    notices_.push_back(HeldNotice{due, std::move(m)});
+    return;
+  }
+  send(std::move(m));
+}
+
+void NodeImpl::send_notices_due(Clock::time_point t) {
+  std::vector<core::Message> due;
+  std::erase_if(notices_, [&](HeldNotice& h) {
+    if (h.due > t) return false;
+    due.push_back(std::move(h.message));
+    return true;
+  });
+  const std::uint64_t refused = metrics_.messages_refused;
+  for (core::Message& m : due) send(std::move(m));
+  // A refused send makes the core probe the peer again.
+  if (metrics_.messages_refused != refused) drain_soon();
+}
+
+asio::awaitable<void> NodeImpl::notifier() {
+  asio::steady_timer timer(ex_);
+  while (!stopping_) {
+    if (notices_.empty()) {
+      co_await notice_event_.wait();
+      continue;
+    }
+    auto first =
+        std::min_element(notices_.begin(), notices_.end(),
+                         [](const HeldNotice& x, const HeldNotice& y) { return x.due < y.due; })
+            ->due;
+    co_await sleep_until(timer, first);
+    if (stopping_) break;
+    send_notices_due(now());
   }
 }
 

@@ -53,7 +53,8 @@ NodeImpl::NodeImpl(asio::any_io_executor ex, NodeConfig config, StateMachine& sm
       hooks_(std::move(hooks)),
       write_event_(ex_),
       written_event_(ex_),
-      apply_event_(ex_) {
+      apply_event_(ex_),
+      notice_event_(ex_) {
   for (const ServerAddress& a : config_.peers) addresses_[a.id] = a;
   addresses_[config_.id] =
       advertised() ? ServerAddress{config_.id, config_.advertise_host, config_.advertise_port}
@@ -248,6 +249,7 @@ Result<void> NodeImpl::open() {
   spawn(ticker());
   spawn(writer());
   spawn(applier());
+  spawn(notifier());
   drain();
   return {};
 }
@@ -681,6 +683,7 @@ asio::awaitable<void> NodeImpl::stopper(Completion<void> done) {
   write_event_.notify();
   written_event_.notify();
   apply_event_.notify();
+  notice_event_.notify();
   // Wait for every other coroutine (appends in flight finish their writes).
   const auto began = now();
   bool said = false;
@@ -691,6 +694,7 @@ asio::awaitable<void> NodeImpl::stopper(Completion<void> done) {
     write_event_.notify();
     written_event_.notify();
     apply_event_.notify();
+    notice_event_.notify();
     if (!said && now() - began > std::chrono::seconds(5)) {
       said = true;
       log(LogLevel::warn, "node ", config_.id, ": stopping for over 5 s, waiting for ",

@@ -195,6 +195,11 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   void drain_soon();
   void handle(core::Output out);
   void send(core::Message m);
+  // Sends `m`, or holds it back when it is an AppendEntries without entries (a commit notice,
+  // commit_notice_delay); a later message to the same peer replaces or flushes the held one.
+  void send_or_hold(core::Message m);
+  // Sends the held commit notices due by `now`.
+  void send_notices_due(Clock::time_point now);
   void on_receive(core::Message m);
   void on_soft_state(const core::SoftState& s);
   void complete_writes();
@@ -226,6 +231,7 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   // Waits until now() reaches `at`; `timer` is the caller's, used with the steady clock.
   asio::awaitable<void> sleep_until(asio::steady_timer& timer, Clock::time_point at);
   asio::awaitable<void> ticker();
+  asio::awaitable<void> notifier();
   asio::awaitable<void> writer();
   asio::awaitable<void> append_job(std::shared_ptr<WriteJob> job);
   asio::awaitable<void> applier();
@@ -284,6 +290,13 @@ class NodeImpl : public std::enable_shared_from_this<NodeImpl> {
   Event write_event_;
   Event written_event_;
   Event apply_event_;
+  // Commit notices held back, at most one per peer, each with the time it is due.
+  struct HeldNotice {
+    Clock::time_point due;
+    core::Message message;
+  };
+  std::vector<HeldNotice> notices_;
+  Event notice_event_;
   std::deque<std::shared_ptr<WriteJob>> writes_;  // every job not yet acknowledged, in order
   std::size_t writes_started_ = 0;                // of writes_, how many the writer took
   std::uint64_t appends_in_flight_ = 0;

@@ -1,6 +1,8 @@
 // Whole nodes: real storage, real TCP on 127.0.0.1, three and five servers in one process.
 #include <algorithm>
 #include <atomic>
+#include <map>
+#include <mutex>
 #include <optional>
 #include <set>
 
@@ -572,6 +574,163 @@ TEST_CASE(
     REQUIRE(c.node(*leader).snapshot_now(asio::use_future).get().ok());
     CHECK(c.machine(*leader).save_thread() == applied_on);
   }
+}
+
+// What each node sent, one line per message: commit notices are AppendEntries without entries.
+struct SentLog {
+  struct Line {
+    NodeId to;
+    enum Kind { append, notice, heartbeat, read_answer, other } kind = other;
+    Index commit;  // of an AppendEntries or heartbeat; the read index of a read answer
+  };
+  std::mutex mu;
+  std::map<NodeId, std::vector<Line>> by_node;
+
+  // Watches every node's outgoing messages (the hook is the last step before the transport).
+  void watch(Cluster& c) {
+    for (std::size_t i = 1; i <= c.size(); ++i) {
+      c.hooks(NodeId(i)).drop_outgoing = [this, from = NodeId(i)](const core::Message& m) {
+        Line l{m.to, Line::other, Index()};
+        if (const auto* a = std::get_if<core::AppendRequest>(&m.body)) {
+          l.kind = a->entries.empty() ? Line::notice : Line::append;
+          l.commit = a->leader_commit;
+        } else if (const auto* h = std::get_if<core::HeartbeatRequest>(&m.body)) {
+          l.kind = Line::heartbeat;
+          l.commit = h->leader_commit;
+        } else if (const auto* r = std::get_if<core::ReadIndexResponse>(&m.body)) {
+          l.kind = Line::read_answer;
+          l.commit = r->read_index;
+        }
+        std::lock_guard lock(mu);
+        by_node[from].push_back(l);
+        return false;
+      };
+    }
+  }
+  std::vector<Line> of(NodeId id) {
+    std::lock_guard lock(mu);
+    return by_node[id];
+  }
+  std::size_t notices(NodeId id) {
+    auto lines = of(id);
+    return static_cast<std::size_t>(std::count_if(
+        lines.begin(), lines.end(), [](const Line& l) { return l.kind == Line::notice; }));
+  }
+};
+
+TEST_CASE("a commit notice waits for the next AppendEntries, which carries the commit instead") {
+  for (std::chrono::microseconds delay : {std::chrono::microseconds(500ms), 0us}) {
+    CAPTURE(delay.count());
+    SentLog sent;  // outlives the cluster, whose nodes call into it until they stop
+    Cluster c(3);
+    c.tweak = [&](NodeConfig& conf) { conf.commit_notice_delay = delay; };
+    sent.watch(c);
+    c.start_all();
+    auto leader = c.leader();
+    REQUIRE(leader);
+    REQUIRE(c.propose(*leader, "first").ok());
+    const std::size_t notices_before = sent.notices(*leader);
+    const auto replaced_before =
+        c.node(*leader).metrics(asio::use_future).get()->commit_notices_replaced;
+    // One proposal at a time: each commit would tell both followers at once, but the next
+    // proposal's AppendEntries goes out first and carries it.
+    for (int i = 0; i < 50; ++i) REQUIRE(c.propose(*leader, numbered("p-", i)).ok());
+    const std::size_t notices = sent.notices(*leader) - notices_before;
+    const auto replaced =
+        c.node(*leader).metrics(asio::use_future).get()->commit_notices_replaced - replaced_before;
+    if (delay.count() > 0) {
+      CHECK(notices <= 2);  // an empty probe, at most, if a follower was probed
+      CHECK(replaced >= 50);
+    } else {
+      CHECK(notices >= 50);
+      CHECK(replaced == 0);
+    }
+    // Every follower still learns the last commit index.
+    REQUIRE(converged(c, 51));
+  }
+}
+
+TEST_CASE("a commit notice that nothing replaces goes out after commit_notice_delay") {
+  SentLog sent;
+  Cluster c(3);
+  // Heartbeats (which carry the commit index too) 400 ms apart, the notice due after 20 ms.
+  c.tweak = [](NodeConfig& conf) {
+    conf.election_ticks = 30;
+    conf.heartbeat_ticks = 20;
+    conf.commit_notice_delay = 20ms;
+  };
+  sent.watch(c);
+  c.start_all();
+  auto leader = c.leader();
+  REQUIRE(leader);
+  // A heartbeat may replace a notice before it is due, one time in twenty: of three
+  // proposals, at least one is told to the followers by the notice itself.
+  std::size_t told_by_notice = 0;
+  for (int i = 0; i < 3; ++i) {
+    auto p = c.propose(*leader, numbered("idle-", i));
+    REQUIRE(p.ok());
+    REQUIRE(converged(c, static_cast<std::size_t>(i) + 1));
+    std::set<NodeId> told;
+    for (const SentLog::Line& l : sent.of(*leader)) {
+      if (l.kind == SentLog::Line::notice && l.commit >= p->index) told.insert(l.to);
+    }
+    if (told.size() == 2) ++told_by_notice;
+  }
+  CHECK(told_by_notice >= 1);
+}
+
+TEST_CASE("a read answer to a follower goes after the commit notice held for it") {
+  SentLog sent;
+  Cluster c(3);
+  // Lease reads answer a follower's read at once, without a heartbeat round; heartbeats are
+  // 400 ms apart and notices wait 300 ms.
+  c.tweak = [](NodeConfig& conf) {
+    conf.election_ticks = 30;
+    conf.heartbeat_ticks = 20;
+    conf.lease_reads = true;
+    conf.commit_notice_delay = 300ms;
+  };
+  sent.watch(c);
+  c.start_all();
+  auto leader = c.leader();
+  REQUIRE(leader);
+  const NodeId follower(leader->value() % 3 + 1);
+  std::size_t answers = 0;
+  for (int i = 0; i < 3; ++i) {
+    auto w = c.propose(*leader, numbered("w-", i));
+    REQUIRE(w.ok());
+    auto r = c.node(follower).read_barrier(asio::use_future).get();
+    REQUIRE_MESSAGE(r.ok(), r.error().message());
+    CHECK(*r >= w->index);
+    CHECK(c.machine(follower).applied().back().second == numbered("w-", i));
+  }
+  // Every read answer to the follower comes after a message that told it a commit index at
+  // least the read index: the follower never waits for the notice's delay to apply up to it.
+  Index told;
+  for (const SentLog::Line& l : sent.of(*leader)) {
+    if (l.to != follower) continue;
+    if (l.kind == SentLog::Line::read_answer) {
+      ++answers;
+      CHECK(told >= l.commit);
+    } else if (l.kind != SentLog::Line::other) {
+      told = std::max(told, l.commit);
+    }
+  }
+  CHECK(answers == 3);
+}
+
+TEST_CASE("NodeConfig refuses a commit_notice_delay beyond a second") {
+  NodeConfig c;
+  c.id = NodeId(1);
+  c.cluster_id = 1;
+  c.data_dir = "/tmp/x";
+  c.commit_notice_delay = 1s;
+  CHECK(c.validate().ok());
+  c.commit_notice_delay = 1001ms;
+  REQUIRE_FALSE(c.validate().ok());
+  CHECK(c.validate().error().detail.find("commit_notice_delay") != std::string::npos);
+  c.commit_notice_delay = -1us;
+  CHECK_FALSE(c.validate().ok());
 }
 
 }  // namespace

@@ -463,6 +463,7 @@ class World {
     std::uint64_t send_queue = NodeConfig().send_queue_messages_max;
   } limits_;
   bool tight_ = false;
+  std::chrono::microseconds notice_delay_{0};
   // The fewest voters any configuration asked for so far had (commits need their majority).
   std::size_t min_voters_ = ~std::size_t{0};
   // The latest delivery time scheduled on each link (from, to).
@@ -713,6 +714,10 @@ World::World(std::uint64_t seed, const SimOptions& o)
     limits_.apply_lag = plan.range(16, 256);
     limits_.send_queue = plan.range(4, 64);
   }
+  // Commit notices: sent at once, held for less than a heartbeat period, or for longer (then
+  // heartbeats replace most of them).
+  static constexpr std::chrono::microseconds notice_delays[] = {0us, 500us, 2ms, 8ms, 50ms};
+  notice_delay_ = notice_delays[plan.below(std::size(notice_delays))];
   dir_ = make_run_dir(seed);
   apply_ns_.assign(o.nodes, 0);
   if (f & fault_slow_apply) {
@@ -772,6 +777,7 @@ NodeConfig World::config_of(NodeId id) const {
     c.snapshot_retry_delay_max = 500ms;
   }
   c.lease_reads = lease_reads_;
+  c.commit_notice_delay = notice_delay_;
   c.pending_proposal_bytes_max = limits_.proposal_bytes;
   c.pending_proposals_max = limits_.proposals;
   c.reads_pending_max = limits_.reads;
