@@ -3,7 +3,7 @@
 # The Debian packages coraft builds, tests and benchmarks with.
 CORAFT_PACKAGES=(build-essential cmake ninja-build pkg-config clang ccache libasio-dev
   libcapnp-dev capnproto liburing-dev libmimalloc-dev doctest-dev libssl-dev openssl fio
-  libclang-rt-14-dev libfuzzer-14-dev clang-format libcli11-dev nlohmann-json3-dev)
+  libclang-rt-14-dev libfuzzer-14-dev clang-format libcli11-dev nlohmann-json3-dev python3)
 
 coraft_root() { cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd; }
 
