@@ -127,8 +127,9 @@ struct NodeMetrics {
   std::uint64_t messages_sent = 0;
   std::uint64_t messages_refused = 0;  // sends the transport refused (queue full)
   std::uint64_t messages_received = 0;
-  // AppendEntries carrying only a commit index that a later message to the same follower
-  // replaced before they were due (NodeConfig::commit_notice_delay): never sent.
+  // AppendEntries without entries (a commit index, or an empty probe) held back for
+  // NodeConfig::commit_notice_delay and replaced, before they were due, by a later AppendEntries
+  // or heartbeat to the same follower (or by a later notice): never sent.
   std::uint64_t commit_notices_replaced = 0;
   std::uint64_t reads = 0;  // read barriers completed
   std::uint64_t disk_stall_stepdowns = 0;

@@ -128,10 +128,13 @@ void NodeImpl::send(core::Message m) {
 
 // A commit notice (an AppendEntries without entries: the commit index, or an empty probe) waits
 // up to commit_notice_delay for the next message to its peer. An AppendEntries, or a heartbeat
-// carrying the same commit index, replaces it: both carry what it would. Any other message
-// goes out after it, so that the peer sees them in the order the core made them. Dropping a
-// replaced notice is safe as losing any message is; the acknowledgement it would have drawn
-// matters to nothing once the follower acknowledges the message that replaced it.
+// carrying at least its commit index, replaces it: both carry what it would. A heartbeat with a
+// lower commit index (a follower whose log is behind) goes out and leaves the notice held; any
+// other message sent through here (a read answer, a vote, a transfer) goes out after it, so
+// that the peer learns the commit before what depends on it. Messages that wait for the durable
+// write and snapshot chunks do not pass through here; they depend on no commit notice.
+// Dropping a replaced notice is safe as losing any message is: the answer to the heartbeat
+// that replaced it makes the leader send the follower what it still lacks (a lost probe too).
 void NodeImpl::send_or_hold(core::Message m) {
   auto held = std::find_if(notices_.begin(), notices_.end(),
                            [&](const HeldNotice& h) { return h.message.to == m.to; });
@@ -140,8 +143,13 @@ void NodeImpl::send_or_hold(core::Message m) {
   auto due = now() + config_.commit_notice_delay;
   if (held != notices_.end()) {
     const Index commit = std::get<core::AppendRequest>(held->message.body).leader_commit;
-    const auto* hb = std::get_if<core::HeartbeatRequest>(&m.body);
-    if (a || (hb && hb->leader_commit >= commit)) {
+    if (const auto* hb = std::get_if<core::HeartbeatRequest>(&m.body)) {
+      if (hb->leader_commit < commit) {
+        send(std::move(m));
+        return;
+      }
+      ++metrics_.commit_notices_replaced;
+    } else if (a) {
       ++metrics_.commit_notices_replaced;
     } else {
       send(std::move(held->message));
@@ -239,7 +247,11 @@ void NodeImpl::on_soft_state(const core::SoftState& s) {
     }
   }
   // A stream belongs to one leadership: it ends before any message of a new term leaves.
-  if (s.role != core::Role::leader || s.term != prev.term) cancel_snapshot_streams();
+  if (s.role != core::Role::leader || s.term != prev.term) {
+    cancel_snapshot_streams();
+    // Held commit notices belong to the leadership too: one sent later would carry a stale term.
+    notices_.clear();
+  }
   if (in_stream_ && in_stream_->term < s.term) in_stream_.reset();
   if (prev.role == core::Role::leader && s.role != core::Role::leader) {
     fail_unknown_after_commit();

@@ -454,8 +454,14 @@ TEST_CASE("a leader records its advertised address, not its listen address, in a
   for (std::size_t i = 1; i <= 4; ++i) REQUIRE(c.start(NodeId(i)).ok());
   std::optional<NodeId> leader;
   Result<Configuration> r = Errc::not_leader;
-  // A loaded machine may move the leadership meanwhile: ask the new leader.
-  for (int attempt = 0; attempt < 5 && !r && r.error().is(Errc::not_leader); ++attempt) {
+  // A loaded machine may move the leadership meanwhile: ask the new leader, once it has
+  // committed in its term and settled the change an earlier leader may have left pending.
+  const auto retry = [](const Error& e) {
+    return e.is(Errc::not_leader) || e.is(Errc::outcome_unknown) ||
+           e.is(Errc::config_change_pending) || e.is(Errc::overloaded);
+  };
+  for (int attempt = 0; attempt < 40 && !r && retry(r.error()); ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(100ms);
     leader = c.leader();
     REQUIRE(leader);
     r = c.node(*leader)
@@ -582,6 +588,8 @@ struct SentLog {
     NodeId to;
     enum Kind { append, notice, heartbeat, read_answer, other } kind = other;
     Index commit;  // of an AppendEntries or heartbeat; the read index of a read answer
+    Term term;
+    std::chrono::steady_clock::time_point at;
   };
   std::mutex mu;
   std::map<NodeId, std::vector<Line>> by_node;
@@ -590,7 +598,7 @@ struct SentLog {
   void watch(Cluster& c) {
     for (std::size_t i = 1; i <= c.size(); ++i) {
       c.hooks(NodeId(i)).drop_outgoing = [this, from = NodeId(i)](const core::Message& m) {
-        Line l{m.to, Line::other, Index()};
+        Line l{m.to, Line::other, Index(), core::term_of(m.body), std::chrono::steady_clock::now()};
         if (const auto* a = std::get_if<core::AppendRequest>(&m.body)) {
           l.kind = a->entries.empty() ? Line::notice : Line::append;
           l.commit = a->leader_commit;
@@ -717,6 +725,37 @@ TEST_CASE("a read answer to a follower goes after the commit notice held for it"
     }
   }
   CHECK(answers == 3);
+}
+
+TEST_CASE("a leader that steps down sends none of the commit notices it held") {
+  SentLog sent;
+  Cluster c(3);
+  // Notices wait 500 ms; heartbeats, which would replace them, are 400 ms apart.
+  c.tweak = [](NodeConfig& conf) {
+    conf.election_ticks = 30;
+    conf.heartbeat_ticks = 20;
+    conf.commit_notice_delay = 500ms;
+  };
+  sent.watch(c);
+  c.start_all();
+  auto leader = c.leader();
+  REQUIRE(leader);
+  const NodeId target(leader->value() % 3 + 1);
+  const Term term = c.status(*leader).term;
+  // The commit of this entry is held for both followers; the transfer's TimeoutNow sends the
+  // target's first, the other's is still held when the leader steps down.
+  REQUIRE(c.propose(*leader, "last of its term").ok());
+  auto t = c.node(*leader).transfer_leadership(target, asio::use_future).get();
+  REQUIRE_MESSAGE(t.ok(), t.error().message());
+  const auto stepped_down = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(700ms);  // past the time the held notice was due
+  std::size_t stale = 0;
+  for (const SentLog::Line& l : sent.of(*leader)) {
+    if (l.at > stepped_down && l.term <= term && l.kind == SentLog::Line::notice) ++stale;
+  }
+  CHECK(stale == 0);
+  // The new leader tells every follower the commit.
+  REQUIRE(converged(c, 1));
 }
 
 TEST_CASE("NodeConfig refuses a commit_notice_delay beyond a second") {

@@ -241,7 +241,8 @@ TEST_CASE("a slow restore on the follower does not make the leader send the snap
   Cluster c(3);
   c.tweak = [](NodeConfig& cfg) {
     small_snapshots(cfg);
-    cfg.snapshot_chunk_timeout = 300ms;
+    // Longer than a loaded disk's stall, shorter than the restore below.
+    cfg.snapshot_chunk_timeout = 1000ms;
   };
   c.start_all();
   auto leader = c.leader();
@@ -254,7 +255,7 @@ TEST_CASE("a slow restore on the follower does not make the leader send the snap
     const auto s = c.status(*leader);
     return s.applied == s.last_log_index && s.applied.value() - s.snapshot_index.value() < 50;
   }));
-  c.setup_machine = [](RecordingMachine& m) { m.set_restore_delay(1500ms); };
+  c.setup_machine = [](RecordingMachine& m) { m.set_restore_delay(2500ms); };
   REQUIRE(c.start(follower).ok());
   REQUIRE(converged(c, 150));
   propose_many(c, *leader, 150, 2);

@@ -950,7 +950,8 @@ bool parse_faults(std::string_view text, std::uint32_t& mask, std::string& error
       {"reconfig", fault_reconfig},
       {"disk-stall", fault_disk_stall},
       {"disk-error", fault_disk_error},
-      {"slow-apply", fault_slow_apply}};
+      {"slow-apply", fault_slow_apply},
+      {"notices", fault_notices}};
   if (text == "all") {
     mask = faults_all;
     return true;
@@ -965,7 +966,7 @@ bool parse_faults(std::string_view text, std::uint32_t& mask, std::string& error
     if (it == std::end(names)) {
       error = "unknown fault '" + std::string(name) +
               "' (known: drop, dup, reorder, delay, partition, crash, torn, transfer, reads, "
-              "snapshot, reconfig, disk-stall, disk-error, slow-apply, all, none)";
+              "snapshot, reconfig, disk-stall, disk-error, slow-apply, notices, all, none)";
       return false;
     }
     mask |= it->second;
@@ -977,11 +978,12 @@ bool parse_faults(std::string_view text, std::uint32_t& mask, std::string& error
 std::string faults_text(std::uint32_t mask) {
   if (mask == faults_all) return "all";
   if (mask == 0) return "none";
-  static constexpr const char* names[] = {
-      "drop",     "dup",   "reorder",  "delay",    "partition",  "crash",      "torn",
-      "transfer", "reads", "snapshot", "reconfig", "disk-stall", "disk-error", "slow-apply"};
+  static constexpr const char* names[] = {"drop",       "dup",        "reorder",  "delay",
+                                          "partition",  "crash",      "torn",     "transfer",
+                                          "reads",      "snapshot",   "reconfig", "disk-stall",
+                                          "disk-error", "slow-apply", "notices"};
   std::string out;
-  for (int b = 0; b < 14; ++b) {
+  for (int b = 0; b < static_cast<int>(std::size(names)); ++b) {
     if (mask & (1u << b)) {
       if (!out.empty()) out += ',';
       out += names[b];

@@ -715,9 +715,12 @@ World::World(std::uint64_t seed, const SimOptions& o)
     limits_.send_queue = plan.range(4, 64);
   }
   // Commit notices: sent at once, held for less than a heartbeat period, or for longer (then
-  // heartbeats replace most of them).
-  static constexpr std::chrono::microseconds notice_delays[] = {0us, 500us, 2ms, 8ms, 50ms};
-  notice_delay_ = notice_delays[plan.below(std::size(notice_delays))];
+  // heartbeats replace most of them). Drawn last, so that a mask without notices plans a seed
+  // as it was planned before they were held.
+  if (f & fault_notices) {
+    static constexpr std::chrono::microseconds notice_delays[] = {0us, 500us, 2ms, 8ms, 50ms};
+    notice_delay_ = notice_delays[plan.below(std::size(notice_delays))];
+  }
   dir_ = make_run_dir(seed);
   apply_ns_.assign(o.nodes, 0);
   if (f & fault_slow_apply) {

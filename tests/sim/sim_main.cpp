@@ -179,7 +179,8 @@ constexpr const char* usage_text =
     "                  [--trace]\n"
     "targets: core (the protocol core, the default), node (real nodes through their API)\n"
     "faults: drop, dup, reorder, delay, partition, crash, torn, transfer, reads, snapshot,\n"
-    "        reconfig, disk-stall, disk-error, slow-apply (the last three: node target only)\n";
+    "        reconfig, disk-stall, disk-error, slow-apply, notices (the last four: node target\n"
+    "        only)\n";
 
 int usage_error(const std::string& what) {
   std::fprintf(stderr, "coraft-sim: %s\n%s", what.c_str(), usage_text);

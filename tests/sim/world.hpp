@@ -46,7 +46,10 @@ enum FaultBit : std::uint32_t {
   fault_disk_stall = 1u << 11,
   fault_disk_error = 1u << 12,
   fault_slow_apply = 1u << 13,
-  faults_all = (1u << 14) - 1,
+  // Node target only: the leader holds commit-only AppendEntries back (commit_notice_delay
+  // drawn per seed, from 0 to 50 ms) for the next message to carry their commit index.
+  fault_notices = 1u << 14,
+  faults_all = (1u << 15) - 1,
 };
 
 // "all", "none" or a comma-separated list of fault names. Returns false and sets `error` on an
