@@ -219,8 +219,12 @@ class Cluster {
     while (seconds_since(start) < seconds) {
       Server* leader = wait_for_leader(seconds - seconds_since(start));
       if (!leader) return nullptr;
+      // A barrier through a server that has since stepped down is answered by the new leader:
+      // the server must still lead after it.
       auto barrier = leader->node->read_barrier(asio::use_future).get();
-      if (barrier) return leader;
+      auto st = leader->node->status(asio::use_future).get();
+      if (barrier && st && st->role == NodeRole::leader) return leader;
+      if (barrier) continue;
       std::fprintf(stderr, "coraft-bench cluster: the first read barrier failed (%s); again\n",
                    barrier.error().message().c_str());
       std::this_thread::sleep_for(std::chrono::milliseconds(50));

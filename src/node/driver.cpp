@@ -250,7 +250,10 @@ void NodeImpl::on_soft_state(const core::SoftState& s) {
   if (s.role != core::Role::leader || s.term != prev.term) {
     cancel_snapshot_streams();
     // Held commit notices belong to the leadership too: one sent later would carry a stale term.
-    notices_.clear();
+    // A leader keeps those of its own term (made in the same output as its soft state).
+    std::erase_if(notices_, [&](const HeldNotice& h) {
+      return s.role != core::Role::leader || core::term_of(h.message.body) < s.term;
+    });
   }
   if (in_stream_ && in_stream_->term < s.term) in_stream_.reset();
   if (prev.role == core::Role::leader && s.role != core::Role::leader) {

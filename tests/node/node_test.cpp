@@ -738,24 +738,39 @@ TEST_CASE("a leader that steps down sends none of the commit notices it held") {
   };
   sent.watch(c);
   c.start_all();
-  auto leader = c.leader();
-  REQUIRE(leader);
-  const NodeId target(leader->value() % 3 + 1);
-  const Term term = c.status(*leader).term;
-  // The commit of this entry is held for both followers; the transfer's TimeoutNow sends the
-  // target's first, the other's is still held when the leader steps down.
-  REQUIRE(c.propose(*leader, "last of its term").ok());
-  auto t = c.node(*leader).transfer_leadership(target, asio::use_future).get();
-  REQUIRE_MESSAGE(t.ok(), t.error().message());
-  const auto stepped_down = std::chrono::steady_clock::now();
-  std::this_thread::sleep_for(700ms);  // past the time the held notice was due
-  std::size_t stale = 0;
-  for (const SentLog::Line& l : sent.of(*leader)) {
-    if (l.at > stepped_down && l.term <= term && l.kind == SentLog::Line::notice) ++stale;
+  // A run shows something only when the notice to the follower that is not the target was
+  // still held when the leader stepped down: not when a heartbeat took its place first, or
+  // the transfer outlasted the delay. Up to three runs, until one does.
+  std::size_t stale = 0, shown = 0, runs = 0;
+  for (; runs < 3 && shown == 0; ++runs) {
+    auto leader = c.leader();
+    REQUIRE(leader);
+    const NodeId target(leader->value() % 3 + 1);
+    const NodeId other(target.value() % 3 + 1);
+    const Term term = c.status(*leader).term;
+    // The commit of this entry is held for both followers; the transfer's TimeoutNow sends the
+    // target's first, the other's is still held when the leader steps down.
+    auto p = c.propose(*leader, numbered("last of its term ", runs));
+    REQUIRE(p.ok());
+    auto t = c.node(*leader).transfer_leadership(target, asio::use_future).get();
+    REQUIRE_MESSAGE(t.ok(), t.error().message());
+    const auto stepped_down = std::chrono::steady_clock::now();
+    std::this_thread::sleep_for(700ms);  // past the time the held notice was due
+    bool told_before = false;
+    for (const SentLog::Line& l : sent.of(*leader)) {
+      if (l.term < term) continue;
+      if (l.at > stepped_down && l.term == term && l.kind == SentLog::Line::notice) ++stale;
+      if (l.at <= stepped_down && l.to == other && l.kind != SentLog::Line::other &&
+          l.commit >= p->index) {
+        told_before = true;
+      }
+    }
+    if (!told_before) ++shown;
   }
+  CHECK(shown == 1);
   CHECK(stale == 0);
   // The new leader tells every follower the commit.
-  REQUIRE(converged(c, 1));
+  REQUIRE(converged(c, runs));
 }
 
 TEST_CASE("NodeConfig refuses a commit_notice_delay beyond a second") {

@@ -31,7 +31,9 @@ void World::inject_fault() {
                      fault_crash, fault_torn, fault_transfer, fault_snapshot, fault_reconfig}) {
     if (opt_.faults & b) kinds.push_back(b);
   }
-  if (kinds.empty()) return;  // only `reads`, which injects nothing: it turns on lease reads
+  // Only `reads` or `notices`, which inject nothing: they turn on lease reads and held commit
+  // notices.
+  if (kinds.empty()) return;
   const FaultBit kind = kinds[rng_.below(kinds.size())];
   // A third of the faults are brief: a server back within milliseconds still sees the messages
   // sent before it crashed, which is when forgotten votes and acknowledgements do damage.
