@@ -143,13 +143,12 @@ void NodeImpl::send_or_hold(core::Message m) {
   auto due = now() + config_.commit_notice_delay;
   if (held != notices_.end()) {
     const Index commit = std::get<core::AppendRequest>(held->message.body).leader_commit;
-    if (const auto* hb = std::get_if<core::HeartbeatRequest>(&m.body)) {
-      if (hb->leader_commit < commit) {
-        send(std::move(m));
-        return;
-      }
-      ++metrics_.commit_notices_replaced;
-    } else if (a) {
+    const auto* hb = std::get_if<core::HeartbeatRequest>(&m.body);
+    if (hb && hb->leader_commit < commit) {
+      send(std::move(m));
+      return;
+    }
+    if (a || hb) {
       ++metrics_.commit_notices_replaced;
     } else {
       send(std::move(held->message));

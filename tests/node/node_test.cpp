@@ -626,6 +626,13 @@ struct SentLog {
   }
 };
 
+// Heartbeats (which carry the commit index too) 400 ms apart, commit notices held for `delay`.
+void slow_heartbeats(NodeConfig& conf, std::chrono::microseconds delay) {
+  conf.election_ticks = 30;
+  conf.heartbeat_ticks = 20;
+  conf.commit_notice_delay = delay;
+}
+
 TEST_CASE("a commit notice waits for the next AppendEntries, which carries the commit instead") {
   for (std::chrono::microseconds delay : {std::chrono::microseconds(500ms), 0us}) {
     CAPTURE(delay.count());
@@ -662,11 +669,7 @@ TEST_CASE("a commit notice that nothing replaces goes out after commit_notice_de
   SentLog sent;
   Cluster c(3);
   // Heartbeats (which carry the commit index too) 400 ms apart, the notice due after 20 ms.
-  c.tweak = [](NodeConfig& conf) {
-    conf.election_ticks = 30;
-    conf.heartbeat_ticks = 20;
-    conf.commit_notice_delay = 20ms;
-  };
+  c.tweak = [](NodeConfig& conf) { slow_heartbeats(conf, 20ms); };
   sent.watch(c);
   c.start_all();
   auto leader = c.leader();
@@ -693,10 +696,8 @@ TEST_CASE("a read answer to a follower goes after the commit notice held for it"
   // Lease reads answer a follower's read at once, without a heartbeat round; heartbeats are
   // 400 ms apart and notices wait 300 ms.
   c.tweak = [](NodeConfig& conf) {
-    conf.election_ticks = 30;
-    conf.heartbeat_ticks = 20;
+    slow_heartbeats(conf, 300ms);
     conf.lease_reads = true;
-    conf.commit_notice_delay = 300ms;
   };
   sent.watch(c);
   c.start_all();
@@ -731,11 +732,7 @@ TEST_CASE("a leader that steps down sends none of the commit notices it held") {
   SentLog sent;
   Cluster c(3);
   // Notices wait 500 ms; heartbeats, which would replace them, are 400 ms apart.
-  c.tweak = [](NodeConfig& conf) {
-    conf.election_ticks = 30;
-    conf.heartbeat_ticks = 20;
-    conf.commit_notice_delay = 500ms;
-  };
+  c.tweak = [](NodeConfig& conf) { slow_heartbeats(conf, 500ms); };
   sent.watch(c);
   c.start_all();
   // A run shows something only when the notice to the follower that is not the target was
